@@ -1,0 +1,89 @@
+"""The engine's exceptions, and the small helpers that word them.
+
+Every error a user can cause names the site, the plates and the shapes involved and says how to fix
+it. They subclass the builtin exception a Pyro user would catch (``ValueError`` mostly), so existing
+``except ValueError`` code keeps working. When one is raised while a ``trace`` is recording, the
+trace attaches the shape table of the sites seen so far (see :meth:`PPLError.attach_site_table`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+
+class PPLError(Exception):
+    """Base of the engine's own errors: a message plus, optionally, the sites recorded so far.
+
+    >>> str(PPLError("bad"))
+    'bad'
+    """
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+        self.site_table: str | None = None
+
+    def attach_site_table(self, table: str) -> None:
+        """Record the shape table of the sites seen before the error (the innermost trace wins)."""
+        if self.site_table is None:
+            self.site_table = table
+
+    def __str__(self) -> str:
+        if not self.site_table:
+            return self.message
+        return f"{self.message}\n\nSites recorded before the error:\n{self.site_table}"
+
+
+class ShapeError(PPLError, ValueError):
+    """A site's shapes do not fit its plates or its observed value."""
+
+
+class SiteNameError(PPLError, ValueError):
+    """Two sites in one run share a name."""
+
+
+class PlateError(PPLError, ValueError):
+    """Plates that collide: the same dim, or the same name with different sizes."""
+
+
+class DistributionArgumentError(PPLError, ValueError):
+    """A distribution was given parameters outside their constraints."""
+
+
+class SupportError(PPLError, ValueError):
+    """An observed or initial value lies outside the support it must live in."""
+
+
+class ParamError(PPLError, ValueError):
+    """A ``param`` declared inconsistently (another constraint, an infeasible initial value)."""
+
+
+def fmt_shape(shape: Iterable[int]) -> str:
+    """Write a shape the way users type it.
+
+    >>> fmt_shape((3, 1)), fmt_shape(()), fmt_shape([5])
+    ('(3, 1)', '()', '(5,)')
+    """
+    dims = tuple(int(d) for d in shape)
+    return str(dims)
+
+
+def describe_plates(frames: Sequence) -> str:
+    """Describe a site's plates, outermost first, for an error message.
+
+    >>> from engine.runtime import CondIndepStackFrame
+    >>> describe_plates([CondIndepStackFrame("data", -1, 5, 10)])
+    "plate 'data' (size 5 of 10, dim -1)"
+    >>> describe_plates([])
+    'no plate'
+    """
+    if not frames:
+        return "no plate"
+    parts = []
+    for frame in frames:
+        size = f"size {frame.size}"
+        if frame.full_size is not None and frame.full_size != frame.size:
+            size += f" of {frame.full_size}"
+        where = f"dim {frame.dim}" if frame.vectorized else "sequential"
+        parts.append(f"plate '{frame.name}' ({size}, {where})")
+    return ", ".join(parts)

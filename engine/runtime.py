@@ -1,0 +1,225 @@
+"""The ground floor of the engine: messages, the handler stack and ``apply_stack``.
+
+A primitive (``sample``, ``param``, ...) describes itself as a *message*, a plain dict, and hands it to
+:func:`apply_stack`. Every active handler (a :class:`Messenger`) may look at the message and change it
+on the way in, innermost handler first, until one of them sets ``msg["stop"]``. Then the default
+behaviour runs (draw from ``msg["fn"]`` unless a value is already there), and the handlers that saw
+the message post-process it in reverse order. A handler that needs to act after everyone else may
+leave a ``msg["continuation"]``.
+
+The stack is per thread, so an inference loop in a background thread never sees the handlers of the
+cell the user is running. Each message type has its own filtered view of the stack, cached until a
+handler is pushed or popped, so a handler that ignores a message type costs nothing for it.
+
+>>> import torch
+>>> class Double(Messenger):
+...     def _postprocess_sample(self, msg):
+...         msg["value"] = 2 * msg["value"]
+>>> msg = new_message("sample", "x", lambda: torch.tensor(1.0))
+>>> with Double():
+...     apply_stack(msg)["value"]
+tensor(2.)
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+Message = dict[str, Any]
+
+
+class CondIndepStackFrame(NamedTuple):
+    """One plate a site sits in: its name, batch dim (``None`` when sequential), size, iteration
+    counter (sequential plates) and full size before subsampling."""
+
+    name: str
+    dim: int | None
+    size: int
+    counter: int = 0
+    full_size: int | None = None
+
+    @property
+    def vectorized(self) -> bool:
+        return self.dim is not None
+
+
+def new_message(
+    type: str,
+    name: str | None,
+    fn: Callable | None,
+    args: tuple = (),
+    kwargs: dict | None = None,
+    value: Any = None,
+    is_observed: bool = False,
+    infer: dict | None = None,
+) -> Message:
+    """Build a message with every key a handler may read.
+
+    >>> new_message("param", "w", None)["scale"]
+    1.0
+    """
+    return {
+        "type": type,
+        "name": name,
+        "fn": fn,
+        "args": args,
+        "kwargs": {} if kwargs is None else kwargs,
+        "value": value,
+        "is_observed": is_observed,
+        "infer": {} if infer is None else infer,
+        "scale": 1.0,
+        "mask": None,
+        "cond_indep_stack": (),
+        "done": False,
+        "stop": False,
+        "continuation": None,
+    }
+
+
+class _StackState(threading.local):
+    def __init__(self) -> None:
+        self.stack: list[Messenger] = []
+        self.by_type: dict[str, list[Messenger]] = {}
+
+
+_STATE = _StackState()
+
+
+def handler_stack() -> list[Messenger]:
+    """The active handlers of this thread, outermost first (read it, do not mutate it)."""
+    return _STATE.stack
+
+
+def handlers_active() -> bool:
+    """Whether any handler is active in this thread: primitives take a fast path when not."""
+    return bool(_STATE.stack)
+
+
+def _handlers_for(msg_type: str) -> list[Messenger]:
+    state = _STATE
+    view = state.by_type.get(msg_type)
+    if view is None:
+        view = [h for h in state.stack if h._handles(msg_type)]
+        state.by_type[msg_type] = view
+    return view
+
+
+def default_process_message(msg: Message) -> None:
+    """What happens when no handler supplied a value: run ``fn`` (a draw, for a sample site)."""
+    if msg["done"] or msg["is_observed"] or msg["value"] is not None:
+        msg["done"] = True
+        return
+    msg["value"] = msg["fn"](*msg["args"], **msg["kwargs"])
+    msg["done"] = True
+
+
+def apply_stack(msg: Message) -> Message:
+    """Send ``msg`` through the active handlers and return it with its final ``value``."""
+    handlers = _handlers_for(msg["type"])
+    seen = 0
+    for handler in reversed(handlers):
+        seen += 1
+        handler._process_message(msg)
+        if msg["stop"]:
+            break
+    default_process_message(msg)
+    for handler in handlers[len(handlers) - seen :]:
+        handler._postprocess_message(msg)
+    continuation = msg["continuation"]
+    if continuation is not None:
+        continuation(msg)
+    return msg
+
+
+class Messenger:
+    """Base class of every effect handler.
+
+    Subclasses react to a message type by defining ``_process_<type>`` (on the way in) and/or
+    ``_postprocess_<type>`` (on the way out), or handle every type by overriding
+    ``_process_message`` / ``_postprocess_message``. A messenger is a context manager
+    (``with Handler(): ...``) and wraps functions (``Handler()(fn)``).
+
+    >>> class Count(Messenger):
+    ...     n = 0
+    ...     def _process_sample(self, msg):
+    ...         self.n += 1
+    """
+
+    _process_by_type: dict[str, Callable] = {}
+    _postprocess_by_type: dict[str, Callable] = {}
+    _handles_every_type = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._process_by_type = _methods_with_prefix(cls, "_process_")
+        cls._postprocess_by_type = _methods_with_prefix(cls, "_postprocess_")
+        cls._handles_every_type = (
+            cls._process_message is not Messenger._process_message
+            or cls._postprocess_message is not Messenger._postprocess_message
+        )
+
+    @classmethod
+    def _handles(cls, msg_type: str) -> bool:
+        return (
+            cls._handles_every_type
+            or msg_type in cls._process_by_type
+            or msg_type in cls._postprocess_by_type
+        )
+
+    def _process_message(self, msg: Message) -> None:
+        method = self._process_by_type.get(msg["type"])
+        if method is not None:
+            method(self, msg)
+
+    def _postprocess_message(self, msg: Message) -> None:
+        method = self._postprocess_by_type.get(msg["type"])
+        if method is not None:
+            method(self, msg)
+
+    def __enter__(self) -> Messenger:
+        _STATE.stack.append(self)
+        _STATE.by_type.clear()
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback) -> None:
+        stack = _STATE.stack
+        if stack and stack[-1] is self:
+            stack.pop()
+        else:
+            # An exception may have left inner handlers behind: drop them with this one.
+            for index in range(len(stack) - 1, -1, -1):
+                if stack[index] is self:
+                    del stack[index:]
+                    break
+            else:
+                if exc_type is None:
+                    raise RuntimeError(f"{type(self).__name__} exited but was not on the stack")
+        _STATE.by_type.clear()
+
+    def __call__(self, fn: Callable) -> Callable:
+        """Wrap ``fn`` so that it runs under this handler (decorator use)."""
+        if not callable(fn):
+            raise TypeError(f"{type(self).__name__} wraps a callable, got {type(fn).__name__}")
+        return _bind(self, fn)
+
+
+def _methods_with_prefix(cls: type, prefix: str) -> dict[str, Callable]:
+    generic = prefix + "message"
+    methods = {}
+    for attr in dir(cls):
+        if attr.startswith(prefix) and attr != generic:
+            methods[attr[len(prefix) :]] = getattr(cls, attr)
+    return methods
+
+
+def _bind(messenger: Messenger, fn: Callable) -> Callable:
+    @functools.wraps(fn)
+    def run_under_handler(*args: Any, **kwargs: Any) -> Any:
+        with messenger:
+            return fn(*args, **kwargs)
+
+    run_under_handler.messenger = messenger
+    return run_under_handler
