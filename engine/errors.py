@@ -72,7 +72,7 @@ def describe_plates(frames: Sequence) -> str:
     """Describe a site's plates, outermost first, for an error message.
 
     >>> from engine.runtime import CondIndepStackFrame
-    >>> describe_plates([CondIndepStackFrame("data", -1, 5, 10)])
+    >>> describe_plates([CondIndepStackFrame("data", -1, 5, 0, 10)])
     "plate 'data' (size 5 of 10, dim -1)"
     >>> describe_plates([])
     'no plate'
