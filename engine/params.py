@@ -1,0 +1,693 @@
+"""The param store: every ``param`` lives here, by name, as an unconstrained leaf tensor.
+
+Optimizers update the unconstrained leaf; models read the constrained value, recomputed from the
+leaf on each access so gradients reach it. Pyro's ``ParamStoreDict`` API, with errors that say what
+went wrong instead of silently producing NaN, and save files that load with ``weights_only=True``.
+
+>>> import torch
+>>> from torch.distributions import constraints
+>>> store = ParamStoreDict()
+>>> scale = store.get_param("scale", torch.ones(2), constraint=constraints.positive)
+>>> scale.tolist(), scale.requires_grad
+([1.0, 1.0], True)
+>>> scale.unconstrained()
+tensor([0., 0.], requires_grad=True)
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import pickle
+import re
+import secrets
+import weakref
+from collections.abc import Callable, Iterator, KeysView
+from typing import Any
+
+import torch
+from torch.distributions import constraints, transform_to
+from torch.distributions.constraints import Constraint
+from torch.distributions.transforms import Transform
+
+from engine.constraint_codec import (
+    constraints_equal,
+    decode_constraint,
+    describe_constraint,
+    encode_constraint,
+)
+from engine.errors import ParamError, SupportError, fmt_shape
+
+__all__ = [
+    "MissingParamError",
+    "ParamStoreDict",
+    "clear_param_store",
+    "get_param_store",
+]
+
+InitValue = torch.Tensor | float | int | Callable[[], torch.Tensor | float | int]
+
+_FILE_FORMAT = "pplkernel-param-store-1"
+
+
+class MissingParamError(ParamError, KeyError):
+    """A param was read before anything created it; a ``KeyError`` too, as in Pyro."""
+
+
+class _UnconstrainedLink:
+    """What ``value.unconstrained`` holds: calling it returns the param's unconstrained leaf.
+
+    The link is weak, so a leaf that carries its own link (real params) makes no reference cycle.
+    """
+
+    __slots__ = ("_ref",)
+
+    def __init__(self, leaf: torch.Tensor):
+        self._ref = weakref.ref(leaf)
+
+    def __call__(self) -> torch.Tensor | None:
+        return self._ref()
+
+    def __reduce__(self) -> tuple[type, tuple]:
+        # torch.save pickles a tensor's attributes, and a weakref cannot be pickled (in Pyro,
+        # torch.save of a param value or of a module given to pyro.module fails for this reason).
+        # A link to a live leaf means nothing once saved; it is written as an empty set, which every
+        # loader accepts, including torch.load(weights_only=True).
+        return (set, ())
+
+    def __deepcopy__(self, memo: dict) -> _UnconstrainedLink:
+        return self
+
+
+class _Param:
+    """One stored param: the leaf, its constraint, the cached transform, and metadata."""
+
+    __slots__ = ("constraint", "event_dim", "leaf", "link", "transform")
+
+    def __init__(
+        self,
+        leaf: torch.Tensor,
+        constraint: Constraint,
+        transform: Transform,
+        event_dim: int | None,
+    ):
+        self.leaf = leaf
+        self.constraint = constraint
+        self.transform = transform
+        self.event_dim = event_dim
+        self.link = _UnconstrainedLink(leaf)
+
+
+def _transform_for(name: str, constraint: Any) -> Transform:
+    if not isinstance(constraint, Constraint):
+        raise ParamError(
+            f"param {name!r}: constraint must be a torch.distributions constraint such as "
+            f"constraints.positive, got {constraint!r} ({type(constraint).__name__})"
+        )
+    try:
+        return transform_to(constraint)
+    except NotImplementedError:
+        raise ParamError(
+            f"param {name!r}: {describe_constraint(constraint)} has no transform from "
+            "unconstrained space, so no param can live in it (params are continuous and are "
+            "optimised without bounds). Use a continuous constraint such as constraints.real, "
+            "constraints.positive or constraints.interval(low, high)."
+        ) from None
+
+
+def _as_value(name: str, init: Any) -> torch.Tensor:
+    if isinstance(init, torch.Tensor):
+        if not init.is_floating_point():
+            raise ParamError(
+                f"param {name!r}: the initial value has dtype {init.dtype}, but a param must be "
+                "floating point to be optimised. Pass e.g. init.float() or "
+                "torch.tensor(..., dtype=torch.float32)."
+            )
+        return init
+    if isinstance(init, int | float):
+        return torch.tensor(float(init), dtype=torch.get_default_dtype())
+    raise ParamError(
+        f"param {name!r}: the initial value must be a tensor, a number, or a function of no "
+        f"arguments returning one; got a {type(init).__name__}"
+    )
+
+
+def _fmt_values(values: torch.Tensor) -> str:
+    def fmt(x: Any) -> str:
+        return "[" + ", ".join(fmt(v) for v in x) + "]" if isinstance(x, list) else f"{x:.4g}"
+
+    return fmt(values.detach().cpu().tolist())
+
+
+def _check_support(name: str, value: torch.Tensor, constraint: Constraint) -> None:
+    event_dim = constraint.event_dim
+    described = describe_constraint(constraint)
+    if value.dim() < event_dim:
+        raise ParamError(
+            f"param {name!r}: {described} constrains the last {event_dim} dims of a value "
+            f"(event_dim={event_dim}), but the initial value has shape {fmt_shape(value.shape)}. "
+            f"Give an initial value with at least {event_dim} dims."
+        )
+    with torch.no_grad():
+        try:
+            ok = constraint.check(value)
+        except (RuntimeError, ValueError, IndexError) as err:
+            raise ParamError(
+                f"param {name!r}: the initial value of shape {fmt_shape(value.shape)} cannot be "
+                f"checked against {described}: {err}"
+            ) from err
+        if bool(ok.all()):
+            return
+        bad = ~ok
+        event_shape = value.shape[value.dim() - event_dim :]
+        # Tensor bounds can broadcast the check wider than the value itself.
+        bad_values = value.expand(bad.shape + event_shape)[bad]
+        count, total = int(bad.sum()), bad.numel()
+    if event_dim == 0:
+        what = f"{count} of {total} entries"
+        shown = f"first bad values: {_fmt_values(bad_values[:5])}"
+    else:
+        what = f"{count} of {total} events (each of shape {fmt_shape(event_shape)})"
+        shown = f"first bad event: {_fmt_values(bad_values[0])}"
+    nan_hint = " NaN lies outside every support." if bool(bad_values.isnan().any()) else ""
+    raise SupportError(
+        f"param {name!r}: {what} of the initial value (shape {fmt_shape(value.shape)}) lie "
+        f"outside the support of {described}; {shown}.{nan_hint} Pass an initial value inside "
+        "the support, or declare the param with a constraint that admits it."
+    )
+
+
+def _new_leaf(
+    name: str, value: torch.Tensor, constraint: Constraint, transform: Transform
+) -> torch.Tensor:
+    """The unconstrained leaf for a constrained value, after checking the value may live there."""
+    _check_support(name, value, constraint)
+    with torch.no_grad():
+        unconstrained = transform.inv(value)
+        finite = torch.isfinite(unconstrained)
+        if not bool(finite.all()):
+            count = int((~finite).sum())
+            raise SupportError(
+                f"param {name!r}: the initial value (shape {fmt_shape(value.shape)}) lies on the "
+                f"boundary of {describe_constraint(constraint)} or is infinite, so {count} of "
+                f"{finite.numel()} entries of its unconstrained value are infinite or NaN and "
+                "every gradient would be NaN. Move the initial value strictly inside the support "
+                "(e.g. 0.999 instead of 1 for constraints.unit_interval)."
+            )
+    if unconstrained is value and value.is_leaf and value.requires_grad:
+        # An nn.Parameter (or any grad-requiring leaf) under an identity transform is stored as
+        # itself, as Pyro does: pyro.module and user code then share one tensor with the store.
+        return value
+    leaf = unconstrained.detach()
+    if leaf.untyped_storage().data_ptr() == value.untyped_storage().data_ptr():
+        # The optimiser updates the leaf in place; that must not write into the caller's tensor.
+        leaf = leaf.clone(memory_format=torch.contiguous_format)
+    return leaf.contiguous().requires_grad_(True)
+
+
+def _make_param(name: str, init: Any, constraint: Constraint, event_dim: int | None) -> _Param:
+    if event_dim is not None and not (isinstance(event_dim, int) and event_dim >= 0):
+        raise ParamError(
+            f"param {name!r}: event_dim must be None or an int >= 0, got {event_dim!r}"
+        )
+    transform = _transform_for(name, constraint)
+    value = _as_value(name, init)
+    return _Param(_new_leaf(name, value, constraint, transform), constraint, transform, event_dim)
+
+
+class ParamStoreDict:
+    """A mapping from param names to constrained values, stored as unconstrained leaves.
+
+    Reading (``store[name]``, ``values()``, ``items()``, ``get_param``) returns the constrained
+    value, recomputed from the leaf each time so gradients flow to it; the value's
+    ``.unconstrained()`` returns the leaf. A call that raises leaves the store as it was.
+
+    >>> import torch
+    >>> store = ParamStoreDict()
+    >>> store["loc"] = torch.zeros(3)
+    >>> list(store.keys()), store["loc"].shape
+    (['loc'], torch.Size([3]))
+    """
+
+    def __init__(self) -> None:
+        self._params: dict[str, _Param] = {}
+        self._name_by_leaf_id: dict[int, str] = {}
+
+    def _unlink(self, name: str, old: _Param | None) -> None:
+        if old is not None and self._name_by_leaf_id.get(id(old.leaf)) == name:
+            del self._name_by_leaf_id[id(old.leaf)]
+
+    def _commit(self, name: str, param: _Param) -> None:
+        # Assigning over an existing key keeps the param's place in the iteration order.
+        self._unlink(name, self._params.get(name))
+        self._params[name] = param
+        self._name_by_leaf_id[id(param.leaf)] = name
+
+    def _missing(self, name: str, creating: bool) -> MissingParamError:
+        if creating:
+            message = (
+                f"param {name!r} does not exist and no initial value was given to create it. "
+                f"Give it one on first use, e.g. pyro.param({name!r}, torch.zeros(3)) or "
+                f"pyro.param({name!r}, lambda: torch.randn(3))."
+            )
+        else:
+            message = f"param {name!r} is not in the param store."
+        close = difflib.get_close_matches(name, list(self._params), n=3)
+        if close:
+            message += f" Did you mean {', '.join(repr(c) for c in close)}?"
+        elif self._params:
+            names = list(self._params)
+            listed = ", ".join(repr(n) for n in names[:10]) + (", ..." if len(names) > 10 else "")
+            message += f" The store holds {len(names)} params: {listed}."
+        else:
+            message += (
+                " The param store is empty (a fresh session, or after pyro.clear_param_store())."
+            )
+        return MissingParamError(message)
+
+    def _constrained(self, param: _Param) -> torch.Tensor:
+        value = param.transform(param.leaf)
+        value.unconstrained = param.link
+        return value
+
+    def get_param(
+        self,
+        name: str,
+        init_tensor: InitValue | None = None,
+        constraint: Constraint | None = None,
+        event_dim: int | None = None,
+    ) -> torch.Tensor:
+        """Return the constrained value of param ``name``, creating it from ``init_tensor`` if new.
+
+        ``init_tensor`` is a tensor, a number, or a function of no arguments called only when the
+        param does not exist yet. An existing param keeps its value and ignores ``init_tensor``.
+        ``constraint=None`` means unspecified: ``constraints.real`` for a new param, no check for
+        an existing one; an explicit constraint must equal the one the param was created with.
+        ``event_dim`` is kept as metadata of a new param (see :meth:`get_event_dim`).
+
+        Raises :class:`MissingParamError` for a new param without ``init_tensor``,
+        :class:`~engine.errors.ParamError` for another constraint than the stored one, and
+        :class:`~engine.errors.SupportError` for an initial value outside the constraint.
+
+        >>> import torch
+        >>> from torch.distributions import constraints
+        >>> store = ParamStoreDict()
+        >>> store.get_param("p", lambda: torch.tensor(0.5), constraints.unit_interval).item()
+        0.5
+        >>> store.get_param("p", torch.tensor(0.9)).item()  # exists: the init is ignored
+        0.5
+        """
+        param = self._params.get(name)
+        if param is None:
+            if init_tensor is None:
+                raise self._missing(name, creating=True)
+            if callable(init_tensor):
+                init_tensor = init_tensor()
+            param = _make_param(
+                name, init_tensor, constraints.real if constraint is None else constraint, event_dim
+            )
+            self._commit(name, param)
+        elif (
+            constraint is not None
+            and constraint is not param.constraint
+            and not constraints_equal(constraint, param.constraint)
+        ):
+            raise ParamError(
+                f"param {name!r} already exists with constraint "
+                f"{describe_constraint(param.constraint)} (value shape "
+                f"{fmt_shape(self._constrained(param).shape)}), and was now declared with "
+                f"{describe_constraint(constraint)}. A param keeps the constraint it was created "
+                "with. Declare it with the same constraint, or remove the old one first: "
+                f"del pyro.get_param_store()[{name!r}], or pyro.clear_param_store()."
+            )
+        value = param.transform(param.leaf)
+        value.unconstrained = param.link
+        return value
+
+    def get_event_dim(self, name: str) -> int | None:
+        """The ``event_dim`` param ``name`` was created with (None when not given).
+
+        >>> import torch
+        >>> store = ParamStoreDict()
+        >>> _ = store.get_param("w", torch.zeros(2, 3), event_dim=1)
+        >>> store.get_event_dim("w")
+        1
+        """
+        param = self._params.get(name)
+        if param is None:
+            raise self._missing(name, creating=False)
+        return param.event_dim
+
+    def setdefault(
+        self,
+        name: str,
+        init_constrained_value: InitValue,
+        constraint: Constraint = constraints.real,
+    ) -> torch.Tensor:
+        """Create param ``name`` unless it exists; return its constrained value.
+
+        As in Pyro, an existing param is returned unchanged and ``constraint`` is not checked
+        against it; ``init_constrained_value`` may be a function of no arguments.
+
+        >>> import torch
+        >>> store = ParamStoreDict()
+        >>> store.setdefault("a", torch.ones(2))
+        tensor([1., 1.], requires_grad=True)
+        """
+        param = self._params.get(name)
+        if param is None:
+            if callable(init_constrained_value):
+                init_constrained_value = init_constrained_value()
+            param = _make_param(name, init_constrained_value, constraint, None)
+            self._commit(name, param)
+        return self._constrained(param)
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        param = self._params.get(name)
+        if param is None:
+            raise self._missing(name, creating=False)
+        return self._constrained(param)
+
+    def __setitem__(self, name: str, new_constrained_value: torch.Tensor | float) -> None:
+        """Set a param's constrained value; an existing param keeps its constraint, a new one is
+        real. The stored leaf is a new tensor (an optimizer holding the old leaf no longer sees it).
+        """
+        old = self._params.get(name)
+        if old is None:
+            param = _make_param(name, new_constrained_value, constraints.real, None)
+        else:
+            value = _as_value(name, new_constrained_value)
+            leaf = _new_leaf(name, value, old.constraint, old.transform)
+            param = _Param(leaf, old.constraint, old.transform, old.event_dim)
+        self._commit(name, param)
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self._params:
+            raise self._missing(name, creating=False)
+        self._unlink(name, self._params.pop(name))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._params
+
+    def __len__(self) -> int:
+        return len(self._params)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._params)
+
+    def __repr__(self) -> str:
+        if not self._params:
+            return "ParamStoreDict (empty)"
+        width = max(len(n) for n in self._params)
+        with torch.no_grad():
+            lines = [
+                f"  {name:<{width}}  {fmt_shape(param.transform(param.leaf).shape):<12}  "
+                f"{describe_constraint(param.constraint)}"
+                for name, param in self._params.items()
+            ]
+        return f"ParamStoreDict with {len(lines)} params:\n" + "\n".join(lines)
+
+    def keys(self) -> KeysView[str]:
+        """The param names, in creation order."""
+        return self._params.keys()
+
+    def values(self) -> Iterator[torch.Tensor]:
+        """The constrained values, in creation order."""
+        return (self._constrained(p) for p in list(self._params.values()))
+
+    def items(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """``(name, constrained value)`` pairs, in creation order."""
+        return ((n, self._constrained(p)) for n, p in list(self._params.items()))
+
+    def clear(self) -> None:
+        """Remove every param."""
+        self._params.clear()
+        self._name_by_leaf_id.clear()
+
+    def named_parameters(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """``(name, unconstrained leaf)`` pairs: the tensors an optimizer updates.
+
+        >>> import torch
+        >>> from torch.distributions import constraints
+        >>> store = ParamStoreDict()
+        >>> _ = store.get_param("s", torch.ones(1), constraints.positive)
+        >>> dict(store.named_parameters())
+        {'s': tensor([0.], requires_grad=True)}
+        """
+        return ((n, p.leaf) for n, p in list(self._params.items()))
+
+    def get_all_param_names(self) -> list[str]:
+        """The param names, as a list."""
+        return list(self._params)
+
+    def replace_param(
+        self, param_name: str, new_param: torch.Tensor, old_param: torch.Tensor
+    ) -> None:
+        """Set ``param_name`` to ``new_param`` after checking ``old_param`` is what it holds.
+
+        ``old_param`` is a value read from the store (or its unconstrained leaf).
+
+        >>> import torch
+        >>> store = ParamStoreDict()
+        >>> old = store.get_param("x", torch.zeros(1))
+        >>> store.replace_param("x", torch.ones(1), old)
+        >>> store["x"]
+        tensor([1.], requires_grad=True)
+        """
+        param = self._params.get(param_name)
+        if param is None:
+            raise self._missing(param_name, creating=False)
+        link = getattr(old_param, "unconstrained", None)
+        old_leaf = link() if callable(link) else old_param
+        if old_leaf is not param.leaf:
+            raise ParamError(
+                f"replace_param({param_name!r}, ...): old_param is not the value the store holds "
+                f"for {param_name!r} (it was replaced or reloaded since it was read). Read it "
+                f"again with pyro.get_param_store()[{param_name!r}], or just assign "
+                f"pyro.get_param_store()[{param_name!r}] = new_value."
+            )
+        self[param_name] = new_param
+
+    def match(self, name_regex: str) -> dict[str, torch.Tensor]:
+        """Constrained values of the params whose names match ``name_regex``.
+
+        As in Pyro the pattern is anchored at the start of the name (``re.match``), not the end:
+        add ``$`` to match whole names only.
+
+        >>> import torch
+        >>> store = ParamStoreDict()
+        >>> for name in ["guide.loc", "guide.scale", "w"]:
+        ...     store[name] = torch.zeros(1)
+        >>> sorted(store.match("guide"))
+        ['guide.loc', 'guide.scale']
+        """
+        pattern = re.compile(name_regex)
+        return {n: self._constrained(p) for n, p in self._params.items() if pattern.match(n)}
+
+    def param_name(self, unconstrained_tensor: torch.Tensor) -> str | None:
+        """The name of the param whose unconstrained leaf is ``unconstrained_tensor``, else None.
+
+        >>> import torch
+        >>> store = ParamStoreDict()
+        >>> leaf = store.get_param("x", torch.zeros(1)).unconstrained()
+        >>> store.param_name(leaf), store.param_name(torch.zeros(1))
+        ('x', None)
+        """
+        name = self._name_by_leaf_id.get(id(unconstrained_tensor))
+        if name is not None and self._params[name].leaf is unconstrained_tensor:
+            return name
+        return None
+
+    def get_state(self) -> dict[str, dict[str, Any]]:
+        """The store's contents: ``{"params": {name: leaf}, "constraints": {name: constraint},
+        "event_dims": {name: event_dim}}``.
+
+        The leaves are the live tensors, not copies: an optimizer step changes them. Clone them
+        for a snapshot.
+
+        >>> import torch
+        >>> store = ParamStoreDict()
+        >>> store["x"] = torch.zeros(1)
+        >>> sorted(store.get_state())
+        ['constraints', 'event_dims', 'params']
+        """
+        return {
+            "params": {n: p.leaf for n, p in self._params.items()},
+            "constraints": {n: p.constraint for n, p in self._params.items()},
+            "event_dims": {n: p.event_dim for n, p in self._params.items()},
+        }
+
+    def set_state(self, state: dict[str, dict[str, Any]]) -> None:
+        """Merge a :meth:`get_state` result into the store: its params replace same-named ones.
+
+        ``"event_dims"`` may be missing (Pyro's states have none). Leaf tensors are stored as they
+        are (set to require grad), so ``set_state(get_state())`` keeps every tensor's identity.
+
+        >>> import torch
+        >>> a, b = ParamStoreDict(), ParamStoreDict()
+        >>> a["x"] = torch.zeros(1)
+        >>> b.set_state(a.get_state())
+        >>> b["x"] is a["x"]
+        True
+        """
+        if (
+            not isinstance(state, dict)
+            or not isinstance(state.get("params"), dict)
+            or not isinstance(state.get("constraints"), dict)
+            or not isinstance(state.get("event_dims", {}), dict)
+        ):
+            raise ParamError(
+                "a param store state is a dict {'params': {name: unconstrained tensor}, "
+                "'constraints': {name: constraint}} (plus an optional 'event_dims'); got "
+                f"{state!r:.200}"
+            )
+        params, constraint_map = state["params"], state["constraints"]
+        event_dims = state.get("event_dims", {})
+        unmatched = sorted(params.keys() ^ constraint_map.keys())
+        if unmatched:
+            raise ParamError(
+                f"malformed param store state: {unmatched} appear in only one of 'params' and "
+                "'constraints'; every param needs both."
+            )
+        staged: list[tuple[str, torch.Tensor, Constraint, Transform, int | None]] = []
+        for name, tensor in params.items():
+            transform = _transform_for(name, constraint_map[name])
+            if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
+                raise ParamError(
+                    f"param {name!r} in the state is not a floating-point tensor: {tensor!r}"
+                )
+            leaf = tensor if tensor.is_leaf else tensor.detach().clone()
+            staged.append((name, leaf, constraint_map[name], transform, event_dims.get(name)))
+        for name, leaf, constraint, transform, event_dim in staged:
+            leaf.requires_grad_(True)
+            self._commit(name, _Param(leaf, constraint, transform, event_dim))
+
+    def save(self, filename: str | os.PathLike[str]) -> None:
+        """Write every param to ``filename`` atomically, as tensors and plain data only.
+
+        The file is written beside the target and moved over it once complete, so a crash never
+        leaves a half-written file. It loads with ``torch.load(filename, weights_only=True)``.
+
+        >>> import os, tempfile, torch
+        >>> store = ParamStoreDict()
+        >>> store["x"] = torch.zeros(2)
+        >>> path = os.path.join(tempfile.mkdtemp(), "params.pt")
+        >>> store.save(path)
+        >>> sorted(torch.load(path, weights_only=True)["params"])
+        ['x']
+        """
+        encoded = {}
+        for name, param in self._params.items():
+            try:
+                encoded[name] = encode_constraint(param.constraint)
+            except ParamError as err:
+                raise ParamError(f"cannot save param {name!r}: {err.message}") from err
+        payload = {
+            "format": _FILE_FORMAT,
+            # Plain detached tensors: no attributes, no subclass, nothing but the numbers.
+            "params": {
+                n: p.leaf.detach().as_subclass(torch.Tensor) for n, p in self._params.items()
+            },
+            "constraints": encoded,
+            "event_dims": {n: p.event_dim for n, p in self._params.items()},
+        }
+        _atomic_save(payload, os.fspath(filename))
+
+    def load(
+        self,
+        filename: str | os.PathLike[str],
+        map_location: str | torch.device | dict | Callable | None = None,
+    ) -> None:
+        """Merge params saved by :meth:`save` into the store; same-named params are replaced.
+
+        ``map_location`` is passed to ``torch.load`` (e.g. ``"cpu"`` for a file saved on a GPU).
+
+        >>> import os, tempfile, torch
+        >>> store = ParamStoreDict()
+        >>> store["x"] = torch.ones(2)
+        >>> path = os.path.join(tempfile.mkdtemp(), "params.pt")
+        >>> store.save(path)
+        >>> store.clear()
+        >>> store.load(path, map_location="cpu")
+        >>> store["x"]
+        tensor([1., 1.], requires_grad=True)
+        """
+        try:
+            payload = torch.load(filename, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as err:
+            raise ParamError(
+                f"cannot load {os.fspath(filename)!r} as a param store: it holds objects other "
+                "than tensors and plain data, so it was not written by ParamStoreDict.save "
+                "(Pyro's own param store files pickle constraint objects and cannot be loaded "
+                f"safely). torch said: {err}"
+            ) from err
+        if not isinstance(payload, dict) or payload.get("format") != _FILE_FORMAT:
+            raise ParamError(
+                f"{os.fspath(filename)!r} is not a param store file written by "
+                "ParamStoreDict.save (it lacks the format marker)."
+            )
+        decoded = {}
+        for name, data in payload["constraints"].items():
+            try:
+                decoded[name] = decode_constraint(data)
+            except ParamError as err:
+                raise ParamError(
+                    f"cannot load param {name!r} from {os.fspath(filename)!r}: {err.message}"
+                ) from err
+        self.set_state(
+            {
+                "params": payload["params"],
+                "constraints": decoded,
+                "event_dims": payload["event_dims"],
+            }
+        )
+
+
+def _atomic_save(payload: dict, filename: str) -> None:
+    directory = os.path.dirname(os.path.abspath(filename))
+    temp = os.path.join(directory, f".{os.path.basename(filename)}.{secrets.token_hex(6)}.tmp")
+    # O_EXCL: never clobber another writer's file; mode 0o666 lets the umask decide, as open() does.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    fd = os.open(temp, flags, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, filename)
+    except BaseException:
+        # The target is untouched until os.replace; only the temporary file needs removing.
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+    if os.name == "posix":
+        # Make the rename itself durable across a power loss.
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+_PARAM_STORE = ParamStoreDict()
+
+
+def get_param_store() -> ParamStoreDict:
+    """The global param store, which ``param`` reads and writes.
+
+    >>> get_param_store() is get_param_store()
+    True
+    """
+    return _PARAM_STORE
+
+
+def clear_param_store() -> None:
+    """Remove every param from the global store.
+
+    >>> import torch
+    >>> get_param_store()["tmp"] = torch.zeros(1)
+    >>> clear_param_store()
+    >>> len(get_param_store())
+    0
+    """
+    _PARAM_STORE.clear()
