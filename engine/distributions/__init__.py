@@ -1,0 +1,73 @@
+"""``engine.distributions``: Pyro's ``pyro.distributions``, on ``torch.distributions``.
+
+``import engine.distributions as dist`` gives every torch distribution class under its own name,
+each extended with Pyro's methods (``expand_by``, ``to_event``, ``mask``, ``shape``, calling to
+draw), the extras Pyro adds (``Delta``, ``Unit``, ``Empirical``, ``MaskedMixture``, zero-inflated
+and compound counts, ...), and the ``constraints``, ``transforms`` and ``kl`` submodules.
+
+>>> import torch, engine.distributions as dist
+>>> d = dist.Normal(torch.zeros(3), 1.0).to_event(1)
+>>> d.batch_shape, d.event_shape
+(torch.Size([]), torch.Size([3]))
+"""
+
+from engine.distributions import constraints, kl, transforms
+from engine.distributions.conjugate import BetaBinomial, GammaPoisson
+from engine.distributions.delta import Delta
+from engine.distributions.distribution import Distribution
+from engine.distributions.empirical import Empirical
+from engine.distributions.improper_uniform import ImproperUniform
+from engine.distributions.kl import kl_divergence, register_kl
+from engine.distributions.mixture import MaskedMixture
+from engine.distributions.score_parts import ScoreParts
+from engine.distributions.torch_distribution import (
+    ExpandedDistribution,
+    MaskedDistribution,
+    TorchDistribution,
+    TorchDistributionMixin,
+)
+from engine.distributions.torch_wrappers import *  # noqa: F403  (one class per torch distribution)
+from engine.distributions.torch_wrappers import __all__ as _wrapped
+from engine.distributions.transforms import biject_to, transform_to
+from engine.distributions.unit import Unit
+from engine.distributions.validation import (
+    enable_validation,
+    is_validation_enabled,
+    validation_enabled,
+)
+from engine.distributions.zero_inflated import (
+    ZeroInflatedDistribution,
+    ZeroInflatedNegativeBinomial,
+    ZeroInflatedPoisson,
+)
+
+__all__ = [
+    "BetaBinomial",
+    "Delta",
+    "Distribution",
+    "Empirical",
+    "ExpandedDistribution",
+    "GammaPoisson",
+    "ImproperUniform",
+    "MaskedDistribution",
+    "MaskedMixture",
+    "ScoreParts",
+    "TorchDistribution",
+    "TorchDistributionMixin",
+    "Unit",
+    "ZeroInflatedDistribution",
+    "ZeroInflatedNegativeBinomial",
+    "ZeroInflatedPoisson",
+    "biject_to",
+    "constraints",
+    "enable_validation",
+    "is_validation_enabled",
+    "kl",
+    "kl_divergence",
+    "register_kl",
+    "transform_to",
+    "transforms",
+    "validation_enabled",
+]
+__all__ += _wrapped
+__all__.sort()

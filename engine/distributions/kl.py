@@ -1,0 +1,62 @@
+"""KL divergences: torch's ``kl_divergence``/``register_kl`` plus rules for the engine's classes.
+
+torch dispatches on the classes' MRO, so every wrapped class already uses torch's rule for its
+torch parent. Added here: ``Independent`` pairs that reinterpret different numbers of dims, a point
+mass against anything, and masked or expanded pairs.
+
+>>> import torch, engine.distributions as dist
+>>> p = dist.Normal(torch.zeros(3), 1.0).to_event(1)
+>>> q = dist.Normal(torch.ones(3), 1.0).to_event(1)
+>>> kl_divergence(p, q)
+tensor(1.5000)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.distributions import kl_divergence, register_kl
+
+from engine.distributions.delta import Delta
+from engine.distributions.torch_distribution import (
+    ExpandedDistribution,
+    MaskedDistribution,
+    _and_masks,
+)
+from engine.distributions.torch_wrappers import Independent
+from engine.distributions.util import broadcast_shape, scale_and_mask, sum_rightmost
+
+
+@register_kl(Independent, Independent)
+def _kl_independent_independent(p: Independent, q: Independent) -> torch.Tensor:
+    # Compare at the depth both share; the extra event dims of the deeper one stay in its base.
+    shared = min(p.reinterpreted_batch_ndims, q.reinterpreted_batch_ndims)
+    p_base = _reinterpreted(p.base_dist, p.reinterpreted_batch_ndims - shared)
+    q_base = _reinterpreted(q.base_dist, q.reinterpreted_batch_ndims - shared)
+    return sum_rightmost(kl_divergence(p_base, q_base), shared)
+
+
+def _reinterpreted(
+    d: torch.distributions.Distribution, ndims: int
+) -> torch.distributions.Distribution:
+    return Independent(d, ndims) if ndims else d
+
+
+@register_kl(Delta, torch.distributions.Distribution)
+def _kl_delta(p: Delta, q: torch.distributions.Distribution) -> torch.Tensor:
+    # A point mass has no entropy term in the engine's convention: KL = -log q(v).
+    return -q.log_prob(p.v)
+
+
+@register_kl(MaskedDistribution, MaskedDistribution)
+def _kl_masked_masked(p: MaskedDistribution, q: MaskedDistribution) -> torch.Tensor:
+    kl = kl_divergence(p.base_dist, q.base_dist)
+    return scale_and_mask(kl, mask=_and_masks(p._mask, q._mask))
+
+
+@register_kl(ExpandedDistribution, ExpandedDistribution)
+def _kl_expanded_expanded(p: ExpandedDistribution, q: ExpandedDistribution) -> torch.Tensor:
+    kl = kl_divergence(p.base_dist, q.base_dist)
+    return kl.expand(broadcast_shape(kl.shape, p.batch_shape, q.batch_shape))
+
+
+__all__ = ["kl_divergence", "register_kl"]

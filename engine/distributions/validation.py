@@ -1,0 +1,52 @@
+"""The switch for distribution validation.
+
+There is one source of truth: torch's own class-level default
+(``torch.distributions.Distribution._validate_args``), because torch's ``__init__`` and
+``log_prob`` read it. Engine code asks :func:`is_validation_enabled` instead of keeping a copy that
+could drift out of sync with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+
+def enable_validation(is_validate: bool = True) -> None:
+    """Turn checking of distribution arguments and of scored values on or off (on by default).
+
+    Validation costs a little time per distribution built; turn it off once a model works.
+
+    >>> enable_validation(False); is_validation_enabled()
+    False
+    >>> enable_validation(True); is_validation_enabled()
+    True
+    """
+    torch.distributions.Distribution.set_default_validate_args(bool(is_validate))
+
+
+def is_validation_enabled() -> bool:
+    """Whether distributions built from now on check their arguments.
+
+    >>> isinstance(is_validation_enabled(), bool)
+    True
+    """
+    return bool(torch.distributions.Distribution._validate_args)
+
+
+@contextmanager
+def validation_enabled(is_validate: bool = True) -> Iterator[None]:
+    """Context manager that sets validation for its body and restores the previous setting.
+
+    >>> with validation_enabled(False):
+    ...     is_validation_enabled()
+    False
+    """
+    old = is_validation_enabled()
+    enable_validation(is_validate)
+    try:
+        yield
+    finally:
+        enable_validation(old)
