@@ -1,1 +1,55 @@
-"""The engine: an effect-handler probabilistic programming language on PyTorch with Pyro's API."""
+"""The engine: an effect-handler probabilistic programming language on PyTorch with Pyro's API.
+
+``import engine as pyro`` and ``import engine.distributions as dist`` make Pyro code run as is.
+
+>>> import torch, engine as pyro, engine.distributions as dist
+>>> def coin(flips):
+...     p = pyro.sample("p", dist.Beta(2.0, 2.0))
+...     with pyro.plate("flips", len(flips)):
+...         pyro.sample("obs", dist.Bernoulli(p), obs=flips)
+>>> trace = pyro.poutine.trace(coin).get_trace(torch.tensor([1.0, 0.0, 1.0]))
+>>> trace.stochastic_nodes, trace.observation_nodes
+(['p'], ['obs'])
+"""
+
+from engine import distributions, poutine
+from engine.params import get_param_store
+from engine.poutine.handlers import condition, do
+from engine.primitives import (
+    clear_param_store,
+    deterministic,
+    enable_validation,
+    factor,
+    is_validation_enabled,
+    markov,
+    module,
+    param,
+    plate,
+    sample,
+    subsample,
+    validation_enabled,
+)
+from engine.rng import set_rng_seed
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "clear_param_store",
+    "condition",
+    "deterministic",
+    "distributions",
+    "do",
+    "enable_validation",
+    "factor",
+    "get_param_store",
+    "is_validation_enabled",
+    "markov",
+    "module",
+    "param",
+    "plate",
+    "poutine",
+    "sample",
+    "set_rng_seed",
+    "subsample",
+    "validation_enabled",
+]

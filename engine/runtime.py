@@ -1,11 +1,11 @@
 """The ground floor of the engine: messages, the handler stack and ``apply_stack``.
 
-A primitive (``sample``, ``param``, ...) describes itself as a *message*, a plain dict, and hands it to
-:func:`apply_stack`. Every active handler (a :class:`Messenger`) may look at the message and change it
-on the way in, innermost handler first, until one of them sets ``msg["stop"]``. Then the default
-behaviour runs (draw from ``msg["fn"]`` unless a value is already there), and the handlers that saw
-the message post-process it in reverse order. A handler that needs to act after everyone else may
-leave a ``msg["continuation"]``.
+A primitive (``sample``, ``param``, ...) describes itself as a *message*, a plain dict, and
+hands it to :func:`apply_stack`. Every active handler (a :class:`Messenger`) may look at the
+message and change it on the way in, innermost handler first, until one of them sets
+``msg["stop"]``. Then the default behaviour runs (draw from ``msg["fn"]`` unless a value is
+already there), and the handlers that saw the message post-process it in reverse order. A
+handler that needs to act after everyone else may leave a ``msg["continuation"]``.
 
 The stack is per thread, so an inference loop in a background thread never sees the handlers of the
 cell the user is running. Each message type has its own filtered view of the stack, cached until a
@@ -118,15 +118,26 @@ def default_process_message(msg: Message) -> None:
 
 def apply_stack(msg: Message) -> Message:
     """Send ``msg`` through the active handlers and return it with its final ``value``."""
-    handlers = _handlers_for(msg["type"])
-    seen = 0
-    for handler in reversed(handlers):
-        seen += 1
+    msg_type = msg["type"]
+    handlers = _handlers_for(msg_type)
+    visited: list[Messenger] = []
+    index = len(handlers) - 1
+    while index >= 0:
+        handler = handlers[index]
+        visited.append(handler)
         handler._process_message(msg)
         if msg["stop"]:
             break
+        index -= 1
+        if msg["type"] != msg_type:
+            # A handler changed the kind of site (``lift`` turns a param into a sample): the
+            # handlers further out see it as its new kind.
+            msg_type = msg["type"]
+            outer = _STATE.stack[: _STATE.stack.index(handler)]
+            handlers = [h for h in outer if h._handles(msg_type)]
+            index = len(handlers) - 1
     default_process_message(msg)
-    for handler in handlers[len(handlers) - seen :]:
+    for handler in reversed(visited):
         handler._postprocess_message(msg)
     continuation = msg["continuation"]
     if continuation is not None:

@@ -24,8 +24,9 @@ from engine.distributions.torch_distribution import (
     translating_init,
 )
 
-# torch's examples print random draws; embedded in our docstrings they are shown, not run.
-_EXAMPLE_LINE = re.compile(r"^(\s*>>> (?!#).*)$", re.MULTILINE)
+# torch's examples print random draws: shown in our docstrings without their prompts, so doctest
+# does not collect them as tests that could never pass.
+_EXAMPLE_PROMPT = re.compile(r"^(\s*)>>> ", re.MULTILINE)
 
 # Abstract bases: nothing to construct, and ``Distribution`` is Pyro's name for its own base.
 _ABSTRACT = (torch.distributions.Distribution, torch.distributions.ExponentialFamily)
@@ -44,7 +45,7 @@ def wrap_torch_distribution(torch_cls: type) -> type:
         "__doc__": (
             f"torch.distributions.{torch_cls.__name__} with Pyro's methods (``expand_by``, "
             f"``to_event``, ``mask``, ``shape``, calling to draw).\n\n"
-            + _EXAMPLE_LINE.sub(r"\1  # doctest: +SKIP", torch_cls.__doc__ or "")
+            + _EXAMPLE_PROMPT.sub(r"\1", torch_cls.__doc__ or "")
         ),
     }
     return type(torch_cls.__name__, (_TorchHooks, torch_cls, TorchDistributionMixin), namespace)

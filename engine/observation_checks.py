@@ -1,0 +1,112 @@
+"""Checks of an observed site's value against its distribution, run once per observed site.
+
+Two mistakes are silent in torch and cost Pyro users hours: an observation whose shape broadcasts
+*up* the distribution's batch shape (an (N, 1) obs against an (N,) batch gives an N x N log-prob),
+and data outside the support (a 2 observed from a Bernoulli). Both become errors here that name the
+site, its plates and the shapes, and say how to fix them.
+
+>>> import torch, engine, engine.distributions as dist
+>>> with engine.plate("data", 3):
+...     engine.sample("y", dist.Normal(0.0, 1.0), obs=torch.zeros(3, 1))
+Traceback (most recent call last):
+...
+engine.errors.ShapeError: Observed site 'y' ...
+"""
+
+from __future__ import annotations
+
+import torch
+
+from engine.distributions.validation import is_validation_enabled
+from engine.errors import ShapeError, SupportError, describe_plates, fmt_shape
+from engine.runtime import Message
+
+
+def check_observed_site(msg: Message) -> None:
+    """Raise if an observed site's value would broadcast its distribution or leave its support."""
+    fn, value = msg["fn"], msg["value"]
+    if not isinstance(fn, torch.distributions.Distribution) or not isinstance(value, torch.Tensor):
+        return
+    if value.shape != fn.batch_shape + fn.event_shape:
+        _check_shape(msg, fn, value)
+    if is_validation_enabled():
+        _check_support(msg, fn, value)
+
+
+def _where(msg: Message) -> str:
+    return f"Observed site '{msg['name']}' ({describe_plates(msg['cond_indep_stack'])})"
+
+
+def _check_shape(msg: Message, fn: torch.distributions.Distribution, value: torch.Tensor) -> None:
+    batch_shape, event_shape = fn.batch_shape, fn.event_shape
+    event_dim = len(event_shape)
+    shapes = (
+        f"the observed value has shape {fmt_shape(value.shape)}, the {type(fn).__name__} has "
+        f"batch shape {fmt_shape(batch_shape)} and event shape {fmt_shape(event_shape)}"
+    )
+    if value.dim() < event_dim or value.shape[value.dim() - event_dim :] != event_shape:
+        raise ShapeError(
+            f"{_where(msg)}: {shapes}. The rightmost {event_dim} dim(s) of the value must equal "
+            "the event shape. Fix: reshape the data, or change the distribution's event shape "
+            "(`.to_event(n)` moves batch dims into the event)."
+        )
+    value_batch = value.shape[: value.dim() - event_dim]
+    try:
+        joint = torch.broadcast_shapes(value_batch, batch_shape)
+    except RuntimeError:
+        raise ShapeError(
+            f"{_where(msg)}: {shapes}; the value's batch part {fmt_shape(value_batch)} does not "
+            f"broadcast with {fmt_shape(batch_shape)}. {_mismatch_fix(msg, value_batch)}"
+        ) from None
+    if joint != batch_shape:
+        raise ShapeError(
+            f"{_where(msg)}: {shapes}. Broadcasting them would silently give a log-prob of "
+            f"shape {fmt_shape(joint)} instead of {fmt_shape(batch_shape)}, counting the data "
+            f"the wrong number of times. {_shape_fix(value_batch, batch_shape)}"
+        )
+
+
+def _mismatch_fix(msg: Message, value_batch: torch.Size) -> str:
+    for frame in msg["cond_indep_stack"]:
+        subsampled = frame.vectorized and frame.full_size not in (None, frame.size)
+        spans_plate = len(value_batch) >= -frame.dim and value_batch[frame.dim] == frame.full_size
+        if subsampled and spans_plate:
+            return (
+                f"Plate '{frame.name}' is subsampled to {frame.size} of {frame.full_size}, but "
+                "the data still has all rows. Fix: index it with the plate's indices, "
+                f"`with plate('{frame.name}', ...) as idx: ... obs=data[idx]`."
+            )
+    return "Fix: index or reshape the data so that it matches the batch shape."
+
+
+def _shape_fix(value_batch: torch.Size, batch_shape: torch.Size) -> str:
+    squeezed = tuple(d for d in value_batch if d != 1)
+    if squeezed == tuple(d for d in batch_shape if d != 1) and len(value_batch) > len(batch_shape):
+        return (
+            f"Fix: drop the extra size-1 dim(s) of the data, e.g. "
+            f"`obs.reshape{fmt_shape(batch_shape)}` (often `obs.squeeze(-1)`)."
+        )
+    return (
+        "Fix: make the data's batch dims match the distribution's: put the site in a plate for "
+        "each extra data dim (`with plate('data', N):`), or move trailing data dims into the "
+        "event with `.to_event(n)`, or reshape the data."
+    )
+
+
+def _check_support(msg: Message, fn: torch.distributions.Distribution, value: torch.Tensor):
+    try:
+        inside = fn.support.check(value)
+    except (NotImplementedError, RuntimeError):
+        return  # dependent or shape-mismatched supports are torch's to report
+    if bool(inside.all()):
+        return
+    outside = ~inside
+    # A support with event dims (a simplex) judges whole events: show their entries.
+    event_mask = outside.reshape(outside.shape + (1,) * (value.dim() - outside.dim()))
+    preview = value[event_mask.expand_as(value)][:5].tolist()
+    raise SupportError(
+        f"{_where(msg)}: {int(outside.sum())} of {outside.numel()} observed values lie outside "
+        f"the support of {type(fn).__name__} ({fn.support}); first offending values: {preview}. "
+        "Fix: check the data's encoding (e.g. 0/1 for a Bernoulli, non-negative counts for a "
+        "Poisson), or choose a distribution whose support contains these values."
+    )

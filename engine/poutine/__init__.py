@@ -1,0 +1,82 @@
+"""``engine.poutine``: the effect handlers, the ``Trace`` they produce, and their messengers.
+
+>>> from engine import poutine
+>>> callable(poutine.trace) and callable(poutine.condition)
+True
+"""
+
+from engine.poutine.block_messenger import BlockMessenger, EscapeMessenger, NonlocalExit
+from engine.poutine.broadcast_messenger import BroadcastMessenger
+from engine.poutine.conditioning import (
+    ConditionMessenger,
+    DoMessenger,
+    SubstituteMessenger,
+    UnconditionMessenger,
+)
+from engine.poutine.handlers import (
+    block,
+    broadcast,
+    condition,
+    do,
+    escape,
+    infer_config,
+    lift,
+    markov,
+    mask,
+    replay,
+    scale,
+    seed,
+    substitute,
+    trace,
+    uncondition,
+)
+from engine.poutine.infer_config_messenger import InferConfigMessenger
+from engine.poutine.lift_messenger import LiftMessenger
+from engine.poutine.markov_messenger import MarkovMessenger
+from engine.poutine.plate_messenger import PlateMessenger
+from engine.poutine.replay_messenger import ReplayError, ReplayMessenger
+from engine.poutine.seed_messenger import SeedMessenger
+from engine.poutine.trace_messenger import TraceHandler, TraceMessenger
+from engine.poutine.trace_struct import Trace
+from engine.poutine.weighting import MaskMessenger, ScaleMessenger
+from engine.runtime import Messenger, apply_stack
+
+__all__ = [
+    "BlockMessenger",
+    "BroadcastMessenger",
+    "ConditionMessenger",
+    "DoMessenger",
+    "EscapeMessenger",
+    "InferConfigMessenger",
+    "LiftMessenger",
+    "MarkovMessenger",
+    "MaskMessenger",
+    "Messenger",
+    "NonlocalExit",
+    "PlateMessenger",
+    "ReplayError",
+    "ReplayMessenger",
+    "ScaleMessenger",
+    "SeedMessenger",
+    "SubstituteMessenger",
+    "Trace",
+    "TraceHandler",
+    "TraceMessenger",
+    "UnconditionMessenger",
+    "apply_stack",
+    "block",
+    "broadcast",
+    "condition",
+    "do",
+    "escape",
+    "infer_config",
+    "lift",
+    "markov",
+    "mask",
+    "replay",
+    "scale",
+    "seed",
+    "substitute",
+    "trace",
+    "uncondition",
+]

@@ -1,0 +1,82 @@
+"""``broadcast``: expand each sample site's distribution to the shape its plates demand.
+
+Plates broadcast automatically (each plate expands its own dim); this module holds the one function
+that does it, :func:`broadcast_to_frames`, and the legacy ``broadcast`` handler that applies it to
+every frame at once. A batch dim that is neither 1 nor the plate size is the classic shape bug,
+so it is reported here with the site, the plate and both sizes.
+
+>>> import engine, engine.distributions as dist
+>>> with engine.plate("data", 4):
+...     engine.sample("x", dist.Normal(0.0, 1.0)).shape
+torch.Size([4])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from engine.errors import ShapeError, describe_plates, fmt_shape
+from engine.runtime import CondIndepStackFrame, Message, Messenger
+
+
+def broadcast_to_frames(msg: Message, frames: Sequence[CondIndepStackFrame]) -> None:
+    """Expand ``msg["fn"]`` so that each vectorised frame's dim has the frame's size."""
+    fn = msg["fn"]
+    if not isinstance(fn, torch.distributions.Distribution):
+        return
+    batch_shape = list(fn.batch_shape)
+    changed = False
+    for frame in frames:
+        if frame.dim is None:
+            continue
+        if len(batch_shape) < -frame.dim:
+            batch_shape = [1] * (-frame.dim - len(batch_shape)) + batch_shape
+            changed = True
+        current = batch_shape[frame.dim]
+        if current == frame.size:
+            continue
+        if current != 1:
+            raise ShapeError(_mismatch_message(msg, frame, current))
+        batch_shape[frame.dim] = frame.size
+        changed = True
+    if changed:
+        msg["fn"] = fn.expand(torch.Size(batch_shape))
+
+
+def _mismatch_message(msg: Message, frame: CondIndepStackFrame, current: int) -> str:
+    fn = msg["fn"]
+    subsampled = frame.full_size is not None and frame.full_size != frame.size
+    hint = (
+        f" The plate is subsampled to {frame.size} of {frame.full_size}: index the data with the "
+        f"plate's indices (`with plate(...) as idx: ... data[idx]`)."
+        if subsampled
+        else ""
+    )
+    return (
+        f"Site '{msg['name']}' does not fit its plates: its {type(fn).__name__} has batch shape "
+        f"{fmt_shape(fn.batch_shape)}, whose dim {frame.dim} has size {current}, but plate "
+        f"'{frame.name}' puts size {frame.size} at dim {frame.dim}. A batch dim inside a plate "
+        f"must be 1 or the plate's size. Plates of this site: "
+        f"{describe_plates(msg['cond_indep_stack'] or (frame,))}.{hint} Fix: give the parameters "
+        f"size {frame.size} (or 1) at dim {frame.dim}; if that dim is part of one draw, declare it "
+        "with `.to_event(...)`; if it is another independent axis, give it its own plate."
+    )
+
+
+class BroadcastMessenger(Messenger):
+    """Expand every sample site to the shape of all its plates at once.
+
+    >>> import engine, engine.distributions as dist
+    >>> from engine.runtime import CondIndepStackFrame
+    >>> msg = {"fn": dist.Normal(0.0, 1.0), "name": "x", "infer": {},
+    ...        "cond_indep_stack": (CondIndepStackFrame("data", -1, 3),)}
+    >>> BroadcastMessenger()._process_sample(msg)
+    >>> msg["fn"].batch_shape
+    torch.Size([3])
+    """
+
+    def _process_sample(self, msg: Message) -> None:
+        if not msg["infer"].get("is_subsample", False):
+            broadcast_to_frames(msg, msg["cond_indep_stack"])

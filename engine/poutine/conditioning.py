@@ -1,0 +1,126 @@
+"""Handlers that fix the value of sites: ``condition``, ``do``, ``substitute``, ``uncondition``.
+
+- ``condition`` observes a sample site: the value is data, and its density counts.
+- ``do`` intervenes: downstream code sees the value, but the site is not evidence (its density is
+  left out); the natural draw is still recorded under the site's name, for counterfactuals.
+- ``substitute`` replaces the value of a sample or param site; a substituted sample site stays
+  latent and its density counts.
+- ``uncondition`` turns observed sites back into latent ones that are sampled.
+
+>>> import torch, engine, engine.distributions as dist
+>>> from engine import poutine
+>>> def model():
+...     return engine.sample("x", dist.Normal(0.0, 1.0))
+>>> poutine.condition(model, data={"x": torch.tensor(3.0)})()
+tensor(3.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from engine.poutine.trace_struct import Trace
+from engine.runtime import Message, Messenger, apply_stack
+
+
+def _site_values(data: dict[str, Any] | Trace) -> dict[str, Any]:
+    if isinstance(data, Trace):
+        return {
+            name: site["value"]
+            for name, site in data.nodes.items()
+            if site["type"] == "sample" and not site["infer"].get("is_subsample", False)
+        }
+    return data
+
+
+class ConditionMessenger(Messenger):
+    """Observe the sample sites named in ``data`` (a dict of values, or a trace).
+
+    >>> with ConditionMessenger({"x": 1.0}):
+    ...     pass
+    """
+
+    def __init__(self, data: dict[str, Any] | Trace):
+        self.data = _site_values(data)
+
+    def _process_sample(self, msg: Message) -> None:
+        value = self.data.get(msg["name"])
+        if value is not None:
+            msg["value"] = value
+            msg["is_observed"] = True
+
+
+class DoMessenger(Messenger):
+    """Intervene on the sample sites named in ``data``: fix their value without evidence.
+
+    >>> with DoMessenger({"x": 1.0}):
+    ...     pass
+    """
+
+    def __init__(self, data: dict[str, Any]):
+        self.data = data
+        self._natural_draws: list[Message] = []
+
+    def _process_sample(self, msg: Message) -> None:
+        intervention = self.data.get(msg["name"])
+        if intervention is None or any(m is msg for m in self._natural_draws):
+            return
+        # The natural draw goes through the whole stack (so it is traced under the site's name);
+        # the intervened copy stops here and only feeds the value downstream.
+        natural = dict(msg, cond_indep_stack=())
+        self._natural_draws.append(natural)
+        try:
+            apply_stack(natural)
+        finally:
+            self._natural_draws.pop()
+        msg["name"] = f"{msg['name']}__CF"
+        msg["value"] = intervention
+        msg["is_observed"] = True
+        msg["stop"] = True
+
+
+class SubstituteMessenger(Messenger):
+    """Replace the values of sample and param sites from ``data`` or ``substitute_fn(site)``.
+
+    >>> import torch
+    >>> with SubstituteMessenger(data={"w": torch.ones(2)}):
+    ...     pass
+    """
+
+    def __init__(
+        self,
+        data: dict[str, Any] | None = None,
+        substitute_fn: Callable[[Message], Any] | None = None,
+    ):
+        self.data = {} if data is None else data
+        self.substitute_fn = substitute_fn
+
+    def _value_for(self, msg: Message) -> Any:
+        value = self.data.get(msg["name"])
+        if value is None and self.substitute_fn is not None:
+            value = self.substitute_fn(msg)
+        return value
+
+    def _process_sample(self, msg: Message) -> None:
+        value = self._value_for(msg)
+        if value is not None:
+            msg["value"] = value
+            msg["done"] = True
+
+    _process_param = _process_sample
+
+
+class UnconditionMessenger(Messenger):
+    """Sample observed sites instead of observing them (the data is kept in ``infer["obs"]``).
+
+    >>> with UnconditionMessenger():
+    ...     pass
+    """
+
+    def _process_sample(self, msg: Message) -> None:
+        if msg["is_observed"] and not msg["infer"].get("_deterministic", False):
+            msg["infer"] = {**msg["infer"], "was_observed": True, "obs": msg["value"]}
+            msg["is_observed"] = False
+            msg["value"] = None
+            msg["done"] = False

@@ -1,0 +1,220 @@
+"""``plate``: conditional independence, vectorised (``with``) or sequential (``for``), with
+mini-batch subsampling.
+
+Entered with ``with``, a plate holds a batch dim (see :mod:`engine.poutine.dim_allocator`), stamps a
+frame on every site inside, broadcasts their distributions to its size and scales their log
+densities by ``size / subsample_size``. Iterated with ``for``, it yields indices one at a time and
+stamps a sequential frame instead. Mini-batch indices are drawn once, when the plate is built,
+through a sample site named after the plate, so ``replay`` gives a guide and its model the same
+mini-batch.
+
+>>> import torch, engine, engine.distributions as dist
+>>> with engine.plate("data", 1000, subsample_size=10) as idx:
+...     x = engine.sample("x", dist.Normal(torch.zeros(1000)[idx], 1.0))
+>>> idx.shape, x.shape
+(torch.Size([10]), torch.Size([10]))
+>>> [i for i in engine.plate("steps", 3)]
+[0, 1, 2]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from engine.errors import PlateError, ShapeError, fmt_shape
+from engine.poutine.broadcast_messenger import broadcast_to_frames
+from engine.poutine.dim_allocator import PLATE_DIMS
+from engine.runtime import (
+    CondIndepStackFrame,
+    Message,
+    Messenger,
+    apply_stack,
+    handlers_active,
+    new_message,
+)
+
+
+def sample_distinct_indices(
+    size: int, count: int, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """``count`` distinct indices from ``range(size)``, uniformly at random, in random order.
+
+    ``torch.randperm(size)`` costs milliseconds for a million rows; when ``count`` is small this
+    draws with replacement, keeps the distinct values and tops up, which is exchangeable and so
+    uniform over subsets.
+
+    >>> idx = sample_distinct_indices(1_000_000, 5)
+    >>> len(set(idx.tolist()))
+    5
+    """
+    if count * 4 >= size:
+        return torch.randperm(size, device=device)[:count]
+    distinct = torch.empty(0, dtype=torch.long, device=device)
+    while distinct.numel() < count:
+        draws = torch.randint(size, (count + count // 8 + 8,), device=device)
+        distinct = torch.unique(torch.cat([distinct, draws]))
+    return distinct[torch.randperm(distinct.numel(), device=device)[:count]]
+
+
+class SubsampleIndices:
+    """The "distribution" of a plate's subsample site: calling it draws the mini-batch indices.
+
+    It has no density (its log-prob is 0), so traces and ELBOs skip it.
+    """
+
+    def __init__(self, size: int, subsample_size: int, device=None):
+        self.size = size
+        self.subsample_size = subsample_size
+        self.device = device
+
+    def __call__(self) -> torch.Tensor:
+        return sample_distinct_indices(self.size, self.subsample_size, self.device)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return value.new_zeros((), dtype=torch.get_default_dtype())
+
+
+class PlateMessenger(Messenger):
+    """The handler behind :func:`engine.plate`; see the module docstring."""
+
+    def __init__(
+        self,
+        name: str,
+        size: int | None = None,
+        subsample_size: int | None = None,
+        subsample: torch.Tensor | None = None,
+        dim: int | None = None,
+        use_cuda: bool | None = None,
+        device: torch.device | str | None = None,
+    ):
+        if not isinstance(name, str):
+            raise TypeError(f"plate name must be a string, got {type(name).__name__}")
+        if dim is not None and (not isinstance(dim, int) or dim >= 0):
+            raise PlateError(
+                f"Plate '{name}' got dim={dim!r}; plate dims count from the right and are "
+                "negative (-1 is the rightmost batch dim)."
+            )
+        if use_cuda and device is None:
+            device = "cuda"
+        self.name = name
+        self.requested_dim = dim
+        self.dim: int | None = None
+        self.device = device
+        self.full_size, self._indices = self._resolve_sizes(size, subsample_size, subsample)
+        self.subsample_size = (
+            self.full_size if self._indices is None else int(self._indices.shape[0])
+        )
+        self._counter: int | None = None
+
+    def _resolve_sizes(self, size, subsample_size, subsample) -> tuple[int, torch.Tensor | None]:
+        if size is None:
+            if subsample is None:
+                raise PlateError(f"Plate '{self.name}' needs a size (or a `subsample` tensor).")
+            size = int(subsample.shape[0])
+        size = int(size)
+        if size < 0:
+            raise PlateError(f"Plate '{self.name}' got a negative size {size}.")
+        if subsample is not None:
+            subsample = torch.as_tensor(subsample)
+            if subsample.dim() != 1:
+                raise ShapeError(
+                    f"Plate '{self.name}': `subsample` must be a 1-d tensor of indices, got shape "
+                    f"{fmt_shape(subsample.shape)}."
+                )
+            return size, subsample
+        if subsample_size is None or subsample_size >= size:
+            return size, None
+        if subsample_size <= 0:
+            raise PlateError(
+                f"Plate '{self.name}' got subsample_size={subsample_size}; it must be positive."
+            )
+        return size, self._draw_indices(size, int(subsample_size))
+
+    def _draw_indices(self, size: int, subsample_size: int) -> torch.Tensor:
+        sampler = SubsampleIndices(size, subsample_size, self.device)
+        if not handlers_active():
+            return sampler()
+        msg = new_message("sample", self.name, sampler, infer={"is_subsample": True})
+        return apply_stack(msg)["value"]
+
+    @property
+    def indices(self) -> torch.Tensor:
+        """The indices of the current mini-batch (all of ``range(size)`` without subsampling)."""
+        if self._indices is None:
+            return torch.arange(self.full_size, device=self.device)
+        return self._indices
+
+    @property
+    def size(self) -> int:
+        return self.subsample_size
+
+    @property
+    def _scale(self) -> float:
+        return self.full_size / self.subsample_size if self.subsample_size else 1.0
+
+    def __enter__(self) -> torch.Tensor:
+        if self._counter is None:
+            self.dim = PLATE_DIMS.allocate(self.name, self.requested_dim)
+        try:
+            super().__enter__()
+        except BaseException:
+            self._free_dim()
+            raise
+        return self.indices
+
+    def __exit__(self, exc_type, exc_value, traceback) -> None:
+        try:
+            super().__exit__(exc_type, exc_value, traceback)
+        finally:
+            self._free_dim()
+
+    def _free_dim(self) -> None:
+        if self.dim is not None:
+            PLATE_DIMS.free(self.dim)
+            self.dim = None
+
+    def __iter__(self) -> Iterator[int]:
+        if self.dim is not None:
+            raise PlateError(
+                f"Plate '{self.name}' is iterated with `for` while it is active as `with`; "
+                "use one or the other."
+            )
+        for counter, index in enumerate(self.indices.tolist()):
+            self._counter = counter
+            try:
+                with self:
+                    yield index
+            finally:
+                self._counter = None
+
+    def __len__(self) -> int:
+        return self.subsample_size
+
+    def _frame(self) -> CondIndepStackFrame:
+        return CondIndepStackFrame(
+            self.name, self.dim, self.subsample_size, self._counter or 0, self.full_size
+        )
+
+    def _process_sample(self, msg: Message) -> None:
+        if msg["infer"].get("is_subsample", False):
+            return
+        frame = self._frame()
+        msg["cond_indep_stack"] = (frame, *msg["cond_indep_stack"])
+        if self.subsample_size != self.full_size:
+            msg["scale"] = self._scale * msg["scale"]
+        if frame.dim is not None:
+            broadcast_to_frames(msg, (frame,))
+
+    def _process_param(self, msg: Message) -> None:
+        msg["cond_indep_stack"] = (self._frame(), *msg["cond_indep_stack"])
+
+    def _process_subsample(self, msg: Message) -> None:
+        data = msg["value"]
+        event_dim = msg["kwargs"]["event_dim"]
+        if self.dim is None or self._indices is None or not isinstance(data, torch.Tensor):
+            return
+        data_dim = self.dim - event_dim
+        if data.dim() >= -data_dim and data.shape[data_dim] == self.full_size:
+            msg["value"] = data.index_select(data_dim, self._indices.to(data.device))

@@ -1,0 +1,120 @@
+"""``trace``: record every site of a run into a :class:`~engine.poutine.trace_struct.Trace`.
+
+Besides recording, the trace guards the run: a plate name used with two sizes is an error, and any
+error raised while recording leaves with the shape table of the sites seen so far, because that
+table is what a user needs to find a shape bug.
+
+>>> import engine, engine.distributions as dist
+>>> from engine import poutine
+>>> def model():
+...     return engine.sample("z", dist.Normal(0.0, 1.0))
+>>> tr = poutine.trace(model).get_trace()
+>>> list(tr.nodes)
+['_INPUT', 'z', '_RETURN']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from engine.errors import PlateError, PPLError, describe_plates
+from engine.poutine.trace_struct import Trace
+from engine.runtime import Message, Messenger
+
+_TABLE_NOTE_FLAG = "_pplkernel_site_table_noted"
+
+
+class TraceMessenger(Messenger):
+    """Record sample and param sites (only params with ``param_only=True``).
+
+    >>> with TraceMessenger() as tracer:
+    ...     pass
+    >>> len(tracer.trace)
+    0
+    """
+
+    def __init__(self, param_only: bool = False):
+        self.param_only = param_only
+        self.trace = Trace()
+        self._plate_sizes: dict[str, tuple[int | None, str]] = {}
+
+    def __enter__(self) -> TraceMessenger:
+        self.trace = Trace()
+        self._plate_sizes = {}
+        return super().__enter__()
+
+    def __exit__(self, exc_type, exc_value, traceback) -> None:
+        if exc_value is not None and self.trace.nodes:
+            _attach_site_table(exc_value, self.trace)
+        super().__exit__(exc_type, exc_value, traceback)
+
+    def __call__(self, fn: Callable) -> TraceHandler:
+        return TraceHandler(self, fn)
+
+    def get_trace(self) -> Trace:
+        return self.trace
+
+    def _postprocess_sample(self, msg: Message) -> None:
+        if not self.param_only:
+            self._check_plate_sizes(msg)
+            self.trace.add_node(msg["name"], **msg)
+
+    def _postprocess_param(self, msg: Message) -> None:
+        self.trace.add_node(msg["name"], **msg)
+
+    def _check_plate_sizes(self, msg: Message) -> None:
+        for frame in msg["cond_indep_stack"]:
+            size = frame.full_size if frame.full_size is not None else frame.size
+            seen = self._plate_sizes.get(frame.name)
+            if seen is None:
+                self._plate_sizes[frame.name] = (size, msg["name"])
+            elif seen[0] != size:
+                raise PlateError(
+                    f"Plate '{frame.name}' is used with two sizes in one run: size {seen[0]} "
+                    f"at site '{seen[1]}', size {size} at site '{msg['name']}' "
+                    f"({describe_plates(msg['cond_indep_stack'])}). One plate name means one "
+                    "independence axis with one size: give the second plate its own name."
+                )
+
+
+class TraceHandler:
+    """A function wrapped by ``trace``: calling it runs the function and keeps its trace, with
+    the ``_INPUT`` and ``_RETURN`` nodes added."""
+
+    def __init__(self, messenger: TraceMessenger, fn: Callable):
+        self.msngr = messenger
+        self.fn = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with self.msngr:
+            self.msngr.trace.add_node(
+                "_INPUT", name="_INPUT", type="args", args=args, kwargs=kwargs
+            )
+            value = self.fn(*args, **kwargs)
+            self.msngr.trace.add_node("_RETURN", name="_RETURN", type="return", value=value)
+        return value
+
+    @property
+    def trace(self) -> Trace:
+        return self.msngr.trace
+
+    def get_trace(self, *args: Any, **kwargs: Any) -> Trace:
+        """Run the function once with these arguments and return its trace."""
+        self(*args, **kwargs)
+        return self.msngr.trace
+
+
+def _attach_site_table(error: BaseException, trace: Trace) -> None:
+    if not any(site["type"] in ("sample", "param") for site in trace.nodes.values()):
+        return
+    if isinstance(error, PPLError):
+        error.attach_site_table(trace.format_shapes())
+    elif isinstance(error, Exception) and not getattr(error, _TABLE_NOTE_FLAG, False):
+        # Torch's own shape errors (a bad matmul in the model) are the commonest; a note keeps
+        # their message and type intact while showing where the model had got to.
+        error.add_note(trace.format_shapes(title="Sites recorded before the error"))
+        setattr(error, _TABLE_NOTE_FLAG, True)
+
+
+__all__ = ["TraceHandler", "TraceMessenger"]

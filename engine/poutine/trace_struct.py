@@ -1,0 +1,182 @@
+"""``Trace``: the record of one run of a model, site by site, and the log densities over it.
+
+A trace maps site names to the messages that produced them (shallow copies), in execution order,
+with two bookkeeping nodes: ``_INPUT`` (the arguments) and ``_RETURN`` (the return value). Log
+densities are computed on demand and cached on the sites (``log_prob``, ``unscaled_log_prob``,
+``log_prob_sum``), each one scaled by its plates' subsampling factor and masked.
+
+>>> import torch, engine, engine.distributions as dist
+>>> from engine import poutine
+>>> def model():
+...     engine.sample("x", dist.Normal(0.0, 1.0), obs=torch.tensor(0.0))
+>>> round(poutine.trace(model).get_trace().log_prob_sum().item(), 4)
+-0.9189
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+
+from engine.errors import SiteNameError, fmt_shape
+from engine.runtime import Message
+
+SiteFilter = Callable[[str, Message], bool]
+
+
+def _every_site(name: str, site: Message) -> bool:
+    return True
+
+
+def is_subsample_site(site: Message) -> bool:
+    """Whether a site only records a plate's mini-batch indices (it has no density)."""
+    return site["type"] == "sample" and site["infer"].get("is_subsample", False)
+
+
+def scale_and_mask(log_prob: torch.Tensor, scale: Any, mask: Any) -> torch.Tensor:
+    """Apply a site's plate scale and mask to its log density (the mask zeroes, never NaNs).
+
+    >>> scale_and_mask(torch.tensor([1.0, 2.0]), 3.0, torch.tensor([True, False]))
+    tensor([3., 0.])
+    """
+    if mask is not None and mask is not True:
+        if mask is False:
+            return torch.zeros_like(log_prob)
+        log_prob = torch.where(mask, log_prob, log_prob.new_zeros(()))
+    if not (isinstance(scale, float | int) and scale == 1):
+        log_prob = scale * log_prob
+    return log_prob
+
+
+class Trace:
+    """An ordered record of the sites of one run, keyed by site name.
+
+    >>> tr = Trace()
+    >>> tr.add_node("w", name="w", type="param", value=torch.ones(2))
+    >>> tr.param_nodes
+    ['w']
+    """
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, Message] = {}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.nodes
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.nodes)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def add_node(self, site_name: str, **site: Any) -> None:
+        """Record a site; a name may appear once, except a ``param`` read several times."""
+        existing = self.nodes.get(site_name)
+        if existing is not None and not (existing["type"] == site["type"] == "param"):
+            raise SiteNameError(_duplicate_message(site_name, existing, site))
+        self.nodes[site_name] = site
+
+    def remove_node(self, site_name: str) -> None:
+        del self.nodes[site_name]
+
+    def copy(self) -> Trace:
+        """A new trace with the same site dicts (shallow: values and distributions are shared)."""
+        new = Trace()
+        new.nodes = dict(self.nodes)
+        return new
+
+    # -- site selections -------------------------------------------------------------------
+
+    @property
+    def param_nodes(self) -> list[str]:
+        return [name for name, site in self.nodes.items() if site["type"] == "param"]
+
+    @property
+    def stochastic_nodes(self) -> list[str]:
+        """Latent sample sites (plate mini-batch index sites excluded: they are not variables)."""
+        return [
+            name
+            for name, site in self.nodes.items()
+            if site["type"] == "sample" and not site["is_observed"] and not is_subsample_site(site)
+        ]
+
+    @property
+    def observation_nodes(self) -> list[str]:
+        return [
+            name
+            for name, site in self.nodes.items()
+            if site["type"] == "sample" and site["is_observed"]
+        ]
+
+    def iter_stochastic_nodes(self) -> Iterator[tuple[str, Message]]:
+        for name in self.stochastic_nodes:
+            yield name, self.nodes[name]
+
+    def sample_sites(self) -> Iterator[tuple[str, Message]]:
+        """Every sample site that carries a density (latent or observed)."""
+        for name, site in self.nodes.items():
+            if site["type"] == "sample" and not is_subsample_site(site):
+                yield name, site
+
+    # -- log densities ---------------------------------------------------------------------
+
+    def compute_log_prob(self, site_filter: SiteFilter = _every_site) -> None:
+        """Compute and cache ``log_prob`` (scaled and masked) on every selected sample site."""
+        for name, site in self.sample_sites():
+            if "log_prob" not in site and site_filter(name, site):
+                self._compute_site_log_prob(site)
+
+    def log_prob_sum(self, site_filter: SiteFilter = _every_site) -> torch.Tensor:
+        """The total log density of the selected sample sites, scaled by their plates."""
+        total = 0.0
+        for name, site in self.sample_sites():
+            if not site_filter(name, site):
+                continue
+            if "log_prob_sum" not in site:
+                self._compute_site_log_prob(site)
+            total = total + site["log_prob_sum"]
+        return total if isinstance(total, torch.Tensor) else torch.tensor(total)
+
+    @staticmethod
+    def _compute_site_log_prob(site: Message) -> None:
+        unscaled = site["fn"].log_prob(site["value"], *site["args"], **site["kwargs"])
+        log_prob = scale_and_mask(unscaled, site["scale"], site["mask"])
+        site["unscaled_log_prob"] = unscaled
+        site["log_prob"] = log_prob
+        site["log_prob_sum"] = log_prob.sum()
+
+    def format_shapes(self, title: str = "Trace shapes") -> str:
+        """A table of every site's distribution, shapes, log-prob shape and plates."""
+        from engine.poutine.shape_table import format_site_table
+
+        return format_site_table(self, title=title)
+
+
+def _describe_kind(site: Message) -> str:
+    if site["type"] != "sample":
+        return f"a {site['type']} site"
+    if is_subsample_site(site):
+        return "a subsampled plate"
+    return "an observed site" if site["is_observed"] else "a latent sample site"
+
+
+def _duplicate_message(name: str, first: Message, second: dict) -> str:
+    first_shape = getattr(first.get("value"), "shape", None)
+    second_shape = getattr(second.get("value"), "shape", None)
+    shapes = ""
+    if first_shape is not None and second_shape is not None:
+        shapes = f" (values of shape {fmt_shape(first_shape)} and {fmt_shape(second_shape)})"
+    if is_subsample_site(first) and is_subsample_site(second):
+        return (
+            f"Plate '{name}' draws its mini-batch twice in one run. Create the plate once "
+            f'(`{name}_plate = plate("{name}", size, subsample_size=...)`) and re-enter that '
+            f"object with `with {name}_plate:`, so every site sees the same indices."
+        )
+    return (
+        f"Site name '{name}' is used twice in one run: first by {_describe_kind(first)}, "
+        f"then by {_describe_kind(second)}{shapes}. Every site needs its own name. Inside a "
+        f'Python loop, put the index in the name (f"{name}_{{i}}"), or replace the loop by '
+        "`with plate(...)` to draw all values in one vectorised site."
+    )

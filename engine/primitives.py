@@ -1,0 +1,240 @@
+"""The primitives a model is written with: ``sample``, ``param``, ``plate``, ``factor``, ...
+
+Each primitive turns its call into a message and sends it through the handler stack. With no
+handler active they take a fast path: ``sample`` just draws (or returns ``obs``), ``param`` just
+reads the param store.
+
+>>> import torch, engine, engine.distributions as dist
+>>> engine.sample("x", dist.Normal(0.0, 1.0), obs=torch.tensor(0.5))
+tensor(0.5000)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+
+from engine.distributions import Delta, Unit
+from engine.distributions.validation import enable_validation, is_validation_enabled
+from engine.errors import ShapeError, fmt_shape
+from engine.observation_checks import check_observed_site
+from engine.params import get_param_store
+from engine.poutine.handlers import markov
+from engine.poutine.plate_messenger import PlateMessenger
+from engine.runtime import apply_stack, handlers_active, new_message
+
+
+def sample(
+    name: str,
+    fn: Callable,
+    *args: Any,
+    obs: torch.Tensor | None = None,
+    obs_mask: torch.Tensor | None = None,
+    infer: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> torch.Tensor:
+    """Draw from ``fn`` at a site called ``name``, or observe ``obs`` there.
+
+    ``obs_mask`` (a bool tensor over the batch) observes only where it is True; the other entries
+    become a latent site ``f"{name}_unobserved"`` that inference imputes.
+
+    >>> import engine.distributions as dist
+    >>> sample("z", dist.Bernoulli(1.0))
+    tensor(1.)
+    """
+    if obs_mask is not None:
+        return _sample_partially_observed(name, fn, obs, obs_mask, infer)
+    if not handlers_active():
+        return fn(*args, **kwargs) if obs is None else obs
+    msg = new_message(
+        "sample",
+        name,
+        fn,
+        args,
+        kwargs,
+        value=obs,
+        is_observed=obs is not None,
+        infer=dict(infer) if infer else None,
+    )
+    apply_stack(msg)
+    if msg["is_observed"]:
+        check_observed_site(msg)
+    return msg["value"]
+
+
+def _sample_partially_observed(name, fn, obs, obs_mask, infer) -> torch.Tensor:
+    if obs is None:
+        raise ValueError(f"Site '{name}': obs_mask needs obs (the values where the mask is True)")
+    if obs_mask.dtype != torch.bool:
+        raise TypeError(f"Site '{name}': obs_mask must be a bool tensor, got {obs_mask.dtype}")
+    event_mask = obs_mask.reshape(obs_mask.shape + (1,) * len(fn.event_shape))
+    imputed = sample(f"{name}_unobserved", fn.mask(~obs_mask), infer=infer)
+    # Entries the mask hides may hold anything (NaN placeholders): give the observed site the
+    # imputed values there, so validation only ever judges real observations.
+    filled = torch.where(event_mask, obs, imputed)
+    sample(f"{name}_observed", fn.mask(obs_mask), obs=filled, infer=infer)
+    return deterministic(name, torch.where(event_mask, obs, imputed), len(fn.event_shape))
+
+
+def param(
+    name: str,
+    init_tensor: torch.Tensor | float | Callable[[], torch.Tensor] | None = None,
+    constraint: torch.distributions.constraints.Constraint | None = None,
+    event_dim: int | None = None,
+) -> torch.Tensor:
+    """Read (or create, from ``init_tensor``) the learnable parameter ``name`` in the param store.
+
+    ``constraint`` defaults to real for a new parameter; for an existing one, a constraint that
+    differs from the stored one is an error. ``init_tensor`` may be a function, called only when
+    the parameter is created.
+
+    >>> import engine
+    >>> engine.clear_param_store()
+    >>> param("w", torch.zeros(2))
+    tensor([0., 0.], requires_grad=True)
+    """
+    store = get_param_store()
+    if not handlers_active():
+        return store.get_param(name, init_tensor, constraint, event_dim)
+    msg = new_message(
+        "param", name, store.get_param, (name, init_tensor, constraint), {"event_dim": event_dim}
+    )
+    return apply_stack(msg)["value"]
+
+
+def plate(
+    name: str,
+    size: int | None = None,
+    subsample_size: int | None = None,
+    subsample: torch.Tensor | None = None,
+    dim: int | None = None,
+    use_cuda: bool | None = None,
+    device: torch.device | str | None = None,
+) -> PlateMessenger:
+    """A set of conditionally independent draws: ``with plate(...) as idx:`` vectorises them along
+    a batch dim, ``for i in plate(...):`` draws them one at a time. With ``subsample_size`` only a
+    random mini-batch is drawn and log densities are scaled up by ``size / subsample_size``.
+
+    >>> import engine.distributions as dist
+    >>> with plate("data", 5, dim=-1):
+    ...     sample("x", dist.Normal(0.0, 1.0)).shape
+    torch.Size([5])
+    """
+    return PlateMessenger(name, size, subsample_size, subsample, dim, use_cuda, device)
+
+
+def subsample(data: torch.Tensor, event_dim: int) -> torch.Tensor:
+    """Index ``data`` with the mini-batch of every active subsampled plate that spans it.
+
+    >>> data = torch.arange(10.0)
+    >>> with plate("data", 10, subsample_size=3):
+    ...     subsample(data, event_dim=0).shape
+    torch.Size([3])
+    """
+    if not handlers_active():
+        return data
+    msg = new_message("subsample", None, None, kwargs={"event_dim": event_dim}, value=data)
+    msg["done"] = True
+    return apply_stack(msg)["value"]
+
+
+def deterministic(name: str, value: torch.Tensor, event_dim: int | None = None) -> torch.Tensor:
+    """Record a value computed from other sites, so traces and ``Predictive`` report it.
+
+    >>> deterministic("double", torch.tensor(2.0) * 2)
+    tensor(4.)
+    """
+    if not handlers_active():
+        return value
+    event_dim = value.dim() if event_dim is None else event_dim
+    delta = Delta(value, event_dim=event_dim).mask(False)
+    return sample(name, delta, obs=value, infer={"_deterministic": True})
+
+
+def factor(name: str, log_factor: torch.Tensor, *, has_rsample: bool | None = None) -> None:
+    """Add ``log_factor`` to the model's log density (an observed site with no value).
+
+    >>> factor("penalty", torch.tensor(-1.0))
+    """
+    if not handlers_active():
+        return
+    unit = Unit(log_factor, has_rsample=has_rsample)
+    sample(name, unit, obs=unit.sample(), infer={"is_auxiliary": True})
+
+
+def module(name: str, nn_module: torch.nn.Module, update_module_params: bool = False):
+    """Register every parameter of ``nn_module`` in the param store as ``f"{name}$$${param}"``.
+
+    The store then holds the module's own tensors, so an optimizer over the store trains the
+    module. When the store already holds values under those names (after ``load``, or from a
+    module built by an earlier run of a notebook cell), ``update_module_params=True`` copies them
+    into the module first; otherwise the module's current values win. Either way the stale
+    tensors are dropped from the store, so the optimizer never trains a module nobody uses.
+
+    >>> net = torch.nn.Linear(2, 1)
+    >>> module("net", net) is net
+    True
+    """
+    store = get_param_store()
+    for param_name, module_param in nn_module.named_parameters():
+        full_name = f"{name}$$${param_name}"
+        if full_name in store:
+            stored = store[full_name]
+            if stored.unconstrained() is not module_param:
+                if update_module_params:
+                    _copy_into(module_param, stored, param_name)
+                del store[full_name]
+        param(full_name, module_param)
+    return nn_module
+
+
+def _copy_into(module_param: torch.Tensor, stored: torch.Tensor, param_name: str) -> None:
+    if module_param.shape != stored.shape:
+        raise ShapeError(
+            f"module parameter '{param_name}' has shape {fmt_shape(module_param.shape)} but the "
+            f"param store holds shape {fmt_shape(stored.shape)}: the stored parameters belong "
+            "to another architecture. Clear the param store or build the module to match."
+        )
+    with torch.no_grad():
+        module_param.copy_(stored)
+
+
+def clear_param_store() -> None:
+    """Remove every parameter from the global param store."""
+    get_param_store().clear()
+
+
+@contextlib.contextmanager
+def validation_enabled(is_validate: bool = True) -> Iterator[None]:
+    """Turn validation on (or off) inside a ``with`` block, restoring it afterwards.
+
+    >>> with validation_enabled(False):
+    ...     is_validation_enabled()
+    False
+    """
+    previous = is_validation_enabled()
+    enable_validation(is_validate)
+    try:
+        yield
+    finally:
+        enable_validation(previous)
+
+
+__all__ = [
+    "clear_param_store",
+    "deterministic",
+    "enable_validation",
+    "factor",
+    "get_param_store",
+    "is_validation_enabled",
+    "markov",
+    "module",
+    "param",
+    "plate",
+    "sample",
+    "subsample",
+    "validation_enabled",
+]

@@ -1,0 +1,46 @@
+"""Seeding and saving the random state of every generator a model may use (torch, random, numpy).
+
+>>> set_rng_seed(0)
+>>> state = get_rng_state()
+>>> import torch
+>>> a = torch.rand(1)
+>>> set_rng_state(state)
+>>> bool(torch.rand(1) == a)
+True
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def set_rng_seed(rng_seed: int) -> None:
+    """Seed torch, Python's ``random`` and NumPy at once."""
+    torch.manual_seed(rng_seed)
+    random.seed(rng_seed)
+    np.random.seed(rng_seed % 2**32)
+
+
+def get_rng_state() -> dict[str, Any]:
+    """The state of all three generators (CUDA too when it is in use)."""
+    state = {
+        "torch": torch.get_rng_state(),
+        "random": random.getstate(),
+        "numpy": np.random.get_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore a state returned by :func:`get_rng_state`."""
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["random"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,252 @@
+"""Every handler of engine.poutine, used as a wrapper and as a context manager."""
+
+import pytest
+import torch
+
+import engine as pyro
+import engine.distributions as dist
+from engine import poutine
+
+
+def two_sites(obs=None):
+    a = pyro.sample("a", dist.Normal(0.0, 1.0))
+    b = pyro.sample("b", dist.Normal(a, 1.0), obs=obs)
+    return a, b
+
+
+def test_trace_records_input_sites_and_return():
+    tr = poutine.trace(two_sites).get_trace(torch.tensor(0.5))
+    assert list(tr.nodes) == ["_INPUT", "a", "b", "_RETURN"]
+    assert tr.nodes["_INPUT"]["args"] == (torch.tensor(0.5),)
+    assert tr.nodes["_RETURN"]["value"][1] == 0.5
+    assert tr.nodes["b"]["is_observed"] and not tr.nodes["a"]["is_observed"]
+
+
+def test_trace_as_context_manager_and_param_only():
+    pyro.param("w", torch.ones(2))
+    with poutine.trace() as tracer:
+        pyro.param("w")
+        two_sites()
+    assert list(tracer.trace.nodes) == ["w", "a", "b"]
+    with poutine.trace(param_only=True) as tracer:
+        pyro.param("w")
+        two_sites()
+    assert list(tracer.trace.nodes) == ["w"]
+
+
+def test_replay_reuses_latent_values_and_keeps_observations():
+    guide_trace = poutine.trace(two_sites).get_trace()
+    replayed = poutine.trace(poutine.replay(two_sites, trace=guide_trace)).get_trace(
+        torch.tensor(3.0)
+    )
+    assert replayed.nodes["a"]["value"] is guide_trace.nodes["a"]["value"]
+    assert replayed.nodes["b"]["value"] == 3.0
+
+
+def test_replay_refuses_an_observed_site_for_a_latent_one():
+    observed = poutine.trace(two_sites).get_trace(torch.tensor(1.0))
+
+    def latent_b():
+        pyro.sample("b", dist.Normal(0.0, 1.0))
+
+    with pytest.raises(poutine.ReplayError, match="'b'"):
+        poutine.replay(latent_b, trace=observed)()
+
+
+def test_replay_params():
+    def model():
+        return pyro.param("w", torch.zeros(()))
+
+    replayed = poutine.replay(model, params={"w": {"value": torch.tensor(7.0)}})()
+    assert replayed == 7.0
+
+
+def test_condition_observes_and_density_counts():
+    conditioned = poutine.condition(two_sites, data={"a": torch.tensor(1.0)})
+    tr = poutine.trace(conditioned).get_trace()
+    assert tr.nodes["a"]["is_observed"] and tr.nodes["a"]["value"] == 1.0
+    assert tr.observation_nodes == ["a"]
+    conditioned_by_trace = poutine.condition(two_sites, data=tr)
+    tr2 = poutine.trace(conditioned_by_trace).get_trace()
+    assert tr2.observation_nodes == ["a", "b"]
+
+
+def test_do_feeds_the_value_downstream_without_evidence():
+    intervened = poutine.do(two_sites, data={"a": torch.tensor(100.0)})
+    tr = poutine.trace(intervened).get_trace()
+    a, b = tr.nodes["_RETURN"]["value"]
+    assert a == 100.0
+    assert abs(b.item() - 100.0) < 6  # b ~ Normal(100, 1)
+    assert "a__CF" not in tr.nodes
+    # the natural draw of a is what the trace holds, with its own density
+    assert tr.nodes["a"]["value"] != 100.0
+    assert not tr.nodes["a"]["is_observed"]
+
+
+def test_substitute_sample_and_param_sites():
+    def model():
+        w = pyro.param("w", torch.zeros(()))
+        z = pyro.sample("z", dist.Normal(w, 1.0))
+        return w, z
+
+    tr = poutine.trace(
+        poutine.substitute(model, data={"w": torch.tensor(2.0), "z": torch.tensor(3.0)})
+    ).get_trace()
+    assert tr.nodes["w"]["value"] == 2.0
+    assert tr.nodes["z"]["value"] == 3.0 and not tr.nodes["z"]["is_observed"]
+    assert "w" not in pyro.get_param_store()
+    by_fn = poutine.substitute(model, substitute_fn=lambda site: torch.tensor(9.0))
+    assert by_fn() == (9.0, 9.0)
+
+
+def test_uncondition_samples_observed_sites():
+    tr = poutine.trace(poutine.uncondition(two_sites)).get_trace(torch.tensor(100.0))
+    assert not tr.nodes["b"]["is_observed"]
+    assert tr.nodes["b"]["infer"]["was_observed"]
+    assert tr.nodes["b"]["infer"]["obs"] == 100.0
+    assert tr.nodes["b"]["value"] != 100.0
+
+
+def test_block_hide_expose_and_types():
+    def model():
+        pyro.param("w", torch.zeros(()))
+        two_sites()
+
+    def names(**kwargs):
+        return list(poutine.trace(poutine.block(model, **kwargs)).get_trace().nodes)
+
+    assert names() == ["_INPUT", "_RETURN"]
+    assert names(hide=["a"]) == ["_INPUT", "w", "b", "_RETURN"]
+    assert names(expose=["a"]) == ["_INPUT", "a", "_RETURN"]
+    assert names(hide_types=["param"]) == ["_INPUT", "a", "b", "_RETURN"]
+    assert names(expose_types=["param"]) == ["_INPUT", "w", "_RETURN"]
+    assert names(hide_fn=lambda msg: msg["name"] == "b") == ["_INPUT", "w", "a", "_RETURN"]
+    assert names(expose_fn=lambda msg: msg["name"] == "b") == ["_INPUT", "b", "_RETURN"]
+    assert names(hide_all=False) == ["_INPUT", "w", "a", "b", "_RETURN"]
+    with pytest.raises(ValueError, match="not both"):
+        poutine.block(hide=["a"], expose=["b"])
+
+
+def test_escape_leaves_at_the_chosen_site():
+    escaped = poutine.escape(two_sites, escape_fn=lambda msg: msg["name"] == "b")
+    with poutine.trace() as tracer, pytest.raises(poutine.NonlocalExit) as info:
+        escaped()
+    assert info.value.site["name"] == "b"
+    assert list(tracer.trace.nodes) == ["a"]
+
+
+def test_seed_fixes_draws_and_restores_the_generators():
+    first = poutine.seed(two_sites, rng_seed=1)()
+    second = poutine.seed(two_sites, rng_seed=1)()
+    assert first == second
+    with poutine.seed(rng_seed=5):
+        inside = torch.rand(())
+    with poutine.seed(rng_seed=5):
+        assert torch.rand(()) == inside
+
+
+def test_seed_restores_the_outer_random_stream():
+    pyro.set_rng_seed(0)
+    expected = torch.rand(3)
+    pyro.set_rng_seed(0)
+    with poutine.seed(rng_seed=123):
+        torch.rand(10)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_scale_and_mask_weight_log_densities():
+    def model_2d():
+        with pyro.plate("p", 2):
+            pyro.sample("x", dist.Normal(0.0, 1.0), obs=torch.zeros(2))
+
+    base = poutine.trace(model_2d).get_trace().log_prob_sum()
+    scaled = poutine.trace(poutine.scale(model_2d, scale=3.0)).get_trace().log_prob_sum()
+    assert torch.allclose(scaled, 3 * base)
+    masked = poutine.mask(model_2d, mask=torch.tensor([True, False]))
+    assert torch.allclose(poutine.trace(masked).get_trace().log_prob_sum(), base / 2)
+    assert poutine.trace(poutine.mask(model_2d, mask=False)).get_trace().log_prob_sum() == 0
+    with pytest.raises(ValueError, match="positive"):
+        poutine.scale(scale=-1.0)
+    with pytest.raises(TypeError, match="bool"):
+        poutine.mask(mask=torch.ones(2))
+
+
+def test_nested_masks_combine():
+    def model():
+        with pyro.plate("p", 3):
+            pyro.sample("x", dist.Normal(0.0, 1.0), obs=torch.zeros(3))
+
+    with poutine.mask(mask=torch.tensor([True, True, False])):
+        inner = poutine.mask(model, mask=torch.tensor([False, True, True]))
+        tr = poutine.trace(inner).get_trace()
+    lp = tr.nodes["x"]["fn"].log_prob(torch.zeros(3))
+    assert torch.allclose(tr.log_prob_sum(), lp[1])
+
+
+def test_lift_turns_params_into_samples():
+    def model():
+        return pyro.param("w", torch.tensor(0.0)), pyro.param("v", torch.tensor(0.0))
+
+    lifted = poutine.lift(model, prior={"w": dist.Normal(10.0, 1e-3)})
+    tr = poutine.trace(lifted).get_trace()
+    assert tr.nodes["w"]["type"] == "sample" and abs(tr.nodes["w"]["value"].item() - 10) < 0.1
+    assert tr.nodes["v"]["type"] == "param"
+    assert "w" not in pyro.get_param_store()
+
+
+def test_lifted_site_is_seen_by_outer_sample_handlers():
+    def model():
+        return pyro.param("w", torch.tensor(0.0))
+
+    conditioned = poutine.condition(
+        poutine.lift(model, prior=dist.Normal(0.0, 1.0)), data={"w": torch.tensor(4.0)}
+    )
+    assert conditioned() == 4.0
+
+
+def test_infer_config_merges_without_touching_the_callers_dict():
+    user_infer = {"a": 1}
+
+    def model():
+        pyro.sample("z", dist.Bernoulli(0.5), infer=user_infer)
+
+    configured = poutine.infer_config(model, config_fn=lambda site: {"enumerate": "parallel"})
+    tr = poutine.trace(configured).get_trace()
+    assert tr.nodes["z"]["infer"] == {"a": 1, "enumerate": "parallel"}
+    assert user_infer == {"a": 1}
+
+
+def test_broadcast_expands_to_all_plates():
+    def model():
+        with pyro.plate("outer", 3, dim=-2), pyro.plate("inner", 4, dim=-1):
+            return pyro.sample("x", dist.Normal(0.0, 1.0))
+
+    assert poutine.broadcast(model)().shape == (3, 4)
+
+
+def test_handlers_as_decorators():
+    @poutine.condition(data={"a": torch.tensor(2.0)})
+    def model():
+        return two_sites()[0]
+
+    assert model() == 2.0
+
+
+def test_markov_scopes_cover_the_history_window():
+    def chain(history):
+        x = torch.tensor(0.0)
+        for t in pyro.markov(range(4), history=history):
+            x = pyro.sample(f"x_{t}", dist.Normal(x, 1.0))
+
+    tr1 = poutine.trace(chain).get_trace(1)
+    assert tr1.nodes["x_3"]["infer"]["_markov_scope"] == {"x_2"}
+    tr2 = poutine.trace(chain).get_trace(2)
+    assert tr2.nodes["x_3"]["infer"]["_markov_scope"] == {"x_1", "x_2"}
+
+    @pyro.markov
+    def step():
+        return pyro.sample("s", dist.Normal(0.0, 1.0))
+
+    assert poutine.trace(step).get_trace().nodes["s"]["infer"]["_markov_scope"] == frozenset()
+    with pyro.markov():
+        pyro.sample("plain", dist.Normal(0.0, 1.0))
