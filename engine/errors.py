@@ -87,3 +87,12 @@ def describe_plates(frames: Sequence) -> str:
         where = f"dim {frame.dim}" if frame.vectorized else "sequential"
         parts.append(f"plate '{frame.name}' ({size}, {where})")
     return ", ".join(parts)
+
+
+def describe_site(site: dict) -> str:
+    """Name a site and its plates for an error message.
+
+    >>> describe_site({"name": "x", "cond_indep_stack": ()})
+    "'x' (no plate)"
+    """
+    return f"'{site['name']}' ({describe_plates(site['cond_indep_stack'])})"

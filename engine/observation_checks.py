@@ -1,9 +1,10 @@
-"""Checks of an observed site's value against its distribution, run once per observed site.
+"""The shape check of an observed site's value against its distribution, once per observed site.
 
-Two mistakes are silent in torch and cost Pyro users hours: an observation whose shape broadcasts
-*up* the distribution's batch shape (an (N, 1) obs against an (N,) batch gives an N x N log-prob),
-and data outside the support (a 2 observed from a Bernoulli). Both become errors here that name the
-site, its plates and the shapes, and say how to fix them.
+An observation whose shape broadcasts *up* the distribution's batch shape (an (N, 1) obs against
+an (N,) batch gives an N x N log-prob) is silent in torch and costs Pyro users hours. Here it is
+an error that names the site, its plates and the shapes, and says how to fix it. The check is
+pure shape arithmetic, so it stays on even with validation off. (Values outside the support are
+caught by torch's own check when the density is scored; the trace adds the site's name to it.)
 
 >>> import torch, engine, engine.distributions as dist
 >>> with engine.plate("data", 3):
@@ -17,24 +18,21 @@ from __future__ import annotations
 
 import torch
 
-from engine.distributions.validation import is_validation_enabled
-from engine.errors import ShapeError, SupportError, describe_plates, fmt_shape
+from engine.errors import ShapeError, describe_site, fmt_shape
 from engine.runtime import Message
 
 
 def check_observed_site(msg: Message) -> None:
-    """Raise if an observed site's value would broadcast its distribution or leave its support."""
+    """Raise if an observed site's value does not fit, or would broadcast up, its distribution."""
     fn, value = msg["fn"], msg["value"]
     if not isinstance(fn, torch.distributions.Distribution) or not isinstance(value, torch.Tensor):
         return
     if value.shape != fn.batch_shape + fn.event_shape:
         _check_shape(msg, fn, value)
-    if is_validation_enabled():
-        _check_support(msg, fn, value)
 
 
 def _where(msg: Message) -> str:
-    return f"Observed site '{msg['name']}' ({describe_plates(msg['cond_indep_stack'])})"
+    return f"Observed site {describe_site(msg)}"
 
 
 def _check_shape(msg: Message, fn: torch.distributions.Distribution, value: torch.Tensor) -> None:
@@ -90,23 +88,4 @@ def _shape_fix(value_batch: torch.Size, batch_shape: torch.Size) -> str:
         "Fix: make the data's batch dims match the distribution's: put the site in a plate for "
         "each extra data dim (`with plate('data', N):`), or move trailing data dims into the "
         "event with `.to_event(n)`, or reshape the data."
-    )
-
-
-def _check_support(msg: Message, fn: torch.distributions.Distribution, value: torch.Tensor):
-    try:
-        inside = fn.support.check(value)
-    except (NotImplementedError, RuntimeError):
-        return  # dependent or shape-mismatched supports are torch's to report
-    if bool(inside.all()):
-        return
-    outside = ~inside
-    # A support with event dims (a simplex) judges whole events: show their entries.
-    event_mask = outside.reshape(outside.shape + (1,) * (value.dim() - outside.dim()))
-    preview = value[event_mask.expand_as(value)][:5].tolist()
-    raise SupportError(
-        f"{_where(msg)}: {int(outside.sum())} of {outside.numel()} observed values lie outside "
-        f"the support of {type(fn).__name__} ({fn.support}); first offending values: {preview}. "
-        "Fix: check the data's encoding (e.g. 0/1 for a Bernoulli, non-negative counts for a "
-        "Poisson), or choose a distribution whose support contains these values."
     )

@@ -11,14 +11,17 @@ tensor(0.5000)
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from engine.distributions import Delta, Unit
-from engine.distributions.validation import enable_validation, is_validation_enabled
+from engine.distributions.validation import (
+    enable_validation,
+    is_validation_enabled,
+    validation_enabled,
+)
 from engine.errors import ShapeError, fmt_shape
 from engine.observation_checks import check_observed_site
 from engine.params import get_param_store
@@ -205,22 +208,6 @@ def _copy_into(module_param: torch.Tensor, stored: torch.Tensor, param_name: str
 def clear_param_store() -> None:
     """Remove every parameter from the global param store."""
     get_param_store().clear()
-
-
-@contextlib.contextmanager
-def validation_enabled(is_validate: bool = True) -> Iterator[None]:
-    """Turn validation on (or off) inside a ``with`` block, restoring it afterwards.
-
-    >>> with validation_enabled(False):
-    ...     is_validation_enabled()
-    False
-    """
-    previous = is_validation_enabled()
-    enable_validation(is_validate)
-    try:
-        yield
-    finally:
-        enable_validation(previous)
 
 
 __all__ = [

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from engine.errors import SiteNameError, fmt_shape
+from engine.errors import PPLError, SiteNameError, describe_site, fmt_shape
 from engine.runtime import Message
 
 SiteFilter = Callable[[str, Message], bool]
@@ -141,7 +141,12 @@ class Trace:
 
     @staticmethod
     def _compute_site_log_prob(site: Message) -> None:
-        unscaled = site["fn"].log_prob(site["value"], *site["args"], **site["kwargs"])
+        try:
+            unscaled = site["fn"].log_prob(site["value"], *site["args"], **site["kwargs"])
+        except PPLError as error:
+            # torch's one validation of the value (support, shape) knows no site: name it here.
+            kind = "Observed site" if site["is_observed"] else "Sample site"
+            raise type(error)(f"{kind} {describe_site(site)}: {error.message}") from None
         log_prob = scale_and_mask(unscaled, site["scale"], site["mask"])
         site["unscaled_log_prob"] = unscaled
         site["log_prob"] = log_prob

@@ -149,7 +149,10 @@ def test_enable_validation_and_context():
 
 def test_no_validation_means_no_support_check_on_obs():
     def model():
-        pyro.sample("flip", dist.Bernoulli(0.5), obs=torch.tensor(1.0))
+        pyro.sample("count", dist.Poisson(3.0), obs=torch.tensor(-1.0))
 
     with pyro.validation_enabled(False):
-        poutine.trace(model).get_trace()
+        trace = poutine.trace(model).get_trace()
+        trace.log_prob_sum()
+    with pytest.raises(ValueError, match="'count'"):
+        poutine.trace(model).get_trace().log_prob_sum()
