@@ -8,7 +8,7 @@ trace attaches the shape table of the sites seen so far (see :meth:`PPLError.att
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 
 class PPLError(Exception):
@@ -21,25 +21,34 @@ class PPLError(Exception):
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
-        self.site_table: str | None = None
+        self._render_site_table: Callable[[], str] | None = None
 
-    def attach_site_table(self, table: str) -> None:
-        """Record the shape table of the sites seen before the error (the innermost trace wins)."""
-        if self.site_table is None:
-            self.site_table = table
+    def attach_site_table(self, render: Callable[[], str]) -> None:
+        """Attach the shape table of the sites seen before the error (the innermost trace wins).
+
+        The table is rendered only when the message is read, so errors that are caught and
+        handled cost nothing extra.
+        """
+        if self._render_site_table is None:
+            self._render_site_table = render
+
+    @property
+    def site_table(self) -> str | None:
+        return None if self._render_site_table is None else self._render_site_table()
 
     def __str__(self) -> str:
-        if not self.site_table:
+        table = self.site_table
+        if not table:
             return self.message
-        return f"{self.message}\n\nSites recorded before the error:\n{self.site_table}"
+        return f"{self.message}\n\nSites recorded before the error:\n{table}"
 
 
 class ShapeError(PPLError, ValueError):
     """A site's shapes do not fit its plates or its observed value."""
 
 
-class SiteNameError(PPLError, ValueError):
-    """Two sites in one run share a name."""
+class SiteNameError(PPLError, ValueError, RuntimeError):
+    """Two sites in one run share a name (a ``RuntimeError`` too, as Pyro raises)."""
 
 
 class PlateError(PPLError, ValueError):
@@ -87,6 +96,20 @@ def describe_plates(frames: Sequence) -> str:
         where = f"dim {frame.dim}" if frame.vectorized else "sequential"
         parts.append(f"plate '{frame.name}' ({size}, {where})")
     return ", ".join(parts)
+
+
+def index_with_plate_hint(frame) -> str:
+    """The fix for data that still has every row inside a subsampled plate.
+
+    >>> from engine.runtime import CondIndepStackFrame
+    >>> index_with_plate_hint(CondIndepStackFrame("data", -1, 10, 0, 100))[:28]
+    "Plate 'data' is subsampled t"
+    """
+    return (
+        f"Plate '{frame.name}' is subsampled to {frame.size} of {frame.full_size}: index the "
+        f"data with the plate's indices (`with plate('{frame.name}', ...) as idx: ... "
+        "data[idx]`)."
+    )
 
 
 def describe_site(site: dict) -> str:

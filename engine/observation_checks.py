@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from engine.errors import ShapeError, describe_site, fmt_shape
+from engine.errors import ShapeError, describe_site, fmt_shape, index_with_plate_hint
 from engine.runtime import Message
 
 
@@ -66,14 +66,10 @@ def _check_shape(msg: Message, fn: torch.distributions.Distribution, value: torc
 
 def _mismatch_fix(msg: Message, value_batch: torch.Size) -> str:
     for frame in msg["cond_indep_stack"]:
-        subsampled = frame.vectorized and frame.full_size not in (None, frame.size)
-        spans_plate = len(value_batch) >= -frame.dim and value_batch[frame.dim] == frame.full_size
-        if subsampled and spans_plate:
-            return (
-                f"Plate '{frame.name}' is subsampled to {frame.size} of {frame.full_size}, but "
-                "the data still has all rows. Fix: index it with the plate's indices, "
-                f"`with plate('{frame.name}', ...) as idx: ... obs=data[idx]`."
-            )
+        if not frame.vectorized or frame.full_size in (None, frame.size):
+            continue
+        if len(value_batch) >= -frame.dim and value_batch[frame.dim] == frame.full_size:
+            return f"The data still has all rows. {index_with_plate_hint(frame)}"
     return "Fix: index or reshape the data so that it matches the batch shape."
 
 

@@ -107,6 +107,15 @@ def _handlers_for(msg_type: str) -> list[Messenger]:
     return view
 
 
+def is_subsample_site(msg: Message) -> bool:
+    """Whether a message only carries a plate's mini-batch indices (it has no density).
+
+    >>> is_subsample_site(new_message("sample", "data", None, infer={"is_subsample": True}))
+    True
+    """
+    return msg["type"] == "sample" and msg["infer"].get("is_subsample", False)
+
+
 def default_process_message(msg: Message) -> None:
     """What happens when no handler supplied a value: run ``fn`` (a draw, for a sample site)."""
     if msg["done"] or msg["is_observed"] or msg["value"] is not None:
@@ -150,8 +159,9 @@ class Messenger:
 
     Subclasses react to a message type by defining ``_process_<type>`` (on the way in) and/or
     ``_postprocess_<type>`` (on the way out), or handle every type by overriding
-    ``_process_message`` / ``_postprocess_message``. A messenger is a context manager
-    (``with Handler(): ...``) and wraps functions (``Handler()(fn)``).
+    ``_process_message`` / ``_postprocess_message``. Pyro's spellings ``_pyro_<type>`` and
+    ``_pyro_post_<type>`` work too, so handlers from Pyro's tutorials run unchanged. A messenger
+    is a context manager (``with Handler(): ...``) and wraps functions (``Handler()(fn)``).
 
     >>> class Count(Messenger):
     ...     n = 0
@@ -165,8 +175,8 @@ class Messenger:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._process_by_type = _methods_with_prefix(cls, "_process_")
-        cls._postprocess_by_type = _methods_with_prefix(cls, "_postprocess_")
+        cls._process_by_type = _methods_with_prefix(cls, "_process_", "_pyro_")
+        cls._postprocess_by_type = _methods_with_prefix(cls, "_postprocess_", "_pyro_post_")
         cls._handles_every_type = (
             cls._process_message is not Messenger._process_message
             or cls._postprocess_message is not Messenger._postprocess_message
@@ -197,17 +207,15 @@ class Messenger:
 
     def __exit__(self, exc_type, exc_value, traceback) -> None:
         stack = _STATE.stack
-        if stack and stack[-1] is self:
-            stack.pop()
-        else:
-            # An exception may have left inner handlers behind: drop them with this one.
-            for index in range(len(stack) - 1, -1, -1):
-                if stack[index] is self:
-                    del stack[index:]
-                    break
-            else:
-                if exc_type is None:
-                    raise RuntimeError(f"{type(self).__name__} exited but was not on the stack")
+        if not any(handler is self for handler in stack):
+            if exc_type is None:
+                raise RuntimeError(f"{type(self).__name__} exited but was not on the stack")
+            return
+        # Handlers entered inside this one and never exited (an exception, a generator left
+        # suspended) are closed first, innermost first, so they release what they hold.
+        while stack[-1] is not self:
+            stack[-1].__exit__(exc_type, exc_value, traceback)
+        stack.pop()
         _STATE.by_type.clear()
 
     def __call__(self, fn: Callable) -> Callable:
@@ -217,13 +225,52 @@ class Messenger:
         return _bind(self, fn)
 
 
-def _methods_with_prefix(cls: type, prefix: str) -> dict[str, Callable]:
-    generic = prefix + "message"
+_DISPATCH_ATTRIBUTES = {
+    "_process_message",
+    "_postprocess_message",
+    "_process_by_type",
+    "_postprocess_by_type",
+}
+
+
+def _methods_with_prefix(cls: type, prefix: str, pyro_prefix: str) -> dict[str, Callable]:
     methods = {}
     for attr in dir(cls):
-        if attr.startswith(prefix) and attr != generic:
-            methods[attr[len(prefix) :]] = getattr(cls, attr)
+        if attr in _DISPATCH_ATTRIBUTES or not callable(getattr(cls, attr)):
+            continue
+        for start in (pyro_prefix, prefix):
+            site_type = attr[len(start) :]
+            # _pyro_post_<type> is Pyro's postprocess spelling, not a process method for "post_".
+            if attr.startswith(start) and not (start == "_pyro_" and site_type.startswith("post_")):
+                methods[site_type] = getattr(cls, attr)
     return methods
+
+
+def effectful(fn: Callable | None = None, type: str | None = None) -> Callable:
+    """Make ``fn`` an effectful operation: when handlers are active, each call becomes a message of
+    ``type`` (named by the ``name`` keyword, if given) that handlers may intercept.
+
+    >>> @effectful(type="greeting")
+    ... def greet(who, name=None):
+    ...     return f"hello {who}"
+    >>> class Shout(Messenger):
+    ...     def _postprocess_greeting(self, msg):
+    ...         msg["value"] = msg["value"].upper()
+    >>> with Shout():
+    ...     greet("world")
+    'HELLO WORLD'
+    """
+    if fn is None:
+        return functools.partial(effectful, type=type)
+
+    @functools.wraps(fn)
+    def effect(*args: Any, **kwargs: Any) -> Any:
+        if not handlers_active():
+            return fn(*args, **kwargs)
+        msg = new_message(type, kwargs.pop("name", None), fn, args, kwargs)
+        return apply_stack(msg)["value"]
+
+    return effect
 
 
 def _bind(messenger: Messenger, fn: Callable) -> Callable:

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 import torch
 
-from engine.errors import ShapeError, describe_plates, fmt_shape
-from engine.runtime import CondIndepStackFrame, Message, Messenger
+from engine.errors import ShapeError, describe_plates, fmt_shape, index_with_plate_hint
+from engine.runtime import CondIndepStackFrame, Message, Messenger, is_subsample_site
 
 
 def broadcast_to_frames(msg: Message, frames: Sequence[CondIndepStackFrame]) -> None:
@@ -48,12 +48,7 @@ def broadcast_to_frames(msg: Message, frames: Sequence[CondIndepStackFrame]) -> 
 def _mismatch_message(msg: Message, frame: CondIndepStackFrame, current: int) -> str:
     fn = msg["fn"]
     subsampled = frame.full_size is not None and frame.full_size != frame.size
-    hint = (
-        f" The plate is subsampled to {frame.size} of {frame.full_size}: index the data with the "
-        f"plate's indices (`with plate(...) as idx: ... data[idx]`)."
-        if subsampled
-        else ""
-    )
+    hint = f" {index_with_plate_hint(frame)}" if subsampled else ""
     return (
         f"Site '{msg['name']}' does not fit its plates: its {type(fn).__name__} has batch shape "
         f"{fmt_shape(fn.batch_shape)}, whose dim {frame.dim} has size {current}, but plate "
@@ -69,14 +64,14 @@ class BroadcastMessenger(Messenger):
     """Expand every sample site to the shape of all its plates at once.
 
     >>> import engine, engine.distributions as dist
-    >>> from engine.runtime import CondIndepStackFrame
-    >>> msg = {"fn": dist.Normal(0.0, 1.0), "name": "x", "infer": {},
-    ...        "cond_indep_stack": (CondIndepStackFrame("data", -1, 3),)}
+    >>> from engine.runtime import CondIndepStackFrame, new_message
+    >>> msg = new_message("sample", "x", dist.Normal(0.0, 1.0))
+    >>> msg["cond_indep_stack"] = (CondIndepStackFrame("data", -1, 3),)
     >>> BroadcastMessenger()._process_sample(msg)
     >>> msg["fn"].batch_shape
     torch.Size([3])
     """
 
     def _process_sample(self, msg: Message) -> None:
-        if not msg["infer"].get("is_subsample", False):
+        if not is_subsample_site(msg):
             broadcast_to_frames(msg, msg["cond_indep_stack"])

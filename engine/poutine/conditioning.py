@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.poutine.trace_struct import Trace
-from engine.runtime import Message, Messenger, apply_stack
+from engine.runtime import Message, Messenger, apply_stack, is_subsample_site
 
 
 def _site_values(data: dict[str, Any] | Trace) -> dict[str, Any]:
@@ -29,7 +29,7 @@ def _site_values(data: dict[str, Any] | Trace) -> dict[str, Any]:
         return {
             name: site["value"]
             for name, site in data.nodes.items()
-            if site["type"] == "sample" and not site["infer"].get("is_subsample", False)
+            if site["type"] == "sample" and not is_subsample_site(site)
         }
     return data
 

@@ -42,9 +42,11 @@ def _apply(messenger: Messenger, fn: Callable | None) -> Any:
     return messenger if fn is None else messenger(fn)
 
 
-def trace(fn: Callable | None = None, param_only: bool = False) -> TraceHandler | TraceMessenger:
+def trace(
+    fn: Callable | None = None, graph_type: str | None = None, param_only: bool = False
+) -> TraceHandler | TraceMessenger:
     """Record the sites of ``fn``; ``trace(fn).get_trace(*args)`` returns a :class:`Trace`."""
-    return _apply(TraceMessenger(param_only=param_only), fn)
+    return _apply(TraceMessenger(graph_type=graph_type, param_only=param_only), fn)
 
 
 def replay(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from engine.runtime import Message, Messenger
+from engine.runtime import Message, Messenger, is_subsample_site
 
 
 class MarkovMessenger(Messenger):
@@ -51,5 +51,5 @@ class MarkovMessenger(Messenger):
         msg["infer"] = {**msg["infer"], "_markov_scope": scope}
 
     def _postprocess_sample(self, msg: Message) -> None:
-        if not msg["infer"].get("is_subsample", False):
+        if not is_subsample_site(msg):
             self._steps[-1].append(msg["name"])

@@ -23,7 +23,8 @@ from collections.abc import Iterator
 
 import torch
 
-from engine.errors import PlateError, ShapeError, fmt_shape
+from engine.distributions import TorchDistribution, constraints
+from engine.errors import PlateError, ShapeError, describe_plates, fmt_shape
 from engine.poutine.broadcast_messenger import broadcast_to_frames
 from engine.poutine.dim_allocator import PLATE_DIMS
 from engine.runtime import (
@@ -32,6 +33,7 @@ from engine.runtime import (
     Messenger,
     apply_stack,
     handlers_active,
+    is_subsample_site,
     new_message,
 )
 
@@ -58,26 +60,49 @@ def sample_distinct_indices(
     return distinct[torch.randperm(distinct.numel(), device=device)[:count]]
 
 
-class SubsampleIndices:
-    """The "distribution" of a plate's subsample site: calling it draws the mini-batch indices.
+class SubsampleIndices(TorchDistribution):
+    """The distribution of a plate's subsample site: a draw is a mini-batch of distinct indices.
 
-    It has no density (its log-prob is 0), so traces and ELBOs skip it.
+    It carries no density (its log-prob is 0), so traces and ELBOs skip it.
+
+    >>> SubsampleIndices(100, 5).sample().shape
+    torch.Size([5])
     """
+
+    arg_constraints: dict = {}
 
     def __init__(self, size: int, subsample_size: int, device=None):
         self.size = size
         self.subsample_size = subsample_size
         self.device = device
+        super().__init__(torch.Size(), torch.Size([subsample_size]), validate_args=False)
 
-    def __call__(self) -> torch.Tensor:
+    @property
+    def support(self):
+        return constraints.integer_interval(0, self.size - 1)
+
+    def sample(self, sample_shape: tuple[int, ...] = ()) -> torch.Tensor:
+        if sample_shape:
+            raise ValueError("a plate draws one mini-batch at a time")
         return sample_distinct_indices(self.size, self.subsample_size, self.device)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        return value.new_zeros((), dtype=torch.get_default_dtype())
+        return torch.zeros(value.shape[:-1], device=value.device)
 
 
 class PlateMessenger(Messenger):
-    """The handler behind :func:`engine.plate`; see the module docstring."""
+    """``engine.plate``: a set of conditionally independent draws.
+
+    ``with plate(...) as idx:`` vectorises them along a batch dim (the rightmost free one, or
+    ``dim``), ``for i in plate(...):`` draws them one at a time. With ``subsample_size`` only a
+    random mini-batch is drawn and log densities are scaled up by ``size / subsample_size``.
+    ``param(..., event_dim=k)`` inside a subsampled plate returns the mini-batch's rows.
+
+    >>> import engine, engine.distributions as dist
+    >>> with engine.plate("data", 5, dim=-1) as idx:
+    ...     engine.sample("x", dist.Normal(0.0, 1.0)).shape
+    torch.Size([5])
+    """
 
     def __init__(
         self,
@@ -100,12 +125,14 @@ class PlateMessenger(Messenger):
             device = "cuda"
         self.name = name
         self.requested_dim = dim
-        self.dim: int | None = None
+        self.dim: int | None = dim
+        self._held_dim: int | None = None
         self.device = device
         self.full_size, self._indices = self._resolve_sizes(size, subsample_size, subsample)
         self.subsample_size = (
             self.full_size if self._indices is None else int(self._indices.shape[0])
         )
+        self._all_indices: torch.Tensor | None = None
         self._counter: int | None = None
 
     def _resolve_sizes(self, size, subsample_size, subsample) -> tuple[int, torch.Tensor | None]:
@@ -135,20 +162,27 @@ class PlateMessenger(Messenger):
     def _draw_indices(self, size: int, subsample_size: int) -> torch.Tensor:
         sampler = SubsampleIndices(size, subsample_size, self.device)
         if not handlers_active():
-            return sampler()
+            return sampler.sample()
         msg = new_message("sample", self.name, sampler, infer={"is_subsample": True})
         return apply_stack(msg)["value"]
 
     @property
     def indices(self) -> torch.Tensor:
         """The indices of the current mini-batch (all of ``range(size)`` without subsampling)."""
-        if self._indices is None:
-            return torch.arange(self.full_size, device=self.device)
-        return self._indices
+        if self._indices is not None:
+            return self._indices
+        if self._all_indices is None:
+            self._all_indices = torch.arange(self.full_size, device=self.device)
+        return self._all_indices
 
     @property
     def size(self) -> int:
-        return self.subsample_size
+        """The full size, before subsampling (Pyro's meaning)."""
+        return self.full_size
+
+    @property
+    def subsampled(self) -> bool:
+        return self.subsample_size != self.full_size
 
     @property
     def _scale(self) -> float:
@@ -156,7 +190,7 @@ class PlateMessenger(Messenger):
 
     def __enter__(self) -> torch.Tensor:
         if self._counter is None:
-            self.dim = PLATE_DIMS.allocate(self.name, self.requested_dim)
+            self.dim = self._held_dim = PLATE_DIMS.allocate(self.name, self.requested_dim)
         try:
             super().__enter__()
         except BaseException:
@@ -171,12 +205,12 @@ class PlateMessenger(Messenger):
             self._free_dim()
 
     def _free_dim(self) -> None:
-        if self.dim is not None:
-            PLATE_DIMS.free(self.dim)
-            self.dim = None
+        if self._held_dim is not None:
+            PLATE_DIMS.free(self._held_dim)
+            self._held_dim = None
 
     def __iter__(self) -> Iterator[int]:
-        if self.dim is not None:
+        if self._held_dim is not None:
             raise PlateError(
                 f"Plate '{self.name}' is iterated with `for` while it is active as `with`; "
                 "use one or the other."
@@ -193,16 +227,17 @@ class PlateMessenger(Messenger):
         return self.subsample_size
 
     def _frame(self) -> CondIndepStackFrame:
+        dim = self._held_dim if self._counter is None else None
         return CondIndepStackFrame(
-            self.name, self.dim, self.subsample_size, self._counter or 0, self.full_size
+            self.name, dim, self.subsample_size, self._counter or 0, self.full_size
         )
 
     def _process_sample(self, msg: Message) -> None:
-        if msg["infer"].get("is_subsample", False):
+        if is_subsample_site(msg):
             return
         frame = self._frame()
         msg["cond_indep_stack"] = (frame, *msg["cond_indep_stack"])
-        if self.subsample_size != self.full_size:
+        if self.subsampled:
             msg["scale"] = self._scale * msg["scale"]
         if frame.dim is not None:
             broadcast_to_frames(msg, (frame,))
@@ -210,11 +245,30 @@ class PlateMessenger(Messenger):
     def _process_param(self, msg: Message) -> None:
         msg["cond_indep_stack"] = (self._frame(), *msg["cond_indep_stack"])
 
+    def _postprocess_param(self, msg: Message) -> None:
+        event_dim = msg["kwargs"].get("event_dim")
+        if event_dim is not None:
+            msg["value"] = self._select_rows(msg["value"], event_dim, msg)
+
     def _process_subsample(self, msg: Message) -> None:
-        data = msg["value"]
-        event_dim = msg["kwargs"]["event_dim"]
-        if self.dim is None or self._indices is None or not isinstance(data, torch.Tensor):
-            return
-        data_dim = self.dim - event_dim
-        if data.dim() >= -data_dim and data.shape[data_dim] == self.full_size:
-            msg["value"] = data.index_select(data_dim, self._indices.to(data.device))
+        msg["value"] = self._select_rows(msg["value"], msg["kwargs"]["event_dim"])
+
+    def _select_rows(self, data, event_dim: int, param_msg: Message | None = None):
+        """The rows of ``data`` in this plate's mini-batch, along this plate's dim."""
+        if self._held_dim is None or not isinstance(data, torch.Tensor):
+            return data
+        data_dim = self._held_dim - event_dim
+        if data.dim() < -data_dim:
+            return data
+        size = data.shape[data_dim]
+        if param_msg is not None and size not in (1, self.full_size, self.subsample_size):
+            raise ShapeError(
+                f"Param '{param_msg['name']}' (event_dim={event_dim}) has shape "
+                f"{fmt_shape(data.shape)}: its dim {data_dim} has size {size}, but it sits in "
+                f"{describe_plates((self._frame(),))}. A local param needs size "
+                f"{self.full_size} there (one row per plate element); check its shape or its "
+                "event_dim."
+            )
+        if not self.subsampled or size != self.full_size:
+            return data
+        return data.index_select(data_dim, self._indices.to(data.device))

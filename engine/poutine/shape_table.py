@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from engine.errors import fmt_shape
-from engine.runtime import Message
+from engine.runtime import Message, is_subsample_site
 
 
 def _distribution_name(fn: object) -> str:
@@ -64,7 +64,7 @@ def _site_row(name: str, site: Message) -> list[str] | None:
         return [name, "param", "", "", "", value_shape, "", _plates(site)]
     if site["type"] != "sample":
         return None
-    if site["infer"].get("is_subsample", False):
+    if is_subsample_site(site):
         return [name, "subsample", "", "", "", value_shape, "", _plates(site)]
     fn = site["fn"]
     kind = "observed" if site["is_observed"] else "sample"

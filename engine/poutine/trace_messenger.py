@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.errors import PlateError, PPLError, describe_plates
+from engine.poutine.block_messenger import NonlocalExit
 from engine.poutine.trace_struct import Trace
 from engine.runtime import Message, Messenger
 
@@ -34,7 +35,13 @@ class TraceMessenger(Messenger):
     0
     """
 
-    def __init__(self, param_only: bool = False):
+    def __init__(self, graph_type: str | None = None, param_only: bool = False):
+        if graph_type not in (None, "flat"):
+            raise NotImplementedError(
+                f"trace(graph_type={graph_type!r}): only flat traces are recorded for now; "
+                "dependency edges ('dense') are not implemented yet."
+            )
+        self.graph_type = graph_type
         self.param_only = param_only
         self.trace = Trace()
         self._plate_sizes: dict[str, tuple[int | None, str]] = {}
@@ -106,10 +113,12 @@ class TraceHandler:
 
 
 def _attach_site_table(error: BaseException, trace: Trace) -> None:
-    if not any(site["type"] in ("sample", "param") for site in trace.nodes.values()):
-        return
+    if isinstance(error, NonlocalExit) or not any(
+        site["type"] in ("sample", "param") for site in trace.nodes.values()
+    ):
+        return  # escape's control flow, or nothing recorded yet: no table to show
     if isinstance(error, PPLError):
-        error.attach_site_table(trace.format_shapes())
+        error.attach_site_table(trace.format_shapes)
     elif isinstance(error, Exception) and not getattr(error, _TABLE_NOTE_FLAG, False):
         # Torch's own shape errors (a bad matmul in the model) are the commonest; a note keeps
         # their message and type intact while showing where the model had got to.

@@ -21,18 +21,13 @@ from typing import Any
 import torch
 
 from engine.errors import PPLError, SiteNameError, describe_site, fmt_shape
-from engine.runtime import Message
+from engine.runtime import Message, is_subsample_site
 
 SiteFilter = Callable[[str, Message], bool]
 
 
 def _every_site(name: str, site: Message) -> bool:
     return True
-
-
-def is_subsample_site(site: Message) -> bool:
-    """Whether a site only records a plate's mini-batch indices (it has no density)."""
-    return site["type"] == "sample" and site["infer"].get("is_subsample", False)
 
 
 def scale_and_mask(log_prob: torch.Tensor, scale: Any, mask: Any) -> torch.Tensor:
