@@ -13,21 +13,22 @@
 """
 
 from engine import distributions, poutine
+from engine.distributions.validation import (
+    enable_validation,
+    is_validation_enabled,
+    validation_enabled,
+)
 from engine.params import get_param_store
-from engine.poutine.handlers import condition, do
+from engine.poutine.handlers import condition, do, markov
 from engine.primitives import (
     clear_param_store,
     deterministic,
-    enable_validation,
     factor,
-    is_validation_enabled,
-    markov,
     module,
     param,
     plate,
     sample,
     subsample,
-    validation_enabled,
 )
 from engine.rng import set_rng_seed
 

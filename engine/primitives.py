@@ -17,15 +17,9 @@ from typing import Any
 import torch
 
 from engine.distributions import Delta, Unit
-from engine.distributions.validation import (
-    enable_validation,
-    is_validation_enabled,
-    validation_enabled,
-)
 from engine.errors import ShapeError, fmt_shape
 from engine.observation_checks import check_observed_site
 from engine.params import get_param_store
-from engine.poutine.handlers import markov
 from engine.poutine.plate_messenger import PlateMessenger
 from engine.runtime import apply_stack, handlers_active, new_message
 
@@ -79,7 +73,7 @@ def _sample_partially_observed(name, fn, obs, obs_mask, infer) -> torch.Tensor:
     # imputed values there, so validation only ever judges real observations.
     filled = torch.where(event_mask, obs, imputed)
     sample(f"{name}_observed", fn.mask(obs_mask), obs=filled, infer=infer)
-    return deterministic(name, torch.where(event_mask, obs, imputed), len(fn.event_shape))
+    return deterministic(name, filled, len(fn.event_shape))
 
 
 def param(
@@ -108,25 +102,7 @@ def param(
     return apply_stack(msg)["value"]
 
 
-def plate(
-    name: str,
-    size: int | None = None,
-    subsample_size: int | None = None,
-    subsample: torch.Tensor | None = None,
-    dim: int | None = None,
-    use_cuda: bool | None = None,
-    device: torch.device | str | None = None,
-) -> PlateMessenger:
-    """A set of conditionally independent draws: ``with plate(...) as idx:`` vectorises them along
-    a batch dim, ``for i in plate(...):`` draws them one at a time. With ``subsample_size`` only a
-    random mini-batch is drawn and log densities are scaled up by ``size / subsample_size``.
-
-    >>> import engine.distributions as dist
-    >>> with plate("data", 5, dim=-1):
-    ...     sample("x", dist.Normal(0.0, 1.0)).shape
-    torch.Size([5])
-    """
-    return PlateMessenger(name, size, subsample_size, subsample, dim, use_cuda, device)
+plate = PlateMessenger
 
 
 def subsample(data: torch.Tensor, event_dim: int) -> torch.Tensor:
@@ -172,10 +148,11 @@ def module(name: str, nn_module: torch.nn.Module, update_module_params: bool = F
     """Register every parameter of ``nn_module`` in the param store as ``f"{name}$$${param}"``.
 
     The store then holds the module's own tensors, so an optimizer over the store trains the
-    module. When the store already holds values under those names (after ``load``, or from a
-    module built by an earlier run of a notebook cell), ``update_module_params=True`` copies them
-    into the module first; otherwise the module's current values win. Either way the stale
-    tensors are dropped from the store, so the optimizer never trains a module nobody uses.
+    module (frozen parameters, ``requires_grad=False``, are left out). When the store already
+    holds values under those names (after ``load``, or from a module built by an earlier run of
+    a notebook cell), ``update_module_params=True`` copies them into the module first; otherwise
+    the module's current values win. Either way the stale tensors are dropped from the store, so
+    the optimizer never trains a module nobody uses.
 
     >>> net = torch.nn.Linear(2, 1)
     >>> module("net", net) is net
@@ -183,6 +160,8 @@ def module(name: str, nn_module: torch.nn.Module, update_module_params: bool = F
     """
     store = get_param_store()
     for param_name, module_param in nn_module.named_parameters():
+        if not module_param.requires_grad:
+            continue  # frozen: nothing to learn, so nothing for the store to hold
         full_name = f"{name}$$${param_name}"
         if full_name in store:
             stored = store[full_name]
@@ -208,20 +187,3 @@ def _copy_into(module_param: torch.Tensor, stored: torch.Tensor, param_name: str
 def clear_param_store() -> None:
     """Remove every parameter from the global param store."""
     get_param_store().clear()
-
-
-__all__ = [
-    "clear_param_store",
-    "deterministic",
-    "enable_validation",
-    "factor",
-    "get_param_store",
-    "is_validation_enabled",
-    "markov",
-    "module",
-    "param",
-    "plate",
-    "sample",
-    "subsample",
-    "validation_enabled",
-]

@@ -13,9 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from engine.runtime import Message, Messenger
+from engine.runtime import Message, Messenger, is_subsample_site
 
 SitePredicate = Callable[[Message], bool]
+
+
+def _site_kind(msg: Message) -> str:
+    # Pyro's block tells observed sample sites apart as the pseudo-type "observe".
+    return "observe" if msg["type"] == "sample" and msg["is_observed"] else msg["type"]
 
 
 def _hide_predicate(
@@ -26,26 +31,33 @@ def _hide_predicate(
     hide_types: Iterable[str] | None,
     expose_types: Iterable[str] | None,
 ) -> SitePredicate:
-    if (hide is not None or hide_types is not None) and (
-        expose is not None or expose_types is not None
-    ):
-        raise ValueError("block: give sites to hide or sites to expose, not both")
-    if hide is not None or hide_types is not None:
-        names, types = frozenset(hide or ()), frozenset(hide_types or ())
-        return lambda msg: msg["name"] in names or msg["type"] in types
-    if expose is not None or expose_types is not None:
-        names, types = frozenset(expose or ()), frozenset(expose_types or ())
-        return lambda msg: not (msg["name"] in names or msg["type"] in types)
-    hidden = hide_all and not expose_all
-    return lambda msg: hidden
+    hidden_names, hidden_kinds = frozenset(hide or ()), frozenset(hide_types or ())
+    shown_names, shown_kinds = frozenset(expose or ()), frozenset(expose_types or ())
+    hides_some = bool(hidden_names or hidden_kinds)
+    shows_some = bool(shown_names or shown_kinds)
+    # With only a hide list, everything else is shown; with an expose list, everything else is
+    # hidden; with neither, hide_all / expose_all decide.
+    default_hidden = shows_some or (not hides_some and hide_all and not expose_all)
+
+    def hidden(msg: Message) -> bool:
+        kind = _site_kind(msg)
+        if msg["name"] in hidden_names or kind in hidden_kinds:
+            return True
+        if msg["name"] in shown_names or kind in shown_kinds:
+            return False
+        return default_hidden
+
+    return hidden
 
 
 class BlockMessenger(Messenger):
     """Stop the selected messages here, so handlers further out never see them.
 
-    Selection, first match wins: ``hide_fn``, ``expose_fn``, the ``hide``/``hide_types`` lists,
-    the ``expose``/``expose_types`` lists, else everything (``hide_all``) or nothing
-    (``expose_all`` or ``hide_all=False``).
+    Selection: ``hide_fn`` or ``expose_fn`` when given; else a site named in ``hide`` (or of a
+    type in ``hide_types``) is hidden, one named in ``expose`` (``expose_types``) is shown, and
+    the rest are shown when only hide lists are given, hidden when expose lists are given, and
+    otherwise hidden unless ``hide_all=False`` or ``expose_all=True``. Types are ``"sample"``,
+    ``"param"``, ..., and ``"observe"`` for observed sample sites.
 
     >>> with BlockMessenger(hide=["x"]):
     ...     pass
@@ -85,7 +97,8 @@ class NonlocalExit(Exception):
 
 
 class EscapeMessenger(Messenger):
-    """At the first site where ``escape_fn(msg)`` holds, abort the run with :class:`NonlocalExit`.
+    """At the first sample site where ``escape_fn(msg)`` holds, abort the run with
+    :class:`NonlocalExit` (plates' mini-batch sites are never escaped).
 
     >>> with EscapeMessenger(lambda msg: True):
     ...     pass
@@ -94,8 +107,8 @@ class EscapeMessenger(Messenger):
     def __init__(self, escape_fn: SitePredicate):
         self.escape_fn = escape_fn
 
-    def _process_message(self, msg: Message) -> None:
-        if self.escape_fn(msg):
+    def _process_sample(self, msg: Message) -> None:
+        if not is_subsample_site(msg) and self.escape_fn(msg):
             msg["done"] = True
             msg["stop"] = True
             msg["continuation"] = _raise_nonlocal_exit

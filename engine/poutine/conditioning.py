@@ -1,8 +1,8 @@
 """Handlers that fix the value of sites: ``condition``, ``do``, ``substitute``, ``uncondition``.
 
 - ``condition`` observes a sample site: the value is data, and its density counts.
-- ``do`` intervenes: downstream code sees the value, but the site is not evidence (its density is
-  left out); the natural draw is still recorded under the site's name, for counterfactuals.
+- ``do`` intervenes: downstream code sees the value, but the site is not evidence; the natural
+  draw (with its density) is still recorded under the site's name, for counterfactuals.
 - ``substitute`` replaces the value of a sample or param site; a substituted sample site stays
   latent and its density counts.
 - ``uncondition`` turns observed sites back into latent ones that are sampled.
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.poutine.trace_struct import Trace
-from engine.runtime import Message, Messenger, apply_stack, is_subsample_site
+from engine.runtime import Message, Messenger, is_subsample_site
 
 
 def _site_values(data: dict[str, Any] | Trace) -> dict[str, Any]:
@@ -54,30 +54,21 @@ class ConditionMessenger(Messenger):
 class DoMessenger(Messenger):
     """Intervene on the sample sites named in ``data``: fix their value without evidence.
 
+    The site is still drawn from its distribution and recorded under its name by the handlers
+    outside (for counterfactual reasoning); the code after the site, and the handlers inside,
+    see the intervention value.
+
     >>> with DoMessenger({"x": 1.0}):
     ...     pass
     """
 
     def __init__(self, data: dict[str, Any]):
         self.data = data
-        self._natural_draws: list[Message] = []
 
-    def _process_sample(self, msg: Message) -> None:
+    def _postprocess_sample(self, msg: Message) -> None:
         intervention = self.data.get(msg["name"])
-        if intervention is None or any(m is msg for m in self._natural_draws):
-            return
-        # The natural draw goes through the whole stack (so it is traced under the site's name);
-        # the intervened copy stops here and only feeds the value downstream.
-        natural = dict(msg, cond_indep_stack=())
-        self._natural_draws.append(natural)
-        try:
-            apply_stack(natural)
-        finally:
-            self._natural_draws.pop()
-        msg["name"] = f"{msg['name']}__CF"
-        msg["value"] = intervention
-        msg["is_observed"] = True
-        msg["stop"] = True
+        if intervention is not None:
+            msg["value"] = intervention
 
 
 class SubstituteMessenger(Messenger):

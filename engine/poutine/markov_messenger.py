@@ -1,10 +1,15 @@
-"""``markov``: declare that each step of a loop depends only on the last ``history`` steps.
+"""``markov``: declare that each step depends only on the ``history`` steps before it.
 
-Each entry of the handler (one loop step) opens a new step; every sample site inside is stamped
-with ``infer["_markov_scope"]``, the names of the sites in the current step and the ``history``
-steps before it, the only sites it may depend on. Enumeration reads that scope to recycle tensor
-dims, so a chain of T discrete states costs O(T), not O(K^T). With ``keep=True`` no step ever
-leaves the window.
+Every entry of the handler opens a step. Entered again after the previous step closed (a loop:
+``for t in markov(range(T))``, or a decorated transition function called in a loop), the new step
+follows the previous one. Entered again while a step is still open (a recursive function
+decorated with ``@markov``), the new step is a child of the open one: its predecessors are its
+ancestors, and siblings are independent unless ``keep=True``, in which case a sibling follows
+the sibling before it.
+
+Each sample site inside is stamped with ``infer["_markov_scope"]``: the names of the sites in the
+current step and in its ``history`` predecessors, the only sites it may depend on. Enumeration
+reads that scope to recycle tensor dims, so a chain of T discrete states costs O(T), not O(K^T).
 
 >>> import engine, engine.distributions as dist
 >>> from engine import poutine
@@ -13,43 +18,77 @@ leaves the window.
 ...     for t in engine.markov(range(3)):
 ...         x = engine.sample(f"x_{t}", dist.Normal(x, 1.0))
 >>> sorted(poutine.trace(chain).get_trace().nodes["x_2"]["infer"]["_markov_scope"])
-['x_1']
+['x_1', 'x_2']
 """
 
 from __future__ import annotations
 
-from collections import deque
+from dataclasses import dataclass, field
 
 from engine.runtime import Message, Messenger, is_subsample_site
 
 
+@dataclass
+class _Step:
+    predecessors: tuple[_Step, ...]
+    names: list[str] = field(default_factory=list)
+    # The chain a next sibling continues (set when a child of this step closes).
+    children_chain: tuple[_Step, ...] | None = None
+
+
 class MarkovMessenger(Messenger):
-    """One step of a Markov loop per entry; see the module docstring.
+    """One Markov step per entry; see the module docstring.
 
     >>> m = MarkovMessenger(history=2)
     >>> with m:
     ...     pass
-    >>> len(m._steps)
-    1
     """
 
-    def __init__(self, history: int = 1, keep: bool = False, dim: int | None = None, name=None):
+    def __init__(self, history: int = 1, keep: bool = False, dim=None, name=None):
         if history < 0:
             raise ValueError(f"markov history must be >= 0, got {history}")
+        if dim is not None or name is not None:
+            raise NotImplementedError(
+                "markov(dim=..., name=...) belongs to Pyro's funsor backend; the engine's "
+                "enumeration allocates dims itself: leave them out."
+            )
         self.history = history
         self.keep = keep
-        self.dim = dim
-        self.name = name
-        self._steps: deque[list[str]] = deque(maxlen=None if keep else history + 1)
+        self._root = _Step(predecessors=())
+        self._open: list[_Step] = []
+
+    def _window(self, chain: tuple[_Step, ...]) -> tuple[_Step, ...]:
+        return chain[len(chain) - self.history :] if self.history else ()
 
     def __enter__(self) -> MarkovMessenger:
-        self._steps.append([])
+        parent = self._open[-1] if self._open else self._root
+        if parent is self._root or self.keep:
+            # A step that follows its previous sibling: a loop, or kept branches.
+            sibling_chain = parent.children_chain
+            if sibling_chain is None:
+                sibling_chain = () if parent is self._root else (*parent.predecessors, parent)
+            chain = sibling_chain
+        else:
+            chain = (*parent.predecessors, parent)
+        self._open.append(_Step(predecessors=self._window(chain)))
         return super().__enter__()
 
+    def __exit__(self, exc_type, exc_value, traceback) -> None:
+        step = self._open.pop()
+        parent = self._open[-1] if self._open else self._root
+        parent.children_chain = self._window((*step.predecessors, step))
+        super().__exit__(exc_type, exc_value, traceback)
+
     def _process_sample(self, msg: Message) -> None:
-        scope = frozenset(name for step in self._steps for name in step)
-        msg["infer"] = {**msg["infer"], "_markov_scope": scope}
+        if is_subsample_site(msg):
+            return
+        step = self._open[-1]
+        visible = {name for earlier in step.predecessors for name in earlier.names}
+        visible.update(step.names)
+        visible.add(msg["name"])
+        inherited = msg["infer"].get("_markov_scope", frozenset())
+        msg["infer"] = {**msg["infer"], "_markov_scope": frozenset(visible) | inherited}
 
     def _postprocess_sample(self, msg: Message) -> None:
         if not is_subsample_site(msg):
-            self._steps[-1].append(msg["name"])
+            self._open[-1].names.append(msg["name"])

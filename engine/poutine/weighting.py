@@ -15,6 +15,7 @@ import numbers
 
 import torch
 
+from engine.distributions.validation import is_validation_enabled
 from engine.runtime import Message, Messenger
 
 
@@ -26,8 +27,14 @@ class ScaleMessenger(Messenger):
     """
 
     def __init__(self, scale: float | torch.Tensor):
-        if isinstance(scale, numbers.Number) and not scale > 0:
-            raise ValueError(f"scale must be positive, got {scale}")
+        if isinstance(scale, numbers.Number):
+            if not scale > 0:
+                raise ValueError(f"scale must be positive, got {scale}")
+        elif is_validation_enabled() and not bool((scale > 0).all()):
+            raise ValueError(
+                f"scale must be positive everywhere; the tensor of shape {tuple(scale.shape)} has "
+                f"{int((scale <= 0).sum())} entries <= 0 (use mask to drop terms instead)"
+            )
         self.scale = scale
 
     def _process_sample(self, msg: Message) -> None:

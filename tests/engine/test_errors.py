@@ -222,6 +222,17 @@ def test_foreign_errors_inside_trace_get_the_site_table_as_a_note():
     assert "Sites recorded before the error" in notes and "w" in notes
 
 
+def test_escape_exits_carry_no_site_table():
+    def model():
+        pyro.sample("a", dist.Normal(0.0, 1.0))
+        pyro.sample("b", dist.Normal(0.0, 1.0))
+
+    escaped = poutine.escape(model, escape_fn=lambda msg: msg["name"] == "b")
+    with pytest.raises(poutine.NonlocalExit) as info:
+        poutine.trace(escaped).get_trace()
+    assert not getattr(info.value, "__notes__", None)
+
+
 def test_failed_calls_leave_the_param_store_unchanged():
     pyro.param("a", torch.tensor([1.0, 2.0]), constraint=constraints.positive)
     before = {name: value.detach().clone() for name, value in pyro.get_param_store().items()}

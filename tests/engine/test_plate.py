@@ -8,7 +8,7 @@ import torch
 import engine as pyro
 import engine.distributions as dist
 from engine import poutine
-from engine.errors import PlateError
+from engine.errors import PlateError, ShapeError
 from engine.poutine.plate_messenger import sample_distinct_indices
 
 
@@ -164,3 +164,64 @@ def test_distinct_indices_are_uniform():
     assert (counts - expected).abs().max() < 4.5 * sd
     large = sample_distinct_indices(1_000_000, 1000)
     assert large.unique().numel() == 1000 and large.max() < 1_000_000
+
+
+def test_plate_attributes_follow_pyro():
+    data_plate = pyro.plate("data", 100, subsample_size=10)
+    assert isinstance(data_plate, pyro.plate)
+    assert data_plate.size == 100 and data_plate.subsample_size == 10
+    with data_plate:
+        pass
+    assert data_plate.dim == -1  # the dim it used stays readable after exit
+
+
+def test_local_params_are_subsampled_with_their_plate():
+    def model():
+        with pyro.plate("data", 10, subsample_size=3) as idx:
+            loc = pyro.param("loc", torch.arange(10.0), event_dim=0)
+            scale = pyro.param("scale", torch.ones(10, 2), event_dim=1)
+        return idx, loc, scale
+
+    idx, loc, scale = model()
+    assert torch.equal(loc, idx.float())
+    assert scale.shape == (3, 2)
+    assert pyro.param("loc").shape == (10,)  # the store keeps every row
+
+
+def test_a_local_param_of_the_wrong_size_is_an_error():
+    def model():
+        with pyro.plate("data", 10):
+            pyro.param("loc", torch.zeros(7), event_dim=0)
+
+    with pytest.raises(ShapeError) as info:
+        model()
+    for fragment in ["'loc'", "(7,)", "plate 'data'", "size 10"]:
+        assert fragment in str(info.value)
+
+
+def test_subsample_with_event_dims_at_an_inner_plate_dim():
+    data = torch.arange(60.0).reshape(10, 3, 2)
+    with pyro.plate("rows", 10, subsample=torch.tensor([0, 9]), dim=-2) as rows:
+        batch = pyro.subsample(data, event_dim=1)
+    assert torch.equal(batch, data[rows])
+
+
+def test_a_plate_left_entered_releases_its_dim_when_its_trace_exits():
+    leaked = pyro.plate("leak", 2)
+
+    def model():
+        leaked.__enter__()  # never exited by the model
+        pyro.sample("x", dist.Normal(0.0, 1.0))
+
+    poutine.trace(model).get_trace()
+    with pyro.plate("fresh", 3, dim=-1):
+        assert pyro.sample("y", dist.Normal(0.0, 1.0)).shape == (3,)
+
+
+def test_sequential_plate_with_a_misshapen_observation():
+    def model():
+        for i in pyro.plate("loop", 2):
+            pyro.sample(f"y_{i}", dist.Normal(torch.zeros(3), 1.0), obs=torch.zeros(2))
+
+    with pytest.raises(ShapeError, match="'y_0'"):
+        poutine.trace(model).get_trace()

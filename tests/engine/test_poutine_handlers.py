@@ -59,6 +59,7 @@ def test_replay_params():
 
     replayed = poutine.replay(model, params={"w": {"value": torch.tensor(7.0)}})()
     assert replayed == 7.0
+    assert poutine.replay(model, params={"w": torch.tensor(8.0)})() == 8.0
 
 
 def test_condition_observes_and_density_counts():
@@ -69,6 +70,20 @@ def test_condition_observes_and_density_counts():
     conditioned_by_trace = poutine.condition(two_sites, data=tr)
     tr2 = poutine.trace(conditioned_by_trace).get_trace()
     assert tr2.observation_nodes == ["a", "b"]
+
+
+def test_do_inside_a_subsampled_plate_scales_once_and_takes_batched_values():
+    def model():
+        with pyro.plate("data", 10, subsample_size=2):
+            a = pyro.sample("a", dist.Normal(0.0, 1.0))
+            return pyro.sample("b", dist.Normal(a, 1.0))
+
+    intervened = poutine.do(model, data={"a": torch.tensor([50.0, 60.0])})
+    tr = poutine.trace(intervened).get_trace()
+    assert tr.nodes["a"]["scale"] == 5.0
+    assert tr.nodes["a"]["value"].shape == (2,)
+    b = tr.nodes["b"]["value"]
+    assert torch.all((b - torch.tensor([50.0, 60.0])).abs() < 6)
 
 
 def test_do_feeds_the_value_downstream_without_evidence():
@@ -123,8 +138,40 @@ def test_block_hide_expose_and_types():
     assert names(hide_fn=lambda msg: msg["name"] == "b") == ["_INPUT", "w", "a", "_RETURN"]
     assert names(expose_fn=lambda msg: msg["name"] == "b") == ["_INPUT", "b", "_RETURN"]
     assert names(hide_all=False) == ["_INPUT", "w", "a", "b", "_RETURN"]
-    with pytest.raises(ValueError, match="not both"):
-        poutine.block(hide=["a"], expose=["b"])
+    assert names(expose_all=True) == ["_INPUT", "w", "a", "b", "_RETURN"]
+
+
+def test_block_observe_pseudo_type_and_mixed_lists():
+    def model():
+        pyro.param("w", torch.zeros(()))
+        two_sites(torch.tensor(1.0))
+
+    def names(**kwargs):
+        return list(poutine.trace(poutine.block(model, **kwargs)).get_trace().nodes)
+
+    # observed sample sites are the pseudo-type "observe", not "sample"
+    assert names(hide_types=["observe"]) == ["_INPUT", "w", "a", "_RETURN"]
+    assert names(expose_types=["sample"]) == ["_INPUT", "a", "_RETURN"]
+    # a name in hide wins over its type in expose_types
+    assert names(hide=["a"], expose_types=["sample", "param"]) == ["_INPUT", "w", "_RETURN"]
+
+
+def test_escape_only_considers_sample_sites():
+    def model():
+        pyro.param("w", torch.zeros(()))
+        with pyro.plate("data", 100, subsample_size=3):
+            pyro.sample("w_sample", dist.Normal(0.0, 1.0))
+
+    seen = []
+
+    def escape_fn(msg):
+        seen.append(msg["name"])
+        return msg["name"].startswith("w")
+
+    with pytest.raises(poutine.NonlocalExit) as info:
+        poutine.escape(model, escape_fn=escape_fn)()
+    assert info.value.site["name"] == "w_sample"
+    assert seen == ["w_sample"]
 
 
 def test_escape_leaves_at_the_chosen_site():
@@ -167,6 +214,11 @@ def test_scale_and_mask_weight_log_densities():
     assert poutine.trace(poutine.mask(model_2d, mask=False)).get_trace().log_prob_sum() == 0
     with pytest.raises(ValueError, match="positive"):
         poutine.scale(scale=-1.0)
+    with pytest.raises(ValueError, match="1 entries <= 0"):
+        poutine.scale(scale=torch.tensor([1.0, 0.0]))
+    tensor_scaled = poutine.scale(model_2d, scale=torch.tensor([1.0, 3.0]))
+    lp = dist.Normal(0.0, 1.0).log_prob(torch.zeros(()))
+    assert torch.allclose(poutine.trace(tensor_scaled).get_trace().log_prob_sum(), 4 * lp)
     with pytest.raises(TypeError, match="bool"):
         poutine.mask(mask=torch.ones(2))
 
@@ -194,6 +246,31 @@ def test_lift_turns_params_into_samples():
     assert "w" not in pyro.get_param_store()
 
 
+def test_lift_draws_a_param_read_twice_only_once():
+    def model():
+        return pyro.param("w", torch.tensor(0.0)), pyro.param("w")
+
+    lifted = poutine.lift(model, prior=dist.Normal(0.0, 1.0))
+    first, second = lifted()
+    assert first == second
+    tr = poutine.trace(lifted).get_trace()
+    assert tr.stochastic_nodes == ["w"]
+    assert tr.nodes["_RETURN"]["value"][0] is tr.nodes["_RETURN"]["value"][1]
+
+
+def test_lift_matches_module_parameters_by_short_name():
+    net = torch.nn.Linear(2, 1)
+
+    def model():
+        pyro.module("net", net)
+        return pyro.param("net$$$weight"), pyro.param("net$$$bias")
+
+    lifted = poutine.lift(model, prior={"weight": dist.Normal(0.0, 1.0).expand([1, 2])})
+    tr = poutine.trace(lifted).get_trace()
+    assert tr.nodes["net$$$weight"]["type"] == "sample"
+    assert tr.nodes["net$$$bias"]["type"] == "param"
+
+
 def test_lifted_site_is_seen_by_outer_sample_handlers():
     def model():
         return pyro.param("w", torch.tensor(0.0))
@@ -216,12 +293,21 @@ def test_infer_config_merges_without_touching_the_callers_dict():
     assert user_infer == {"a": 1}
 
 
-def test_broadcast_expands_to_all_plates():
-    def model():
-        with pyro.plate("outer", 3, dim=-2), pyro.plate("inner", 4, dim=-1):
-            return pyro.sample("x", dist.Normal(0.0, 1.0))
+def test_broadcast_expands_to_every_recorded_frame():
+    from engine.runtime import CondIndepStackFrame, apply_stack, new_message
 
-    assert poutine.broadcast(model)().shape == (3, 4)
+    frames = (CondIndepStackFrame("outer", -2, 3), CondIndepStackFrame("inner", -1, 4))
+
+    class StampFrames(poutine.Messenger):  # records frames like a plate, without broadcasting
+        def _process_sample(self, msg):
+            msg["cond_indep_stack"] = frames
+
+    with poutine.broadcast(), StampFrames():
+        msg = apply_stack(new_message("sample", "x", dist.Normal(0.0, 1.0)))
+    assert msg["fn"].batch_shape == (3, 4) and msg["value"].shape == (3, 4)
+    with StampFrames():
+        unbroadcast = apply_stack(new_message("sample", "x", dist.Normal(0.0, 1.0)))
+    assert unbroadcast["value"].shape == ()
 
 
 def test_handlers_as_decorators():
@@ -232,21 +318,56 @@ def test_handlers_as_decorators():
     assert model() == 2.0
 
 
-def test_markov_scopes_cover_the_history_window():
-    def chain(history):
+def scope(trace, name):
+    return set(trace.nodes[name]["infer"]["_markov_scope"])
+
+
+def test_markov_loop_scopes_cover_the_history_window():
+    def chain(history, keep=False):
         x = torch.tensor(0.0)
-        for t in pyro.markov(range(4), history=history):
+        for t in pyro.markov(range(4), history=history, keep=keep):
             x = pyro.sample(f"x_{t}", dist.Normal(x, 1.0))
+            pyro.sample(f"y_{t}", dist.Normal(x, 1.0), obs=torch.tensor(0.0))
 
     tr1 = poutine.trace(chain).get_trace(1)
-    assert tr1.nodes["x_3"]["infer"]["_markov_scope"] == {"x_2"}
-    tr2 = poutine.trace(chain).get_trace(2)
-    assert tr2.nodes["x_3"]["infer"]["_markov_scope"] == {"x_1", "x_2"}
+    assert scope(tr1, "x_3") == {"x_2", "y_2", "x_3"}
+    assert scope(tr1, "y_3") == {"x_2", "y_2", "x_3", "y_3"}
+    assert scope(poutine.trace(chain).get_trace(2), "x_3") == {"x_1", "y_1", "x_2", "y_2", "x_3"}
+    assert scope(poutine.trace(chain).get_trace(0), "x_3") == {"x_3"}
+    # keep only matters for branching: a loop's window is still `history` steps
+    assert scope(poutine.trace(chain).get_trace(1, True), "x_3") == {"x_2", "y_2", "x_3"}
 
-    @pyro.markov
-    def step():
-        return pyro.sample("s", dist.Normal(0.0, 1.0))
 
-    assert poutine.trace(step).get_trace().nodes["s"]["infer"]["_markov_scope"] == frozenset()
-    with pyro.markov():
-        pyro.sample("plain", dist.Normal(0.0, 1.0))
+def tree(name, depth, keep):
+    @pyro.markov(keep=keep)
+    def node(label, level):
+        pyro.sample(label, dist.Normal(0.0, 1.0))
+        if level < depth:
+            node(label + "L", level + 1)
+            node(label + "R", level + 1)
+
+    node(name, 0)
+
+
+def test_markov_recursion_sees_parents_not_siblings():
+    tr = poutine.trace(tree).get_trace("n", 2, False)
+    assert scope(tr, "nL") == {"n", "nL"}
+    assert scope(tr, "nLR") == {"nL", "nLR"}
+    assert scope(tr, "nR") == {"n", "nR"}  # not nL: branches are independent
+    assert scope(tr, "nRL") == {"nR", "nRL"}
+
+
+def test_markov_recursion_with_keep_chains_siblings():
+    tr = poutine.trace(tree).get_trace("n", 1, True)
+    assert scope(tr, "nL") == {"n", "nL"}
+    assert scope(tr, "nR") == {"nL", "nR"}
+
+
+def test_markov_as_context_and_rejects_funsor_arguments():
+    def model():
+        with pyro.markov():
+            return pyro.sample("s", dist.Normal(0.0, 1.0))
+
+    assert scope(poutine.trace(model).get_trace(), "s") == {"s"}
+    with pytest.raises(NotImplementedError, match="funsor"):
+        pyro.markov(dim=-3)

@@ -128,6 +128,14 @@ def test_module_update_module_params_copies_store_values_in():
     assert dict(pyro.get_param_store().named_parameters())["net$$$weight"] is fresh.weight
 
 
+def test_module_leaves_frozen_parameters_out():
+    net = torch.nn.Linear(2, 1)
+    net.bias.requires_grad_(False)
+    pyro.module("net", net)
+    pyro.module("net", net)
+    assert list(pyro.get_param_store().keys()) == ["net$$$weight"]
+
+
 def test_set_rng_seed_seeds_every_generator():
     pyro.set_rng_seed(42)
     first = (torch.rand(()), random.random(), np.random.rand())

@@ -156,3 +156,45 @@ def test_stack_is_per_thread():
         worker.join()
         assert handlers_active()
     assert seen_in_thread == [False]
+
+
+def test_pyro_spelled_handler_methods():
+    class Always42(Messenger):
+        def _pyro_sample(self, msg):
+            msg["value"] = torch.tensor(42.0)
+
+        def _pyro_post_sample(self, msg):
+            msg["seen"] = True
+
+    with Always42():
+        msg = apply_stack(new_message("sample", "x", draw_one))
+    assert msg["value"] == 42.0 and msg["seen"]
+
+
+def test_effectful_operations_reach_handlers():
+    from engine.runtime import effectful
+
+    @effectful(type="double")
+    def double(x, name=None):
+        return 2 * x
+
+    class Negate(Messenger):
+        def _postprocess_double(self, msg):
+            msg["value"] = -msg["value"]
+
+    assert double(3) == 6
+    with Negate():
+        assert double(3, name="d") == -6
+
+
+def test_a_leaked_seed_handler_restores_the_generators():
+    from engine import poutine
+    from engine.rng import set_rng_seed
+
+    set_rng_seed(0)
+    expected = torch.rand(2)
+    set_rng_seed(0)
+    with pytest.raises(KeyError), Recorder("outer", []):
+        poutine.seed(rng_seed=7).__enter__()
+        raise KeyError("left inside")
+    assert torch.equal(torch.rand(2), expected)
