@@ -219,7 +219,26 @@ def _and_masks(a: torch.Tensor | bool, b: torch.Tensor | bool) -> torch.Tensor |
     return a & b
 
 
-class MaskedDistribution(TorchDistribution):
+class _OverBaseDistribution(TorchDistribution):
+    """A distribution that changes another's shape or weighting but keeps its support and its
+    sampling abilities (``self.base_dist``)."""
+
+    base_dist: torch.distributions.Distribution
+
+    @property
+    def has_rsample(self) -> bool:
+        return self.base_dist.has_rsample
+
+    @property
+    def has_enumerate_support(self) -> bool:
+        return self.base_dist.has_enumerate_support
+
+    @constraints.dependent_property
+    def support(self) -> constraints.Constraint:
+        return self.base_dist.support
+
+
+class MaskedDistribution(_OverBaseDistribution):
     """``base_dist`` with its ``log_prob`` zeroed where ``mask`` is False (what ``.mask`` returns).
 
     Draws and supports are the base distribution's. A tensor mask may broadcast the batch shape.
@@ -264,18 +283,6 @@ class MaskedDistribution(TorchDistribution):
         _check_mask_type(self.base_dist, mask)
         return MaskedDistribution(self.base_dist, _and_masks(self._mask, mask))
 
-    @property
-    def has_rsample(self) -> bool:
-        return self.base_dist.has_rsample
-
-    @property
-    def has_enumerate_support(self) -> bool:
-        return self.base_dist.has_enumerate_support
-
-    @constraints.dependent_property
-    def support(self) -> constraints.Constraint:
-        return self.base_dist.support
-
     def sample(self, sample_shape: Sequence[int] = torch.Size()) -> torch.Tensor:
         return self.base_dist.sample(sample_shape)
 
@@ -319,7 +326,7 @@ def _check_mask_type(base_dist: torch.distributions.Distribution, mask: object) 
     )
 
 
-class ExpandedDistribution(TorchDistribution):
+class ExpandedDistribution(_OverBaseDistribution):
     """``base_dist`` broadcast to a larger ``batch_shape``, with independent draws per entry.
 
     The generic ``expand`` for distributions that cannot expand their own parameters.
@@ -346,18 +353,6 @@ class ExpandedDistribution(TorchDistribution):
         batch_shape = torch.Size(batch_shape)
         _check_expandable(self, batch_shape)
         return ExpandedDistribution(self.base_dist, batch_shape)
-
-    @property
-    def has_rsample(self) -> bool:
-        return self.base_dist.has_rsample
-
-    @property
-    def has_enumerate_support(self) -> bool:
-        return self.base_dist.has_enumerate_support
-
-    @constraints.dependent_property
-    def support(self) -> constraints.Constraint:
-        return self.base_dist.support
 
     def _draw(self, draw: Callable, sample_shape: Sequence[int]) -> torch.Tensor:
         # Entries that the expansion creates (new left dims, and dims of size 1 in the base) need
