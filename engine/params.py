@@ -20,7 +20,6 @@ import difflib
 import os
 import pickle
 import re
-import secrets
 import weakref
 from collections.abc import Callable, Iterator, KeysView
 from typing import Any
@@ -30,6 +29,7 @@ from torch.distributions import constraints, transform_to
 from torch.distributions.constraints import Constraint
 from torch.distributions.transforms import Transform
 
+from engine.atomic_file import atomic_torch_save
 from engine.constraint_codec import (
     constraints_equal,
     decode_constraint,
@@ -562,6 +562,53 @@ class ParamStoreDict:
             leaf.requires_grad_(True)
             self._commit(name, _Param(leaf, constraint, transform, event_dim))
 
+    def to_payload(self) -> dict[str, Any]:
+        """Every param as tensors and plain data only (what :meth:`save` writes).
+
+        >>> store = ParamStoreDict()
+        >>> store["x"] = torch.zeros(2)
+        >>> sorted(store.to_payload()["params"])
+        ['x']
+        """
+        encoded = {}
+        for name, param in self._params.items():
+            try:
+                encoded[name] = encode_constraint(param.constraint)
+            except ParamError as err:
+                raise ParamError(f"cannot save param {name!r}: {err.message}") from err
+        return {
+            "format": _FILE_FORMAT,
+            # Plain detached tensors: no attributes, no subclass, nothing but the numbers.
+            "params": {
+                n: p.leaf.detach().as_subclass(torch.Tensor) for n, p in self._params.items()
+            },
+            "constraints": encoded,
+            "event_dims": {n: p.event_dim for n, p in self._params.items()},
+        }
+
+    def load_payload(self, payload: Any, source: str = "the payload") -> None:
+        """Merge params from :meth:`to_payload`'s output; same-named params are replaced."""
+        if not isinstance(payload, dict) or payload.get("format") != _FILE_FORMAT:
+            raise ParamError(
+                f"{source} is not a param store file written by ParamStoreDict.save (it lacks "
+                "the format marker)."
+            )
+        decoded = {}
+        for name, data in payload["constraints"].items():
+            try:
+                decoded[name] = decode_constraint(data)
+            except ParamError as err:
+                raise ParamError(
+                    f"cannot load param {name!r} from {source}: {err.message}"
+                ) from err
+        self.set_state(
+            {
+                "params": payload["params"],
+                "constraints": decoded,
+                "event_dims": payload["event_dims"],
+            }
+        )
+
     def save(self, filename: str | os.PathLike[str]) -> None:
         """Write every param to ``filename`` atomically, as tensors and plain data only.
 
@@ -576,22 +623,7 @@ class ParamStoreDict:
         >>> sorted(torch.load(path, weights_only=True)["params"])
         ['x']
         """
-        encoded = {}
-        for name, param in self._params.items():
-            try:
-                encoded[name] = encode_constraint(param.constraint)
-            except ParamError as err:
-                raise ParamError(f"cannot save param {name!r}: {err.message}") from err
-        payload = {
-            "format": _FILE_FORMAT,
-            # Plain detached tensors: no attributes, no subclass, nothing but the numbers.
-            "params": {
-                n: p.leaf.detach().as_subclass(torch.Tensor) for n, p in self._params.items()
-            },
-            "constraints": encoded,
-            "event_dims": {n: p.event_dim for n, p in self._params.items()},
-        }
-        _atomic_save(payload, os.fspath(filename))
+        atomic_torch_save(self.to_payload(), filename)
 
     def load(
         self,
@@ -621,52 +653,7 @@ class ParamStoreDict:
                 "(Pyro's own param store files pickle constraint objects and cannot be loaded "
                 f"safely). torch said: {err}"
             ) from err
-        if not isinstance(payload, dict) or payload.get("format") != _FILE_FORMAT:
-            raise ParamError(
-                f"{os.fspath(filename)!r} is not a param store file written by "
-                "ParamStoreDict.save (it lacks the format marker)."
-            )
-        decoded = {}
-        for name, data in payload["constraints"].items():
-            try:
-                decoded[name] = decode_constraint(data)
-            except ParamError as err:
-                raise ParamError(
-                    f"cannot load param {name!r} from {os.fspath(filename)!r}: {err.message}"
-                ) from err
-        self.set_state(
-            {
-                "params": payload["params"],
-                "constraints": decoded,
-                "event_dims": payload["event_dims"],
-            }
-        )
-
-
-def _atomic_save(payload: dict, filename: str) -> None:
-    directory = os.path.dirname(os.path.abspath(filename))
-    temp = os.path.join(directory, f".{os.path.basename(filename)}.{secrets.token_hex(6)}.tmp")
-    # O_EXCL: never clobber another writer's file; mode 0o666 lets the umask decide, as open() does.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    fd = os.open(temp, flags, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, filename)
-    except BaseException:
-        # The target is untouched until os.replace; only the temporary file needs removing.
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
-    if os.name == "posix":
-        # Make the rename itself durable across a power loss.
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        self.load_payload(payload, source=repr(os.fspath(filename)))
 
 
 _PARAM_STORE = ParamStoreDict()

@@ -1,0 +1,142 @@
+"""The core every ELBO shares: draw the guide, replay it into the model, check, score.
+
+A concrete ELBO only says how one (model trace, guide trace) pair becomes an ELBO estimate and a
+surrogate whose gradient is an unbiased estimate of the ELBO's gradient
+(:meth:`ELBO._particle_elbo`). This base class handles particles (a loop, or one vectorised run
+under a plate left of the model's plates), the model/guide checks, and the three entry points
+Pyro users call: ``loss``, ``differentiable_loss`` and ``loss_and_grads``.
+
+>>> import torch, engine, engine.distributions as dist
+>>> from engine.infer import Trace_ELBO
+>>> def model():
+...     engine.sample("z", dist.Normal(0.0, 1.0))
+>>> def guide():
+...     engine.sample("z", dist.Normal(0.0, 1.0))
+>>> Trace_ELBO().loss(model, guide)  # q = p: the ELBO is exactly 0
+0.0
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+
+from engine.distributions.validation import is_validation_enabled
+from engine.infer.model_guide_checks import check_model_guide_match, check_site_shapes
+from engine.infer.util import guess_max_plate_nesting, vectorize
+from engine.poutine.handlers import replay, trace
+from engine.poutine.trace_struct import Trace
+
+PARTICLE_PLATE = "_num_particles_vectorized"
+
+
+class ELBO:
+    """Base class of the ELBO estimators.
+
+    ``num_particles`` independent draws are averaged; with ``vectorize_particles=True`` they are
+    drawn in one run of guide and model under a plate of that size at dim
+    ``-max_plate_nesting - 1`` (``max_plate_nesting`` is read off the model when not given).
+    """
+
+    def __init__(
+        self,
+        num_particles: int = 1,
+        max_plate_nesting: int | float = math.inf,
+        vectorize_particles: bool = False,
+        strict_enumeration_warning: bool = True,
+        ignore_jit_warnings: bool = False,
+        retain_graph: bool | None = None,
+    ):
+        if num_particles < 1:
+            raise ValueError(f"num_particles must be >= 1, got {num_particles}")
+        self.num_particles = num_particles
+        self.max_plate_nesting = max_plate_nesting
+        self.vectorize_particles = vectorize_particles
+        self.strict_enumeration_warning = strict_enumeration_warning
+        self.retain_graph = retain_graph
+
+    def get_state(self) -> dict[str, Any]:
+        """State carried from step to step (none here; baselines in TraceGraph_ELBO)."""
+        return {}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`get_state` returned."""
+
+    # -- traces ------------------------------------------------------------------------------
+
+    def _guess_max_plate_nesting(self, model: Callable, guide: Callable, args, kwargs) -> None:
+        if self.max_plate_nesting == math.inf:
+            self.max_plate_nesting = guess_max_plate_nesting(model, guide, args, kwargs)
+
+    def _get_trace(
+        self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
+    ) -> tuple[Trace, Trace]:
+        """One guide draw and the model replayed on it, checked and with log-probs computed."""
+        guide_trace = trace(guide).get_trace(*args, **kwargs)
+        model_trace = trace(replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+        if is_validation_enabled():
+            check_model_guide_match(model_trace, guide_trace)
+        model_trace.compute_log_prob()
+        guide_trace.compute_log_prob()
+        if is_validation_enabled():
+            check_site_shapes(model_trace)
+            check_site_shapes(guide_trace)
+        return model_trace, guide_trace
+
+    def _get_traces(
+        self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
+    ) -> Iterator[tuple[Trace, Trace]]:
+        if self.vectorize_particles and self.num_particles > 1:
+            self._guess_max_plate_nesting(model, guide, args, kwargs)
+            nesting = int(self.max_plate_nesting)
+            model = vectorize(model, self.num_particles, nesting, PARTICLE_PLATE)
+            guide = vectorize(guide, self.num_particles, nesting, PARTICLE_PLATE)
+            yield self._get_trace(model, guide, args, kwargs)
+            return
+        for _ in range(self.num_particles):
+            yield self._get_trace(model, guide, args, kwargs)
+
+    # -- the estimate ------------------------------------------------------------------------
+
+    def _particle_elbo(
+        self, model_trace: Trace, guide_trace: Trace
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ELBO estimate and its surrogate for one trace pair (a vectorised pair gives one
+        value per particle, summed here)."""
+        raise NotImplementedError(f"{type(self).__name__} must define _particle_elbo")
+
+    def _elbo_and_surrogate(
+        self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        elbo = surrogate = 0.0
+        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
+            particle_elbo, particle_surrogate = self._particle_elbo(model_trace, guide_trace)
+            elbo = elbo + particle_elbo
+            surrogate = surrogate + particle_surrogate
+        scale = 1.0 / self.num_particles
+        return torch.as_tensor(elbo) * scale, torch.as_tensor(surrogate) * scale
+
+    def differentiable_loss(self, model: Callable, guide: Callable, *args, **kwargs):
+        """The negative ELBO as a tensor whose gradient is the estimator's gradient."""
+        elbo, surrogate = self._elbo_and_surrogate(model, guide, args, kwargs)
+        loss = -elbo.detach()
+        if not surrogate.requires_grad:
+            return loss
+        # The value is the ELBO estimate; the gradient comes from the surrogate.
+        return loss + (-surrogate - (-surrogate).detach())
+
+    def loss(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
+        """The negative ELBO estimate, as a number (no gradients)."""
+        with torch.no_grad():
+            elbo, _ = self._elbo_and_surrogate(model, guide, args, kwargs)
+        return -float(elbo)
+
+    def loss_and_grads(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
+        """Estimate the negative ELBO and accumulate its gradient into the parameters' ``.grad``."""
+        loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        if loss.requires_grad:
+            loss.backward(retain_graph=self.retain_graph)
+        return loss.item()

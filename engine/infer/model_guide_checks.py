@@ -1,0 +1,165 @@
+"""Checks of a (model trace, guide trace) pair before their densities are combined into an ELBO.
+
+A guide that misses a latent site, proposes one the model does not have, gives it another shape
+or a support the model cannot score is the commonest silent failure of variational inference in
+Pyro (it warns, or says nothing, and optimises the wrong objective). Here each is an error that
+names every offending site.
+
+>>> import engine, engine.distributions as dist
+>>> from engine import poutine
+>>> def model():
+...     engine.sample("z", dist.Normal(0.0, 1.0))
+>>> def guide():
+...     pass
+>>> guide_trace = poutine.trace(guide).get_trace()
+>>> model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace()
+>>> check_model_guide_match(model_trace, guide_trace)
+Traceback (most recent call last):
+...
+engine.infer.model_guide_checks.ModelGuideMismatchError: The model and the guide do not match: ...
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.distributions import constraints
+
+from engine.errors import PPLError, ShapeError, describe_site, fmt_shape
+from engine.poutine.trace_struct import Trace
+from engine.runtime import Message, is_subsample_site
+
+
+class ModelGuideMismatchError(PPLError, ValueError):
+    """The guide does not provide exactly the model's latent sites, with their shapes."""
+
+
+def _latent_sites(trace: Trace) -> dict[str, Message]:
+    return {
+        name: site
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and not site["is_observed"] and not is_subsample_site(site)
+    }
+
+
+def _strip(constraint: constraints.Constraint) -> constraints.Constraint:
+    while isinstance(constraint, constraints.independent):
+        constraint = constraint.base_constraint
+    return constraint
+
+
+def _unwrap(fn: object) -> object:
+    while hasattr(fn, "base_dist"):
+        fn = fn.base_dist
+    return fn
+
+
+def _real_valued(constraint: constraints.Constraint) -> bool:
+    return isinstance(_strip(constraint), type(constraints.real))
+
+
+def _support_problem(name: str, model_site: Message, guide_site: Message) -> str | None:
+    model_fn, guide_fn = model_site["fn"], guide_site["fn"]
+    if not all(isinstance(fn, torch.distributions.Distribution) for fn in (model_fn, guide_fn)):
+        return None
+    try:
+        model_support, guide_support = model_fn.support, guide_fn.support
+    except NotImplementedError:
+        return None
+    # A point mass (AutoDelta, a Delta guide) lives wherever its value was put; only a guide
+    # that draws from the whole real line can propose values the model cannot score.
+    if type(_unwrap(guide_fn)).__name__ == "Delta":
+        return None
+    if _real_valued(guide_support) and not _real_valued(model_support):
+        return (
+            f"site '{name}': the guide's {type(guide_fn).__name__} draws from the whole real line, "
+            f"but the model's {type(model_fn).__name__} has support {_strip(model_support)}. "
+            "Use a guide distribution with the same support (e.g. LogNormal or Gamma for a "
+            "positive site, Beta for the unit interval), or an autoguide, which transforms."
+        )
+    return None
+
+
+def _shape_problem(name: str, model_site: Message, guide_site: Message) -> str | None:
+    model_fn = model_site["fn"]
+    value = guide_site["value"]
+    if not isinstance(model_fn, torch.distributions.Distribution):
+        return None
+    if not isinstance(value, torch.Tensor):
+        return None
+    expected = model_fn.batch_shape + model_fn.event_shape
+    if value.shape == expected:
+        return None
+    # Extra dims on the left of the model's shape are fine when they come from a plate both
+    # sides share (the model's batch shape then has them too); anything else changes the ELBO.
+    return (
+        f"site '{name}': the guide draws a value of shape {fmt_shape(value.shape)}, but the "
+        f"model's {type(model_fn).__name__} at {describe_site(model_site)} has shape "
+        f"{fmt_shape(expected)} (batch {fmt_shape(model_fn.batch_shape)}, event "
+        f"{fmt_shape(model_fn.event_shape)}). Give the guide site the model's shape: the same "
+        "plates, and `.to_event(n)` where the model has event dims."
+    )
+
+
+def check_model_guide_match(model_trace: Trace, guide_trace: Trace) -> None:
+    """Raise :class:`ModelGuideMismatchError` listing every site where model and guide disagree."""
+    model_latent = _latent_sites(model_trace)
+    guide_latent = _latent_sites(guide_trace)
+    problems = []
+    for name, site in model_latent.items():
+        if name not in guide_latent and not site["infer"].get("enumerate"):
+            problems.append(
+                f"site '{name}' ({describe_site(site)}) is latent in the model but the guide "
+                "never samples it. Sample it in the guide (same name), or observe it in the "
+                "model, or use an autoguide."
+            )
+    for name, site in guide_latent.items():
+        model_site = model_trace.nodes.get(name)
+        if model_site is None or model_site["type"] != "sample":
+            problems.append(
+                f"site '{name}' is sampled by the guide but the model has no such sample site. "
+                "Check the spelling, or remove it from the guide."
+            )
+        elif model_site["is_observed"]:
+            problems.append(
+                f"site '{name}' is sampled by the guide but observed in the model. A guide "
+                "proposes only latent sites: remove it from the guide."
+            )
+        else:
+            for check in (_shape_problem, _support_problem):
+                problem = check(name, model_site, site)
+                if problem:
+                    problems.append(problem)
+    if problems:
+        listed = "\n".join(f"  - {problem}" for problem in problems)
+        raise ModelGuideMismatchError(f"The model and the guide do not match:\n{listed}")
+
+
+def check_site_shapes(trace: Trace) -> None:
+    """Raise when a site's log-prob has a batch dim that no plate declares.
+
+    Such a dim is summed silently into the ELBO (an (N,) log-prob outside any plate counts N
+    terms as one independent batch the model never declared).
+    """
+    for site in trace.nodes.values():
+        if site["type"] != "sample" or is_subsample_site(site) or "log_prob" not in site:
+            continue
+        shape = site["log_prob"].shape
+        declared = {frame.dim: frame for frame in site["cond_indep_stack"] if frame.vectorized}
+        for dim in range(-1, -len(shape) - 1, -1):
+            size = shape[dim]
+            frame = declared.get(dim)
+            if frame is not None:
+                if size not in (1, frame.size):
+                    raise ShapeError(
+                        f"Site {describe_site(site)}: its log-prob has shape {fmt_shape(shape)}, "
+                        f"size {size} at dim {dim} where plate '{frame.name}' has size "
+                        f"{frame.size}."
+                    )
+            elif size != 1:
+                raise ShapeError(
+                    f"Site {describe_site(site)}: its log-prob has shape {fmt_shape(shape)}; dim "
+                    f"{dim} (size {size}) belongs to no plate, so its {size} terms would be "
+                    "summed as if independent without saying so. Fix: wrap the site in "
+                    f"`with plate(name, {size}):` if the entries are independent draws, or use "
+                    "`.to_event(1)` on the distribution if they form one joint draw."
+                )
