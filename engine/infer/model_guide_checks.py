@@ -13,7 +13,7 @@ names every offending site.
 ...     pass
 >>> guide_trace = poutine.trace(guide).get_trace()
 >>> model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace()
->>> check_model_guide_match(model_trace, guide_trace)
+>>> check_model_guide_match(model_trace, guide_trace)  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
 engine.infer.model_guide_checks.ModelGuideMismatchError: The model and the guide do not match: ...
@@ -108,11 +108,13 @@ def check_model_guide_match(model_trace: Trace, guide_trace: Trace) -> None:
     for name, site in model_latent.items():
         if name not in guide_latent and not site["infer"].get("enumerate"):
             problems.append(
-                f"site '{name}' ({describe_site(site)}) is latent in the model but the guide "
+                f"site {describe_site(site)} is latent in the model but the guide "
                 "never samples it. Sample it in the guide (same name), or observe it in the "
                 "model, or use an autoguide."
             )
     for name, site in guide_latent.items():
+        if site["infer"].get("is_auxiliary", False):
+            continue  # a guide's own helper variable (a flat latent vector), not a model site
         model_site = model_trace.nodes.get(name)
         if model_site is None or model_site["type"] != "sample":
             problems.append(

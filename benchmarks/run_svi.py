@@ -1,0 +1,105 @@
+"""Time the SVI workloads on the engine and on Pyro in one run, and print the ratios.
+
+    pip install -e '.[reference]'        # Pyro, for the side-by-side numbers
+    python benchmarks/run_svi.py         # add --sizes smoke for a quick look
+
+Timing follows shared/benchmarks/WORKLOADS.md: one thread, the first step untimed, warm-up steps,
+then blocks of steps; the figure is the median over blocks of ms per step. The mean loss over the
+last block must agree between the implementations within Monte Carlo noise: that shows both
+optimise the same objective from the same start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.svi_workloads import Workload, workloads
+
+
+def _implementations() -> dict[str, tuple[Any, Any, Any]]:
+    import engine.infer.autoguide
+    import engine.optim
+
+    import engine
+    import engine.distributions
+    import engine.infer
+
+    found = {
+        "engine": (
+            engine,
+            engine.distributions,
+            (engine.infer, engine.infer.autoguide, engine.optim),
+        )
+    }
+    try:
+        import pyro
+        import pyro.distributions
+        import pyro.infer
+        import pyro.infer.autoguide
+        import pyro.optim
+    except ImportError:
+        return found
+    found["pyro"] = (pyro, pyro.distributions, (pyro.infer, pyro.infer.autoguide, pyro.optim))
+    return found
+
+
+def time_workload(workload: Workload, ppl: Any, dist: Any, modules: Any) -> dict[str, Any]:
+    infer, autoguide, optim = modules
+    ppl.clear_param_store()
+    ppl.set_rng_seed(0)
+    model = workload.build(ppl, dist)
+    guide = autoguide.AutoNormal(model, init_loc_fn=autoguide.init_to_feasible, init_scale=0.1)
+    adam = optim.Adam({"lr": 0.01, "betas": (0.9, 0.999), "eps": 1e-8})
+    svi = infer.SVI(model, guide, adam, infer.Trace_ELBO())
+    svi.step(*workload.args)
+    for _ in range(workload.warmup):
+        svi.step(*workload.args)
+    block_ms, last_losses = [], []
+    for _ in range(workload.blocks):
+        start = time.perf_counter()
+        last_losses = [svi.step(*workload.args) for _ in range(workload.steps_per_block)]
+        block_ms.append((time.perf_counter() - start) * 1e3 / workload.steps_per_block)
+    return {
+        "value": statistics.median(block_ms),
+        "blocks_ms": block_ms,
+        "min_ms": min(block_ms),
+        "loss_last_block_mean": statistics.fmean(last_losses),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", choices=["full", "smoke"], default="full")
+    parser.add_argument("--only", nargs="*", help="workload names to run")
+    parser.add_argument("--out", type=Path, help="write the records as JSON here")
+    options = parser.parse_args()
+    torch.set_num_threads(1)
+    impls = _implementations()
+    records = []
+    for workload in workloads(options.sizes):
+        if options.only and workload.name not in options.only:
+            continue
+        row = {"workload": workload.name}
+        for name, (ppl, dist, modules) in impls.items():
+            row[name] = time_workload(workload, ppl, dist, modules)
+        records.append(row)
+        line = f"{workload.name:16s}"
+        for name in impls:
+            r = row[name]
+            line += f"  {name} {r['value']:8.3f} ms/step (loss {r['loss_last_block_mean']:12.3f})"
+        if "pyro" in row:
+            line += f"  ratio engine/pyro {row['engine']['value'] / row['pyro']['value']:.3f}"
+        print(line, flush=True)
+    if options.out:
+        options.out.write_text(json.dumps(records, indent=2))
+
+
+if __name__ == "__main__":
+    main()

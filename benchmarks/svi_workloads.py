@@ -1,0 +1,78 @@
+"""The SVI workloads of shared/benchmarks/WORKLOADS.md, written once for any Pyro-like PPL.
+
+Each model takes the PPL module (``engine`` or ``pyro``) and its distributions module, so the same
+code, the same data and the same guide convention run on both in one process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def linreg_data(n: int, d: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d))
+    w = rng.standard_normal(d)
+    noise = rng.standard_normal(n)
+    y = x @ w + 0.5 + 0.5 * noise
+    return torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)
+
+
+def many_sites_data(seed: int = 2) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal(50)
+    eps = rng.standard_normal((50, 20))
+    theta = 1 + 2 * z
+    return torch.tensor(theta[:, None] + eps, dtype=torch.float32)
+
+
+def linreg_model(ppl: Any, dist: Any, subsample_size: int | None = None):
+    def model(x: torch.Tensor, y: torch.Tensor) -> None:
+        n, d = x.shape
+        w = ppl.sample("w", dist.Normal(0.0, 1.0).expand([d]).to_event(1))
+        b = ppl.sample("b", dist.Normal(0.0, 10.0))
+        sigma = ppl.sample("sigma", dist.HalfNormal(1.0))
+        with ppl.plate("data", n, subsample_size=subsample_size) as idx:
+            x_batch, y_batch = (x, y) if subsample_size is None else (x[idx], y[idx])
+            ppl.sample("y", dist.Normal(x_batch @ w + b, sigma), obs=y_batch)
+
+    return model
+
+
+def many_sites_model(ppl: Any, dist: Any):
+    def model(y: torch.Tensor) -> None:
+        mu = ppl.sample("mu", dist.Normal(0.0, 5.0))
+        tau = ppl.sample("tau", dist.HalfNormal(5.0))
+        for g in range(y.shape[0]):
+            theta = ppl.sample(f"theta_{g}", dist.Normal(mu, tau))
+            ppl.sample(f"y_{g}", dist.Normal(theta, 1.0).expand([y.shape[1]]).to_event(1), obs=y[g])
+
+    return model
+
+
+@dataclass
+class Workload:
+    name: str
+    build: Any  # (ppl, dist) -> model
+    args: tuple
+    warmup: int
+    steps_per_block: int
+    blocks: int = 5
+
+
+def workloads(sizes: str = "full") -> list[Workload]:
+    """The four SVI workloads; ``sizes="smoke"`` shrinks the big data sets for a quick check."""
+    smoke = sizes == "smoke"
+    small = linreg_data(100, 3, 0)
+    large = linreg_data(10_000 if smoke else 100_000, 50, 1)
+    sub = linreg_data(100_000 if smoke else 1_000_000, 10, 3)
+    return [
+        Workload("svi_small", lambda p, d: linreg_model(p, d), small, 50, 100),
+        Workload("svi_plate_large", lambda p, d: linreg_model(p, d), large, 50, 40),
+        Workload("svi_many_sites", many_sites_model, (many_sites_data(),), 50, 100),
+        Workload("svi_subsample", lambda p, d: linreg_model(p, d, 1000), sub, 50, 100),
+    ]

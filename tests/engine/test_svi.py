@@ -1,0 +1,198 @@
+"""SVI: posterior recovery on conjugate models, failure handling, progress, saved state."""
+
+import math
+
+import pytest
+import torch
+from engine.optim import Adam
+
+import engine as pyro
+import engine.distributions as dist
+from engine.distributions import constraints
+from engine.infer import (
+    SVI,
+    ModelGuideMismatchError,
+    NonFiniteError,
+    Trace_ELBO,
+    TraceGraph_ELBO,
+    TraceMeanField_ELBO,
+)
+
+DATA = torch.tensor([0.5, 1.5, -0.3, 2.0, 1.1])
+
+
+def normal_model(data):
+    z = pyro.sample("z", dist.Normal(0.0, 1.0))
+    with pyro.plate("data", len(data)):
+        pyro.sample("x", dist.Normal(z, 1.0), obs=data)
+
+
+def normal_guide(data):
+    loc = pyro.param("loc", torch.tensor(0.0))
+    scale = pyro.param("scale", torch.tensor(1.0), constraint=constraints.positive)
+    pyro.sample("z", dist.Normal(loc, scale))
+
+
+def run_and_average(svi, steps, tail, *args):
+    """Run SVI, then report the mean and spread of each param over the last `tail` steps."""
+    history = {}
+    for step in range(steps):
+        svi.step(*args)
+        if step >= steps - tail:
+            for name, value in pyro.get_param_store().items():
+                history.setdefault(name, []).append(value.detach().clone())
+    return {name: torch.stack(values) for name, values in history.items()}
+
+
+@pytest.mark.parametrize("elbo_class", [Trace_ELBO, TraceMeanField_ELBO, TraceGraph_ELBO])
+def test_normal_normal_posterior(elbo_class):
+    pyro.set_rng_seed(0)
+    elbo = elbo_class(num_particles=8, vectorize_particles=True)
+    svi = SVI(normal_model, normal_guide, Adam({"lr": 0.02}), elbo)
+    history = run_and_average(svi, 2000, 500, DATA)
+    precision = 1.0 + len(DATA)
+    exact = {"loc": DATA.sum().item() / precision, "scale": precision**-0.5}
+    for name, value in exact.items():
+        iterates = history[name]
+        # the iterates' own spread is the Monte Carlo noise of the optimisation
+        assert abs(iterates.mean().item() - value) < 4 * iterates.std().item() + 1e-3, name
+
+
+def test_beta_bernoulli_coin():
+    data = torch.cat([torch.ones(6), torch.zeros(4)])
+
+    def model(data):
+        f = pyro.sample("latent_fairness", dist.Beta(10.0, 10.0))
+        with pyro.plate("data", len(data)):
+            pyro.sample("obs", dist.Bernoulli(f), obs=data)
+
+    def guide(data):
+        alpha_q = pyro.param("alpha_q", torch.tensor(15.0), constraint=constraints.positive)
+        beta_q = pyro.param("beta_q", torch.tensor(15.0), constraint=constraints.positive)
+        pyro.sample("latent_fairness", dist.Beta(alpha_q, beta_q))
+
+    pyro.set_rng_seed(1)
+    svi = SVI(
+        model, guide, Adam({"lr": 0.01}), Trace_ELBO(num_particles=8, vectorize_particles=True)
+    )
+    history = run_and_average(svi, 3000, 500, data)
+    means = history["alpha_q"] / (history["alpha_q"] + history["beta_q"])
+    exact_mean = 16.0 / 30.0
+    assert abs(means.mean().item() - exact_mean) < 4 * means.std().item() + 1e-3
+
+
+def test_nonfinite_loss_names_the_site_and_changes_nothing():
+    def model():
+        w = pyro.param("w", torch.tensor(1.0))
+        pyro.factor("bad", torch.log(w - 2.0))  # log of a negative number: NaN
+
+    svi = SVI(model, lambda: None, Adam({"lr": 0.1}), Trace_ELBO())
+    with pytest.raises(NonFiniteError) as info:
+        svi.step()
+    message = str(info.value)
+    assert "model site 'bad'" in message and "log-prob" in message
+    assert "on_nonfinite='skip'" in message
+    assert "w" not in pyro.get_param_store()  # created by the failed step: taken back out
+
+
+def test_nonfinite_gradient_is_reported_with_the_param():
+    def model():
+        pyro.sample("x", dist.Normal(0.0, 1.0), obs=torch.tensor(0.0))
+
+    def guide():
+        w = pyro.param("w", torch.tensor(0.0))
+        pyro.factor("kink", torch.sqrt(w.abs()))  # finite value, infinite gradient at 0
+
+    pyro.param("w", torch.tensor(0.0))
+    svi = SVI(model, guide, Adam({"lr": 0.1}), Trace_ELBO())
+    with pytest.raises(NonFiniteError, match="param 'w'"):
+        svi.step()
+    assert pyro.param("w").item() == 0.0
+
+
+def test_skip_mode_keeps_going_and_reports():
+    def model():
+        w = pyro.param("w", torch.tensor(1.0))
+        pyro.factor("bad", torch.log(w - 2.0))
+
+    pyro.param("w", torch.tensor(1.0))
+    svi = SVI(model, lambda: None, Adam({"lr": 0.1}), Trace_ELBO(), on_nonfinite="skip")
+    events = []
+    svi.progress.subscribe(events.append)
+    loss = svi.step()
+    assert math.isnan(loss)
+    assert svi.skipped_steps == [1] and events[0].info == {"skipped": True}
+    assert pyro.param("w").item() == 1.0
+
+
+def test_model_guide_mismatch_is_an_error_and_changes_nothing():
+    def guide(data):
+        pyro.param("loc", torch.tensor(0.0))
+
+    svi = SVI(normal_model, guide, Adam({"lr": 0.1}), Trace_ELBO())
+    with pytest.raises(ModelGuideMismatchError, match="'z'"):
+        svi.step(DATA)
+    assert len(pyro.get_param_store()) == 0
+
+
+def test_guide_with_real_support_for_a_positive_site():
+    def model():
+        pyro.sample("scale", dist.HalfNormal(1.0))
+
+    def guide():
+        pyro.sample("scale", dist.Normal(pyro.param("m", torch.tensor(1.0)), 0.1))
+
+    svi = SVI(model, guide, Adam({"lr": 0.1}), Trace_ELBO())
+    with pytest.raises(ModelGuideMismatchError, match="LogNormal"):
+        svi.step()
+
+
+def test_progress_events_and_param_snapshots():
+    svi = SVI(normal_model, normal_guide, Adam({"lr": 0.01}), Trace_ELBO())
+    events = []
+    svi.progress.subscribe(events.append, wants_params=True)
+    losses = svi.run(3, DATA)
+    assert [e.step for e in events] == [1, 2, 3]
+    assert [e.loss for e in events] == losses == svi.losses
+    assert set(events[-1].params) == {"loc", "scale"}
+    assert events[-1].params["scale"] > 0
+
+
+def test_run_stops_when_the_callback_says_so():
+    svi = SVI(normal_model, normal_guide, Adam({"lr": 0.01}), Trace_ELBO())
+    losses = svi.run(10, DATA, callback=lambda event: event.step == 4)
+    assert len(losses) == 4 and svi.step_count == 4
+
+
+def test_evaluate_loss_changes_nothing():
+    svi = SVI(normal_model, normal_guide, Adam({"lr": 0.01}), Trace_ELBO())
+    svi.step(DATA)
+    before = {k: v.detach().clone() for k, v in pyro.get_param_store().items()}
+    assert math.isfinite(svi.evaluate_loss(DATA))
+    assert all(torch.equal(before[k], v) for k, v in pyro.get_param_store().items())
+    assert svi.step_count == 1
+
+
+def test_saved_state_continues_bit_for_bit(tmp_path):
+    path = tmp_path / "svi.pt"
+    pyro.set_rng_seed(4)
+    svi = SVI(normal_model, normal_guide, Adam({"lr": 0.05}), Trace_ELBO())
+    svi.run(5, DATA)
+    svi.save(path)
+    svi.run(5, DATA)
+    expected = {k: v.detach().clone() for k, v in pyro.get_param_store().items()}
+
+    pyro.clear_param_store()
+    pyro.set_rng_seed(99)
+    resumed = SVI(normal_model, normal_guide, Adam({"lr": 0.05}), Trace_ELBO())
+    resumed.load(path)
+    assert resumed.step_count == 5
+    resumed.run(5, DATA)
+    for name, value in pyro.get_param_store().items():
+        assert torch.equal(value.detach(), expected[name]), name
+    assert torch.load(path, weights_only=True)["step"] == 5
+
+
+def test_loss_must_be_an_elbo():
+    with pytest.raises(TypeError, match="Trace_ELBO"):
+        SVI(normal_model, normal_guide, Adam({"lr": 0.01}), loss=lambda *a: 0.0)
