@@ -1,0 +1,149 @@
+"""The saved form of an optimizer wrapper's state, and its files.
+
+A state is plain data and tensors only, keyed by param name, so it loads with
+``torch.load(..., weights_only=True)`` and applies to a fresh process's params::
+
+    {"format": "pplkernel-optim-1",
+     "groups": [{"params": [names], "hyper": {"lr": ..., ...}, "scheduler": {...}}, ...],
+     "state": {name: {"step": ..., "exp_avg": tensor, ...}}}
+
+``hyper`` holds a param group's current hyper-parameters (a decayed or scheduled ``lr``
+included); ``scheduler`` appears for LR-scheduler wrappers only.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from engine.atomic_file import atomic_torch_save
+from engine.optim.errors import OptimError
+
+FORMAT = "pplkernel-optim-1"
+
+# A group's implementation flags are chosen for the device at hand, never restored from a file.
+_CHOSEN_PER_DEVICE = frozenset({"params", "fused", "foreach"})
+
+
+def snapshot(value: Any) -> Any:
+    """A copy of ``value`` that later optimizer steps cannot change: tensors are detached and
+    cloned inside dicts, lists and tuples.
+
+    >>> x = torch.zeros(1)
+    >>> copied = snapshot({"a": [x]})
+    >>> copied["a"][0] is x, torch.equal(copied["a"][0], x)
+    (False, True)
+    """
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {key: snapshot(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(snapshot(item) for item in value)
+    return value
+
+
+def hyper_parameters(group: dict[str, Any]) -> dict[str, Any]:
+    """A torch param group's hyper-parameters worth saving: all but its params and the
+    implementation flags chosen for the device.
+
+    >>> hyper_parameters({"params": [], "lr": 0.1, "fused": True})
+    {'lr': 0.1}
+    """
+    return {key: snapshot(value) for key, value in group.items() if key not in _CHOSEN_PER_DEVICE}
+
+
+def param_state_for(
+    state: dict[str, Any], param: torch.Tensor, group: dict[str, Any]
+) -> dict[str, Any]:
+    """A copy of one param's saved optimizer state, placed as torch's ``load_state_dict`` places
+    it: floating tensors take the param's device and dtype, other tensors its device, and
+    ``step`` stays as saved unless the group is fused or capturable (then float32 on the device).
+
+    >>> p = torch.zeros(2, dtype=torch.float64)
+    >>> placed = param_state_for({"exp_avg": torch.ones(2), "step": torch.tensor(3.0)}, p, {})
+    >>> placed["exp_avg"].dtype, placed["step"].dtype
+    (torch.float64, torch.float32)
+    """
+
+    def place(value: Any, key: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            if key == "step":
+                if group.get("fused") or group.get("capturable"):
+                    return value.to(dtype=torch.float32, device=param.device, copy=True)
+                return value.detach().clone()
+            if value.is_floating_point():
+                return value.to(dtype=param.dtype, device=param.device, copy=True)
+            return value.to(device=param.device, copy=True)
+        if isinstance(value, dict):
+            return {k: place(v, k) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(place(v, key) for v in value)
+        return value
+
+    return {key: place(value, key) for key, value in state.items()}
+
+
+def check_state(state: Any) -> None:
+    """Raise :class:`OptimError` unless ``state`` has the form ``get_state`` returns.
+
+    >>> check_state({"format": FORMAT, "groups": [], "state": {}})
+    >>> check_state({"loc": {}})
+    Traceback (most recent call last):
+    ...
+    engine.optim.errors.OptimError: not an optimizer state written by engine.optim's get_state ...
+    """
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise OptimError(
+            "not an optimizer state written by engine.optim's get_state or save: it lacks the "
+            f"format marker {FORMAT!r} (Pyro's own optimizer states pickle other objects and "
+            "cannot be read). Keys found: "
+            f"{sorted(map(str, state))[:10] if isinstance(state, dict) else type(state).__name__}"
+        )
+    groups, per_param = state.get("groups"), state.get("state")
+    if not isinstance(per_param, dict) or not all(isinstance(s, dict) for s in per_param.values()):
+        raise OptimError("malformed optimizer state: 'state' must map param names to dicts")
+    well_formed = isinstance(groups, list) and all(
+        isinstance(g, dict)
+        and isinstance(g.get("params"), list)
+        and isinstance(g.get("hyper"), dict)
+        for g in groups
+    )
+    if not well_formed:
+        raise OptimError(
+            "malformed optimizer state: 'groups' must be a list of "
+            "{'params': [names], 'hyper': {...}} dicts"
+        )
+
+
+def save_state(state: dict[str, Any], filename: str | os.PathLike[str]) -> None:
+    """Write ``state`` to ``filename`` atomically (a crash never leaves a half-written file).
+
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "optim.pt")
+    >>> save_state({"format": FORMAT, "groups": [], "state": {}}, path)
+    >>> load_state(path)["format"]
+    'pplkernel-optim-1'
+    """
+    atomic_torch_save(state, filename)
+
+
+def load_state(
+    filename: str | os.PathLike[str],
+    map_location: str | torch.device | dict | Callable | None = None,
+) -> dict[str, Any]:
+    """Read a state written by :func:`save_state`, with ``weights_only=True`` (no code runs)."""
+    try:
+        state = torch.load(filename, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise OptimError(
+            f"cannot load {os.fspath(filename)!r} as an optimizer state: it holds objects other "
+            "than tensors and plain data, so engine.optim did not write it (Pyro's optimizer "
+            f"files pickle such objects and cannot be loaded safely). torch said: {err}"
+        ) from err
+    check_state(state)
+    return state
