@@ -12,7 +12,7 @@
 (['p'], ['obs'])
 """
 
-from engine import distributions, poutine
+from engine import distributions, infer, optim, poutine
 from engine.distributions.validation import (
     enable_validation,
     is_validation_enabled,
@@ -42,10 +42,12 @@ __all__ = [
     "do",
     "enable_validation",
     "factor",
+    "infer",
     "get_param_store",
     "is_validation_enabled",
     "markov",
     "module",
+    "optim",
     "param",
     "plate",
     "poutine",
