@@ -5,8 +5,21 @@
 1
 """
 
+from engine.infer import autoguide
+from engine.infer.abstract_infer import TracePosterior
+from engine.infer.autoguide.initialization import (
+    init_to_feasible,
+    init_to_mean,
+    init_to_median,
+    init_to_sample,
+    init_to_uniform,
+    init_to_value,
+)
 from engine.infer.elbo import ELBO
+from engine.infer.empirical_marginal import EmpiricalMarginal
+from engine.infer.importance import Importance
 from engine.infer.model_guide_checks import ModelGuideMismatchError
+from engine.infer.predictive import Predictive
 from engine.infer.progress import Progress, ProgressEvent
 from engine.infer.svi import SVI, NonFiniteError
 from engine.infer.trace_elbo import Trace_ELBO
@@ -16,11 +29,22 @@ from engine.infer.tracemeanfield_elbo import TraceMeanField_ELBO
 __all__ = [
     "ELBO",
     "SVI",
+    "EmpiricalMarginal",
+    "Importance",
     "ModelGuideMismatchError",
     "NonFiniteError",
+    "Predictive",
     "Progress",
     "ProgressEvent",
     "TraceGraph_ELBO",
     "TraceMeanField_ELBO",
+    "TracePosterior",
     "Trace_ELBO",
+    "autoguide",
+    "init_to_feasible",
+    "init_to_mean",
+    "init_to_median",
+    "init_to_sample",
+    "init_to_uniform",
+    "init_to_value",
 ]
