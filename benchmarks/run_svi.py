@@ -24,12 +24,11 @@ from benchmarks.svi_workloads import Workload, workloads
 
 
 def _implementations() -> dict[str, tuple[Any, Any, Any]]:
-    import engine.infer.autoguide
-    import engine.optim
-
     import engine
     import engine.distributions
     import engine.infer
+    import engine.infer.autoguide
+    import engine.optim
 
     found = {
         "engine": (

@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-from engine.optim import Adam
 
 import engine as pyro
 import engine.distributions as dist
@@ -17,6 +16,7 @@ from engine.infer import (
     TraceGraph_ELBO,
     TraceMeanField_ELBO,
 )
+from engine.optim import Adam
 
 DATA = torch.tensor([0.5, 1.5, -0.3, 2.0, 1.1])
 
