@@ -74,14 +74,12 @@ class ELBO:
     def _get_trace(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
     ) -> tuple[Trace, Trace]:
-        """One guide draw and the model replayed on it, checked and with log-probs computed."""
+        """One guide draw and the model replayed on it, checked (log-probs are computed by the
+        ELBO, which may need only their total)."""
         guide_trace = trace(guide).get_trace(*args, **kwargs)
         model_trace = trace(replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
         if is_validation_enabled():
             check_model_guide_match(model_trace, guide_trace)
-        model_trace.compute_log_prob()
-        guide_trace.compute_log_prob()
-        if is_validation_enabled():
             check_site_shapes(model_trace)
             check_site_shapes(guide_trace)
         return model_trace, guide_trace

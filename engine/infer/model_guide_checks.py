@@ -26,7 +26,7 @@ import torch
 from torch.distributions import constraints
 
 from engine.errors import PPLError, ShapeError, describe_site, fmt_shape
-from engine.poutine.trace_struct import Trace
+from engine.poutine.trace_struct import Trace, log_prob_shape
 from engine.runtime import Message, is_subsample_site
 
 
@@ -144,9 +144,11 @@ def check_site_shapes(trace: Trace) -> None:
     terms as one independent batch the model never declared).
     """
     for site in trace.nodes.values():
-        if site["type"] != "sample" or is_subsample_site(site) or "log_prob" not in site:
+        if site["type"] != "sample" or is_subsample_site(site):
             continue
-        shape = site["log_prob"].shape
+        shape = log_prob_shape(site)
+        if shape is None:
+            continue
         declared = {frame.dim: frame for frame in site["cond_indep_stack"] if frame.vectorized}
         for dim in range(-1, -len(shape) - 1, -1):
             size = shape[dim]

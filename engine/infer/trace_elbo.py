@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 
+from engine.infer.batched_log_prob import log_prob_total
 from engine.infer.elbo import ELBO, PARTICLE_PLATE
 from engine.poutine.trace_struct import Trace, scale_and_mask
 from engine.runtime import Message
@@ -66,6 +67,14 @@ class Trace_ELBO(ELBO):
     def _particle_elbo(
         self, model_trace: Trace, guide_trace: Trace
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        guide_sites = [site for _, site in guide_trace.iter_stochastic_nodes()]
+        if all(is_reparameterized(site) for site in guide_sites):
+            # Only the total is needed: same-family sites are scored in batches.
+            model_sites = [site for _, site in model_trace.sample_sites()]
+            elbo = log_prob_total(model_sites) - log_prob_total(guide_sites)
+            return elbo, elbo
+        model_trace.compute_log_prob()
+        guide_trace.compute_log_prob()
         terms = [site_total(site) for _, site in model_trace.sample_sites()]
         score_terms, unscored = [], []
         for _, site in guide_trace.iter_stochastic_nodes():

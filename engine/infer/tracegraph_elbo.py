@@ -94,6 +94,8 @@ class TraceGraph_ELBO(ELBO):
     def _particle_elbo(
         self, model_trace: Trace, guide_trace: Trace
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        model_trace.compute_log_prob()
+        guide_trace.compute_log_prob()
         elbo = surrogate = 0.0
         for _, site in model_trace.sample_sites():
             elbo = elbo + site["log_prob_sum"]

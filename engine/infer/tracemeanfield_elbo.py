@@ -45,6 +45,8 @@ class TraceMeanField_ELBO(Trace_ELBO):
     def _particle_elbo(
         self, model_trace: Trace, guide_trace: Trace
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        model_trace.compute_log_prob()
+        guide_trace.compute_log_prob()
         elbo = surrogate = score = 0.0
         exact = set()
         for name, guide_site in guide_trace.iter_stochastic_nodes():

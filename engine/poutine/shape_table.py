@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 
 from engine.errors import fmt_shape
+from engine.poutine.trace_struct import log_prob_shape
 from engine.runtime import Message, is_subsample_site
 
 
@@ -35,18 +36,10 @@ def _distribution_name(fn: object) -> str:
 
 
 def _log_prob_shape(site: Message) -> str:
-    if "log_prob" in site:
-        return fmt_shape(site["log_prob"].shape)
-    fn, value = site["fn"], site["value"]
-    batch_shape = getattr(fn, "batch_shape", None)
-    event_shape = getattr(fn, "event_shape", None)
-    if batch_shape is None or not isinstance(value, torch.Tensor):
-        return "?"
-    value_batch = value.shape[: value.dim() - len(event_shape)]
-    try:
-        return fmt_shape(torch.broadcast_shapes(value_batch, batch_shape))
-    except RuntimeError:
-        return "mismatch"
+    shape = log_prob_shape(site)
+    if shape is not None:
+        return fmt_shape(shape)
+    return "?" if not isinstance(site["value"], torch.Tensor) else "mismatch"
 
 
 def _plates(site: Message) -> str:

@@ -45,6 +45,27 @@ def scale_and_mask(log_prob: torch.Tensor, scale: Any, mask: Any) -> torch.Tenso
     return log_prob
 
 
+def log_prob_shape(site: Message) -> torch.Size | None:
+    """The shape a sample site's log-density has (or will have), without evaluating it; None
+    when the distribution has no shapes or the value does not broadcast with them.
+
+    >>> import engine.distributions as dist
+    >>> log_prob_shape({"fn": dist.Normal(torch.zeros(3), 1.0), "value": torch.zeros(2, 3)})
+    torch.Size([2, 3])
+    """
+    if "log_prob" in site:
+        return site["log_prob"].shape
+    fn, value = site["fn"], site["value"]
+    batch_shape = getattr(fn, "batch_shape", None)
+    event_shape = getattr(fn, "event_shape", None)
+    if batch_shape is None or event_shape is None or not isinstance(value, torch.Tensor):
+        return None
+    try:
+        return torch.broadcast_shapes(value.shape[: value.dim() - len(event_shape)], batch_shape)
+    except RuntimeError:
+        return None
+
+
 class Trace:
     """An ordered record of the sites of one run, keyed by site name.
 

@@ -29,6 +29,7 @@ from torch.distributions.transforms import Transform
 
 from engine.distributions import Delta, TorchDistribution
 from engine.distributions.util import sum_rightmost
+from engine.infer.batched_log_prob import Family, register_family
 
 _HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
 
@@ -150,3 +151,21 @@ class SiteDelta(Delta):
             self.log_density.expand(batch_shape),
             self.event_dim,
         )
+
+
+def _transformed_normal_key(fn: TransformedNormal, value: torch.Tensor):
+    last = fn._last_draw
+    if fn.transform is not None or last is None or value is not last[0]:
+        return None
+    return (fn.loc.shape, fn.unconstrained_event_dim, value.dtype, value.device)
+
+
+def _transformed_normal_total(sites) -> torch.Tensor:
+    # Each site scores its own draw: the log-density is that of the standard-normal noise, so
+    # the whole group is one expression over the stacked noises and scales.
+    noise = torch.stack([site["fn"]._last_draw[2] for site in sites])
+    scale = torch.stack([site["fn"].scale for site in sites])
+    return (-0.5 * noise * noise - _HALF_LOG_TWO_PI - scale.log()).sum()
+
+
+register_family(TransformedNormal, Family(_transformed_normal_key, _transformed_normal_total))
