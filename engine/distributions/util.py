@@ -17,17 +17,27 @@ from engine.errors import ShapeError, fmt_shape
 def broadcast_shape(*shapes: Iterable[int]) -> torch.Size:
     """Broadcast shapes the way torch broadcasts tensors, raising a readable ``ShapeError``.
 
+    Plain Python on purpose: ``torch.broadcast_shapes`` costs microseconds per call, and shapes
+    are broadcast for every site of every step.
+
     >>> broadcast_shape((3, 1), (4,))
     torch.Size([3, 4])
     """
-    try:
-        return torch.broadcast_shapes(*(torch.Size(s) for s in shapes))
-    except RuntimeError:
-        listed = ", ".join(fmt_shape(s) for s in shapes)
-        raise ShapeError(
-            f"Shapes {listed} do not broadcast: aligned from the right, each pair of dims must be "
-            "equal or one of them 1."
-        ) from None
+    shapes = [tuple(s) for s in shapes]
+    ndim = max((len(s) for s in shapes), default=0)
+    out = [1] * ndim
+    for shape in shapes:
+        for i, size in enumerate(shape, start=ndim - len(shape)):
+            if size == out[i] or size == 1:
+                continue
+            if out[i] != 1:
+                listed = ", ".join(fmt_shape(s) for s in shapes)
+                raise ShapeError(
+                    f"Shapes {listed} do not broadcast: aligned from the right, each pair of dims "
+                    "must be equal or one of them 1."
+                )
+            out[i] = size
+    return torch.Size(out)
 
 
 def sum_rightmost(value: torch.Tensor | Number, dim: int) -> torch.Tensor | Number:

@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from engine.errors import PPLError, SiteNameError, describe_site, fmt_shape
+from engine.distributions.util import broadcast_shape
+from engine.errors import PPLError, ShapeError, SiteNameError, describe_site, fmt_shape
 from engine.runtime import Message, is_subsample_site
 
 SiteFilter = Callable[[str, Message], bool]
@@ -61,8 +62,8 @@ def log_prob_shape(site: Message) -> torch.Size | None:
     if batch_shape is None or event_shape is None or not isinstance(value, torch.Tensor):
         return None
     try:
-        return torch.broadcast_shapes(value.shape[: value.dim() - len(event_shape)], batch_shape)
-    except RuntimeError:
+        return broadcast_shape(value.shape[: value.dim() - len(event_shape)], batch_shape)
+    except ShapeError:
         return None
 
 
