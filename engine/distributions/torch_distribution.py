@@ -13,6 +13,7 @@ The three live together because ``mask``/``expand`` construct the wrappers and t
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ from engine.distributions.distribution import Distribution
 from engine.distributions.explain import argument_error, sample_error
 from engine.distributions.score_parts import ScoreParts
 from engine.distributions.util import broadcast_shape, scale_and_mask
+from engine.distributions.validation import in_trusted_run
 from engine.errors import DistributionArgumentError, ShapeError, fmt_shape
 
 # The wrapped torch classes are built in torch_wrappers, which imports this module; ``to_event``
@@ -170,7 +172,19 @@ def translating_init(init: Callable) -> Callable:
     ['self', 'concentration', 'rate']
     """
 
+    parameters = list(inspect.signature(init).parameters)
+    # How many positional arguments come before validate_args (self excluded).
+    validate_position = (
+        parameters.index("validate_args") - 1 if "validate_args" in parameters else -1
+    )
+
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        if (
+            in_trusted_run()
+            and "validate_args" not in kwargs
+            and 0 <= len(args) <= validate_position
+        ):
+            kwargs["validate_args"] = False
         try:
             init(self, *args, **kwargs)
         except ValueError as err:
@@ -205,6 +219,8 @@ class TorchDistribution(_TorchHooks, torch.distributions.Distribution, TorchDist
         event_shape: Sequence[int] = torch.Size(),
         validate_args: bool | None = None,
     ) -> None:
+        if validate_args is None and in_trusted_run():
+            validate_args = False
         try:
             super().__init__(torch.Size(batch_shape), torch.Size(event_shape), validate_args)
         except ValueError as err:

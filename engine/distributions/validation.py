@@ -8,10 +8,18 @@ could drift out of sync with it.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
+
+
+class _ThreadState(threading.local):
+    trusted = False
+
+
+_THREAD = _ThreadState()
 
 
 def enable_validation(is_validate: bool = True) -> None:
@@ -28,12 +36,35 @@ def enable_validation(is_validate: bool = True) -> None:
 
 
 def is_validation_enabled() -> bool:
-    """Whether distributions built from now on check their arguments.
+    """Whether distributions built from now on (in this thread) check their arguments.
 
     >>> isinstance(is_validation_enabled(), bool)
     True
     """
-    return bool(torch.distributions.Distribution._validate_args)
+    return bool(torch.distributions.Distribution._validate_args) and not _THREAD.trusted
+
+
+def in_trusted_run() -> bool:
+    """Whether this thread runs inside :func:`trusted_run` (engine distributions skip checks)."""
+    return _THREAD.trusted
+
+
+@contextmanager
+def trusted_run() -> Iterator[None]:
+    """Skip argument and value checks of engine distributions in this thread, for a run whose
+    inputs and structure were already checked once (other threads are not affected).
+
+    >>> import engine.distributions as dist
+    >>> with trusted_run():
+    ...     dist.Normal(0.0, -1.0).scale  # no error: the caller vouches for the arguments
+    tensor(-1.)
+    """
+    previous = _THREAD.trusted
+    _THREAD.trusted = True
+    try:
+        yield
+    finally:
+        _THREAD.trusted = previous
 
 
 @contextmanager

@@ -23,7 +23,6 @@ True
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 import torch
 
 from engine.atomic_file import atomic_torch_save
+from engine.distributions.validation import trusted_run
 from engine.infer.elbo import ELBO
 from engine.infer.nonfinite import NonFiniteError, first_nonfinite, nonfinite_gradients
 from engine.infer.progress import Progress, ProgressEvent
@@ -145,13 +145,12 @@ class SVI:
     def _locate_nonfinite_site(self, args, kwargs) -> str | None:
         # Re-run with the same random state as the failed step would be wrong (it is gone);
         # a fresh draw usually meets the same problem, and is only used to point at a site.
-        with torch.no_grad():
+        # Checks are off: an invalid argument must show up as the NaN it causes, not raise.
+        with torch.no_grad(), trusted_run():
             guide_trace = trace(self.guide).get_trace(*args, **kwargs)
             model_trace = trace(replay(self.model, trace=guide_trace)).get_trace(*args, **kwargs)
             for tr in (guide_trace, model_trace):
-                # Validation rejects a NaN value; the value itself is what gets reported.
-                with contextlib.suppress(ValueError):
-                    tr.compute_log_prob()
+                tr.compute_log_prob()
         return first_nonfinite([("guide", guide_trace), ("model", model_trace)])
 
     def _report(self, loss: float, params: list[torch.Tensor], skipped: bool) -> None:
