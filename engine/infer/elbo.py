@@ -6,13 +6,6 @@ surrogate whose gradient is an unbiased estimate of the ELBO's gradient
 under a plate left of the model's plates), the model/guide checks, and the three entry points
 Pyro users call: ``loss``, ``differentiable_loss`` and ``loss_and_grads``.
 
-Checks are paid once, not every step. A run with validation on checks everything (distribution
-arguments and values, the model/guide match, site shapes). The next runs with the *same inputs*
-(the same model, guide and argument objects, tensors unmodified in place) skip the distribution
-checks, and compare the sites' names and shapes with the checked run: any change re-runs the
-structural checks at once and the full checks on the next run. A NaN or an infinity still stops
-an SVI step and names its site.
-
 >>> import torch, engine, engine.distributions as dist
 >>> from engine.infer import Trace_ELBO
 >>> def model():
@@ -25,51 +18,19 @@ True
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 
-from engine.distributions.validation import is_validation_enabled, trusted_run
+from engine.distributions.validation import is_validation_enabled
 from engine.infer.model_guide_checks import check_model_guide_match, check_site_shapes
 from engine.infer.util import guess_max_plate_nesting, vectorize
 from engine.poutine.handlers import replay, trace
 from engine.poutine.trace_struct import Trace
 
 PARTICLE_PLATE = "_num_particles_vectorized"
-
-
-def _describe_input(value: Any) -> Hashable:
-    if isinstance(value, torch.Tensor):
-        # _version changes when the tensor is modified in place.
-        return ("tensor", id(value), value.shape, value.dtype, value.device, value._version)
-    try:
-        hash(value)
-    except TypeError:
-        return ("object", id(value))
-    return ("value", value)
-
-
-def input_signature(model: Callable, guide: Callable, args: tuple, kwargs: dict) -> tuple:
-    """What a run's inputs are, as far as checks are concerned (see the module docstring)."""
-    return (
-        id(model),
-        id(guide),
-        tuple(_describe_input(a) for a in args),
-        tuple((k, _describe_input(v)) for k, v in sorted(kwargs.items())),
-    )
-
-
-def trace_structure(model_trace: Trace, guide_trace: Trace) -> tuple:
-    """The sample sites of a trace pair: names, observed or not, value shapes."""
-    return tuple(
-        (name, site["is_observed"], getattr(site["value"], "shape", None))
-        for tr in (model_trace, guide_trace)
-        for name, site in tr.nodes.items()
-        if site["type"] == "sample"
-    )
 
 
 class ELBO:
@@ -96,8 +57,6 @@ class ELBO:
         self.vectorize_particles = vectorize_particles
         self.strict_enumeration_warning = strict_enumeration_warning
         self.retain_graph = retain_graph
-        self._checked_inputs: tuple | None = None
-        self._checked_structure: tuple | None = None
 
     def get_state(self) -> dict[str, Any]:
         """State carried from step to step (none here; baselines in TraceGraph_ELBO)."""
@@ -106,6 +65,10 @@ class ELBO:
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`get_state` returned."""
 
+    def commit_step(self) -> None:
+        """Called by SVI once a step's parameters were updated: state the ELBO carries from step
+        to step (TraceGraph's baselines) moves on only then."""
+
     # -- traces ------------------------------------------------------------------------------
 
     def _guess_max_plate_nesting(self, model: Callable, guide: Callable, args, kwargs) -> None:
@@ -113,27 +76,17 @@ class ELBO:
             self.max_plate_nesting = guess_max_plate_nesting(model, guide, args, kwargs)
 
     def _get_trace(
-        self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any], trusted: bool
+        self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
     ) -> tuple[Trace, Trace]:
         """One guide draw and the model replayed on it, checked (log-probs are computed by the
         ELBO, which may need only their total)."""
         guide_trace = trace(guide).get_trace(*args, **kwargs)
         model_trace = trace(replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
-        if trusted:
-            structure = trace_structure(model_trace, guide_trace)
-            if structure != self._checked_structure:
-                self._checked_inputs = None  # the next run checks everything again
-                self._check(model_trace, guide_trace)
-        elif is_validation_enabled():
-            self._check(model_trace, guide_trace)
-            self._checked_structure = trace_structure(model_trace, guide_trace)
+        if is_validation_enabled():
+            check_model_guide_match(model_trace, guide_trace)
+            check_site_shapes(model_trace)
+            check_site_shapes(guide_trace)
         return model_trace, guide_trace
-
-    @staticmethod
-    def _check(model_trace: Trace, guide_trace: Trace) -> None:
-        check_model_guide_match(model_trace, guide_trace)
-        check_site_shapes(model_trace)
-        check_site_shapes(guide_trace)
 
     def _get_traces(
         self,
@@ -141,17 +94,16 @@ class ELBO:
         guide: Callable,
         args: tuple,
         kwargs: dict[str, Any],
-        trusted: bool = False,
     ) -> Iterator[tuple[Trace, Trace]]:
         if self.vectorize_particles and self.num_particles > 1:
             self._guess_max_plate_nesting(model, guide, args, kwargs)
             nesting = int(self.max_plate_nesting)
             model = vectorize(model, self.num_particles, nesting, PARTICLE_PLATE)
             guide = vectorize(guide, self.num_particles, nesting, PARTICLE_PLATE)
-            yield self._get_trace(model, guide, args, kwargs, trusted)
+            yield self._get_trace(model, guide, args, kwargs)
             return
         for _ in range(self.num_particles):
-            yield self._get_trace(model, guide, args, kwargs, trusted)
+            yield self._get_trace(model, guide, args, kwargs)
 
     # -- the estimate ------------------------------------------------------------------------
 
@@ -165,16 +117,11 @@ class ELBO:
     def _elbo_and_surrogate(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        inputs = input_signature(model, guide, args, kwargs) if is_validation_enabled() else None
-        trusted = inputs is not None and inputs == self._checked_inputs
         elbo = surrogate = 0.0
-        with trusted_run() if trusted else contextlib.nullcontext():
-            for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs, trusted):
-                particle_elbo, particle_surrogate = self._particle_elbo(model_trace, guide_trace)
-                elbo = elbo + particle_elbo
-                surrogate = surrogate + particle_surrogate
-        if inputs is not None and not trusted:
-            self._checked_inputs = inputs  # every check passed on these inputs
+        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
+            particle_elbo, particle_surrogate = self._particle_elbo(model_trace, guide_trace)
+            elbo = elbo + particle_elbo
+            surrogate = surrogate + particle_surrogate
         scale = 1.0 / self.num_particles
         return torch.as_tensor(elbo) * scale, torch.as_tensor(surrogate) * scale
 

@@ -87,6 +87,7 @@ class SVI:
             problem = self._nonfinite_problem(loss, params, args, kwargs)
             if problem is None:
                 self.optim(params)
+                self.loss.commit_step()
             elif self.on_nonfinite == "raise":
                 raise NonFiniteError(problem)
             else:
@@ -199,13 +200,24 @@ class SVI:
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
-        """Restore a state from :meth:`get_state` (the param store is merged, as ``load`` does)."""
+        """Restore a state from :meth:`get_state` (the param store is merged, as ``load`` does).
+        All or nothing: if any part is malformed, everything is put back as it was."""
         if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
             raise ValueError("not an SVI state written by SVI.get_state / SVI.save")
-        get_param_store().load_payload(state["params"], source="the SVI state")
-        self.optim.set_state(state["optim"])
-        self.loss.set_state(state["elbo"])
-        restore_rng_state_payload(state["rng"])
+        store = get_param_store()
+        before = {"params": store.to_payload(), "optim": self.optim.get_state()}
+        before_names = set(store.keys())
+        try:
+            store.load_payload(state["params"], source="the SVI state")
+            self.optim.set_state(state["optim"])
+            self.loss.set_state(state["elbo"])
+            restore_rng_state_payload(state["rng"])
+        except BaseException:
+            for name in set(store.keys()) - before_names:
+                del store[name]
+            store.load_payload(before["params"], source="the state before the failed load")
+            self.optim.set_state(before["optim"])
+            raise
         self.step_count = state["step"]
 
     def save(self, filename: str | os.PathLike[str]) -> None:

@@ -2,8 +2,10 @@
 and a score-function (REINFORCE) surrogate for the others.
 
 For a non-reparameterised guide site z the gradient of E_q[log p - log q] has the extra term
-E_q[(log p - log q) * grad log q(z)], so the surrogate adds ``log q(z) * elbo.detach()``; its
-own ``-log q(z)`` term has zero expected gradient and is left out. That ``log q(z)`` is taken
+E_q[(log p - log q) * grad log q(z)], so the surrogate adds ``log q(z) * cost.detach()``, where
+the cost is the ELBO reduced to what z's plates let it influence (element i of a plate only
+meets element i of the costs in that plate: see :mod:`engine.infer.rao_blackwell`); its own
+``-log q(z)`` term has zero expected gradient and is left out. That ``log q(z)`` is taken
 *without* the site's scale: the ELBO it multiplies already carries every scale (a mini-batch
 factor N/B, a ``poutine.scale``), and scaling both would count it twice.
 
@@ -20,6 +22,7 @@ import torch
 
 from engine.infer.batched_log_prob import log_prob_total
 from engine.infer.elbo import ELBO, PARTICLE_PLATE
+from engine.infer.rao_blackwell import cost_seen_by, independent_sites
 from engine.poutine.trace_struct import Trace, scale_and_mask
 from engine.runtime import Message
 
@@ -28,7 +31,8 @@ def particle_total(values: torch.Tensor, site: Message) -> torch.Tensor:
     """Sum a site's per-element ``values`` over everything but the vectorised-particle dim."""
     for frame in site["cond_indep_stack"]:
         if frame.name == PARTICLE_PLATE:
-            return values.flatten(start_dim=values.dim() + frame.dim + 1).sum(-1)
+            start = values.dim() + frame.dim + 1
+            return values if start >= values.dim() else values.flatten(start_dim=start).sum(-1)
     return values.sum()
 
 
@@ -48,6 +52,15 @@ def score_log_prob(site: Message) -> torch.Tensor:
 def is_reparameterized(site: Message) -> bool:
     """Whether a guide site's value carries a pathwise gradient."""
     return bool(getattr(site["fn"], "has_rsample", False))
+
+
+def total_seen_by(site: Message, costs: list[tuple[Message, torch.Tensor]]) -> torch.Tensor:
+    """The sum of the costs that ``site`` can influence, each reduced to ``site``'s plates."""
+    seen = torch.zeros(())
+    for cost_site, cost in costs:
+        if not independent_sites(site, cost_site):
+            seen = seen + cost_seen_by(site, cost_site, cost)
+    return seen
 
 
 def total(terms: list[torch.Tensor]) -> torch.Tensor:
@@ -75,18 +88,16 @@ class Trace_ELBO(ELBO):
             return elbo, elbo
         model_trace.compute_log_prob()
         guide_trace.compute_log_prob()
-        terms = [site_total(site) for _, site in model_trace.sample_sites()]
-        score_terms, unscored = [], []
-        for _, site in guide_trace.iter_stochastic_nodes():
-            log_q = site_total(site)
-            terms.append(-log_q)
-            if not is_reparameterized(site):
-                unscored.append(log_q)
-                score_terms.append(particle_total(score_log_prob(site), site))
-        elbo = total(terms)
-        if not score_terms:
-            return elbo.sum(), elbo.sum()
-        # A non-reparameterised site's own -log q has no useful gradient: cancel it in the
-        # surrogate, and add its score term weighted by the (constant) particle ELBO instead.
-        surrogate = elbo + total(unscored) + total(score_terms) * elbo.detach()
-        return elbo.sum(), surrogate.sum()
+        costs = [(site, site["log_prob"]) for _, site in model_trace.sample_sites()]
+        costs += [(site, -site["log_prob"]) for site in guide_sites]
+        elbo = total([site_total(site) for site, _ in costs[: len(costs) - len(guide_sites)]])
+        elbo = elbo - total([site_total(site) for site in guide_sites])
+        surrogate = elbo.sum()
+        for site in guide_sites:
+            if is_reparameterized(site):
+                continue
+            # Cancel the site's own -log q (no useful gradient) and add its score term, weighted
+            # by the part of the ELBO its plates let it influence.
+            cost = total_seen_by(site, costs).detach()
+            surrogate = surrogate + site_total(site).sum() + (score_log_prob(site) * cost).sum()
+        return elbo.sum(), surrogate

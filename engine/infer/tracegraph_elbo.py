@@ -24,31 +24,10 @@ from typing import Any
 import torch
 
 from engine.infer.elbo import ELBO
+from engine.infer.rao_blackwell import cost_seen_by, independent_sites
 from engine.infer.trace_elbo import is_reparameterized, score_log_prob
 from engine.poutine.trace_struct import Trace
-from engine.runtime import Message
-
-
-def _independent(site: Message, other: Message) -> bool:
-    """Whether two sites sit in different iterations of one sequential plate."""
-    counters = {f.name: f.counter for f in site["cond_indep_stack"] if not f.vectorized}
-    return any(
-        not f.vectorized and f.name in counters and counters[f.name] != f.counter
-        for f in other["cond_indep_stack"]
-    )
-
-
-def cost_seen_by(site: Message, cost_site: Message, cost: torch.Tensor) -> torch.Tensor:
-    """The part of ``cost`` (a cost site's scaled per-element log density) that site z can
-    influence: summed over plate dims z does not share, kept elementwise along the vectorised
-    plates it shares."""
-    shared = {
-        f.dim
-        for f in site["cond_indep_stack"]
-        if f.vectorized and f in cost_site["cond_indep_stack"]
-    }
-    summed_dims = [d for d in range(-cost.dim(), 0) if d not in shared and cost.shape[d] != 1]
-    return cost.sum(dim=summed_dims, keepdim=True) if summed_dims else cost
+from engine.runtime import Message, is_subsample_site
 
 
 class TraceGraph_ELBO(ELBO):
@@ -57,6 +36,7 @@ class TraceGraph_ELBO(ELBO):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._decaying_averages: dict[str, torch.Tensor] = {}
+        self._pending_averages: dict[str, torch.Tensor] = {}
 
     def get_state(self) -> dict[str, Any]:
         return {"decaying_averages": dict(self._decaying_averages)}
@@ -64,30 +44,64 @@ class TraceGraph_ELBO(ELBO):
     def set_state(self, state: dict[str, Any]) -> None:
         self._decaying_averages = dict(state["decaying_averages"])
 
+    def commit_step(self) -> None:
+        # Baselines move only with a step that was taken: a failed, skipped or evaluation-only
+        # run leaves them as they were.
+        self._decaying_averages.update(self._pending_averages)
+        self._pending_averages = {}
+
     def _downstream_cost(self, name: str, model_trace: Trace, guide_trace: Trace) -> torch.Tensor:
         site = guide_trace.nodes[name]
+        guide_order = list(guide_trace.nodes)
+        # Guide sites from z on may depend on z; so may every model site from the first model
+        # position of any of them (the model may sample them in another order than the guide).
+        downstream_guide = set(guide_order[guide_order.index(name) :])
+        model_order = list(model_trace.nodes)
+        model_start = min(
+            (model_order.index(n) for n in downstream_guide if n in model_trace.nodes),
+            default=len(model_order),
+        )
+        costs = []
+        for other_name, other in guide_trace.sample_sites():
+            relevant = other_name in downstream_guide and not other["is_observed"]
+            if relevant and not independent_sites(site, other):
+                costs.append(-cost_seen_by(site, other, other["log_prob"]))
+        for position, other in enumerate(model_trace.nodes.values()):
+            if position < model_start or other["type"] != "sample" or is_subsample_site(other):
+                continue
+            if not independent_sites(site, other):
+                costs.append(cost_seen_by(site, other, other["log_prob"]))
         total = torch.zeros(())
-        for trace, sign in ((guide_trace, -1.0), (model_trace, 1.0)):
-            downstream = False
-            for other_name, other in trace.sample_sites():
-                downstream = downstream or other_name == name
-                if not downstream or _independent(site, other):
-                    continue
-                if trace is guide_trace and other["is_observed"]:
-                    continue
-                total = total + sign * cost_seen_by(site, other, other["log_prob"])
+        for cost in costs:
+            total = total + cost
         return total
+
+    def _elbo_and_surrogate(self, model, guide, args, kwargs):
+        self._pending_averages = {}  # whatever an earlier, uncommitted run left
+        return super()._elbo_and_surrogate(model, guide, args, kwargs)
 
     def _baseline(self, name: str, site: Message, cost: torch.Tensor) -> tuple[Any, Any]:
         """The baseline to subtract, and the baseline's own loss term (or 0)."""
         options = site["infer"].get("baseline", {})
+        unknown = set(options) - {"baseline_value", "use_decaying_avg_baseline", "baseline_beta"}
+        if unknown:
+            raise ValueError(
+                f"site '{name}': baseline options {sorted(unknown)} are not supported (neural "
+                "baselines are not implemented); use use_decaying_avg_baseline/baseline_beta, or "
+                "baseline_value with a tensor your own module computes."
+            )
         if "baseline_value" in options:
             value = options["baseline_value"]
             return value.detach(), ((cost.detach() - value) ** 2).sum()
         if options.get("use_decaying_avg_baseline", False):
             beta = options.get("baseline_beta", 0.90)
-            previous = self._decaying_averages.get(name, torch.zeros(()))
-            self._decaying_averages[name] = beta * previous + (1 - beta) * cost.detach().mean()
+            # Particles of one step update the average in turn; it is kept only if the step is.
+            previous = self._pending_averages.get(
+                name, self._decaying_averages.get(name, torch.zeros(()))
+            )
+            mean_cost = cost.detach().mean()
+            if torch.isfinite(mean_cost):
+                self._pending_averages[name] = beta * previous + (1 - beta) * mean_cost
             return previous, 0.0
         return 0.0, 0.0
 

@@ -50,9 +50,10 @@ class TraceMeanField_ELBO(Trace_ELBO):
         elbo = surrogate = score = 0.0
         exact = set()
         for name, guide_site in guide_trace.iter_stochastic_nodes():
-            if not is_reparameterized(guide_site):
-                continue
-            kl = analytic_kl(guide_site, model_trace.nodes[name])
+            model_site = model_trace.nodes.get(name)
+            if not is_reparameterized(guide_site) or model_site is None:
+                continue  # auxiliary guide sites have no model counterpart: scored below
+            kl = analytic_kl(guide_site, model_site)
             if kl is not None:
                 exact.add(name)
                 kl = particle_total(kl, guide_site)

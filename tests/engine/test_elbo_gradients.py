@@ -55,6 +55,7 @@ def estimated_gradients(elbo, guide, repeats):
     for _ in range(repeats):
         pyro.clear_param_store()
         elbo.loss_and_grads(model, guide)
+        elbo.commit_step()  # what SVI does after a step: baselines move on
         leaves = dict(pyro.get_param_store().named_parameters())
         estimates.append(torch.stack([leaves["m"].grad, leaves["s"].grad]))
     return torch.stack(estimates)
