@@ -11,7 +11,9 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -72,3 +74,25 @@ def restore_rng_state_payload(payload: dict[str, Any]) -> None:
     state["numpy"] = (kind, keys.numpy().astype(np.uint32), position, has_gauss, cached)
     state["random"] = (version, tuple(internal), gauss)
     set_rng_state(state)
+
+
+@contextlib.contextmanager
+def preserved_rng_state() -> Iterator[None]:
+    """Run a block that draws random numbers without moving the generators' streams.
+
+    Set-up work (an autoguide's first run of the model, guessing plate nesting) uses it, so that a
+    run resumed from a saved state draws exactly what the original run drew.
+
+    >>> import torch
+    >>> set_rng_seed(0)
+    >>> with preserved_rng_state():
+    ...     _ = torch.rand(5)
+    >>> a = torch.rand(1); set_rng_seed(0)
+    >>> bool(torch.rand(1) == a)
+    True
+    """
+    state = get_rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(state)

@@ -29,6 +29,7 @@ from engine.infer.model_guide_checks import check_model_guide_match, check_site_
 from engine.infer.util import guess_max_plate_nesting, vectorize
 from engine.poutine.handlers import replay, trace
 from engine.poutine.trace_struct import Trace
+from engine.rng import preserved_rng_state
 
 PARTICLE_PLATE = "_num_particles_vectorized"
 
@@ -73,7 +74,8 @@ class ELBO:
 
     def _guess_max_plate_nesting(self, model: Callable, guide: Callable, args, kwargs) -> None:
         if self.max_plate_nesting == math.inf:
-            self.max_plate_nesting = guess_max_plate_nesting(model, guide, args, kwargs)
+            with preserved_rng_state():  # a resumed run must draw what the original drew
+                self.max_plate_nesting = guess_max_plate_nesting(model, guide, args, kwargs)
 
     def _get_trace(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]

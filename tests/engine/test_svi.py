@@ -226,3 +226,32 @@ def test_a_guide_that_stops_sampling_a_site_is_caught_on_that_step():
     svi.step(DATA)
     with pytest.raises(ModelGuideMismatchError, match="'z'"):
         svi.step(DATA)
+
+
+def test_a_lazily_built_autoguide_resumes_bit_for_bit(tmp_path):
+    from engine.infer.autoguide import AutoNormal, init_to_median
+
+    data = torch.randn(20)
+
+    def model(data):
+        loc = pyro.sample("loc", dist.Normal(0.0, 1.0))
+        with pyro.plate("data", 20, subsample_size=5) as idx:
+            pyro.sample("x", dist.Normal(loc, 1.0), obs=data[idx])
+
+    def fresh_svi():
+        guide = AutoNormal(model, init_loc_fn=init_to_median)  # set up by the first step
+        elbo = Trace_ELBO(num_particles=3, vectorize_particles=True)  # nesting guessed then too
+        return SVI(model, guide, Adam({"lr": 0.05}), elbo)
+
+    pyro.set_rng_seed(5)
+    svi = fresh_svi()
+    svi.run(2, data)
+    svi.save(tmp_path / "after_two.pt")
+    svi.run(4, data)
+    expected = {k: v.detach().clone() for k, v in pyro.get_param_store().items()}
+    pyro.clear_param_store()
+    resumed = fresh_svi()  # its guide sets itself up on the first resumed step
+    resumed.load(tmp_path / "after_two.pt")
+    resumed.run(4, data)
+    for name, value in pyro.get_param_store().items():
+        assert torch.equal(value.detach(), expected[name]), name

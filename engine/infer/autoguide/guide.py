@@ -42,6 +42,7 @@ from engine.params import get_param_store
 from engine.poutine.handlers import block, trace
 from engine.poutine.plate_messenger import PlateMessenger
 from engine.poutine.trace_struct import Trace
+from engine.rng import preserved_rng_state
 from engine.runtime import CondIndepStackFrame, Message, is_subsample_site
 
 __all__ = ["AutoGuide", "AutoGuideError", "GuideParam", "LatentSite"]
@@ -236,7 +237,10 @@ class AutoGuide(torch.nn.Module):
         # check has passed).
         before = dict(self.__dict__)
         try:
-            self._setup(args, kwargs)
+            # Setup draws (init strategies, mini-batches) must not shift the random stream, or a
+            # run resumed from a saved state would not repeat the original run.
+            with preserved_rng_state():
+                self._setup(args, kwargs)
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(before)
@@ -493,7 +497,8 @@ class AutoGuide(torch.nn.Module):
             self._checked_signatures.add(signature)
 
     def _check_site_shapes(self, args: tuple, kwargs: dict) -> None:
-        prototype = self._prototype(args, kwargs, init_to_feasible)
+        with preserved_rng_state():
+            prototype = self._prototype(args, kwargs, init_to_feasible)
         changes = []
         for name, old_shape in self._site_shapes.items():
             site = prototype.nodes.get(name)
