@@ -4,7 +4,8 @@ y = X w + b + noise, noise ~ N(0, 0.5^2) with the scale known, w ~ N(0, I), b ~ 
 posterior of theta = (w, b) is Gaussian with precision I + A^T A / 0.25 and mean
 Sigma A^T y / 0.25 (A = [X, 1]). A Gaussian posterior's mean is also its mode, and the optimal
 mean-field Gaussian has the exact mean, so every guide's median must land on it. The tolerance is
-the Monte Carlo noise of the optimisation itself: the spread of the last iterates.
+the Monte Carlo error of the averaged last iterates, estimated by batch means (they are
+autocorrelated).
 """
 
 import pytest
@@ -71,8 +72,11 @@ def test_each_autoguide_recovers_the_posterior_mean(guide_class):
             medians.append(torch.cat([median["w"], median["b"].reshape(1)]).detach())
     medians = torch.stack(medians)
     exact = exact_posterior_mean(x, y)
-    spread = medians.std(0)
-    assert torch.all((medians.mean(0) - exact).abs() < 4 * spread + 2e-3), (medians.mean(0), exact)
+    batch_means = medians[:300].reshape(10, 30, 3).mean(1)
+    standard_error = batch_means.std(0) / 10**0.5
+    error = (medians.mean(0) - exact).abs()
+    # MAP guides (AutoDelta, Laplace) have no noise at all: float32 resolution is the floor.
+    assert torch.all(error < 4.5 * standard_error + 1e-5), (medians.mean(0), exact, standard_error)
     if guide_class is AutoLaplaceApproximation:
         laplace = guide.laplace_approximation(x, y)
         assert torch.allclose(laplace.median(x, y)["b"], guide.median(x, y)["b"])
