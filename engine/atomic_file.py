@@ -1,11 +1,14 @@
-"""Writing a file atomically: to a temporary file beside the target, flushed and synced, then
-renamed over it. The param store, the optimizers and SVI save their state through it.
+"""Saving and loading state files safely: written atomically (to a temporary file beside the
+target, flushed and synced, then renamed over it) and read with ``weights_only=True`` (no code
+from the file runs). The param store, the optimizers and SVI save their state through it.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -44,3 +47,30 @@ def atomic_torch_save(payload: Any, filename: str | os.PathLike[str]) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def safe_torch_load(
+    filename: str | os.PathLike[str],
+    map_location: Any = None,
+    what: str = "a state file",
+    error: Callable[[str], Exception] = ValueError,
+) -> Any:
+    """``torch.load`` with ``weights_only=True``; a file holding pickled objects is refused with
+    ``error(message)``, a message that says what the file was expected to be.
+
+    >>> import tempfile, torch
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.pt")
+    >>> torch.save({"a": object()}, path)
+    >>> safe_torch_load(path, what="a param store")
+    Traceback (most recent call last):
+    ...
+    ValueError: cannot load ... as a param store: ...
+    """
+    try:
+        return torch.load(filename, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise error(
+            f"cannot load {os.fspath(filename)!r} as {what}: it holds objects other than tensors "
+            "and plain data, so this project did not write it (Pyro's files pickle objects and "
+            f"cannot be loaded safely). torch said: {err}"
+        ) from err

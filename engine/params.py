@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import pickle
 import re
 import weakref
 from collections.abc import Callable, Iterator, KeysView
@@ -29,7 +28,7 @@ from torch.distributions import constraints, transform_to
 from torch.distributions.constraints import Constraint
 from torch.distributions.transforms import Transform
 
-from engine.atomic_file import atomic_torch_save
+from engine.atomic_file import atomic_torch_save, safe_torch_load
 from engine.constraint_codec import (
     constraints_equal,
     decode_constraint,
@@ -644,15 +643,7 @@ class ParamStoreDict:
         >>> store["x"]
         tensor([1., 1.], requires_grad=True)
         """
-        try:
-            payload = torch.load(filename, map_location=map_location, weights_only=True)
-        except pickle.UnpicklingError as err:
-            raise ParamError(
-                f"cannot load {os.fspath(filename)!r} as a param store: it holds objects other "
-                "than tensors and plain data, so it was not written by ParamStoreDict.save "
-                "(Pyro's own param store files pickle constraint objects and cannot be loaded "
-                f"safely). torch said: {err}"
-            ) from err
+        payload = safe_torch_load(filename, map_location, "a param store", ParamError)
         self.load_payload(payload, source=repr(os.fspath(filename)))
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from engine.atomic_file import atomic_torch_save
+from engine.atomic_file import atomic_torch_save, safe_torch_load
 from engine.distributions.validation import trusted_run
 from engine.infer.elbo import ELBO
 from engine.infer.nonfinite import NonFiniteError, first_nonfinite, nonfinite_gradients
@@ -226,4 +226,4 @@ class SVI:
 
     def load(self, filename: str | os.PathLike[str], map_location: Any = None) -> None:
         """Restore the state saved by :meth:`save`."""
-        self.set_state(torch.load(filename, map_location=map_location, weights_only=True))
+        self.set_state(safe_torch_load(filename, map_location, "an SVI state"))

@@ -14,13 +14,12 @@ included); ``scheduler`` appears for LR-scheduler wrappers only.
 from __future__ import annotations
 
 import os
-import pickle
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from engine.atomic_file import atomic_torch_save
+from engine.atomic_file import atomic_torch_save, safe_torch_load
 from engine.optim.errors import OptimError
 
 FORMAT = "pplkernel-optim-1"
@@ -137,13 +136,6 @@ def load_state(
     map_location: str | torch.device | dict | Callable | None = None,
 ) -> dict[str, Any]:
     """Read a state written by :func:`save_state`, with ``weights_only=True`` (no code runs)."""
-    try:
-        state = torch.load(filename, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise OptimError(
-            f"cannot load {os.fspath(filename)!r} as an optimizer state: it holds objects other "
-            "than tensors and plain data, so engine.optim did not write it (Pyro's optimizer "
-            f"files pickle such objects and cannot be loaded safely). torch said: {err}"
-        ) from err
+    state = safe_torch_load(filename, map_location, "an optimizer state", OptimError)
     check_state(state)
     return state
