@@ -188,3 +188,16 @@ def test_failed_setup_leaves_the_guide_and_the_store_as_they_were():
         guide.setup(torch.zeros(5))
     assert sorted(store) == sorted(before)
     assert guide(torch.zeros(4))["z"].shape == (4,)
+
+
+def test_a_blocked_plate_site_is_named_in_the_error():
+    def model(data):
+        with engine.plate("data", 100, subsample_size=10) as idx:
+            engine.sample("z", dist.Normal(0.0, 1.0))
+            engine.sample("x", dist.Normal(0.0, 1.0), obs=data[idx])
+
+    data = torch.zeros(100)
+    with pytest.raises(AutoGuideError, match=r"expose=\[\.\.\., 'data'\]"):
+        AutoNormal(poutine.block(model, expose=["z"]), model_args=(data,))
+    guide = AutoNormal(poutine.block(model, expose=["z", "data"]), model_args=(data,))
+    assert guide(data)["z"].shape == (10,)

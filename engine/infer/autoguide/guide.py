@@ -347,10 +347,14 @@ class AutoGuide(torch.nn.Module):
                 if drawn is None or not is_subsample_site(drawn):
                     raise AutoGuideError(
                         f"{type(self).__name__}: site '{site.name}' sits in "
-                        f"{describe_plates(site.frames)}, whose mini-batch indices the model "
-                        "passes in (plate(..., subsample=...)), so the guide cannot know them. "
-                        f"Pass create_plates=lambda *args, **kwargs: pyro.plate('{frame.name}', "
-                        f"{frame.full_size}, subsample=<the same indices>) to the guide."
+                        f"{describe_plates(site.frames)}, but the guide never sees where that "
+                        "plate's mini-batch indices come from, so guide and model could pair "
+                        "different rows. Either the model is wrapped in poutine.block, which "
+                        f"hides the plate's own site: expose it too (expose=[..., "
+                        f"'{frame.name}']); or the model passes the indices in "
+                        "(plate(..., subsample=...)): pass create_plates=lambda *args, **kwargs: "
+                        f"pyro.plate('{frame.name}', {frame.full_size}, subsample=<the same "
+                        "indices>) to the guide."
                     )
 
     def _register(self, params: list[GuideParam]) -> None:
