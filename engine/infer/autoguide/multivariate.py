@@ -58,7 +58,35 @@ def _read(p: GuideParam) -> torch.Tensor:
     return param(p.name, p.init, p.constraint, p.event_dim)
 
 
-class AutoDiagonalNormal(AutoContinuous):
+class _GaussianContinuous(AutoContinuous):
+    """What the Gaussian flat-vector guides share: an ``init_scale``, a ``loc`` and a positive
+    ``scale`` over the flat latent vector."""
+
+    scale_constraint = constraints.softplus_positive
+
+    def __init__(
+        self,
+        model: Callable,
+        init_loc_fn: InitFn = init_to_median,
+        init_scale: float = 0.1,
+        *,
+        create_plates: Callable | None = None,
+        model_args: tuple | None = None,
+        model_kwargs: dict | None = None,
+    ):
+        super().__init__(model, init_loc_fn, create_plates=create_plates)
+        self._init_scale = _check_init_scale(type(self), init_scale)
+        self._setup_if_given(model_args, model_kwargs)
+
+    def _loc_and_scale(self, init_loc: torch.Tensor, scale: float) -> list[GuideParam]:
+        self._loc = GuideParam("loc", "loc", init_loc, constraints.real)
+        self._scale = GuideParam(
+            "scale", "scale_unconstrained", torch.full_like(init_loc, scale), self.scale_constraint
+        )
+        return [self._loc, self._scale]
+
+
+class AutoDiagonalNormal(_GaussianContinuous):
     """A Normal with diagonal covariance over all latent sites, in unconstrained space.
 
     >>> import engine, engine.distributions as dist
@@ -70,31 +98,8 @@ class AutoDiagonalNormal(AutoContinuous):
     tensor([0.1000, 0.1000], grad_fn=<SoftplusBackward0>)
     """
 
-    scale_constraint = constraints.softplus_positive
-
-    def __init__(
-        self,
-        model: Callable,
-        init_loc_fn: InitFn = init_to_median,
-        init_scale: float = 0.1,
-        *,
-        create_plates: Callable | None = None,
-        model_args: tuple | None = None,
-        model_kwargs: dict | None = None,
-    ):
-        super().__init__(model, init_loc_fn, create_plates=create_plates)
-        self._init_scale = _check_init_scale(type(self), init_scale)
-        self._setup_if_given(model_args, model_kwargs)
-
     def _posterior_params(self, init_loc: torch.Tensor) -> list[GuideParam]:
-        self._loc = GuideParam("loc", "loc", init_loc, constraints.real)
-        self._scale = GuideParam(
-            "scale",
-            "scale_unconstrained",
-            torch.full_like(init_loc, self._init_scale),
-            self.scale_constraint,
-        )
-        return [self._loc, self._scale]
+        return self._loc_and_scale(init_loc, self._init_scale)
 
     def get_posterior(self, *args: Any, **kwargs: Any) -> torch.distributions.Distribution:
         """``Normal(loc, scale).to_event(1)`` over the flat vector."""
@@ -104,7 +109,7 @@ class AutoDiagonalNormal(AutoContinuous):
         return self._value(self._loc), self._value(self._scale)
 
 
-class AutoMultivariateNormal(AutoContinuous):
+class AutoMultivariateNormal(_GaussianContinuous):
     """A full-covariance Normal over all latent sites, in unconstrained space.
 
     >>> import engine, engine.distributions as dist
@@ -116,36 +121,15 @@ class AutoMultivariateNormal(AutoContinuous):
     tensor([0.0100, 0.0100], grad_fn=<DiagonalBackward0>)
     """
 
-    scale_constraint = constraints.softplus_positive
     scale_tril_constraint = constraints.unit_lower_cholesky
 
-    def __init__(
-        self,
-        model: Callable,
-        init_loc_fn: InitFn = init_to_median,
-        init_scale: float = 0.1,
-        *,
-        create_plates: Callable | None = None,
-        model_args: tuple | None = None,
-        model_kwargs: dict | None = None,
-    ):
-        super().__init__(model, init_loc_fn, create_plates=create_plates)
-        self._init_scale = _check_init_scale(type(self), init_scale)
-        self._setup_if_given(model_args, model_kwargs)
-
     def _posterior_params(self, init_loc: torch.Tensor) -> list[GuideParam]:
-        self._loc = GuideParam("loc", "loc", init_loc, constraints.real)
-        self._scale = GuideParam(
-            "scale",
-            "scale_unconstrained",
-            torch.full_like(init_loc, self._init_scale),
-            self.scale_constraint,
-        )
+        loc_and_scale = self._loc_and_scale(init_loc, self._init_scale)
         eye = torch.eye(self.latent_dim, dtype=init_loc.dtype, device=init_loc.device)
         self._scale_tril = GuideParam(
             "scale_tril", "scale_tril_unconstrained", eye, self.scale_tril_constraint
         )
-        return [self._loc, self._scale, self._scale_tril]
+        return [*loc_and_scale, self._scale_tril]
 
     def get_posterior(self, *args: Any, **kwargs: Any) -> torch.distributions.Distribution:
         """``MultivariateNormal(loc, scale_tril=scale[:, None] * scale_tril)``."""
@@ -157,7 +141,7 @@ class AutoMultivariateNormal(AutoContinuous):
         return self._value(self._loc), scale_tril.pow(2).sum(-1).sqrt()
 
 
-class AutoLowRankMultivariateNormal(AutoContinuous):
+class AutoLowRankMultivariateNormal(_GaussianContinuous):
     """A Normal over all latent sites whose covariance is low rank plus diagonal.
 
     ``rank`` defaults to ``round(sqrt(latent_dim))``.
@@ -171,8 +155,6 @@ class AutoLowRankMultivariateNormal(AutoContinuous):
     torch.Size([9, 3])
     """
 
-    scale_constraint = constraints.softplus_positive
-
     def __init__(
         self,
         model: Callable,
@@ -184,28 +166,27 @@ class AutoLowRankMultivariateNormal(AutoContinuous):
         model_args: tuple | None = None,
         model_kwargs: dict | None = None,
     ):
-        super().__init__(model, init_loc_fn, create_plates=create_plates)
         if rank is not None and not (isinstance(rank, int) and rank > 0):
             raise AutoGuideError(
                 f"AutoLowRankMultivariateNormal: rank must be a positive int, got {rank!r}"
             )
-        self._init_scale = _check_init_scale(type(self), init_scale)
         self.rank = rank
-        self._setup_if_given(model_args, model_kwargs)
+        super().__init__(
+            model,
+            init_loc_fn,
+            init_scale,
+            create_plates=create_plates,
+            model_args=model_args,
+            model_kwargs=model_kwargs,
+        )
 
     def _posterior_params(self, init_loc: torch.Tensor) -> list[GuideParam]:
         if self.rank is None:
             self.rank = max(1, round(self.latent_dim**0.5))
-        self._loc = GuideParam("loc", "loc", init_loc, constraints.real)
-        self._scale = GuideParam(
-            "scale",
-            "scale_unconstrained",
-            torch.full_like(init_loc, math.sqrt(0.5) * self._init_scale),
-            self.scale_constraint,
-        )
+        loc_and_scale = self._loc_and_scale(init_loc, math.sqrt(0.5) * self._init_scale)
         cov_factor = init_loc.new_empty(self.latent_dim, self.rank).normal_(0, self.rank**-0.5)
         self._cov_factor = GuideParam("cov_factor", "cov_factor", cov_factor, constraints.real)
-        return [self._loc, self._scale, self._cov_factor]
+        return [*loc_and_scale, self._cov_factor]
 
     def get_posterior(self, *args: Any, **kwargs: Any) -> torch.distributions.Distribution:
         """``LowRankMultivariateNormal(loc, scale[:, None] * cov_factor, scale ** 2)``."""
