@@ -23,6 +23,7 @@ True
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -125,7 +126,7 @@ class SVI:
         grads_finite = not grads or bool(
             torch.isfinite(torch.stack(torch._foreach_norm(grads)).sum())
         )
-        if torch.isfinite(torch.tensor(loss)) and grads_finite:
+        if math.isfinite(loss) and grads_finite:
             return None
         store = get_param_store()
         names = {id(leaf): name for name, leaf in store.named_parameters()}
