@@ -31,12 +31,13 @@ from engine.runtime import Message
 
 
 def analytic_kl(guide_site: Message, model_site: Message) -> torch.Tensor | None:
-    """KL(q || p) for one site, scaled and masked like its log-probs, or None when unknown."""
+    """KL(q || p) for one site, scaled and masked as the guide site is (Pyro's convention; the
+    two sides agree unless a ``poutine.scale`` or ``mask`` wraps only one), or None when unknown."""
     try:
         kl = kl_divergence(guide_site["fn"], model_site["fn"])
     except NotImplementedError:
         return None
-    return scale_and_mask(kl, model_site["scale"], model_site["mask"])
+    return scale_and_mask(kl, guide_site["scale"], guide_site["mask"])
 
 
 class TraceMeanField_ELBO(Trace_ELBO):
