@@ -26,8 +26,7 @@ import torch
 
 from engine.distributions.validation import is_validation_enabled
 from engine.infer.model_guide_checks import check_model_guide_match, check_site_shapes
-from engine.infer.util import guess_max_plate_nesting, vectorize
-from engine.poutine.handlers import replay, trace
+from engine.infer.util import guess_max_plate_nesting, guide_and_model_traces, vectorize
 from engine.poutine.trace_struct import Trace
 from engine.rng import preserved_rng_state
 
@@ -82,8 +81,7 @@ class ELBO:
     ) -> tuple[Trace, Trace]:
         """One guide draw and the model replayed on it, checked (log-probs are computed by the
         ELBO, which may need only their total)."""
-        guide_trace = trace(guide).get_trace(*args, **kwargs)
-        model_trace = trace(replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+        guide_trace, model_trace = guide_and_model_traces(model, guide, args, kwargs)
         if is_validation_enabled():
             check_model_guide_match(model_trace, guide_trace)
             check_site_shapes(model_trace)

@@ -35,8 +35,9 @@ from engine.distributions.validation import trusted_run
 from engine.infer.elbo import ELBO
 from engine.infer.nonfinite import NonFiniteError, first_nonfinite, nonfinite_gradients
 from engine.infer.progress import Progress, ProgressEvent
+from engine.infer.util import guide_and_model_traces
 from engine.params import get_param_store
-from engine.poutine.handlers import replay, trace
+from engine.poutine.handlers import trace
 from engine.rng import restore_rng_state_payload, rng_state_payload
 
 _STATE_FORMAT = "pplkernel-svi-state-v1"
@@ -149,8 +150,7 @@ class SVI:
         # a fresh draw usually meets the same problem, and is only used to point at a site.
         # Checks are off: an invalid argument must show up as the NaN it causes, not raise.
         with torch.no_grad(), trusted_run():
-            guide_trace = trace(self.guide).get_trace(*args, **kwargs)
-            model_trace = trace(replay(self.model, trace=guide_trace)).get_trace(*args, **kwargs)
+            guide_trace, model_trace = guide_and_model_traces(self.model, self.guide, args, kwargs)
             for tr in (guide_trace, model_trace):
                 tr.compute_log_prob()
         return first_nonfinite([("guide", guide_trace), ("model", model_trace)])

@@ -32,15 +32,30 @@ def max_plate_nesting_of(*traces: Trace) -> int:
     return deepest
 
 
+def guide_and_model_traces(
+    model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
+) -> tuple[Trace, Trace]:
+    """Run the guide, then the model replayed on the guide's draws: ``(guide_trace, model_trace)``.
+
+    >>> import engine, engine.distributions as dist
+    >>> def model():
+    ...     engine.sample("z", dist.Normal(0.0, 1.0))
+    >>> g, m = guide_and_model_traces(model, model, (), {})
+    >>> bool(g.nodes["z"]["value"] == m.nodes["z"]["value"])
+    True
+    """
+    guide_trace = trace(guide).get_trace(*args, **kwargs)
+    model_trace = trace(replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+    return guide_trace, model_trace
+
+
 def guess_max_plate_nesting(
     model: Callable, guide: Callable | None, args: tuple, kwargs: dict[str, Any]
 ) -> int:
     """Run the guide and the model once and read off their deepest plate dim."""
     if guide is None:
         return max_plate_nesting_of(trace(model).get_trace(*args, **kwargs))
-    guide_trace = trace(guide).get_trace(*args, **kwargs)
-    model_trace = trace(replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
-    return max_plate_nesting_of(guide_trace, model_trace)
+    return max_plate_nesting_of(*guide_and_model_traces(model, guide, args, kwargs))
 
 
 def vectorize(

@@ -12,7 +12,6 @@ mini-batch's rows cannot be subsampled (use ``AutoNormal`` or ``AutoDelta`` for 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from typing import Any, NamedTuple
@@ -193,4 +192,6 @@ class AutoContinuous(AutoGuide):
         self._setup_once(args, kwargs)
         loc, scale = self._loc_scale()
         q = torch.as_tensor(quantiles, dtype=loc.dtype, device=loc.device).reshape(-1, 1)
-        return self._constrain_all(loc + scale * math.sqrt(2) * torch.erfinv(2 * q - 1))
+        return self._constrain_all(
+            torch.distributions.Normal(loc, scale, validate_args=False).icdf(q)
+        )

@@ -27,8 +27,8 @@ from engine.infer.autoguide.continuous import AutoContinuous
 from engine.infer.autoguide.guide import AutoGuideError, GuideParam
 from engine.infer.autoguide.initialization import InitFn, init_to_median
 from engine.infer.autoguide.multivariate import AutoMultivariateNormal
+from engine.infer.util import guide_and_model_traces
 from engine.params import get_param_store
-from engine.poutine.handlers import replay, trace
 from engine.primitives import param
 
 __all__ = ["AutoLaplaceApproximation"]
@@ -86,8 +86,7 @@ class AutoLaplaceApproximation(AutoContinuous):
         store) with covariance ``H⁻¹``, ``H`` the Hessian of the loss at ``loc``."""
         self._prepare(args, kwargs)
         loc = self._leaf(self._loc)
-        guide_trace = trace(self).get_trace(*args, **kwargs)
-        model_trace = trace(replay(self.model, trace=guide_trace)).get_trace(*args, **kwargs)
+        guide_trace, model_trace = guide_and_model_traces(self.model, self, args, kwargs)
         loss = guide_trace.log_prob_sum() - model_trace.log_prob_sum()
         (grad,) = torch.autograd.grad(loss, loc, create_graph=True)
         rows = [

@@ -17,7 +17,6 @@ True
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from typing import Any, NamedTuple
@@ -173,7 +172,7 @@ class AutoNormal(AutoGuide):
             loc, scale = self._value(site.loc), self._value(site.scale)
             q = torch.as_tensor(quantiles, dtype=loc.dtype, device=loc.device)
             q = q.reshape((-1,) + (1,) * loc.dim())
-            unconstrained = loc + scale * math.sqrt(2) * torch.erfinv(2 * q - 1)
+            unconstrained = torch.distributions.Normal(loc, scale, validate_args=False).icdf(q)
             result[site.name] = self._constrain(site, unconstrained)
         return result
 
