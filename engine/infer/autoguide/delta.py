@@ -16,7 +16,6 @@ plate element and are subsampled with their plate.
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import ExitStack
 from typing import Any, NamedTuple
 
 import torch
@@ -88,19 +87,13 @@ class AutoDelta(AutoGuide):
 
     def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         """Sample every latent site at its current value; return ``{name: value}``."""
-        self._prepare(args, kwargs)
-        plates = self._plates_for_call(args, kwargs) if self._frames else None
-        result = {}
-        for site in self._sites:
-            with ExitStack() as stack:
-                if site.plates:
-                    self._enter_plates(stack, plates, site.plates)
-                p = site.value
-                value = param(p.name, p.init, p.constraint, p.event_dim)
-                result[site.name] = sample(
-                    site.name, SiteDelta(value, site.support, event_dim=site.event_dim)
-                )
-        return result
+        return self._draw_each_site(args, kwargs, self._sample)
+
+    @staticmethod
+    def _sample(site: _DeltaSite) -> torch.Tensor:
+        p = site.value
+        value = param(p.name, p.init, p.constraint, p.event_dim)
+        return sample(site.name, SiteDelta(value, site.support, event_dim=site.event_dim))
 
     @torch.no_grad()
     def median(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:

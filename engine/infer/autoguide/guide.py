@@ -571,9 +571,23 @@ class AutoGuide(torch.nn.Module):
             return master._call_plates
         return self._create_plates(args, kwargs)
 
+    def _draw_each_site(
+        self, args: tuple, kwargs: dict, draw: Callable[[Any], torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Call ``draw(site)`` for each of ``self._sites`` inside that site's plates (the
+        per-site guides' ``forward``); returns ``{name: value}``."""
+        self._prepare(args, kwargs)
+        plates = self._plates_for_call(args, kwargs) if self._frames else None
+        result = {}
+        for site in self._sites:
+            with ExitStack() as stack:
+                self._enter_plates(stack, plates, site.plates)
+                result[site.name] = draw(site)
+        return result
+
     @staticmethod
     def _enter_plates(
-        stack: ExitStack, plates: dict[str, PlateMessenger], names: tuple[str, ...]
+        stack: ExitStack, plates: dict[str, PlateMessenger] | None, names: tuple[str, ...]
     ) -> None:
         for name in names:
             stack.enter_context(plates[name])

@@ -18,7 +18,6 @@ True
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
 from typing import Any, NamedTuple
 
 import torch
@@ -120,17 +119,7 @@ class AutoNormal(AutoGuide):
 
     def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         """Draw every latent site; return ``{name: constrained value}``."""
-        self._prepare(args, kwargs)
-        plates = self._plates_for_call(args, kwargs) if self._frames else None
-        result = {}
-        for site in self._sites:
-            if site.plates:
-                with ExitStack() as stack:
-                    self._enter_plates(stack, plates, site.plates)
-                    result[site.name] = self._sample(site)
-            else:
-                result[site.name] = self._sample(site)
-        return result
+        return self._draw_each_site(args, kwargs, self._sample)
 
     @staticmethod
     def _sample(site: _NormalSite) -> torch.Tensor:
