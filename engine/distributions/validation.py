@@ -51,8 +51,9 @@ def in_trusted_run() -> bool:
 
 @contextmanager
 def trusted_run() -> Iterator[None]:
-    """Skip argument and value checks of engine distributions in this thread, for a run whose
-    inputs and structure were already checked once (other threads are not affected).
+    """Skip argument and value checks of engine distributions in this thread only (unlike
+    :func:`enable_validation`, which is global). SVI uses it to re-run a failed step and find the
+    first NaN, where an invalid argument must show up as the NaN it causes instead of raising.
 
     >>> import engine.distributions as dist
     >>> with trusted_run():
