@@ -24,8 +24,7 @@ from typing import Any
 import torch
 
 from engine.infer.elbo import ELBO
-from engine.infer.rao_blackwell import cost_seen_by, independent_sites
-from engine.infer.trace_elbo import is_reparameterized, score_log_prob
+from engine.infer.trace_elbo import is_reparameterized, score_log_prob, total_seen_by
 from engine.poutine.trace_struct import Trace
 from engine.runtime import Message, is_subsample_site
 
@@ -61,20 +60,19 @@ class TraceGraph_ELBO(ELBO):
             (model_order.index(n) for n in downstream_guide if n in model_trace.nodes),
             default=len(model_order),
         )
-        costs = []
-        for other_name, other in guide_trace.sample_sites():
-            relevant = other_name in downstream_guide and not other["is_observed"]
-            if relevant and not independent_sites(site, other):
-                costs.append(-cost_seen_by(site, other, other["log_prob"]))
-        for position, other in enumerate(model_trace.nodes.values()):
-            if position < model_start or other["type"] != "sample" or is_subsample_site(other):
-                continue
-            if not independent_sites(site, other):
-                costs.append(cost_seen_by(site, other, other["log_prob"]))
-        total = torch.zeros(())
-        for cost in costs:
-            total = total + cost
-        return total
+        costs = [
+            (other, -other["log_prob"])
+            for other_name, other in guide_trace.sample_sites()
+            if other_name in downstream_guide and not other["is_observed"]
+        ]
+        costs += [
+            (other, other["log_prob"])
+            for position, other in enumerate(model_trace.nodes.values())
+            if position >= model_start
+            and other["type"] == "sample"
+            and not is_subsample_site(other)
+        ]
+        return total_seen_by(site, costs)
 
     def _elbo_and_surrogate(self, model, guide, args, kwargs):
         self._pending_averages = {}  # whatever an earlier, uncommitted run left
