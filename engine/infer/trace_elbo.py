@@ -80,17 +80,25 @@ class Trace_ELBO(ELBO):
     def _particle_elbo(
         self, model_trace: Trace, guide_trace: Trace
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        model_sites = [site for _, site in model_trace.sample_sites()]
         guide_sites = [site for _, site in guide_trace.iter_stochastic_nodes()]
+        return self._score_sites(model_sites, guide_sites)
+
+    @staticmethod
+    def _score_sites(
+        model_sites: list[Message], guide_sites: list[Message]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ELBO and surrogate contributed by these model and guide (latent) sites."""
         if all(is_reparameterized(site) for site in guide_sites):
             # Only the total is needed: same-family sites are scored in batches.
-            model_sites = [site for _, site in model_trace.sample_sites()]
             elbo = log_prob_total(model_sites) - log_prob_total(guide_sites)
             return elbo, elbo
-        model_trace.compute_log_prob()
-        guide_trace.compute_log_prob()
-        costs = [(site, site["log_prob"]) for _, site in model_trace.sample_sites()]
+        for site in (*model_sites, *guide_sites):
+            if "log_prob" not in site:
+                Trace._compute_site_log_prob(site)
+        costs = [(site, site["log_prob"]) for site in model_sites]
         costs += [(site, -site["log_prob"]) for site in guide_sites]
-        elbo = total([site_total(site) for site, _ in costs[: len(costs) - len(guide_sites)]])
+        elbo = total([site_total(site) for site in model_sites])
         elbo = elbo - total([site_total(site) for site in guide_sites])
         surrogate = elbo.sum()
         for site in guide_sites:

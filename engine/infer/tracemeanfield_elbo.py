@@ -22,9 +22,6 @@ from engine.distributions import kl_divergence
 from engine.infer.trace_elbo import (
     Trace_ELBO,
     is_reparameterized,
-    particle_total,
-    score_log_prob,
-    site_total,
 )
 from engine.poutine.trace_struct import Trace, scale_and_mask
 from engine.runtime import Message
@@ -46,35 +43,18 @@ class TraceMeanField_ELBO(Trace_ELBO):
     def _particle_elbo(
         self, model_trace: Trace, guide_trace: Trace
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        model_trace.compute_log_prob()
-        guide_trace.compute_log_prob()
-        elbo = surrogate = score = 0.0
-        exact = set()
+        exact = {}
         for name, guide_site in guide_trace.iter_stochastic_nodes():
             model_site = model_trace.nodes.get(name)
             if not is_reparameterized(guide_site) or model_site is None:
                 continue  # auxiliary guide sites have no model counterpart: scored below
             kl = analytic_kl(guide_site, model_site)
             if kl is not None:
-                exact.add(name)
-                kl = particle_total(kl, guide_site)
-                elbo = elbo - kl
-                surrogate = surrogate - kl
-        for name, site in model_trace.sample_sites():
-            if name not in exact:
-                log_p = site_total(site)
-                elbo = elbo + log_p
-                surrogate = surrogate + log_p
-        for name, site in guide_trace.iter_stochastic_nodes():
-            if name in exact:
-                continue
-            log_q = site_total(site)
-            elbo = elbo - log_q
-            if is_reparameterized(site):
-                surrogate = surrogate - log_q
-            else:
-                score = score + particle_total(score_log_prob(site), site)
-        elbo = torch.as_tensor(elbo)
-        if isinstance(score, torch.Tensor):
-            surrogate = surrogate + score * elbo.detach()
-        return elbo.sum(), torch.as_tensor(surrogate).sum()
+                exact[name] = kl.sum()
+        # Every other site is estimated exactly as Trace_ELBO does.
+        elbo, surrogate = self._score_sites(
+            [site for name, site in model_trace.sample_sites() if name not in exact],
+            [site for name, site in guide_trace.iter_stochastic_nodes() if name not in exact],
+        )
+        kl_total = torch.stack(list(exact.values())).sum() if exact else 0.0
+        return elbo.sum() - kl_total, surrogate - kl_total
