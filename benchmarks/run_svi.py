@@ -23,19 +23,18 @@ import torch
 from benchmarks.svi_workloads import Workload, workloads
 
 
-def _implementations() -> dict[str, tuple[Any, Any, Any]]:
+def _implementations() -> dict[str, tuple[Any, Any, Any, str]]:
+    """``name: (ppl, distributions, (infer, autoguide, optim), ELBO class name)``."""
     import engine
     import engine.distributions
     import engine.infer
     import engine.infer.autoguide
     import engine.optim
 
+    engine_modules = (engine.infer, engine.infer.autoguide, engine.optim)
     found = {
-        "engine": (
-            engine,
-            engine.distributions,
-            (engine.infer, engine.infer.autoguide, engine.optim),
-        )
+        "engine": (engine, engine.distributions, engine_modules, "Trace_ELBO"),
+        "engine-jit": (engine, engine.distributions, engine_modules, "JitTrace_ELBO"),
     }
     try:
         import pyro
@@ -45,19 +44,31 @@ def _implementations() -> dict[str, tuple[Any, Any, Any]]:
         import pyro.optim
     except ImportError:
         return found
-    found["pyro"] = (pyro, pyro.distributions, (pyro.infer, pyro.infer.autoguide, pyro.optim))
+    pyro_modules = (pyro.infer, pyro.infer.autoguide, pyro.optim)
+    found["pyro"] = (pyro, pyro.distributions, pyro_modules, "Trace_ELBO")
+    found["pyro-jit"] = (pyro, pyro.distributions, pyro_modules, "JitTrace_ELBO")
     return found
 
 
-def time_workload(workload: Workload, ppl: Any, dist: Any, modules: Any) -> dict[str, Any]:
+# Pyro's JIT traces the mini-batch indices into the compiled loss: it would reuse one batch.
+_SKIP = {("svi_subsample", "pyro-jit")}
+
+
+def time_workload(
+    workload: Workload, ppl: Any, dist: Any, modules: Any, elbo_name: str
+) -> dict[str, Any]:
     infer, autoguide, optim = modules
     ppl.clear_param_store()
     ppl.set_rng_seed(0)
     model = workload.build(ppl, dist)
     guide = autoguide.AutoNormal(model, init_loc_fn=autoguide.init_to_feasible, init_scale=0.1)
     adam = optim.Adam({"lr": 0.01, "betas": (0.9, 0.999), "eps": 1e-8})
-    svi = infer.SVI(model, guide, adam, infer.Trace_ELBO())
+    svi = infer.SVI(model, guide, adam, getattr(infer, elbo_name)())
+    start = time.perf_counter()
     svi.step(*workload.args)
+    if elbo_name.startswith("Jit"):
+        svi.step(*workload.args)  # the first compiled step (the first one runs eagerly)
+    first_s = time.perf_counter() - start
     for _ in range(workload.warmup):
         svi.step(*workload.args)
     block_ms, last_losses = [], []
@@ -69,6 +80,7 @@ def time_workload(workload: Workload, ppl: Any, dist: Any, modules: Any) -> dict
         "value": statistics.median(block_ms),
         "blocks_ms": block_ms,
         "min_ms": min(block_ms),
+        "first_steps_s": first_s,
         "loss_last_block_mean": statistics.fmean(last_losses),
     }
 
@@ -78,24 +90,32 @@ def main() -> None:
     parser.add_argument("--sizes", choices=["full", "smoke"], default="full")
     parser.add_argument("--only", nargs="*", help="workload names to run")
     parser.add_argument("--out", type=Path, help="write the records as JSON here")
+    parser.add_argument("--impls", nargs="*", help="implementations to run (default: all found)")
     options = parser.parse_args()
     torch.set_num_threads(1)
     impls = _implementations()
+    if options.impls:
+        impls = {name: impls[name] for name in options.impls}
     records = []
     for workload in workloads(options.sizes):
         if options.only and workload.name not in options.only:
             continue
         row = {"workload": workload.name}
-        for name, (ppl, dist, modules) in impls.items():
-            row[name] = time_workload(workload, ppl, dist, modules)
+        for name, (ppl, dist, modules, elbo_name) in impls.items():
+            if (workload.name, name) not in _SKIP:
+                row[name] = time_workload(workload, ppl, dist, modules, elbo_name)
         records.append(row)
-        line = f"{workload.name:16s}"
+        print(workload.name, flush=True)
         for name in impls:
+            if name not in row:
+                continue
             r = row[name]
-            line += f"  {name} {r['value']:8.3f} ms/step (loss {r['loss_last_block_mean']:12.3f})"
-        if "pyro" in row:
-            line += f"  ratio engine/pyro {row['engine']['value'] / row['pyro']['value']:.3f}"
-        print(line, flush=True)
+            line = f"  {name:11s} {r['value']:8.3f} ms/step  loss {r['loss_last_block_mean']:12.3f}"
+            line += f"  first step(s) {r['first_steps_s']:6.2f} s"
+            for reference in ("pyro", "pyro-jit"):
+                if reference in row and reference != name and not name.startswith("pyro"):
+                    line += f"  /{reference} {r['value'] / row[reference]['value']:.3f}"
+            print(line, flush=True)
     if options.out:
         options.out.write_text(json.dumps(records, indent=2))
 

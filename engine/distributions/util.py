@@ -24,7 +24,8 @@ def broadcast_shape(*shapes: Iterable[int]) -> torch.Size:
     torch.Size([3, 4])
     """
     shapes = [tuple(s) for s in shapes]
-    ndim = max((len(s) for s in shapes), default=0)
+    # No ``max(..., default=0)``: torch.compile cannot trace that keyword.
+    ndim = max([len(s) for s in shapes] or [0])
     out = [1] * ndim
     for shape in shapes:
         for i, size in enumerate(shape, start=ndim - len(shape)):

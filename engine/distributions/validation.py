@@ -44,6 +44,18 @@ def is_validation_enabled() -> bool:
     return bool(torch.distributions.Distribution._validate_args) and not _THREAD.trusted
 
 
+def structure_checks_enabled() -> bool:
+    """Whether the checks decided by shapes and names alone (model/guide site matching, batch
+    dims against plates) run: they follow :func:`enable_validation`, also inside
+    :func:`trusted_run`, which only waives the checks of values.
+
+    >>> with trusted_run():
+    ...     structure_checks_enabled(), is_validation_enabled()
+    (True, False)
+    """
+    return bool(torch.distributions.Distribution._validate_args)
+
+
 def in_trusted_run() -> bool:
     """Whether this thread runs inside :func:`trusted_run` (engine distributions skip checks)."""
     return _THREAD.trusted
@@ -53,7 +65,8 @@ def in_trusted_run() -> bool:
 def trusted_run() -> Iterator[None]:
     """Skip argument and value checks of engine distributions in this thread only (unlike
     :func:`enable_validation`, which is global). SVI uses it to re-run a failed step and find the
-    first NaN, where an invalid argument must show up as the NaN it causes instead of raising.
+    first NaN, where an invalid argument must show up as the NaN it causes instead of raising;
+    the compiled ELBOs run their compiled code in it (compiled code cannot raise on a value).
 
     >>> import engine.distributions as dist
     >>> with trusted_run():

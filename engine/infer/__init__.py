@@ -18,6 +18,7 @@ from engine.infer.autoguide.initialization import (
 from engine.infer.elbo import ELBO
 from engine.infer.empirical_marginal import EmpiricalMarginal
 from engine.infer.importance import Importance
+from engine.infer.jit_elbo import JitTrace_ELBO, JitTraceGraph_ELBO, JitTraceMeanField_ELBO
 from engine.infer.model_guide_checks import ModelGuideMismatchError
 from engine.infer.predictive import Predictive
 from engine.infer.progress import Progress, ProgressEvent
@@ -31,6 +32,9 @@ __all__ = [
     "SVI",
     "EmpiricalMarginal",
     "Importance",
+    "JitTraceGraph_ELBO",
+    "JitTraceMeanField_ELBO",
+    "JitTrace_ELBO",
     "ModelGuideMismatchError",
     "NonFiniteError",
     "Predictive",

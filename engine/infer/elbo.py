@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from engine.distributions.validation import is_validation_enabled
+from engine.distributions.validation import structure_checks_enabled
 from engine.infer.model_guide_checks import check_model_guide_match, check_site_shapes
 from engine.infer.util import guess_max_plate_nesting, guide_and_model_traces, vectorize
 from engine.poutine.trace_struct import Trace
@@ -82,7 +82,7 @@ class ELBO:
         """One guide draw and the model replayed on it, checked (log-probs are computed by the
         ELBO, which may need only their total)."""
         guide_trace, model_trace = guide_and_model_traces(model, guide, args, kwargs)
-        if is_validation_enabled():
+        if structure_checks_enabled():
             check_model_guide_match(model_trace, guide_trace)
             check_site_shapes(model_trace)
             check_site_shapes(guide_trace)
