@@ -1,4 +1,4 @@
-"""``engine.infer``: inference algorithms (SVI, ELBOs, autoguides, Predictive, importance).
+"""``engine.infer``: inference algorithms (SVI, ELBOs, autoguides, MCMC, Predictive, importance).
 
 >>> from engine.infer import SVI, Trace_ELBO
 >>> Trace_ELBO().num_particles
@@ -19,6 +19,7 @@ from engine.infer.elbo import ELBO
 from engine.infer.empirical_marginal import EmpiricalMarginal
 from engine.infer.importance import Importance
 from engine.infer.jit_elbo import JitTrace_ELBO, JitTraceGraph_ELBO, JitTraceMeanField_ELBO
+from engine.infer.mcmc import HMC, MCMC, NUTS, MCMCError
 from engine.infer.model_guide_checks import ModelGuideMismatchError
 from engine.infer.predictive import Predictive
 from engine.infer.progress import Progress, ProgressEvent
@@ -29,12 +30,16 @@ from engine.infer.tracemeanfield_elbo import TraceMeanField_ELBO
 
 __all__ = [
     "ELBO",
+    "HMC",
+    "MCMC",
+    "NUTS",
     "SVI",
     "EmpiricalMarginal",
     "Importance",
     "JitTraceGraph_ELBO",
     "JitTraceMeanField_ELBO",
     "JitTrace_ELBO",
+    "MCMCError",
     "ModelGuideMismatchError",
     "NonFiniteError",
     "Predictive",

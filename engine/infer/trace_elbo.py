@@ -23,17 +23,14 @@ import torch
 from engine.infer.batched_log_prob import log_prob_total
 from engine.infer.elbo import ELBO, PARTICLE_PLATE
 from engine.infer.rao_blackwell import cost_seen_by, independent_sites
+from engine.infer.util import sum_except_plate
 from engine.poutine.trace_struct import Trace, scale_and_mask
 from engine.runtime import Message
 
 
 def particle_total(values: torch.Tensor, site: Message) -> torch.Tensor:
     """Sum a site's per-element ``values`` over everything but the vectorised-particle dim."""
-    for frame in site["cond_indep_stack"]:
-        if frame.name == PARTICLE_PLATE:
-            start = values.dim() + frame.dim + 1
-            return values if start >= values.dim() else values.flatten(start_dim=start).sum(-1)
-    return values.sum()
+    return sum_except_plate(values, site, PARTICLE_PLATE)
 
 
 def site_total(site: Message) -> torch.Tensor:

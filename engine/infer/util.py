@@ -14,9 +14,12 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+import torch
+
 from engine.poutine.handlers import replay, trace
 from engine.poutine.plate_messenger import PlateMessenger
 from engine.poutine.trace_struct import Trace
+from engine.runtime import Message
 
 
 def max_plate_nesting_of(*traces: Trace) -> int:
@@ -30,6 +33,27 @@ def max_plate_nesting_of(*traces: Trace) -> int:
                 if frame.vectorized:
                     deepest = max(deepest, -frame.dim)
     return deepest
+
+
+def sum_except_plate(values: torch.Tensor, site: Message, plate_name: str) -> torch.Tensor:
+    """Sum a site's per-element ``values`` over every dim right of the vectorised plate
+    ``plate_name`` (vectorised particles, MCMC chains), keeping that dim; over every dim when the
+    site is outside that plate.
+
+    >>> import torch, engine, engine.distributions as dist
+    >>> from engine.poutine.handlers import trace
+    >>> def model():
+    ...     with PlateMessenger("chains", 4, dim=-2), engine.plate("data", 3):
+    ...         engine.sample("x", dist.Normal(0.0, 1.0))
+    >>> site = trace(model).get_trace().nodes["x"]
+    >>> sum_except_plate(torch.ones(4, 3), site, "chains")
+    tensor([3., 3., 3., 3.])
+    """
+    for frame in site["cond_indep_stack"]:
+        if frame.name == plate_name:
+            start = values.dim() + frame.dim + 1
+            return values if start >= values.dim() else values.flatten(start_dim=start).sum(-1)
+    return values.sum()
 
 
 def guide_and_model_traces(

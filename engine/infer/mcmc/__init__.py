@@ -1,0 +1,14 @@
+"""MCMC: Hamiltonian samplers (HMC, NUTS) with every chain batched in one process, their
+warm-up adaptation, and the diagnostics of their draws.
+
+>>> from engine.infer.mcmc import MCMC, NUTS
+>>> NUTS.__mro__[1].__name__
+'HMC'
+"""
+
+from engine.infer.mcmc.hmc import HMC
+from engine.infer.mcmc.mcmc import MCMC
+from engine.infer.mcmc.nuts import NUTS
+from engine.infer.mcmc.potential import MCMCError, Potential
+
+__all__ = ["HMC", "MCMC", "NUTS", "MCMCError", "Potential"]

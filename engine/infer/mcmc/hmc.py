@@ -1,0 +1,267 @@
+"""``HMC``: Hamiltonian Monte Carlo with a fixed trajectory length, for every chain at once.
+
+The kernel owns what every Hamiltonian sampler shares: the potential (built from the model, or
+given as ``potential_fn``), one mass matrix and one step size per chain, the warm-up adaptation
+(:mod:`~engine.infer.mcmc.adaptation`), and the Metropolis correction. :class:`NUTS` replaces the
+fixed-length trajectory by a tree that stops at a U-turn. The :class:`~engine.infer.mcmc.MCMC`
+driver calls :meth:`HMC.setup` once and :meth:`HMC.sample` per iteration.
+
+>>> import engine, engine.distributions as dist
+>>> def model():
+...     engine.sample("x", dist.Normal(0.0, 1.0))
+>>> HMC(model, num_steps=5).trajectory_length
+5
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from engine.distributions.validation import trusted_run
+from engine.infer.autoguide.initialization import init_to_uniform
+from engine.infer.mcmc.adaptation import WarmupAdapter
+from engine.infer.mcmc.integrator import leapfrog
+from engine.infer.mcmc.mass_matrix import MassMatrix
+from engine.infer.mcmc.potential import Potential, UserPotential
+from engine.infer.mcmc.step_size import find_reasonable_step_size
+from engine.runtime import Message
+
+
+class HMC:
+    """Hamiltonian Monte Carlo (Pyro's arguments).
+
+    ``trajectory_length`` defaults to 2π, or ``num_steps * step_size`` when ``num_steps`` is
+    given (and stays ``num_steps`` leapfrog steps then). Warm-up adapts the step size by dual
+    averaging toward ``target_accept_prob`` and a diagonal (``full_mass=True``: dense) mass
+    matrix in Stan's windows. ``jit_compile=True`` compiles the potential and its gradient with
+    ``torch.compile`` (a one-off cost of seconds, then much faster gradients). A transition whose
+    energy error exceeds ``max_delta_energy`` is counted as divergent.
+    """
+
+    def __init__(
+        self,
+        model: Callable | None = None,
+        potential_fn: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
+        step_size: float = 1.0,
+        trajectory_length: float | None = None,
+        num_steps: int | None = None,
+        adapt_step_size: bool = True,
+        adapt_mass_matrix: bool = True,
+        full_mass: bool = False,
+        transforms: Any = None,
+        max_plate_nesting: int | None = None,
+        jit_compile: bool = False,
+        jit_options: dict[str, Any] | None = None,
+        ignore_jit_warnings: bool = False,
+        target_accept_prob: float = 0.8,
+        init_strategy: Callable[[Message], torch.Tensor] = init_to_uniform,
+        max_delta_energy: float = 1000.0,
+    ):
+        if (model is None) == (potential_fn is None):
+            raise ValueError("give exactly one of model and potential_fn")
+        if transforms is not None:
+            raise ValueError(
+                "transforms= is not supported: the model's supports give the transforms. With "
+                "potential_fn, write the potential in unconstrained space."
+            )
+        if not 0 < target_accept_prob < 1:
+            raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob}")
+        self.model = model
+        self.potential_fn = potential_fn
+        self.initial_step_size = float(step_size)
+        self.num_steps = num_steps
+        if num_steps is not None:
+            self.trajectory_length = num_steps
+        elif trajectory_length is not None:
+            self.trajectory_length = trajectory_length
+        else:
+            self.trajectory_length = 2 * math.pi
+        self.adapt_step_size = adapt_step_size
+        self.adapt_mass_matrix = adapt_mass_matrix
+        self.full_mass = full_mass
+        self.max_plate_nesting = max_plate_nesting
+        self.jit_compile = jit_compile
+        self.jit_options = dict(jit_options or {})
+        self.target_accept_prob = target_accept_prob
+        self.init_strategy = init_strategy
+        self.max_delta_energy = max_delta_energy
+        self.potential: Potential | UserPotential | None = None
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    def setup(
+        self,
+        num_chains: int,
+        num_warmup: int,
+        model_args: tuple = (),
+        model_kwargs: dict[str, Any] | None = None,
+        initial_params: dict[str, torch.Tensor] | None = None,
+    ) -> None:
+        """Build the potential, place every chain, and find a first step size."""
+        if self.model is not None:
+            self.potential = Potential(
+                self.model,
+                model_args,
+                model_kwargs,
+                init_strategy=self.init_strategy,
+                max_plate_nesting=self.max_plate_nesting,
+            )
+        else:
+            if initial_params is None:
+                raise ValueError("HMC/NUTS with potential_fn needs MCMC(..., initial_params=...)")
+            self.potential = UserPotential(self.potential_fn, initial_params, num_chains)
+        potential = self.potential
+        if initial_params is not None:
+            self.z = potential.points_from_values(initial_params, num_chains)
+        else:
+            self.z = potential.initial_points(num_chains)
+        options = {"dtype": self.z.dtype, "device": self.z.device}
+        self.mass = MassMatrix(num_chains, potential.num_latent, self.full_mass, **options)
+        self._make_step_functions()
+        self.step_size = torch.full((num_chains,), self.initial_step_size, **options)
+        self.adapter = WarmupAdapter(
+            num_warmup,
+            num_chains,
+            potential.num_latent,
+            adapt_step_size=self.adapt_step_size,
+            adapt_mass_matrix=self.adapt_mass_matrix,
+            dense_mass=self.full_mass,
+            target_accept_prob=self.target_accept_prob,
+            **options,
+        )
+        with trusted_run():
+            self.energy, self.grad = self._energy_and_grad(self.z)
+            if self.adapt_step_size and num_warmup > 0:
+                self._restart_step_size()
+
+    def _make_step_functions(self) -> None:
+        """The potential's energy and gradient, and the masked leapfrog step of a trajectory.
+        With ``jit_compile`` the step is compiled, gradient included: ``torch.func`` computes
+        the gradient inside the compiled code, so no autograd tape is kept at run time."""
+        energy = self.potential.energy
+        if self.jit_compile:
+
+            def energy_and_total(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                value = energy(z)
+                return value.sum(), value
+
+            value_and_grad = torch.func.grad_and_value(energy_and_total, has_aux=True)
+
+            def energy_and_grad(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                grad, (_, value) = value_and_grad(z)
+                return value, grad
+
+        else:
+
+            def energy_and_grad(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                with torch.enable_grad():
+                    z = z.detach().requires_grad_(True)
+                    value = energy(z)
+                    (grad,) = torch.autograd.grad(value.sum(), z)
+                return value.detach(), grad
+
+        self._energy_and_grad = energy_and_grad
+        step = functools.partial(masked_leapfrog, energy_and_grad, self.mass)
+        self._masked_leapfrog = self._compiled(step)
+
+    def _compiled(self, fn: Callable) -> Callable:
+        return torch.compile(fn, **self.jit_options) if self.jit_compile else fn
+
+    def _restart_step_size(self) -> None:
+        self.step_size = find_reasonable_step_size(
+            self._energy_and_grad, self.mass, self.z, self.energy, self.grad, self.step_size
+        )
+        self.adapter.restart_step_size(self.step_size)
+
+    # -- one iteration -----------------------------------------------------------------------
+
+    def sample(self, iteration: int, warmup: bool) -> dict[str, torch.Tensor]:
+        """One transition of every chain; returns per-chain statistics (each of shape (C,)).
+
+        The sampler only proposes unconstrained points, so distributions skip their value
+        checks here (``trusted_run``): a bad region shows up as a divergence instead."""
+        with trusted_run():
+            stats = self._transition()
+            stats["step_size"] = self.step_size.clone()
+            if warmup:
+                self._adapt(iteration, stats["accept_prob"])
+        return stats
+
+    def _adapt(self, iteration: int, accept_prob: torch.Tensor) -> None:
+        new_step = self.adapter.step_size_after(accept_prob)
+        if new_step is not None:
+            self.step_size = new_step
+        inverse_mass = self.adapter.collect(iteration, self.z)
+        if inverse_mass is not None:
+            self.mass.set_inverse(inverse_mass)
+            if self.adapt_step_size:
+                self._restart_step_size()
+        if iteration + 1 == self.adapter.num_warmup:
+            final = self.adapter.final_step_size()
+            if final is not None:
+                self.step_size = final
+
+    def _transition(self) -> dict[str, torch.Tensor]:
+        mass, step_size = self.mass, self.step_size
+        momentum = mass.sample_momentum()
+        start_energy = self.energy + mass.kinetic_energy(momentum)
+        if self.num_steps is not None:
+            steps = torch.full_like(step_size, self.num_steps, dtype=torch.long)
+        else:
+            steps = (self.trajectory_length / step_size).ceil().clamp(min=1).long()
+        z, r, energy, grad = self.z, momentum, self.energy, self.grad
+        for i in range(int(steps.max())):
+            z, r, energy, grad = self._masked_leapfrog(z, r, energy, grad, step_size, i < steps)
+        end_energy = energy + mass.kinetic_energy(r)
+        delta = torch.nan_to_num(end_energy - start_energy, nan=math.inf)
+        accept_prob = (-delta).clamp(max=0.0).exp()
+        accepted = torch.rand_like(accept_prob) < accept_prob
+        self._accept(accepted, z, energy, grad)
+        return {
+            "accept_prob": accept_prob,
+            "diverging": delta > self.max_delta_energy,
+            "num_steps": steps,
+            "energy": torch.where(accepted, end_energy, start_energy),
+        }
+
+    def _accept(
+        self, accepted: torch.Tensor, z: torch.Tensor, energy: torch.Tensor, grad: torch.Tensor
+    ) -> None:
+        keep = accepted.unsqueeze(-1)
+        self.z = torch.where(keep, z, self.z)
+        self.grad = torch.where(keep, grad, self.grad)
+        self.energy = torch.where(accepted, energy, self.energy)
+
+    # -- results -----------------------------------------------------------------------------
+
+    def constrained(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Site values on their supports for unconstrained draws ``z`` (..., D)."""
+        return self.potential.constrain(z)
+
+
+def masked_leapfrog(
+    energy_and_grad: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    mass: MassMatrix,
+    z: torch.Tensor,
+    momentum: torch.Tensor,
+    energy: torch.Tensor,
+    grad: torch.Tensor,
+    step_size: torch.Tensor,
+    moving: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A leapfrog step for the ``moving`` chains; the others keep their state."""
+    new_z, new_momentum, new_energy, new_grad = leapfrog(
+        energy_and_grad, mass, z, momentum, grad, step_size
+    )
+    keep = moving.unsqueeze(-1)
+    return (
+        torch.where(keep, new_z, z),
+        torch.where(keep, new_momentum, momentum),
+        torch.where(moving, new_energy, energy),
+        torch.where(keep, new_grad, grad),
+    )

@@ -1,0 +1,249 @@
+"""``MCMC``: run a Hamiltonian kernel for warm-up and sampling, keep the draws, diagnose them.
+
+Every chain runs in this one process, batched along a leading dim of each tensor (never one
+process per chain: multiprocessing hangs in notebooks). Each iteration is reported through
+``mcmc.progress`` (see :mod:`engine.infer.progress`) with per-chain phase, step size, tree depth,
+divergences and acceptance. A KeyboardInterrupt (the notebook's stop button) ends the run cleanly
+between iterations: the draws made so far are kept, and ``mcmc.interrupted`` is set.
+
+>>> import torch, engine, engine.distributions as dist
+>>> from engine.infer.mcmc import NUTS
+>>> def model(data):
+...     mu = engine.sample("mu", dist.Normal(0.0, 10.0))
+...     with engine.plate("data", len(data)):
+...         engine.sample("obs", dist.Normal(mu, 1.0), obs=data)
+>>> mcmc = MCMC(NUTS(model), num_samples=200, warmup_steps=100, num_chains=2)
+>>> mcmc.run(torch.tensor([0.5, 1.5, 1.0]))
+>>> mcmc.get_samples()["mu"].shape, mcmc.get_samples(group_by_chain=True)["mu"].shape
+(torch.Size([400]), torch.Size([2, 200]))
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any
+
+import torch
+
+from engine.infer.mcmc.diagnostics import format_summary, summary
+from engine.infer.mcmc.hmc import HMC
+from engine.infer.progress import Progress, ProgressEvent
+
+# Per-iteration statistics kept for every draw, under ArviZ's sample_stats names.
+_STAT_NAMES = {
+    "accept_prob": "acceptance_rate",
+    "diverging": "diverging",
+    "step_size": "step_size",
+    "tree_depth": "tree_depth",
+    "num_steps": "n_steps",
+    "energy": "energy",
+}
+
+# How many draws are pushed through the model at once to compute deterministic sites.
+_DETERMINISTIC_BATCH = 1024
+
+
+class MCMC:
+    """Markov chain Monte Carlo with a :class:`~engine.infer.mcmc.HMC` or ``NUTS`` kernel.
+
+    ``warmup_steps`` defaults to ``num_samples``; ``initial_params`` are unconstrained starting
+    values (each site's unconstrained shape, or with a leading dim of ``num_chains``). Pyro's
+    ``mp_context``, ``chain_method`` and ``disable_progbar`` are accepted for compatibility:
+    chains always run batched in this process, and progress goes to ``mcmc.progress``.
+    """
+
+    def __init__(
+        self,
+        kernel: HMC,
+        num_samples: int,
+        warmup_steps: int | None = None,
+        initial_params: dict[str, torch.Tensor] | None = None,
+        num_chains: int = 1,
+        hook_fn: Any = None,
+        mp_context: Any = None,
+        disable_progbar: bool = False,
+        disable_validation: bool = True,
+        transforms: Any = None,
+        chain_method: Any = None,
+    ):
+        if not isinstance(kernel, HMC):
+            raise TypeError(f"kernel must be HMC or NUTS, got {type(kernel).__name__}")
+        for name, value in (("num_samples", num_samples), ("num_chains", num_chains)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        warmup_steps = num_samples if warmup_steps is None else warmup_steps
+        if not isinstance(warmup_steps, int) or warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be a non-negative integer, got {warmup_steps!r}")
+        if transforms is not None:
+            raise ValueError("transforms= is not supported: the model's supports give them")
+        self.kernel = kernel
+        self.num_samples = num_samples
+        self.warmup_steps = warmup_steps
+        self.num_chains = num_chains
+        self.initial_params = initial_params
+        self.hook_fn = hook_fn
+        self.progress = Progress()
+        self.interrupted = False
+        self._draws: torch.Tensor | None = None
+        self._stats: dict[str, torch.Tensor] = {}
+        self._samples: dict[str, torch.Tensor] = {}
+
+    # -- running -----------------------------------------------------------------------------
+
+    def run(self, *args: Any, **kwargs: Any) -> None:
+        """Warm up, then draw ``num_samples`` per chain from the model given ``args``/``kwargs``."""
+        kernel, chains = self.kernel, self.num_chains
+        kernel.setup(chains, self.warmup_steps, args, kwargs, self.initial_params)
+        draws = kernel.z.new_empty((chains, self.num_samples, kernel.z.shape[-1]))
+        stats: dict[str, list[torch.Tensor]] = {name: [] for name in _STAT_NAMES}
+        divergences = torch.zeros(chains, dtype=torch.long, device=kernel.z.device)
+        leapfrog_steps = torch.zeros_like(divergences)
+        total = self.warmup_steps + self.num_samples
+        kept = 0
+        self.interrupted = False
+        started = time.perf_counter()
+        try:
+            for iteration in range(total):
+                warmup = iteration < self.warmup_steps
+                step_stats = kernel.sample(iteration, warmup)
+                divergences = divergences + step_stats["diverging"].long()
+                leapfrog_steps = leapfrog_steps + step_stats["num_steps"]
+                if not warmup:
+                    draws[:, kept] = kernel.z
+                    for name in _STAT_NAMES:
+                        if name in step_stats:
+                            stats[name].append(step_stats[name])
+                    kept += 1
+                if self.hook_fn is not None:
+                    self.hook_fn(kernel, None, "Warmup" if warmup else "Sample", iteration)
+                if self.progress.active:
+                    self._report(iteration, warmup, step_stats, divergences, started)
+        except KeyboardInterrupt:
+            self.interrupted = True
+            warnings.warn(
+                f"MCMC interrupted after {kept} of {self.num_samples} draws per chain; the "
+                "draws so far are kept.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        self.num_leapfrog_steps = leapfrog_steps  # per chain, warm-up and sampling
+        self._draws = draws[:, :kept]
+        self._stats = {
+            _STAT_NAMES[name]: torch.stack(values, dim=1)
+            for name, values in stats.items()
+            if values
+        }
+        self._samples = self._constrained_samples(self._draws)
+
+    def _report(
+        self,
+        iteration: int,
+        warmup: bool,
+        step_stats: dict[str, torch.Tensor],
+        divergences: torch.Tensor,
+        started: float,
+    ) -> None:
+        chains = {
+            "step_size": step_stats["step_size"].tolist(),
+            "accept_prob": step_stats["accept_prob"].tolist(),
+            "divergences": divergences.tolist(),
+            "num_steps": step_stats["num_steps"].tolist(),
+        }
+        if "tree_depth" in step_stats:
+            chains["tree_depth"] = step_stats["tree_depth"].tolist()
+        info = {
+            "phase": "warmup" if warmup else "sample",
+            "num_warmup": self.warmup_steps,
+            "num_samples": self.num_samples,
+            "num_chains": self.num_chains,
+            "elapsed_s": time.perf_counter() - started,
+            "chains": chains,
+        }
+        self.progress.emit(ProgressEvent("mcmc", iteration + 1, info=info))
+
+    def _constrained_samples(self, draws: torch.Tensor) -> dict[str, torch.Tensor]:
+        chains, num = draws.shape[:2]
+        flat = draws.reshape(chains * num, -1)
+        samples = {name: value for name, value in self.kernel.constrained(flat).items()}
+        potential = self.kernel.potential
+        if potential.deterministic_shapes and len(flat):
+            pieces = [
+                potential.deterministic_values(flat[start : start + _DETERMINISTIC_BATCH])
+                for start in range(0, len(flat), _DETERMINISTIC_BATCH)
+            ]
+            for name in potential.deterministic_shapes:
+                samples[name] = torch.cat([piece[name] for piece in pieces])
+        return {
+            name: value.reshape((chains, num, *value.shape[1:])) for name, value in samples.items()
+        }
+
+    # -- results -----------------------------------------------------------------------------
+
+    def get_samples(
+        self, num_samples: int | None = None, group_by_chain: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """The draws of every latent and deterministic site: ``(chains, draws, *shape)`` with
+        ``group_by_chain=True``, else chains concatenated, ``(chains * draws, *shape)``.
+        ``num_samples`` picks that many draws at random (without replacement) from the pool."""
+        self._check_ran()
+        samples = self._samples
+        if not group_by_chain:
+            samples = {name: value.flatten(0, 1) for name, value in samples.items()}
+        if num_samples is not None:
+            if group_by_chain:
+                raise ValueError("num_samples cannot be combined with group_by_chain=True")
+            pool = next(iter(samples.values())).shape[0]
+            index = torch.randperm(pool, device=self._draws.device)[:num_samples]
+            samples = {name: value[index] for name, value in samples.items()}
+        return dict(samples)
+
+    def summary(self, prob: float = 0.9) -> dict[str, dict[str, torch.Tensor]]:
+        """Print (and return) mean, sd, median, the ``prob`` interval, bulk and tail ESS and
+        R-hat of every site, plus the number of divergences."""
+        self._check_ran()
+        table = summary(self._samples, prob=prob)
+        print(format_summary(table))
+        if "diverging" in self._stats:
+            print(f"\nNumber of divergences: {int(self._stats['diverging'].sum())}")
+        return table
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Per site ``{"n_eff", "r_hat"}``; per chain: divergences (draw indices), acceptance
+        rate, step size and mean tree depth of the sampling phase."""
+        self._check_ran()
+        table = summary(self._samples)
+        result: dict[str, Any] = {
+            name: {"n_eff": stats["ess_bulk"], "r_hat": stats["r_hat"]}
+            for name, stats in table.items()
+        }
+        stats = self._stats
+        per_chain = range(self.num_chains)
+        if "diverging" in stats:
+            result["divergences"] = {
+                f"chain {c}": stats["diverging"][c].nonzero().flatten().tolist() for c in per_chain
+            }
+        if "acceptance_rate" in stats:
+            result["acceptance rate"] = {
+                f"chain {c}": stats["acceptance_rate"][c].mean().item() for c in per_chain
+            }
+        if "step_size" in stats:
+            result["step size"] = {
+                f"chain {c}": stats["step_size"][c, -1].item() for c in per_chain
+            }
+        if "tree_depth" in stats:
+            result["tree depth"] = {
+                f"chain {c}": stats["tree_depth"][c].float().mean().item() for c in per_chain
+            }
+        return result
+
+    def to_arviz(self) -> Any:
+        """An ArviZ ``InferenceData`` with ``posterior`` and ``sample_stats`` (needs arviz)."""
+        from engine.infer.mcmc.arviz_bridge import to_inference_data
+
+        self._check_ran()
+        return to_inference_data(posterior=self._samples, sample_stats=self._stats)
+
+    def _check_ran(self) -> None:
+        if self._draws is None:
+            raise RuntimeError("MCMC has no draws yet: call mcmc.run(*model_args) first")

@@ -1,0 +1,262 @@
+"""``NUTS``: the No-U-Turn sampler, iterative (no recursion), all chains in lockstep.
+
+Each iteration doubles a trajectory, in a random direction each time, until it makes a U-turn.
+A doubling integrates a new subtree of ``2^depth`` leapfrog steps from the edge of the current
+trajectory. Inside a subtree the draw is *multinomial*: each new point replaces the subtree's
+candidate with probability proportional to its weight ``exp(-H)``; between the old trajectory
+and a new subtree the candidate moves with probability ``min(1, w_new / w_old)`` (biased
+progressive sampling), which favours points far from the start. The *generalized* U-turn
+criterion is checked on every balanced sub-tree, from the momentum sum ``rho`` and the velocities
+``M⁻¹p`` at its two ends: it turns once ``(M⁻¹p⁻)·rho ≤ 0`` or ``(M⁻¹p⁺)·rho ≤ 0``.
+
+Iterative, because a subtree's balanced sub-trees end at known leaf indices: the sub-tree of size
+``2^k`` that ends at leaf ``n`` (when ``(n+1)`` is a multiple of ``2^k``) started at leaf
+``n + 1 - 2^k``, so keeping one checkpoint (the starting velocity and momentum sum) per level is
+enough. Those indices are the same for every chain, so chains advance in lockstep, one batched
+leapfrog step at a time; a chain whose trajectory has ended waits (its results are masked out)
+until every chain's has.
+
+A subtree whose energy error exceeds ``max_delta_energy`` diverges: it is dropped and the
+trajectory ends.
+
+>>> import engine, engine.distributions as dist
+>>> def model():
+...     engine.sample("x", dist.Normal(0.0, 1.0))
+>>> NUTS(model).max_tree_depth
+10
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+import torch
+
+from engine.infer.mcmc.hmc import HMC
+from engine.infer.mcmc.integrator import leapfrog
+
+
+class _Edge(NamedTuple):
+    """One end of a trajectory, per chain."""
+
+    z: torch.Tensor
+    momentum: torch.Tensor
+    grad: torch.Tensor
+    velocity: torch.Tensor
+
+    def where(self, condition: torch.Tensor, other: _Edge) -> _Edge:
+        keep = condition.unsqueeze(-1)
+        return _Edge(*(torch.where(keep, a, b) for a, b in zip(self, other, strict=True)))
+
+
+class _Candidate(NamedTuple):
+    """The point a (sub)trajectory would move the chain to, per chain."""
+
+    z: torch.Tensor
+    energy: torch.Tensor
+    grad: torch.Tensor
+    hamiltonian: torch.Tensor
+
+    def where(self, condition: torch.Tensor, other: _Candidate) -> _Candidate:
+        keep = condition.unsqueeze(-1)
+        return _Candidate(
+            torch.where(keep, self.z, other.z),
+            torch.where(condition, self.energy, other.energy),
+            torch.where(keep, self.grad, other.grad),
+            torch.where(condition, self.hamiltonian, other.hamiltonian),
+        )
+
+
+def _turned(start_velocity, end_velocity, momentum_sum) -> torch.Tensor:
+    """The generalized U-turn criterion, per chain."""
+    return ((start_velocity * momentum_sum).sum(-1) <= 0) | (
+        (end_velocity * momentum_sum).sum(-1) <= 0
+    )
+
+
+class NUTS(HMC):
+    """The No-U-Turn sampler (Pyro's arguments, plus those of :class:`HMC`).
+
+    ``max_tree_depth`` caps a trajectory at ``2^max_tree_depth`` leapfrog steps.
+    """
+
+    def __init__(self, model=None, potential_fn=None, *args, max_tree_depth: int = 10, **kwargs):
+        kwargs.pop("use_multinomial_sampling", None)  # always multinomial
+        super().__init__(model, potential_fn, *args, **kwargs)
+        if max_tree_depth < 1:
+            raise ValueError(f"max_tree_depth must be at least 1, got {max_tree_depth}")
+        self.max_tree_depth = max_tree_depth
+
+    def _transition(self) -> dict[str, torch.Tensor]:
+        mass = self.mass
+        momentum = mass.sample_momentum()
+        start_h = self.energy + mass.kinetic_energy(momentum)
+        edge = _Edge(self.z, momentum, self.grad, mass.velocity(momentum))
+        left = right = edge
+        candidate = _Candidate(self.z, self.energy, self.grad, start_h)
+        log_weight = torch.zeros_like(start_h)  # log Σ exp(H0 - H) over the trajectory
+        momentum_sum = momentum
+        done = torch.zeros_like(start_h, dtype=torch.bool)
+        diverging = torch.zeros_like(done)
+        depth = torch.zeros_like(start_h, dtype=torch.long)
+        accept_sum = torch.zeros_like(start_h)
+        num_steps = torch.zeros_like(depth)
+
+        for tree_depth in range(self.max_tree_depth):
+            if bool(done.all()):
+                break
+            forward = torch.rand_like(start_h) < 0.5
+            start = right.where(forward, left)
+            step = torch.where(forward, self.step_size, -self.step_size)
+            sub = self._subtree(start, step, tree_depth, start_h, ~done)
+            active = ~done
+            depth = depth + active.long()
+            accept_sum = accept_sum + sub["accept_sum"]
+            num_steps = num_steps + sub["num_steps"]
+            diverging = diverging | sub["diverging"]
+            good = active & ~sub["turned"] & ~sub["diverging"]
+            take = good & (torch.rand_like(start_h).log() < sub["log_weight"] - log_weight)
+            candidate = sub["candidate"].where(take, candidate)
+            log_weight = torch.where(
+                good, torch.logaddexp(log_weight, sub["log_weight"]), log_weight
+            )
+            momentum_sum = torch.where(
+                good.unsqueeze(-1), momentum_sum + sub["momentum_sum"], momentum_sum
+            )
+            right = sub["edge"].where(good & forward, right)
+            left = sub["edge"].where(good & ~forward, left)
+            turned = _turned(left.velocity, right.velocity, momentum_sum)
+            done = done | ~good | turned
+
+        self.z, self.energy, self.grad = candidate.z, candidate.energy, candidate.grad
+        return {
+            "accept_prob": accept_sum / num_steps.clamp(min=1),
+            "diverging": diverging,
+            "num_steps": num_steps,
+            "tree_depth": depth,
+            "energy": candidate.hamiltonian,
+        }
+
+    def _subtree(
+        self,
+        start: _Edge,
+        step: torch.Tensor,
+        tree_depth: int,
+        start_h: torch.Tensor,
+        active: torch.Tensor,
+    ) -> dict:
+        """Integrate ``2^tree_depth`` leapfrog steps from ``start`` for the ``active`` chains."""
+        state = _SubtreeState(
+            z=start.z,
+            momentum=start.momentum,
+            grad=start.grad,
+            energy=torch.zeros_like(start_h),
+            # Any placeholder: the first valid leaf always replaces it (its weight is all there
+            # is). Fresh tensors, not aliases of ``start``: compiled code is specialised on
+            # aliasing, and this keeps one compiled variant for every leaf.
+            candidate=_Candidate(
+                torch.zeros_like(start.z),
+                torch.zeros_like(start_h),
+                torch.zeros_like(start.grad),
+                torch.zeros_like(start_h),
+            ),
+            log_weight=torch.full_like(start_h, -math.inf),
+            momentum_sum=torch.zeros_like(start.momentum),
+            diverging=torch.zeros_like(active),
+            accept_sum=torch.zeros_like(start_h),
+            num_steps=torch.zeros_like(start_h, dtype=torch.long),
+        )
+        turned = torch.zeros_like(active)
+        # Per level k of balanced sub-trees: velocity at its first leaf, momentum sum before it.
+        checkpoints: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        velocity = start.velocity
+        for leaf in range(2**tree_depth):
+            live = active & ~turned & ~state.diverging
+            if not bool(live.any()):
+                break
+            sum_before = state.momentum_sum
+            state, velocity, valid = self._advance(state, step, live, start_h)
+            for level in range(1, tree_depth + 1):
+                if leaf % 2**level == 0:
+                    checkpoints[level] = (velocity, sum_before)
+                if (leaf + 1) % 2**level == 0:
+                    first_velocity, before = checkpoints[level]
+                    rho = state.momentum_sum - before
+                    turned = turned | (valid & _turned(first_velocity, velocity, rho))
+        return {
+            "edge": _Edge(state.z, state.momentum, state.grad, velocity),
+            "candidate": state.candidate,
+            "log_weight": state.log_weight,
+            "momentum_sum": state.momentum_sum,
+            "turned": turned,
+            "diverging": state.diverging,
+            "accept_sum": state.accept_sum,
+            "num_steps": state.num_steps,
+        }
+
+    def _make_step_functions(self) -> None:
+        super()._make_step_functions()
+        advance = functools.partial(
+            advance_leaf, self._energy_and_grad, self.mass, self.max_delta_energy
+        )
+        self._advance = self._compiled(advance)
+
+
+class _SubtreeState(NamedTuple):
+    """A subtree being integrated, per chain: its far end, its candidate, its running sums."""
+
+    z: torch.Tensor
+    momentum: torch.Tensor
+    grad: torch.Tensor
+    energy: torch.Tensor
+    candidate: _Candidate
+    log_weight: torch.Tensor
+    momentum_sum: torch.Tensor
+    diverging: torch.Tensor
+    accept_sum: torch.Tensor
+    num_steps: torch.Tensor
+
+
+def advance_leaf(
+    energy_and_grad,
+    mass,
+    max_delta_energy: float,
+    state: _SubtreeState,
+    step: torch.Tensor,
+    live: torch.Tensor,
+    start_h: torch.Tensor,
+) -> tuple[_SubtreeState, torch.Tensor, torch.Tensor]:
+    """One leapfrog step of a subtree for the ``live`` chains (the others keep their state):
+    returns the new state, the new leaf's velocity, and which chains added a valid leaf."""
+    new_z, new_momentum, new_energy, new_grad = leapfrog(
+        energy_and_grad, mass, state.z, state.momentum, state.grad, step
+    )
+    keep = live.unsqueeze(-1)
+    z = torch.where(keep, new_z, state.z)
+    momentum = torch.where(keep, new_momentum, state.momentum)
+    grad = torch.where(keep, new_grad, state.grad)
+    energy = torch.where(live, new_energy, state.energy)
+    hamiltonian = energy + mass.kinetic_energy(momentum)
+    delta = torch.nan_to_num(hamiltonian - start_h, nan=math.inf)
+    diverged_now = live & (delta > max_delta_energy)
+    valid = live & ~diverged_now
+    # Multinomial draw inside the subtree: the new leaf wins with its share of the weight.
+    new_log_weight = torch.logaddexp(state.log_weight, -delta)
+    wins = valid & (torch.rand_like(delta).log() < -delta - new_log_weight)
+    new_state = _SubtreeState(
+        z=z,
+        momentum=momentum,
+        grad=grad,
+        energy=energy,
+        candidate=_Candidate(z, energy, grad, hamiltonian).where(wins, state.candidate),
+        log_weight=torch.where(valid, new_log_weight, state.log_weight),
+        momentum_sum=torch.where(
+            valid.unsqueeze(-1), state.momentum_sum + momentum, state.momentum_sum
+        ),
+        diverging=state.diverging | diverged_now,
+        accept_sum=state.accept_sum + torch.where(live, (-delta).clamp(max=0.0).exp(), 0.0),
+        num_steps=state.num_steps + live.long(),
+    )
+    return new_state, mass.velocity(momentum), valid
