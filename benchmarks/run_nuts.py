@@ -81,7 +81,8 @@ def measure(workload: Workload, name: str, impl: tuple, chains: int) -> dict[str
     ppl.set_rng_seed(0)
     model = workload.build(ppl, dist)
     kernel = infer.NUTS(model, **options)
-    mcmc = infer.MCMC(kernel, workload.num_samples, workload.num_warmup, num_chains=chains)
+    quiet = {"disable_progbar": True} if name == "pyro" else {}
+    mcmc = infer.MCMC(kernel, workload.num_samples, workload.num_warmup, num_chains=chains, **quiet)
     grads = _count_pyro_gradients() if name == "pyro" else None
     record: dict[str, Any] = {"wall_s": time_run(mcmc, workload.args)}
     record["min_ess"] = min_ess(mcmc.get_samples(group_by_chain=True))

@@ -304,3 +304,20 @@ def test_welford_covariance_matches_torch():
         expected = torch.cov(draws[chain].T)
         assert torch.allclose(dense.covariance(regularize=False)[chain], expected, atol=1e-5)
         assert torch.allclose(diagonal.covariance(regularize=False)[chain], expected.diag())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_nuts_runs_on_cuda_tensors():
+    def model(data):
+        # The prior lives where the data lives, so every value does.
+        mu = pyro.sample("mu", dist.Normal(torch.zeros((), device=data.device), PRIOR_SD))
+        with pyro.plate("data", len(data)):
+            pyro.sample("obs", dist.Normal(mu, 1.0), obs=data)
+
+    pyro.set_rng_seed(10)
+    mcmc = MCMC(NUTS(model), num_samples=300, warmup_steps=200, num_chains=2)
+    mcmc.run(DATA.cuda())
+    mu = mcmc.get_samples(group_by_chain=True)["mu"]
+    assert mu.is_cuda
+    mean, sd = exact_posterior(DATA)
+    assert_matches(mu.cpu(), mean, sd)

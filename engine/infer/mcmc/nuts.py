@@ -148,11 +148,13 @@ class NUTS(HMC):
         active: torch.Tensor,
     ) -> dict:
         """Integrate ``2^tree_depth`` leapfrog steps from ``start`` for the ``active`` chains."""
+        levels = (self.max_tree_depth, *start.z.shape)
         state = _SubtreeState(
             z=start.z,
             momentum=start.momentum,
             grad=start.grad,
             energy=torch.zeros_like(start_h),
+            velocity=start.velocity,
             # Any placeholder: the first valid leaf always replaces it (its weight is all there
             # is). Fresh tensors, not aliases of ``start``: compiled code is specialised on
             # aliasing, and this keeps one compiled variant for every leaf.
@@ -164,40 +166,48 @@ class NUTS(HMC):
             ),
             log_weight=torch.full_like(start_h, -math.inf),
             momentum_sum=torch.zeros_like(start.momentum),
+            checkpoint_velocity=start.z.new_zeros(levels),
+            checkpoint_sum=start.z.new_zeros(levels),
+            turned=torch.zeros_like(active),
             diverging=torch.zeros_like(active),
             accept_sum=torch.zeros_like(start_h),
             num_steps=torch.zeros_like(start_h, dtype=torch.long),
         )
-        turned = torch.zeros_like(active)
-        # Per level k of balanced sub-trees: velocity at its first leaf, momentum sum before it.
-        checkpoints: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        velocity = start.velocity
         for leaf in range(2**tree_depth):
-            live = active & ~turned & ~state.diverging
-            if not bool(live.any()):
+            state, live_next = self._advance(
+                state, step, active, start_h, *self._level_masks(tree_depth, leaf, start.z.device)
+            )
+            if not bool(live_next.any()):
                 break
-            sum_before = state.momentum_sum
-            state, velocity, valid = self._advance(state, step, live, start_h)
-            for level in range(1, tree_depth + 1):
-                if leaf % 2**level == 0:
-                    checkpoints[level] = (velocity, sum_before)
-                if (leaf + 1) % 2**level == 0:
-                    first_velocity, before = checkpoints[level]
-                    rho = state.momentum_sum - before
-                    turned = turned | (valid & _turned(first_velocity, velocity, rho))
         return {
-            "edge": _Edge(state.z, state.momentum, state.grad, velocity),
+            "edge": _Edge(state.z, state.momentum, state.grad, state.velocity),
             "candidate": state.candidate,
             "log_weight": state.log_weight,
             "momentum_sum": state.momentum_sum,
-            "turned": turned,
+            "turned": state.turned,
             "diverging": state.diverging,
             "accept_sum": state.accept_sum,
             "num_steps": state.num_steps,
         }
 
+    def _level_masks(
+        self, tree_depth: int, leaf: int, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Which levels of balanced sub-trees start (store a checkpoint) and end (check for a
+        U-turn) at ``leaf`` of a subtree of depth ``tree_depth``; level k is index k - 1."""
+        key = (tree_depth, leaf, device)
+        masks = self._masks.get(key)
+        if masks is None:
+            levels = range(1, self.max_tree_depth + 1)
+            starts = [level <= tree_depth and leaf % 2**level == 0 for level in levels]
+            ends = [level <= tree_depth and (leaf + 1) % 2**level == 0 for level in levels]
+            masks = (torch.tensor(starts, device=device), torch.tensor(ends, device=device))
+            self._masks[key] = masks
+        return masks
+
     def _make_step_functions(self) -> None:
         super()._make_step_functions()
+        self._masks: dict = {}
         advance = functools.partial(
             advance_leaf, self._energy_and_grad, self.mass, self.max_delta_energy
         )
@@ -205,15 +215,21 @@ class NUTS(HMC):
 
 
 class _SubtreeState(NamedTuple):
-    """A subtree being integrated, per chain: its far end, its candidate, its running sums."""
+    """A subtree being integrated, per chain: its far end, its candidate, its running sums, and
+    one checkpoint per level of balanced sub-trees (velocity at its first leaf, momentum sum
+    before it), shaped (max_tree_depth, C, D)."""
 
     z: torch.Tensor
     momentum: torch.Tensor
     grad: torch.Tensor
     energy: torch.Tensor
+    velocity: torch.Tensor
     candidate: _Candidate
     log_weight: torch.Tensor
     momentum_sum: torch.Tensor
+    checkpoint_velocity: torch.Tensor
+    checkpoint_sum: torch.Tensor
+    turned: torch.Tensor
     diverging: torch.Tensor
     accept_sum: torch.Tensor
     num_steps: torch.Tensor
@@ -225,11 +241,15 @@ def advance_leaf(
     max_delta_energy: float,
     state: _SubtreeState,
     step: torch.Tensor,
-    live: torch.Tensor,
+    active: torch.Tensor,
     start_h: torch.Tensor,
-) -> tuple[_SubtreeState, torch.Tensor, torch.Tensor]:
-    """One leapfrog step of a subtree for the ``live`` chains (the others keep their state):
-    returns the new state, the new leaf's velocity, and which chains added a valid leaf."""
+    starts: torch.Tensor,
+    ends: torch.Tensor,
+) -> tuple[_SubtreeState, torch.Tensor]:
+    """One leapfrog step of a subtree for the chains still integrating it (the others keep
+    their state); ``starts``/``ends`` say which levels of balanced sub-trees begin and end at
+    this leaf. Returns the new state and which chains go on to the next leaf."""
+    live = active & ~state.turned & ~state.diverging
     new_z, new_momentum, new_energy, new_grad = leapfrog(
         energy_and_grad, mass, state.z, state.momentum, state.grad, step
     )
@@ -238,6 +258,7 @@ def advance_leaf(
     momentum = torch.where(keep, new_momentum, state.momentum)
     grad = torch.where(keep, new_grad, state.grad)
     energy = torch.where(live, new_energy, state.energy)
+    velocity = mass.velocity(momentum)
     hamiltonian = energy + mass.kinetic_energy(momentum)
     delta = torch.nan_to_num(hamiltonian - start_h, nan=math.inf)
     diverged_now = live & (delta > max_delta_energy)
@@ -245,18 +266,31 @@ def advance_leaf(
     # Multinomial draw inside the subtree: the new leaf wins with its share of the weight.
     new_log_weight = torch.logaddexp(state.log_weight, -delta)
     wins = valid & (torch.rand_like(delta).log() < -delta - new_log_weight)
+    momentum_sum = torch.where(
+        valid.unsqueeze(-1), state.momentum_sum + momentum, state.momentum_sum
+    )
+    # Balanced sub-trees: those starting here checkpoint this leaf; those ending here are
+    # checked for a U-turn between their first leaf and this one.
+    starting = starts[:, None, None]
+    checkpoint_velocity = torch.where(starting, velocity, state.checkpoint_velocity)
+    checkpoint_sum = torch.where(starting, state.momentum_sum, state.checkpoint_sum)
+    turns = _turned(checkpoint_velocity, velocity, momentum_sum - checkpoint_sum)
+    turned = state.turned | (valid & (turns & ends[:, None]).any(0))
+    diverging = state.diverging | diverged_now
     new_state = _SubtreeState(
         z=z,
         momentum=momentum,
         grad=grad,
         energy=energy,
+        velocity=velocity,
         candidate=_Candidate(z, energy, grad, hamiltonian).where(wins, state.candidate),
         log_weight=torch.where(valid, new_log_weight, state.log_weight),
-        momentum_sum=torch.where(
-            valid.unsqueeze(-1), state.momentum_sum + momentum, state.momentum_sum
-        ),
-        diverging=state.diverging | diverged_now,
+        momentum_sum=momentum_sum,
+        checkpoint_velocity=checkpoint_velocity,
+        checkpoint_sum=checkpoint_sum,
+        turned=turned,
+        diverging=diverging,
         accept_sum=state.accept_sum + torch.where(live, (-delta).clamp(max=0.0).exp(), 0.0),
         num_steps=state.num_steps + live.long(),
     )
-    return new_state, mass.velocity(momentum), valid
+    return new_state, active & ~turned & ~diverging
