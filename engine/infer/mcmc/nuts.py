@@ -38,6 +38,16 @@ from engine.infer.mcmc.hmc import HMC
 from engine.infer.mcmc.integrator import leapfrog
 
 
+def _choose(condition: torch.Tensor, mine: NamedTuple, theirs: NamedTuple) -> NamedTuple:
+    """Field by field, ``mine`` for the chains where ``condition`` (C,) holds, else ``theirs``
+    (per-chain vectors (C,) and points (C, D) alike)."""
+    picked = []
+    for a, b in zip(mine, theirs, strict=True):
+        keep = condition.reshape(condition.shape + (1,) * (a.dim() - condition.dim()))
+        picked.append(torch.where(keep, a, b))
+    return type(mine)(*picked)
+
+
 class _Edge(NamedTuple):
     """One end of a trajectory, per chain."""
 
@@ -45,10 +55,6 @@ class _Edge(NamedTuple):
     momentum: torch.Tensor
     grad: torch.Tensor
     velocity: torch.Tensor
-
-    def where(self, condition: torch.Tensor, other: _Edge) -> _Edge:
-        keep = condition.unsqueeze(-1)
-        return _Edge(*(torch.where(keep, a, b) for a, b in zip(self, other, strict=True)))
 
 
 class _Candidate(NamedTuple):
@@ -58,15 +64,6 @@ class _Candidate(NamedTuple):
     energy: torch.Tensor
     grad: torch.Tensor
     hamiltonian: torch.Tensor
-
-    def where(self, condition: torch.Tensor, other: _Candidate) -> _Candidate:
-        keep = condition.unsqueeze(-1)
-        return _Candidate(
-            torch.where(keep, self.z, other.z),
-            torch.where(condition, self.energy, other.energy),
-            torch.where(keep, self.grad, other.grad),
-            torch.where(condition, self.hamiltonian, other.hamiltonian),
-        )
 
 
 def _turned(start_velocity, end_velocity, momentum_sum) -> torch.Tensor:
@@ -108,7 +105,7 @@ class NUTS(HMC):
             if bool(done.all()):
                 break
             forward = torch.rand_like(start_h) < 0.5
-            start = right.where(forward, left)
+            start = _choose(forward, right, left)
             step = torch.where(forward, self.step_size, -self.step_size)
             sub = self._subtree(start, step, tree_depth, start_h, ~done)
             active = ~done
@@ -118,15 +115,15 @@ class NUTS(HMC):
             diverging = diverging | sub["diverging"]
             good = active & ~sub["turned"] & ~sub["diverging"]
             take = good & (torch.rand_like(start_h).log() < sub["log_weight"] - log_weight)
-            candidate = sub["candidate"].where(take, candidate)
+            candidate = _choose(take, sub["candidate"], candidate)
             log_weight = torch.where(
                 good, torch.logaddexp(log_weight, sub["log_weight"]), log_weight
             )
             momentum_sum = torch.where(
                 good.unsqueeze(-1), momentum_sum + sub["momentum_sum"], momentum_sum
             )
-            right = sub["edge"].where(good & forward, right)
-            left = sub["edge"].where(good & ~forward, left)
+            right = _choose(good & forward, sub["edge"], right)
+            left = _choose(good & ~forward, sub["edge"], left)
             turned = _turned(left.velocity, right.velocity, momentum_sum)
             done = done | ~good | turned
 
@@ -283,7 +280,7 @@ def advance_leaf(
         grad=grad,
         energy=energy,
         velocity=velocity,
-        candidate=_Candidate(z, energy, grad, hamiltonian).where(wins, state.candidate),
+        candidate=_choose(wins, _Candidate(z, energy, grad, hamiltonian), state.candidate),
         log_weight=torch.where(valid, new_log_weight, state.log_weight),
         momentum_sum=momentum_sum,
         checkpoint_velocity=checkpoint_velocity,
