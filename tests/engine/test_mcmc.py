@@ -14,6 +14,7 @@ import engine as pyro
 import engine.distributions as dist
 from engine.infer import HMC, MCMC, NUTS, MCMCError, Predictive
 from engine.infer.autoguide import init_to_value
+from engine.infer.mcmc import Potential
 from engine.infer.mcmc.adaptation import adaptation_windows
 from engine.infer.mcmc.diagnostics import ess_bulk, mcse_mean, split_rhat
 from engine.infer.mcmc.mass_matrix import WelfordCovariance
@@ -138,7 +139,8 @@ def test_deterministic_sites_and_supports_are_respected():
 
     pyro.set_rng_seed(4)
     mcmc = MCMC(NUTS(model), num_samples=100, warmup_steps=50, num_chains=2)
-    mcmc.run()
+    with pytest.warns(RuntimeWarning, match=r"x\[0\] where x\[\.\.\., 0\]"):
+        mcmc.run()
     samples = mcmc.get_samples()
     assert samples["scale"].shape == (200,) and bool((samples["scale"] > 0).all())
     assert samples["weights"].shape == (200, 3)
@@ -229,15 +231,107 @@ def test_progress_events_report_every_chain():
 
 
 def test_keyboard_interrupt_keeps_the_draws_so_far():
-    def stop_at_iteration_30(kernel, samples, stage, iteration):
-        if iteration == 30:
+    def stop_at_draw_10(kernel, params, stage, iteration):
+        if stage == "Sample" and iteration == 10:
             raise KeyboardInterrupt
 
-    mcmc = MCMC(NUTS(conjugate_model), 100, 20, num_chains=2, hook_fn=stop_at_iteration_30)
+    mcmc = MCMC(NUTS(conjugate_model), 100, 20, num_chains=2, hook_fn=stop_at_draw_10)
     with pytest.warns(RuntimeWarning, match="interrupted after 11 of 100"):
         mcmc.run(DATA)
     assert mcmc.interrupted
     assert mcmc.get_samples(group_by_chain=True)["mu"].shape == (2, 11)
+
+
+def test_a_model_that_mixes_its_chains_runs_them_one_by_one():
+    def mixing():
+        w = pyro.sample("w", dist.Normal(torch.zeros(3), 1.0).to_event(1))
+        # w.mean() would average over the chains too if they shared one run.
+        pyro.sample("y", dist.Normal(w.mean(), 1.0), obs=torch.tensor(1.0))
+
+    potential = Potential(mixing)
+    assert not potential.batched
+    z = torch.randn(2, 3)
+    alone = torch.cat([potential.energy(row[None]) for row in z])
+    assert torch.allclose(potential.energy(z), alone)
+
+
+def test_deterministic_values_keep_each_chain_apart():
+    def stacked():
+        a = pyro.sample("a", dist.Normal(0.0, 1.0))
+        b = pyro.sample("b", dist.Normal(0.0, 1.0))
+        pyro.deterministic("ab", torch.stack([a, b]))
+
+    values = Potential(stacked).site_values(torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]))
+    assert torch.equal(values["ab"], torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]))
+
+
+def test_support_that_depends_on_another_site():
+    def nested():
+        a = pyro.sample("a", dist.Exponential(1.0))
+        pyro.sample("b", dist.Uniform(0.0, a))
+
+    # No data: the draws follow the prior, a ~ Exponential(1) and b | a ~ Uniform(0, a), so
+    # E[a] = 1 and E[b] = 1/2; b < a in every draw.
+    pyro.set_rng_seed(11)
+    mcmc = MCMC(NUTS(nested), num_samples=800, warmup_steps=400, num_chains=2)
+    mcmc.run()
+    samples = mcmc.get_samples(group_by_chain=True)
+    assert bool((samples["b"] < samples["a"]).all()) and bool((samples["b"] > 0).all())
+    for name, mean in (("a", 1.0), ("b", 0.5)):
+        draws = samples[name]
+        assert abs(draws.mean().item() - mean) < 4 * mcse_mean(draws).item(), name
+
+
+def test_interrupt_during_warmup_leaves_empty_draws_with_their_shapes():
+    def stop_in_warmup(kernel, params, stage, iteration):
+        if stage == "Warmup" and iteration == 3:
+            raise KeyboardInterrupt
+
+    mcmc = MCMC(NUTS(conjugate_model), 10, 10, num_chains=2, hook_fn=stop_in_warmup)
+    with pytest.warns(RuntimeWarning, match="interrupted after 0 of 10"):
+        mcmc.run(DATA)
+    assert mcmc.get_samples(group_by_chain=True)["mu"].shape == (2, 0)
+
+
+def test_an_error_during_sampling_keeps_the_draws_so_far():
+    def fail_at_draw_5(kernel, params, stage, iteration):
+        assert set(params) == {"mu"} and params["mu"].shape == (2,)  # unconstrained, per chain
+        if stage == "Sample" and iteration == 5:
+            raise ValueError("listener broke")
+
+    mcmc = MCMC(NUTS(conjugate_model), 20, 5, num_chains=2, hook_fn=fail_at_draw_5)
+    with pytest.raises(ValueError, match="listener broke"):
+        mcmc.run(DATA)
+    assert mcmc.get_samples(group_by_chain=True)["mu"].shape == (2, 6)
+
+
+def test_progress_events_carry_current_values_when_asked():
+    events = []
+    mcmc = MCMC(NUTS(conjugate_model), num_samples=3, warmup_steps=2, num_chains=2)
+    mcmc.progress.subscribe(events.append, wants_params=True)
+    mcmc.run(DATA)
+    assert events[-1].params["mu"].shape == (2,)
+    assert len(events[-1].info["chains"]["lp"]) == 2
+
+
+def test_initial_params_with_no_finite_density_name_the_site():
+    def model():
+        x = pyro.sample("x", dist.Normal(0.0, 1.0))
+        pyro.sample("obs", dist.Uniform(x - 10.0, x + 10.0), obs=torch.tensor(5.0))
+
+    # At x = 40 the observation lies outside its Uniform's support.
+    mcmc = MCMC(NUTS(model), 10, initial_params={"x": torch.tensor(40.0)})
+    with pytest.raises(MCMCError, match=r"chain 0.*'obs'"):
+        mcmc.run()
+
+
+def test_pyro_argument_order_and_unsupported_options():
+    kernel = NUTS(conjugate_model, None, 0.5, False)  # Pyro: step_size, adapt_step_size
+    assert kernel.initial_step_size == 0.5 and not kernel.adapt_step_size
+    with pytest.raises(NotImplementedError, match="multinomial"):
+        NUTS(conjugate_model, use_multinomial_sampling=False)
+    with pytest.raises(NotImplementedError, match="full_mass"):
+        NUTS(conjugate_model, full_mass=[("mu",)])
 
 
 def test_discrete_latent_site_is_refused_by_name():

@@ -6,9 +6,10 @@ warm-up adaptation, and the diagnostics of their draws.
 'HMC'
 """
 
+from engine.infer.mcmc.flat_layout import MCMCError
 from engine.infer.mcmc.hmc import HMC
 from engine.infer.mcmc.mcmc import MCMC
 from engine.infer.mcmc.nuts import NUTS
-from engine.infer.mcmc.potential import MCMCError, Potential
+from engine.infer.mcmc.potential import Potential
 
 __all__ = ["HMC", "MCMC", "NUTS", "MCMCError", "Potential"]

@@ -5,7 +5,9 @@ while the chain finds the typical set. Then *slow windows* (25, 50, 100, ... ite
 one stretched to the end) each collect draws for a covariance estimate; at the end of a window
 that estimate becomes the inverse mass matrix and step-size adaptation starts afresh. A fast
 *terminal buffer* (50 iterations) tunes the step size to the final mass matrix. When warm-up is
-too short for that layout, the same shape is kept in proportion (15 % / 75 % / 10 %).
+too short for that layout, the same shape is kept in proportion (15 % / 75 % / 10 %). As in Pyro
+and NumPyro, a window is stretched to the terminal buffer whenever the next one would not fit
+(Stan only stretches the last).
 
 >>> adaptation_windows(1000)
 [(75, 100), (100, 150), (150, 250), (250, 450), (450, 950)]
@@ -47,7 +49,15 @@ def adaptation_windows(num_warmup: int) -> list[tuple[int, int]]:
 
 class WarmupAdapter:
     """Runs the schedule for all chains: feed it each warm-up iteration's draw and acceptance
-    statistic; it says when a window closes and what the new mass matrix is."""
+    statistic; it says when a window closes and what the new mass matrix is.
+
+    >>> adapter = WarmupAdapter(100, 1, 2, adapt_step_size=True, adapt_mass_matrix=True,
+    ...                         dense_mass=False, target_accept_prob=0.8,
+    ...                         dtype=torch.float32, device=torch.device("cpu"))
+    >>> closing = [i for i in range(100) if adapter.collect(i, torch.randn(1, 2)) is not None]
+    >>> closing  # the one slow window of a 100-iteration warm-up, (15, 90), closes at 89
+    [89]
+    """
 
     def __init__(
         self,
@@ -65,8 +75,6 @@ class WarmupAdapter:
         self.num_warmup = num_warmup
         self.adapt_step_size = adapt_step_size
         self.windows = adaptation_windows(num_warmup) if adapt_mass_matrix else []
-        self._window_ends = {end: start for start, end in self.windows}
-        self._in_window = {i for start, end in self.windows for i in range(start, end)}
         self.covariance = WelfordCovariance(num_chains, dim, dense_mass, dtype, device)
         self.target_accept_prob = target_accept_prob
         self.averaging: DualAveraging | None = None
@@ -89,9 +97,9 @@ class WarmupAdapter:
     def collect(self, iteration: int, z: torch.Tensor) -> torch.Tensor | None:
         """Record warm-up iteration ``iteration``'s draws (0-based); returns the new inverse
         mass matrix when this iteration closes a window, else None."""
-        if iteration in self._in_window:
+        if any(start <= iteration < end for start, end in self.windows):
             self.covariance.update(z)
-        if iteration + 1 in self._window_ends:
+        if any(iteration + 1 == end for _, end in self.windows):
             inverse_mass = self.covariance.covariance()
             self.covariance.reset()
             return inverse_mass

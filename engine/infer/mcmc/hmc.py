@@ -9,8 +9,8 @@ driver calls :meth:`HMC.setup` once and :meth:`HMC.sample` per iteration.
 >>> import engine, engine.distributions as dist
 >>> def model():
 ...     engine.sample("x", dist.Normal(0.0, 1.0))
->>> HMC(model, num_steps=5).trajectory_length
-5
+>>> HMC(model, step_size=0.2, num_steps=5).trajectory_length  # num_steps * step_size
+1.0
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -26,22 +27,32 @@ import torch
 from engine.distributions.validation import trusted_run
 from engine.infer.autoguide.initialization import init_to_uniform
 from engine.infer.mcmc.adaptation import WarmupAdapter
+from engine.infer.mcmc.flat_layout import FlatLayout
 from engine.infer.mcmc.integrator import leapfrog
 from engine.infer.mcmc.mass_matrix import MassMatrix
-from engine.infer.mcmc.potential import Potential, UserPotential
+from engine.infer.mcmc.potential import Potential
 from engine.infer.mcmc.step_size import find_reasonable_step_size
+from engine.infer.mcmc.user_potential import UserPotential
 from engine.runtime import Message
 
 
 class HMC:
-    """Hamiltonian Monte Carlo (Pyro's arguments).
+    """Hamiltonian Monte Carlo (Pyro's arguments and their order).
 
-    ``trajectory_length`` defaults to 2π, or ``num_steps * step_size`` when ``num_steps`` is
-    given (and stays ``num_steps`` leapfrog steps then). Warm-up adapts the step size by dual
-    averaging toward ``target_accept_prob`` and a diagonal (``full_mass=True``: dense) mass
-    matrix in Stan's windows. ``jit_compile=True`` compiles the potential and its gradient with
-    ``torch.compile`` (a one-off cost of seconds, then much faster gradients). A transition whose
-    energy error exceeds ``max_delta_energy`` is counted as divergent.
+    Each iteration integrates ``trajectory_length`` (2π by default, ``num_steps * step_size``
+    when ``num_steps`` is given) in ``max(1, int(trajectory_length / step_size))`` leapfrog steps,
+    so the length stays fixed while warm-up adapts the step size, as in Pyro. Warm-up adapts the
+    step size by dual averaging toward ``target_accept_prob`` (kept within ``min_stepsize`` and
+    ``max_stepsize``) and a diagonal (``full_mass=True``: dense) mass matrix in Stan's windows.
+    ``jit_compile=True`` compiles the leapfrog step and its gradient with ``torch.compile``
+    (``jit_options`` are its keyword arguments): seconds once, then much faster steps. A
+    transition whose energy error exceeds ``max_delta_energy`` is counted as divergent.
+
+    >>> import engine, engine.distributions as dist
+    >>> def model():
+    ...     engine.sample("x", dist.Normal(0.0, 1.0))
+    >>> HMC(model, step_size=0.1, num_steps=5).trajectory_length
+    0.5
     """
 
     def __init__(
@@ -61,6 +72,9 @@ class HMC:
         ignore_jit_warnings: bool = False,
         target_accept_prob: float = 0.8,
         init_strategy: Callable[[Message], torch.Tensor] = init_to_uniform,
+        *,
+        min_stepsize: float = 1e-10,
+        max_stepsize: float = 1e10,
         max_delta_energy: float = 1000.0,
     ):
         if (model is None) == (potential_fn is None):
@@ -70,18 +84,23 @@ class HMC:
                 "transforms= is not supported: the model's supports give the transforms. With "
                 "potential_fn, write the potential in unconstrained space."
             )
+        if not isinstance(full_mass, bool):
+            raise NotImplementedError(
+                "full_mass must be True or False: a dense mass matrix over some groups of sites "
+                "only (a list of site names) is not supported yet."
+            )
         if not 0 < target_accept_prob < 1:
             raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob}")
         self.model = model
         self.potential_fn = potential_fn
         self.initial_step_size = float(step_size)
-        self.num_steps = num_steps
         if num_steps is not None:
-            self.trajectory_length = num_steps
+            self.trajectory_length = num_steps * float(step_size)
         elif trajectory_length is not None:
             self.trajectory_length = trajectory_length
         else:
             self.trajectory_length = 2 * math.pi
+        self.min_stepsize, self.max_stepsize = min_stepsize, max_stepsize
         self.adapt_step_size = adapt_step_size
         self.adapt_mass_matrix = adapt_mass_matrix
         self.full_mass = full_mass
@@ -91,7 +110,7 @@ class HMC:
         self.target_accept_prob = target_accept_prob
         self.init_strategy = init_strategy
         self.max_delta_energy = max_delta_energy
-        self.potential: Potential | UserPotential | None = None
+        self.potential: FlatLayout | None = None
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -103,7 +122,8 @@ class HMC:
         model_kwargs: dict[str, Any] | None = None,
         initial_params: dict[str, torch.Tensor] | None = None,
     ) -> None:
-        """Build the potential, place every chain, and find a first step size."""
+        """Build the potential, place every chain, and find a first step size (the
+        :class:`~engine.infer.mcmc.MCMC` driver calls this from ``run``)."""
         if self.model is not None:
             self.potential = Potential(
                 self.model,
@@ -117,6 +137,14 @@ class HMC:
                 raise ValueError("HMC/NUTS with potential_fn needs MCMC(..., initial_params=...)")
             self.potential = UserPotential(self.potential_fn, initial_params, num_chains)
         potential = self.potential
+        if num_chains > 1 and self.model is not None and not potential.batched:
+            warnings.warn(
+                f"The {num_chains} chains run one after another: the model indexes or reduces "
+                "over the leading (chain) dim of its values, e.g. x[0] where x[..., 0] is "
+                "meant, so they cannot share one run of the model.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         if initial_params is not None:
             self.z = potential.points_from_values(initial_params, num_chains)
         else:
@@ -158,14 +186,7 @@ class HMC:
                 return value, grad
 
         else:
-
-            def energy_and_grad(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-                with torch.enable_grad():
-                    z = z.detach().requires_grad_(True)
-                    value = energy(z)
-                    (grad,) = torch.autograd.grad(value.sum(), z)
-                return value.detach(), grad
-
+            energy_and_grad = self.potential.energy_and_grad
         self._energy_and_grad = energy_and_grad
         step = functools.partial(masked_leapfrog, energy_and_grad, self.mass)
         self._masked_leapfrog = self._compiled(step)
@@ -174,10 +195,14 @@ class HMC:
         return torch.compile(fn, **self.jit_options) if self.jit_compile else fn
 
     def _restart_step_size(self) -> None:
-        self.step_size = find_reasonable_step_size(
+        step_size = find_reasonable_step_size(
             self._energy_and_grad, self.mass, self.z, self.energy, self.grad, self.step_size
         )
+        self.step_size = self._clamped(step_size)
         self.adapter.restart_step_size(self.step_size)
+
+    def _clamped(self, step_size: torch.Tensor) -> torch.Tensor:
+        return step_size.clamp(self.min_stepsize, self.max_stepsize)
 
     # -- one iteration -----------------------------------------------------------------------
 
@@ -189,6 +214,7 @@ class HMC:
         with trusted_run(), self._compiled_stance(iteration):
             stats = self._transition()
             stats["step_size"] = self.step_size.clone()
+            stats["lp"] = -self.energy
             if warmup:
                 self._adapt(iteration, stats["accept_prob"])
         return stats
@@ -204,7 +230,7 @@ class HMC:
     def _adapt(self, iteration: int, accept_prob: torch.Tensor) -> None:
         new_step = self.adapter.step_size_after(accept_prob)
         if new_step is not None:
-            self.step_size = new_step
+            self.step_size = self._clamped(new_step)
         inverse_mass = self.adapter.collect(iteration, self.z)
         if inverse_mass is not None:
             self.mass.set_inverse(inverse_mass)
@@ -213,16 +239,13 @@ class HMC:
         if iteration + 1 == self.adapter.num_warmup:
             final = self.adapter.final_step_size()
             if final is not None:
-                self.step_size = final
+                self.step_size = self._clamped(final)
 
     def _transition(self) -> dict[str, torch.Tensor]:
         mass, step_size = self.mass, self.step_size
         momentum = mass.sample_momentum()
         start_energy = self.energy + mass.kinetic_energy(momentum)
-        if self.num_steps is not None:
-            steps = torch.full_like(step_size, self.num_steps, dtype=torch.long)
-        else:
-            steps = (self.trajectory_length / step_size).ceil().clamp(min=1).long()
+        steps = (self.trajectory_length / step_size).floor().clamp(min=1).long()
         z, r, energy, grad = self.z, momentum, self.energy, self.grad
         for i in range(int(steps.max())):
             z, r, energy, grad = self._masked_leapfrog(z, r, energy, grad, step_size, i < steps)
@@ -248,9 +271,10 @@ class HMC:
 
     # -- results -----------------------------------------------------------------------------
 
-    def constrained(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Site values on their supports for unconstrained draws ``z`` (..., D)."""
-        return self.potential.constrain(z)
+    def site_values(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The latent sites on their supports (and the deterministic sites) at draws ``z``
+        (B, D): ``{name: (B, *shape)}``."""
+        return self.potential.site_values(z)
 
 
 def masked_leapfrog(
@@ -263,7 +287,17 @@ def masked_leapfrog(
     step_size: torch.Tensor,
     moving: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A leapfrog step for the ``moving`` chains; the others keep their state."""
+    """A leapfrog step for the ``moving`` chains; the others keep their state.
+
+    >>> def quadratic(z):
+    ...     return 0.5 * (z * z).sum(-1), z
+    >>> z = torch.ones(2, 1)
+    >>> new_z, *_ = masked_leapfrog(quadratic, MassMatrix(2, 1, False), z, torch.zeros(2, 1),
+    ...                             torch.full((2,), 0.5), z, torch.full((2,), 0.1),
+    ...                             torch.tensor([True, False]))
+    >>> new_z.flatten().tolist()  # the second chain did not move
+    [0.9950000047683716, 1.0]
+    """
     new_z, new_momentum, new_energy, new_grad = leapfrog(
         energy_and_grad, mass, z, momentum, grad, step_size
     )

@@ -38,10 +38,11 @@ _STAT_NAMES = {
     "tree_depth": "tree_depth",
     "num_steps": "n_steps",
     "energy": "energy",
+    "lp": "lp",
 }
 
-# How many draws are pushed through the model at once to compute deterministic sites.
-_DETERMINISTIC_BATCH = 1024
+# How many draws are pushed through the model at once to compute the recorded site values.
+_SITE_VALUES_BATCH = 1024
 
 
 class MCMC:
@@ -87,24 +88,26 @@ class MCMC:
         self.interrupted = False
         self._draws: torch.Tensor | None = None
         self._stats: dict[str, torch.Tensor] = {}
-        self._samples: dict[str, torch.Tensor] = {}
+        self._samples: dict[str, torch.Tensor] | None = None
 
     # -- running -----------------------------------------------------------------------------
 
     def run(self, *args: Any, **kwargs: Any) -> None:
-        """Warm up, then draw ``num_samples`` per chain from the model given ``args``/``kwargs``."""
+        """Warm up, then draw ``num_samples`` per chain from the model given ``args``/``kwargs``.
+
+        Whatever ends the run early (the stop button, an error) keeps the draws made so far; a
+        KeyboardInterrupt ends it quietly (with a warning), anything else is raised after."""
         kernel, chains = self.kernel, self.num_chains
         kernel.setup(chains, self.warmup_steps, args, kwargs, self.initial_params)
         draws = kernel.z.new_empty((chains, self.num_samples, kernel.z.shape[-1]))
         stats: dict[str, list[torch.Tensor]] = {name: [] for name in _STAT_NAMES}
         divergences = torch.zeros(chains, dtype=torch.long, device=kernel.z.device)
         leapfrog_steps = torch.zeros_like(divergences)
-        total = self.warmup_steps + self.num_samples
         kept = 0
         self.interrupted = False
         started = time.perf_counter()
         try:
-            for iteration in range(total):
+            for iteration in range(self.warmup_steps + self.num_samples):
                 warmup = iteration < self.warmup_steps
                 step_stats = kernel.sample(iteration, warmup)
                 divergences = divergences + step_stats["diverging"].long()
@@ -116,7 +119,11 @@ class MCMC:
                             stats[name].append(step_stats[name])
                     kept += 1
                 if self.hook_fn is not None:
-                    self.hook_fn(kernel, None, "Warmup" if warmup else "Sample", iteration)
+                    # Pyro's hook: the current unconstrained values, the stage, and the
+                    # iteration counted within that stage.
+                    params = kernel.potential.unconstrained_sites(kernel.z)
+                    stage_iteration = iteration if warmup else iteration - self.warmup_steps
+                    self.hook_fn(kernel, params, "Warmup" if warmup else "Sample", stage_iteration)
                 if self.progress.active:
                     self._report(iteration, warmup, step_stats, divergences, started)
         except KeyboardInterrupt:
@@ -127,14 +134,16 @@ class MCMC:
                 RuntimeWarning,
                 stacklevel=2,
             )
-        self.num_leapfrog_steps = leapfrog_steps  # per chain, warm-up and sampling
-        self._draws = draws[:, :kept]
-        self._stats = {
-            _STAT_NAMES[name]: torch.stack(values, dim=1)
-            for name, values in stats.items()
-            if values
-        }
-        self._samples = self._constrained_samples(self._draws)
+        finally:
+            self.num_leapfrog_steps = leapfrog_steps  # per chain, warm-up and sampling
+            self._draws = draws[:, :kept]
+            # An interruption can land between a draw's statistics: keep whole draws only.
+            self._stats = {
+                _STAT_NAMES[name]: torch.stack(values[:kept], dim=1)
+                for name, values in stats.items()
+                if values[:kept]
+            }
+            self._samples = None
 
     def _report(
         self,
@@ -149,6 +158,7 @@ class MCMC:
             "accept_prob": step_stats["accept_prob"].tolist(),
             "divergences": divergences.tolist(),
             "num_steps": step_stats["num_steps"].tolist(),
+            "lp": step_stats["lp"].tolist(),
         }
         if "tree_depth" in step_stats:
             chains["tree_depth"] = step_stats["tree_depth"].tolist()
@@ -160,23 +170,38 @@ class MCMC:
             "elapsed_s": time.perf_counter() - started,
             "chains": chains,
         }
-        self.progress.emit(ProgressEvent("mcmc", iteration + 1, info=info))
+        params = None
+        if self.progress.wants_params:  # the current point of every chain, for live traces
+            params = {
+                name: value.detach()
+                for name, value in self.kernel.site_values(self.kernel.z).items()
+            }
+        self.progress.emit(ProgressEvent("mcmc", iteration + 1, params=params, info=info))
 
-    def _constrained_samples(self, draws: torch.Tensor) -> dict[str, torch.Tensor]:
-        chains, num = draws.shape[:2]
-        flat = draws.reshape(chains * num, -1)
-        samples = {name: value for name, value in self.kernel.constrained(flat).items()}
-        potential = self.kernel.potential
-        if potential.deterministic_shapes and len(flat):
-            pieces = [
-                potential.deterministic_values(flat[start : start + _DETERMINISTIC_BATCH])
-                for start in range(0, len(flat), _DETERMINISTIC_BATCH)
-            ]
-            for name in potential.deterministic_shapes:
-                samples[name] = torch.cat([piece[name] for piece in pieces])
-        return {
-            name: value.reshape((chains, num, *value.shape[1:])) for name, value in samples.items()
-        }
+    def _site_samples(self) -> dict[str, torch.Tensor]:
+        """Every latent and deterministic site per draw, ``(chains, draws, *shape)`` (computed
+        once, from the kept unconstrained draws)."""
+        if self._samples is None:
+            chains, num = self._draws.shape[:2]
+            if num == 0:  # stopped during warm-up: no draws, but every site with its shape
+                shapes = self.kernel.site_values(self.kernel.z[:1])
+                self._samples = {
+                    name: value.new_empty((chains, 0, *value.shape[1:]))
+                    for name, value in shapes.items()
+                }
+            else:
+                flat = self._draws.reshape(chains * num, -1)
+                pieces = [
+                    self.kernel.site_values(flat[start : start + _SITE_VALUES_BATCH])
+                    for start in range(0, len(flat), _SITE_VALUES_BATCH)
+                ]
+                self._samples = {
+                    name: torch.cat([piece[name] for piece in pieces]).reshape(
+                        chains, num, *pieces[0][name].shape[1:]
+                    )
+                    for name in pieces[0]
+                }
+        return self._samples
 
     # -- results -----------------------------------------------------------------------------
 
@@ -187,13 +212,15 @@ class MCMC:
         ``group_by_chain=True``, else chains concatenated, ``(chains * draws, *shape)``.
         ``num_samples`` picks that many draws at random (without replacement) from the pool."""
         self._check_ran()
-        samples = self._samples
+        samples = self._site_samples()
         if not group_by_chain:
             samples = {name: value.flatten(0, 1) for name, value in samples.items()}
         if num_samples is not None:
             if group_by_chain:
                 raise ValueError("num_samples cannot be combined with group_by_chain=True")
             pool = next(iter(samples.values())).shape[0]
+            if num_samples > pool:
+                raise ValueError(f"num_samples={num_samples}, but there are only {pool} draws")
             index = torch.randperm(pool, device=self._draws.device)[:num_samples]
             samples = {name: value[index] for name, value in samples.items()}
         return dict(samples)
@@ -202,7 +229,7 @@ class MCMC:
         """Print (and return) mean, sd, median, the ``prob`` interval, bulk and tail ESS and
         R-hat of every site, plus the number of divergences."""
         self._check_ran()
-        table = summary(self._samples, prob=prob)
+        table = summary(self._site_samples(), prob=prob)
         print(format_summary(table))
         if "diverging" in self._stats:
             print(f"\nNumber of divergences: {int(self._stats['diverging'].sum())}")
@@ -212,7 +239,7 @@ class MCMC:
         """Per site ``{"n_eff", "r_hat"}``; per chain: divergences (draw indices), acceptance
         rate, step size and mean tree depth of the sampling phase."""
         self._check_ran()
-        table = summary(self._samples)
+        table = summary(self._site_samples())
         result: dict[str, Any] = {
             name: {"n_eff": stats["ess_bulk"], "r_hat": stats["r_hat"]}
             for name, stats in table.items()
@@ -242,7 +269,7 @@ class MCMC:
         from engine.infer.mcmc.arviz_bridge import to_inference_data
 
         self._check_ran()
-        return to_inference_data(posterior=self._samples, sample_stats=self._stats)
+        return to_inference_data(posterior=self._site_samples(), sample_stats=self._stats)
 
     def _check_ran(self) -> None:
         if self._draws is None:

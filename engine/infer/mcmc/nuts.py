@@ -20,22 +20,28 @@ A subtree whose energy error exceeds ``max_delta_energy`` diverges: it is droppe
 trajectory ends.
 
 >>> import engine, engine.distributions as dist
+>>> from engine.infer.mcmc import MCMC
 >>> def model():
 ...     engine.sample("x", dist.Normal(0.0, 1.0))
->>> NUTS(model).max_tree_depth
-10
+>>> mcmc = MCMC(NUTS(model), num_samples=100, warmup_steps=50, num_chains=2)
+>>> mcmc.run()
+>>> draws = mcmc.get_samples()["x"]
+>>> draws.shape, bool(-1 < draws.mean() < 1)
+(torch.Size([200]), True)
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import torch
 
-from engine.infer.mcmc.hmc import HMC
-from engine.infer.mcmc.integrator import leapfrog
+from engine.infer.autoguide.initialization import init_to_uniform
+from engine.infer.mcmc.hmc import HMC, masked_leapfrog
+from engine.runtime import Message
 
 
 def _choose(condition: torch.Tensor, mine: NamedTuple, theirs: NamedTuple) -> NamedTuple:
@@ -79,11 +85,48 @@ class NUTS(HMC):
     ``max_tree_depth`` caps a trajectory at ``2^max_tree_depth`` leapfrog steps.
     """
 
-    def __init__(self, model=None, potential_fn=None, *args, max_tree_depth: int = 10, **kwargs):
-        kwargs.pop("use_multinomial_sampling", None)  # always multinomial
-        super().__init__(model, potential_fn, *args, **kwargs)
+    def __init__(
+        self,
+        model: Callable | None = None,
+        potential_fn: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
+        step_size: float = 1.0,
+        adapt_step_size: bool = True,
+        adapt_mass_matrix: bool = True,
+        full_mass: bool = False,
+        use_multinomial_sampling: bool = True,
+        transforms: Any = None,
+        max_plate_nesting: int | None = None,
+        jit_compile: bool = False,
+        jit_options: dict[str, Any] | None = None,
+        ignore_jit_warnings: bool = False,
+        target_accept_prob: float = 0.8,
+        max_tree_depth: int = 10,
+        init_strategy: Callable[[Message], torch.Tensor] = init_to_uniform,
+        **kwargs: Any,
+    ):
+        if not use_multinomial_sampling:
+            raise NotImplementedError(
+                "use_multinomial_sampling=False (slice sampling of the tree) is not supported: "
+                "NUTS here always draws multinomially, as Stan does."
+            )
         if max_tree_depth < 1:
             raise ValueError(f"max_tree_depth must be at least 1, got {max_tree_depth}")
+        super().__init__(
+            model,
+            potential_fn,
+            step_size,
+            adapt_step_size=adapt_step_size,
+            adapt_mass_matrix=adapt_mass_matrix,
+            full_mass=full_mass,
+            transforms=transforms,
+            max_plate_nesting=max_plate_nesting,
+            jit_compile=jit_compile,
+            jit_options=jit_options,
+            ignore_jit_warnings=ignore_jit_warnings,
+            target_accept_prob=target_accept_prob,
+            init_strategy=init_strategy,
+            **kwargs,
+        )
         self.max_tree_depth = max_tree_depth
 
     def _transition(self) -> dict[str, torch.Tensor]:
@@ -206,7 +249,7 @@ class NUTS(HMC):
         super()._make_step_functions()
         self._masks: dict = {}
         advance = functools.partial(
-            advance_leaf, self._energy_and_grad, self.mass, self.max_delta_energy
+            _advance_leaf, self._energy_and_grad, self.mass, self.max_delta_energy
         )
         self._advance = self._compiled(advance)
 
@@ -232,7 +275,7 @@ class _SubtreeState(NamedTuple):
     num_steps: torch.Tensor
 
 
-def advance_leaf(
+def _advance_leaf(
     energy_and_grad,
     mass,
     max_delta_energy: float,
@@ -247,14 +290,9 @@ def advance_leaf(
     their state); ``starts``/``ends`` say which levels of balanced sub-trees begin and end at
     this leaf. Returns the new state and which chains go on to the next leaf."""
     live = active & ~state.turned & ~state.diverging
-    new_z, new_momentum, new_energy, new_grad = leapfrog(
-        energy_and_grad, mass, state.z, state.momentum, state.grad, step
+    z, momentum, energy, grad = masked_leapfrog(
+        energy_and_grad, mass, state.z, state.momentum, state.energy, state.grad, step, live
     )
-    keep = live.unsqueeze(-1)
-    z = torch.where(keep, new_z, state.z)
-    momentum = torch.where(keep, new_momentum, state.momentum)
-    grad = torch.where(keep, new_grad, state.grad)
-    energy = torch.where(live, new_energy, state.energy)
     velocity = mass.velocity(momentum)
     hamiltonian = energy + mass.kinetic_energy(momentum)
     delta = torch.nan_to_num(hamiltonian - start_h, nan=math.inf)

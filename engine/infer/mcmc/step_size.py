@@ -74,7 +74,19 @@ def find_reasonable_step_size(
     max_doublings: int = 100,
 ) -> torch.Tensor:
     """Double or halve each chain's step size until one leapfrog step's acceptance probability
-    crosses 1/2 (Hoffman & Gelman's heuristic), starting from ``step_size`` (C,)."""
+    crosses 0.8 (Stan's version of Hoffman & Gelman's heuristic), starting from ``step_size``
+    (C,). A search that runs away (a flat potential) stops after ``max_doublings``; the kernel
+    clamps the result.
+
+    >>> from engine.infer.mcmc.mass_matrix import MassMatrix
+    >>> def narrow(z):  # U(z) = 50 z²: a standard deviation of 0.1
+    ...     return 50 * (z * z).sum(-1), 100 * z
+    >>> z = torch.ones(1, 1)
+    >>> step = find_reasonable_step_size(narrow, MassMatrix(1, 1, False), z, *narrow(z),
+    ...                                  torch.ones(1))
+    >>> bool(step < 1)
+    True
+    """
     step_size = step_size.clone()
     direction = None
     searching = torch.ones_like(step_size, dtype=torch.bool)
@@ -86,7 +98,7 @@ def find_reasonable_step_size(
         )
         delta = start - (new_energy + mass.kinetic_energy(new_momentum))
         delta = torch.nan_to_num(delta, nan=-math.inf)
-        above = delta > math.log(0.5)
+        above = delta > math.log(0.8)
         if direction is None:
             direction = torch.where(above, 2.0, 0.5).to(step_size.dtype)
         # A chain stops once its acceptance crosses 1/2 in its direction of search.

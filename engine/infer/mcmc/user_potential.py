@@ -1,0 +1,61 @@
+"""A potential energy given by the user instead of a model (``HMC(potential_fn=...)``).
+
+``potential_fn({name: value})`` returns the potential energy of one point in unconstrained
+space; the sites and their shapes come from ``initial_params``, as in Pyro: with several chains
+each value has a leading dim of ``num_chains``. The function sees one point at a time, so the
+chains are evaluated one after another.
+
+>>> import torch
+>>> quadratic = UserPotential(lambda p: 0.5 * (p["x"] ** 2).sum(), {"x": torch.zeros(2)}, 1)
+>>> quadratic.energy(torch.ones(3, 2))
+tensor([1., 1., 1.])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from engine.errors import fmt_shape
+from engine.infer.mcmc.flat_layout import FlatLayout, MCMCError, SiteSlot
+
+
+class UserPotential(FlatLayout):
+    """``potential_fn`` over the sites of ``initial_params`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        potential_fn: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+        initial_params: dict[str, Any],
+        num_chains: int,
+    ):
+        self.potential_fn = potential_fn
+        self.batched = False
+        slots, offset = [], 0
+        for name, value in initial_params.items():
+            value = torch.as_tensor(value)
+            if num_chains > 1 and (value.dim() == 0 or value.shape[0] != num_chains):
+                raise MCMCError(
+                    f"initial_params['{name}'] has shape {fmt_shape(value.shape)}: with "
+                    f"potential_fn and {num_chains} chains every value needs a leading dim of "
+                    f"{num_chains} (one starting point per chain), which also tells the site's "
+                    "shape."
+                )
+            shape = value.shape[1:] if num_chains > 1 else value.shape
+            slots.append(SiteSlot(name, shape, offset, math.prod(shape)))
+            offset += math.prod(shape)
+            self.dtype, self.device = value.dtype, value.device
+        super().__init__(slots)
+
+    def energy(self, z: torch.Tensor) -> torch.Tensor:
+        """``potential_fn`` at each row of ``z`` (B, D): a tensor of shape (B,)."""
+        return torch.stack(
+            [torch.as_tensor(self.potential_fn(self.unconstrained_sites(row))) for row in z]
+        )
+
+    def site_values(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The sites at each row of ``z`` (B, D): ``{name: (B, *shape)}`` (no transforms)."""
+        return self.unconstrained_sites(z)
