@@ -164,7 +164,7 @@ class HMC:
             **options,
         )
         with trusted_run():
-            self.energy, self.grad = self._energy_and_grad(self.z)
+            self.energy, self.grad = self.potential.energy_and_grad(self.z)
             if self.adapt_step_size and num_warmup > 0:
                 self._restart_step_size()
 
@@ -196,7 +196,13 @@ class HMC:
 
     def _restart_step_size(self) -> None:
         step_size = find_reasonable_step_size(
-            self._energy_and_grad, self.mass, self.z, self.energy, self.grad, self.step_size
+            # A handful of single steps: the eager gradient, not the compiled step's.
+            self.potential.energy_and_grad,
+            self.mass,
+            self.z,
+            self.energy,
+            self.grad,
+            self.step_size,
         )
         self.step_size = self._clamped(step_size)
         self.adapter.restart_step_size(self.step_size)
