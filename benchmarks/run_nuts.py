@@ -91,7 +91,7 @@ def measure(workload: Workload, name: str, impl: tuple, chains: int) -> dict[str
         record["grad_evals"] = grads[0]
     else:
         record["grad_evals"] = int(mcmc.num_leapfrog_steps.sum())
-        record["batched_chains"] = bool(kernel.potential.batched)
+        record["chain_batching"] = kernel.potential.batching
     if name == "engine-jit":
         record["warm_wall_s"] = time_run(mcmc, workload.args)
         warm_ess = min_ess(mcmc.get_samples(group_by_chain=True))

@@ -50,38 +50,78 @@ def _plates(site: Message) -> str:
     return " ".join(parts)
 
 
-def _site_row(name: str, site: Message) -> list[str] | None:
+COLUMNS = ("site", "kind", "distribution", "batch", "event", "value", "log_prob", "plates")
+
+
+def _site_row(name: str, site: Message) -> dict[str, object] | None:
     value = site.get("value")
     value_shape = fmt_shape(value.shape) if isinstance(value, torch.Tensor) else "-"
+    row: dict[str, object] = dict.fromkeys(COLUMNS, "")
+    row.update(site=name, value=value_shape, plates=_plates(site), observed=False)
+    row["log_prob_sum"] = None
     if site["type"] == "param":
-        return [name, "param", "", "", "", value_shape, "", _plates(site)]
+        row["kind"] = "param"
+        return row
     if site["type"] != "sample":
         return None
     if is_subsample_site(site):
-        return [name, "subsample", "", "", "", value_shape, "", _plates(site)]
+        row["kind"] = "subsample"
+        return row
     fn = site["fn"]
     kind = "observed" if site["is_observed"] else "sample"
     if site["infer"].get("_deterministic", False):
         kind = "determ."
     has_shapes = hasattr(fn, "batch_shape")
-    return [
-        name,
-        kind,
-        _distribution_name(fn),
-        fmt_shape(fn.batch_shape) if has_shapes else "",
-        fmt_shape(fn.event_shape) if has_shapes else "",
-        value_shape,
-        _log_prob_shape(site),
-        _plates(site),
-    ]
+    row.update(
+        kind=kind,
+        distribution=_distribution_name(fn),
+        batch=fmt_shape(fn.batch_shape) if has_shapes else "",
+        event=fmt_shape(fn.event_shape) if has_shapes else "",
+        log_prob=_log_prob_shape(site),
+        observed=kind == "observed",
+    )
+    if "log_prob_sum" in site:
+        row["log_prob_sum"] = float(torch.as_tensor(site["log_prob_sum"]).detach())
+    return row
+
+
+def site_rows(trace) -> list[dict[str, object]]:
+    """One record per site: the table's columns as text, plus ``observed`` and ``log_prob_sum``
+    (None unless the trace computed it). The text table and the notebook inspector share it.
+
+    >>> import engine, engine.distributions as dist
+    >>> from engine import poutine
+    >>> def model():
+    ...     engine.sample("x", dist.Normal(0.0, 1.0), obs=torch.tensor(0.0))
+    >>> row = site_rows(poutine.trace(model).get_trace())[0]
+    >>> row["site"], row["kind"], row["observed"]
+    ('x', 'observed', True)
+    """
+    return [row for name, site in trace.nodes.items() if (row := _site_row(name, site))]
+
+
+def plate_rows(trace) -> list[dict[str, object]]:
+    """The vectorised plates of a trace: ``{"name", "size", "dim", "sites"}`` each, in order of
+    first use (for a plate diagram)."""
+    plates: dict[str, dict[str, object]] = {}
+    for name, site in trace.nodes.items():
+        for frame in site.get("cond_indep_stack", ()):
+            if not frame.vectorized:
+                continue
+            entry = plates.setdefault(
+                frame.name, {"name": frame.name, "size": frame.size, "dim": frame.dim, "sites": []}
+            )
+            if not is_subsample_site(site):
+                entry["sites"].append(name)
+    return list(plates.values())
 
 
 def format_site_table(trace, title: str = "Trace shapes") -> str:
     """Render ``trace`` (a :class:`~engine.poutine.trace_struct.Trace`) as an aligned text table."""
-    header = ["site", "kind", "distribution", "batch", "event", "value", "log_prob", "plates"]
-    rows = [row for name, site in trace.nodes.items() if (row := _site_row(name, site))]
+    rows = [[str(row[column]) for column in COLUMNS] for row in site_rows(trace)]
     if not rows:
         return f"{title}\n (no sites)"
+    header = list(COLUMNS)
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines = [title]
     for row in [header, *rows]:

@@ -62,7 +62,7 @@ def test_conjugate_normal_posterior(kernel):
     mean, sd = exact_posterior(DATA)
     assert_matches(mu, mean, sd)
     assert split_rhat(mu).item() < 1.01
-    assert mcmc.kernel.potential.batched  # all chains in one run of the model
+    assert mcmc.kernel.potential.batching == "plate"  # all chains in one run of the model
 
 
 def test_acceptance_rate_is_adapted_toward_the_target():
@@ -139,17 +139,15 @@ def test_deterministic_sites_and_supports_are_respected():
 
     pyro.set_rng_seed(4)
     mcmc = MCMC(NUTS(model), num_samples=100, warmup_steps=50, num_chains=2)
-    with pytest.warns(RuntimeWarning, match=r"x\[0\] where x\[\.\.\., 0\]"):
-        mcmc.run()
+    mcmc.run()
     samples = mcmc.get_samples()
     assert samples["scale"].shape == (200,) and bool((samples["scale"] > 0).all())
     assert samples["weights"].shape == (200, 3)
     assert torch.allclose(samples["weights"].sum(-1), torch.ones(200), atol=1e-5)
     assert torch.allclose(samples["double"], 2 * samples["scale"])
     assert samples["constant"].shape == (200, 2)
-    # ``weights[0]`` indexes the chain dim when chains are batched: this model runs chain by
-    # chain instead (detected when the kernel is set up), and still gives the right shapes.
-    assert not mcmc.kernel.potential.batched
+    # ``weights[0]`` would index the chain dim of a plate-batched run: vmap batches it instead.
+    assert mcmc.kernel.potential.batching == "vmap"
 
 
 def test_get_samples_shapes_and_subsets():
@@ -242,17 +240,31 @@ def test_keyboard_interrupt_keeps_the_draws_so_far():
     assert mcmc.get_samples(group_by_chain=True)["mu"].shape == (2, 11)
 
 
-def test_a_model_that_mixes_its_chains_runs_them_one_by_one():
+def test_a_model_that_reduces_over_a_batch_dim_is_batched_by_vmap():
     def mixing():
         w = pyro.sample("w", dist.Normal(torch.zeros(3), 1.0).to_event(1))
-        # w.mean() would average over the chains too if they shared one run.
+        # Under the chain plate w.mean() would average over the chains too; vmap keeps them apart.
         pyro.sample("y", dist.Normal(w.mean(), 1.0), obs=torch.tensor(1.0))
 
     potential = Potential(mixing)
-    assert not potential.batched
+    assert potential.batching == "vmap"
     z = torch.randn(2, 3)
     alone = torch.cat([potential.energy(row[None]) for row in z])
     assert torch.allclose(potential.energy(z), alone)
+
+
+def test_a_model_that_branches_on_a_value_runs_chain_by_chain():
+    def branching():
+        x = pyro.sample("x", dist.Normal(0.0, 1.0))
+        scale = 1.0 if x > 0 else 2.0  # a Python branch on a value: nothing can batch this
+        pyro.sample("y", dist.Normal(x, scale), obs=torch.tensor(0.5))
+
+    pyro.set_rng_seed(12)
+    mcmc = MCMC(NUTS(branching), num_samples=20, warmup_steps=20, num_chains=2)
+    with pytest.warns(RuntimeWarning, match="branches on a value"):
+        mcmc.run()
+    assert mcmc.kernel.potential.batching == "none"
+    assert mcmc.get_samples(group_by_chain=True)["x"].shape == (2, 20)
 
 
 def test_deterministic_values_keep_each_chain_apart():

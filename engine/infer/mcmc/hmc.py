@@ -139,9 +139,9 @@ class HMC:
         potential = self.potential
         if num_chains > 1 and self.model is not None and not potential.batched:
             warnings.warn(
-                f"The {num_chains} chains run one after another: the model indexes or reduces "
-                "over the leading (chain) dim of its values, e.g. x[0] where x[..., 0] is "
-                "meant, so they cannot share one run of the model.",
+                f"The {num_chains} chains run one after another: the model cannot score them in "
+                "one run, neither with an extra leading dim nor under torch.func.vmap (it "
+                "probably branches on a value, e.g. `if x > 0:`; torch.where batches).",
                 RuntimeWarning,
                 stacklevel=3,
             )

@@ -8,16 +8,18 @@ depends on another site is right), and the log density picks up that map's log|J
 ``U(z) = -log p(data, T(z)) - log|det dT/dz|``.
 
 A batch of B vectors (one per chain) is scored in *one* run: the model runs under a plate of
-size B left of its own plates, so every site gets one value per chain. A model that indexes or
-reduces over that leading dim (``x[0]`` instead of ``x[..., 0]``) would mix its chains; that is
-detected when the potential is built, and such a model runs chain by chain instead.
+size B left of its own plates, so every site gets one value per chain. Code that the extra
+leading dim breaks (``x @ w`` with a batch of ``w``, ``w[0]`` meaning ``w[..., 0]``) is run under
+``torch.func.vmap`` instead, which batches every op behind the model's back; a model that even
+vmap cannot batch (it branches on a value) runs once per chain. Which of the three works is
+checked on two points when the potential is built (:attr:`Potential.batching`).
 
 >>> import torch, engine, engine.distributions as dist
 >>> def model():
 ...     engine.sample("s", dist.LogNormal(0.0, 1.0))
 >>> potential = Potential(model)
->>> potential.num_latent, potential.batched
-(1, True)
+>>> potential.num_latent, potential.batching
+(1, 'plate')
 >>> u = potential.energy(torch.zeros(3, 1))  # three chains at s = exp(0) = 1
 >>> torch.allclose(u, torch.full((3,), 0.5 * math.log(2 * math.pi)))
 True
@@ -152,7 +154,7 @@ class Potential(FlatLayout):
         super().__init__(self._slots(prototype))
         first = prototype.nodes[self.slots[0].name]["value"]
         self.dtype, self.device = first.dtype, first.device
-        self.batched = self._batches_correctly(prototype)
+        self.batching = self._choose_batching(prototype)
 
     # -- structure -----------------------------------------------------------------------------
 
@@ -252,14 +254,22 @@ class Potential(FlatLayout):
             values[name] = _per_row(value, z.shape[0], shape) if batched else value.unsqueeze(0)
         return values
 
-    def _by_rows(self, method: Callable, z: torch.Tensor) -> Any:
-        if self.batched:
+    def _by_rows(self, method: Callable, z: torch.Tensor, batching: str | None = None) -> Any:
+        """``method(points, batched)`` for every row of ``z``, the way ``batching`` says: one
+        run under the chain plate, one run under ``torch.func.vmap``, or one run per row."""
+        batching = self.batching if batching is None else batching
+        if batching == "plate":
             return method(z, True)
+        if batching == "vmap":
+            one_row = torch.func.vmap(lambda row: method(row.unsqueeze(0), False))
+            return {name: value.squeeze(1) for name, value in one_row(z).items()}
         return _concat_rows([method(row.unsqueeze(0), False) for row in z])
 
-    def _batches_correctly(self, prototype: Trace) -> bool:
-        """Whether a batched run of two different points gives each point what a run of that
-        point alone gives (densities and recorded values)."""
+    def _choose_batching(self, prototype: Trace) -> str:
+        """The first way of scoring many points at once that gives each point what a run of that
+        point alone gives (densities and recorded values): the chain plate (cheapest), vmap
+        (for code such as ``x @ w`` or ``w[0]`` that the plate's extra dim would break), else
+        one run per point."""
         values = {name: site["value"] for name, site in prototype.iter_stochastic_nodes()}
         first = self._unconstrain(
             {name: value.unsqueeze(0) for name, value in values.items()}, prototype
@@ -268,20 +278,30 @@ class Potential(FlatLayout):
         # sum, an index) then changes what each row gets.
         nudge = 0.3 + 0.1 * torch.arange(self.num_latent, device=first.device)
         points = torch.cat([first, first + nudge.to(first.dtype)])
-        try:
-            with torch.no_grad():
-                together = [self._log_densities(points, True), self._site_values(points, True)]
-                alone = [
-                    _concat_rows([method(point.unsqueeze(0), False) for point in points])
-                    for method in (self._log_densities, self._site_values)
-                ]
-        except Exception:  # anything a batched run breaks on: run chain by chain
-            return False
-        return all(
-            torch.allclose(together[i][name], alone[i][name], rtol=1e-4, atol=1e-5, equal_nan=True)
-            for i in range(2)
-            for name in alone[i]
-        )
+        with torch.no_grad(), trusted_run():
+            alone = [
+                self._by_rows(m, points, "none") for m in (self._log_densities, self._site_values)
+            ]
+            for batching in ("plate", "vmap"):
+                try:
+                    together = [
+                        self._by_rows(m, points, batching)
+                        for m in (self._log_densities, self._site_values)
+                    ]
+                except Exception:  # anything this way of batching breaks on: try the next
+                    continue
+                if all(
+                    torch.allclose(mine[name], theirs[name], rtol=1e-4, atol=1e-5, equal_nan=True)
+                    for mine, theirs in zip(together, alone, strict=True)
+                    for name in theirs
+                ):
+                    return batching
+        return "none"
+
+    @property
+    def batched(self) -> bool:
+        """Whether all chains are scored in one run of the model (plate or vmap)."""
+        return self.batching != "none"
 
     # -- public ------------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ class UserPotential(FlatLayout):
         num_chains: int,
     ):
         self.potential_fn = potential_fn
+        self.batching = "none"  # potential_fn sees one point at a time
         self.batched = False
         slots, offset = [], 0
         for name, value in initial_params.items():
