@@ -1,0 +1,270 @@
+"""The magics: ``%%model``, ``%%guide``, ``%svi``, ``%mcmc``, ``%trace`` and ``%ppl``
+(shared/DESIGN.md section 4 is the grammar).
+
+Each magic turns its line into engine calls and shows a widget; anything that goes wrong
+becomes a :class:`~pplkernel.session.MagicError`, shown as one short message (see
+:mod:`pplkernel.extension`), with the session, the param store and earlier runs untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.display import display
+
+import engine
+from engine.errors import PPLError
+from engine.infer import (
+    HMC,
+    MCMC,
+    NUTS,
+    Trace_ELBO,
+    TraceGraph_ELBO,
+    TraceMeanField_ELBO,
+)
+from engine.infer import autoguide as autoguides
+from engine.infer.util import guide_and_model_traces
+from engine.optim import SGD, Adam, ClippedAdam
+from engine.poutine.handlers import trace as trace_handler
+from pplkernel import model_cells
+from pplkernel.magic_args import evaluate_args, parse_mcmc, parse_svi, parse_trace
+from pplkernel.runs import SviRun
+from pplkernel.session import MagicError, Registered, Session, bind_arguments
+from widgets import TraceInspector
+
+_AUTOGUIDES = {
+    "auto_normal": autoguides.AutoNormal,
+    "auto_delta": autoguides.AutoDelta,
+    "auto_diag": autoguides.AutoDiagonalNormal,
+    "auto_mvn": autoguides.AutoMultivariateNormal,
+    "auto_lowrank": autoguides.AutoLowRankMultivariateNormal,
+}
+_OPTIMIZERS = {"adam": Adam, "clipped_adam": ClippedAdam, "sgd": SGD}
+_ELBOS = {"trace": Trace_ELBO, "meanfield": TraceMeanField_ELBO, "tracegraph": TraceGraph_ELBO}
+
+
+@contextlib.contextmanager
+def engine_errors() -> Iterator[None]:
+    """Re-raise the engine's own errors (and the model's) as one-message MagicErrors."""
+    try:
+        yield
+    except MagicError:
+        raise
+    except (PPLError, ValueError, TypeError, RuntimeError, NameError, IndexError) as error:
+        raise MagicError(str(error), type(error).__name__) from error
+
+
+@magics_class
+class PPLMagics(Magics):
+    """The pplkernel magics, bound to one IPython shell and one :class:`Session`."""
+
+    def __init__(self, shell: Any, session: Session | None = None):
+        super().__init__(shell)
+        self.session = Session() if session is None else session
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    @property
+    def namespace(self) -> dict[str, Any]:
+        return self.shell.user_ns
+
+    def _bound(self, fn: Callable, given: list[str]) -> tuple[tuple, dict[str, Any]]:
+        values = evaluate_args(given, self.namespace)
+        bound = bind_arguments(fn, self.namespace, values)
+        if isinstance(bound, list):
+            names = ", ".join(bound)
+            raise MagicError(
+                f"'{fn.__name__}' needs {names}: define notebook variables of those names, or "
+                f"pass them with `--args {bound[0]}=...`.",
+                "UsageError",
+            )
+        return bound
+
+    # -- %%model and %%guide ---------------------------------------------------------------
+
+    @cell_magic
+    def model(self, line: str, cell: str) -> Any:
+        """``%%model NAME(ARGS)``: the cell body is the model's body (or a cell with a ``def``)."""
+        return self._define("model", line, cell)
+
+    @cell_magic
+    def guide(self, line: str, cell: str) -> Any:
+        """``%%guide NAME(ARGS)``: the same for a guide."""
+        return self._define("guide", line, cell)
+
+    def _define(self, kind: str, line: str, cell: str) -> Any:
+        try:
+            header = model_cells.parse_header(line)
+            if header.name is None:
+                fn = model_cells.function_from_cell(cell, self.namespace)
+            else:
+                fn = model_cells.function_from_body(header, cell, self.namespace)
+        except model_cells.CellError as error:
+            raise MagicError(str(error), "SyntaxError") from error
+        entry, changed = self.session.register(kind, fn)
+        if not changed:
+            return None  # the same body again: nothing to do
+        bound = bind_arguments(fn, self.namespace, {})
+        if isinstance(bound, list):
+            print(
+                f"{kind} '{entry.name}' defined (version {entry.version}); it will run once "
+                f"{', '.join(bound)} {'is' if len(bound) == 1 else 'are'} defined."
+            )
+            return None
+        if kind == "model":
+            with engine_errors():
+                model_trace = trace_handler(fn).get_trace(*bound[0], **bound[1])
+                model_trace.compute_log_prob()
+            display(TraceInspector.from_trace(model_trace, title=f"model {entry.name}"))
+        return None
+
+    # -- %svi -------------------------------------------------------------------------------
+
+    @line_magic
+    def svi(self, line: str) -> Any:
+        """``%svi MODEL [flags]`` starts (or continues) a run; ``%svi step [N]``; ``%svi reset``."""
+        options = parse_svi(line)
+        if options.command == "reset":
+            self._reset_latest_run()
+            return None
+        if options.command == "step":
+            run = self.session.latest()
+            with engine_errors():
+                run.step(options.steps)
+            return run
+        model = self.session.model(options.model)
+        args, kwargs = self._bound(model.fn, options.args)
+        name = options.name or options.model
+        settings = {
+            key: getattr(options, key) for key in ("guide", "lr", "optim", "elbo", "particles")
+        }
+        run = self.session.runs.get(name)
+        if (
+            run is None
+            or run.stale
+            or run.settings != settings
+            or run.model_entry is not model
+            or (run.args, run.kwargs) != (args, kwargs)
+        ):
+            with engine_errors():
+                run = self._new_run(name, model, options, settings, args, kwargs)
+            self.session.add_run(run)
+        display(run.monitor)
+        with engine_errors():
+            run.step(options.steps)
+        return run
+
+    def _new_run(self, name: str, model: Registered, options, settings, args, kwargs) -> SviRun:
+        if options.elbo == "enum":
+            raise MagicError(
+                "--elbo enum needs TraceEnum_ELBO (discrete enumeration), which the engine does "
+                "not have yet. Use --elbo trace.",
+                "UsageError",
+            )
+        known_params = set(engine.get_param_store().keys())
+        guide_entry = None
+        if options.guide in _AUTOGUIDES:
+            guide = _AUTOGUIDES[options.guide](model.fn)
+            guide.setup(*args, **kwargs)
+        else:
+            guide_entry = self.session.guide(options.guide)
+            guide = guide_entry.fn
+        optim = _OPTIMIZERS[options.optim]({"lr": options.lr})
+        loss = _ELBOS[options.elbo](num_particles=options.particles)
+        return SviRun(
+            name, model, guide, guide_entry, optim, loss, args, kwargs, settings, known_params
+        )
+
+    def _reset_latest_run(self) -> None:
+        run = self.session.latest()
+        del self.session.runs[run.name]
+        self.session.latest_run = next(reversed(self.session.runs), None)
+        print(f"SVI run '{run.name}' discarded.")
+
+    # -- %mcmc -------------------------------------------------------------------------------
+
+    @line_magic
+    def mcmc(self, line: str) -> MCMC:
+        """``%mcmc MODEL [--kernel nuts|hmc] [--samples N] [--warmup N] [--chains K]``."""
+        options = parse_mcmc(line)
+        model = self.session.model(options.model)
+        args, kwargs = self._bound(model.fn, options.args)
+        kernel = (NUTS if options.kernel == "nuts" else HMC)(model.fn)
+        warmup = options.samples if options.warmup is None else options.warmup
+        mcmc = MCMC(kernel, options.samples, warmup, num_chains=options.chains)
+        with engine_errors():
+            mcmc.run(*args, **kwargs)
+        return mcmc
+
+    # -- %trace and %ppl ---------------------------------------------------------------------
+
+    @line_magic
+    def trace(self, line: str) -> TraceInspector:
+        """``%trace MODEL [--guide G]``: the inspector of one run of the model (replayed on one
+        draw of the guide when given)."""
+        options = parse_trace(line)
+        model = self.session.model(options.model)
+        args, kwargs = self._bound(model.fn, options.args)
+        with engine_errors():
+            if options.guide is None:
+                model_trace = trace_handler(model.fn).get_trace(*args, **kwargs)
+            else:
+                guide = self._guide_for(options.guide, model)
+                _, model_trace = guide_and_model_traces(model.fn, guide, args, kwargs)
+            model_trace.compute_log_prob()
+        return TraceInspector.from_trace(model_trace, title=f"trace of {model.name}")
+
+    def _guide_for(self, name: str, model: Registered) -> Callable:
+        if name in _AUTOGUIDES:
+            return _AUTOGUIDES[name](model.fn)
+        return self.session.guide(name).fn
+
+    @line_magic
+    def ppl(self, line: str) -> None:
+        """``%ppl``: the models, guides and runs; ``%ppl reset``: forget them all, and the
+        param store."""
+        command = line.strip()
+        if command == "reset":
+            self.session.reset()
+            engine.clear_param_store()
+            print("pplkernel session reset: no models, guides or runs; param store cleared.")
+            return
+        if command:
+            raise MagicError(f"%ppl takes nothing or `reset`, got '{command}'.", "UsageError")
+        print(self.describe())
+
+    def describe(self) -> str:
+        """The session as text: models, guides, runs."""
+        lines = []
+        for title, table in (("models", self.session.models), ("guides", self.session.guides)):
+            names = [f"{e.name} (v{e.version})" for e in table.values()]
+            lines.append(f"{title}: {', '.join(names) or 'none'}")
+        runs = [repr(run) for run in self.session.runs.values()]
+        lines.append("runs: " + (", ".join(runs) or "none"))
+        return "\n".join(lines)
+
+
+def inject_names(namespace: dict[str, Any]) -> list[str]:
+    """Put ``ppl``, ``dist``, ``constraints`` and ``torch`` into the notebook where those names
+    are free; returns the names added."""
+    import engine.distributions as dist
+    from engine.distributions import constraints
+
+    added = []
+    for name, value in (
+        ("ppl", engine),
+        ("dist", dist),
+        ("constraints", constraints),
+        ("torch", torch),
+    ):
+        if name not in namespace:
+            namespace[name] = value
+            added.append(name)
+    return added
+
+
+__all__ = ["PPLMagics", "engine_errors", "inject_names"]

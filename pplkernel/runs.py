@@ -1,0 +1,113 @@
+"""What ``%svi`` returns: one SVI run bound to its model, guide and arguments.
+
+``run = %svi coin --steps 200`` gives an :class:`SviRun`: ``run.losses``, ``run.guide``,
+``run.step(n)``, ``run.predictive()``. It keeps the model and guide functions it was built on,
+so redefining the model cell does not change a run under way: the run is marked stale instead.
+
+>>> import torch, engine, engine.distributions as dist
+>>> from engine.infer import Trace_ELBO
+>>> from engine.infer.autoguide import AutoNormal
+>>> from engine.optim import Adam
+>>> from pplkernel.session import Registered
+>>> def coin(flips):
+...     p = engine.sample("p", dist.Beta(2.0, 2.0))
+...     with engine.plate("n", len(flips)):
+...         engine.sample("obs", dist.Bernoulli(p), obs=flips)
+>>> model = Registered("model", "coin", coin, "digest")
+>>> run = SviRun("coin", model, AutoNormal(coin), None, Adam({"lr": 0.05}), Trace_ELBO(),
+...              (), {"flips": torch.ones(5)})
+>>> len(run.step(3).losses)
+3
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from typing import Any
+
+from engine.infer import SVI, Predictive
+from engine.infer.elbo import ELBO
+from engine.params import get_param_store
+from pplkernel.session import Registered
+from widgets.svi_monitor import SviMonitor
+
+
+class SviRun:
+    """An SVI run started by ``%svi``; continue it with :meth:`step` or ``%svi step N``."""
+
+    def __init__(
+        self,
+        name: str,
+        model: Registered,
+        guide: Any,
+        guide_entry: Registered | None,
+        optim: Any,
+        loss: ELBO,
+        args: tuple,
+        kwargs: dict[str, Any],
+        settings: dict[str, Any] | None = None,
+        known_params: set[str] | None = None,
+    ):
+        self.name = name
+        self.model_entry = model
+        self.guide_entry = guide_entry
+        self.guide = guide
+        self.args, self.kwargs = args, kwargs
+        self.settings = dict(settings or {})
+        self.svi = SVI(model.fn, guide, optim, loss)
+        self.stale: str | None = None
+        # What Reset goes back to: the param store without this run's params (they are
+        # re-created from their init values on the next step) and a fresh optimizer.
+        self._known_params = set(get_param_store().keys()) if known_params is None else known_params
+        self._fresh_optim = copy.deepcopy(optim)
+        self.monitor = SviMonitor(
+            self.svi, args, kwargs, title=f"SVI run '{name}'", on_reset=self.reset
+        )
+
+    @property
+    def model(self) -> Any:
+        return self.model_entry.fn
+
+    @property
+    def losses(self) -> list[float]:
+        """Every step's loss (negative ELBO), in order."""
+        return self.svi.losses
+
+    @property
+    def step_count(self) -> int:
+        return self.svi.step_count
+
+    def step(self, num_steps: int = 1) -> SviRun:
+        """Take ``num_steps`` more SVI steps, shown live on :attr:`monitor` (a KeyboardInterrupt
+        stops between steps and keeps the steps taken)."""
+        with contextlib.suppress(KeyboardInterrupt):  # the stop button: keep what was done
+            self.monitor.step(num_steps)
+        return self
+
+    def reset(self) -> None:
+        """Back to the start: this run's params re-initialised, a fresh optimizer, no steps."""
+        store = get_param_store()
+        for name in set(store.keys()) - self._known_params:
+            del store[name]
+        self.svi.optim = copy.deepcopy(self._fresh_optim)
+        self.svi.losses.clear()
+        self.svi.step_count = 0
+
+    def predictive(self, num_samples: int = 100, **kwargs: Any) -> dict[str, Any]:
+        """Posterior predictive draws of every site, from the fitted guide."""
+        predictive = Predictive(self.model, guide=self.guide, num_samples=num_samples, **kwargs)
+        return predictive(*self.args, **self.kwargs)
+
+    def mark_stale_if_built_on(self, entry: Registered) -> None:
+        for own in (self.model_entry, self.guide_entry):
+            if own is entry:
+                self.stale = (
+                    f"{entry.kind} '{entry.name}' was redefined after this run started; the run "
+                    f"still uses version {entry.version}. Start a new one with `%svi`."
+                )
+
+    def __repr__(self) -> str:
+        last = f", last loss {self.losses[-1]:.4g}" if self.losses else ""
+        stale = " (stale)" if self.stale else ""
+        return f"<SviRun '{self.name}'{stale}: {self.step_count} steps{last}>"

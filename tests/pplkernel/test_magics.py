@@ -1,0 +1,248 @@
+"""The magics driven through IPython's InteractiveShell, the way a notebook cell runs them."""
+
+import pytest
+import torch
+from IPython.core.interactiveshell import InteractiveShell
+
+import engine
+from engine.infer import MCMC
+from pplkernel.runs import SviRun
+from widgets import TraceInspector
+
+COIN = """\
+%%model coin(flips)
+p = ppl.sample("p", dist.Beta(2.0, 2.0))
+with ppl.plate("flips", len(flips)):
+    ppl.sample("obs", dist.Bernoulli(p), obs=flips)
+"""
+
+
+@pytest.fixture
+def shell():
+    InteractiveShell.clear_instance()
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "pplkernel")
+    shell.user_ns["flips"] = torch.tensor([1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0])
+    displayed = []
+    shell.display_pub.publish = lambda data, metadata=None, **kwargs: displayed.append(data)
+    shell.displayed = displayed
+    yield shell
+    InteractiveShell.clear_instance()
+
+
+def run(shell, cell):
+    """Run a cell; return its result, raising the error it showed (if any)."""
+    result = shell.run_cell(cell)
+    if result.error_in_exec is not None:
+        raise result.error_in_exec
+    if result.error_before_exec is not None:
+        raise result.error_before_exec
+    return result.result
+
+
+def test_extension_injects_names_only_where_free(shell):
+    InteractiveShell.clear_instance()
+    fresh = InteractiveShell.instance()
+    fresh.user_ns["dist"] = "mine"
+    fresh.run_line_magic("load_ext", "pplkernel")
+    assert fresh.user_ns["ppl"] is engine and fresh.user_ns["dist"] == "mine"
+    assert fresh.user_ns["torch"] is torch
+
+
+def test_model_cell_defines_registers_and_inspects(shell):
+    run(shell, COIN)
+    assert callable(shell.user_ns["coin"])
+    html = shell.displayed[-1]["text/html"]
+    assert "obs" in html and "(8,)" in html and "flips" in html
+    # The same body again is a no-op: nothing new is shown.
+    shown = len(shell.displayed)
+    run(shell, COIN)
+    assert len(shell.displayed) == shown
+
+
+def test_plain_def_cell_form(shell):
+    run(shell, '%%model\ndef scale_model():\n    ppl.sample("s", dist.HalfNormal(1.0))\n')
+    assert "scale_model" in shell.user_ns
+    assert "HalfNormal" in shell.displayed[-1]["text/html"]
+
+
+def test_model_waits_for_its_arguments(shell, capsys):
+    run(shell, '%%model later(data)\nppl.sample("x", dist.Normal(0.0, 1.0), obs=data)\n')
+    assert "will run once data is defined" in capsys.readouterr().out
+
+
+def test_svi_with_autoguide_then_step_and_reset(shell):
+    run(shell, COIN)
+    run(shell, "run = %svi coin --steps 50 --lr 0.05")
+    first = shell.user_ns["run"]
+    assert isinstance(first, SviRun) and len(first.losses) == 50
+    again = run(shell, "%svi step 20")
+    assert again is first and len(first.losses) == 70
+    # The same command continues the same run.
+    assert run(shell, "%svi coin --steps 10 --lr 0.05") is first and len(first.losses) == 80
+    predictive = first.predictive(num_samples=7)
+    assert predictive["obs"].shape == (7, 8)
+    run(shell, "%svi reset")
+    with pytest.raises(Exception, match="no SVI run yet"):
+        run(shell, "%svi step")
+
+
+def test_svi_with_a_custom_guide_learns_the_posterior(shell):
+    run(shell, COIN)
+    run(
+        shell,
+        "%%guide coin_guide(flips)\n"
+        'a = ppl.param("a", torch.tensor(2.0), constraint=constraints.positive)\n'
+        'b = ppl.param("b", torch.tensor(2.0), constraint=constraints.positive)\n'
+        'ppl.sample("p", dist.Beta(a, b))\n',
+    )
+    engine.set_rng_seed(0)
+    run(shell, "%svi coin --guide coin_guide --steps 800 --lr 0.05 --particles 4")
+    a, b = engine.param("a").item(), engine.param("b").item()
+    # Exact posterior: Beta(2 + 6, 2 + 2), mean 2/3. The fitted Beta's mean is close to it.
+    assert abs(a / (a + b) - 2 / 3) < 0.05
+
+
+def test_args_flag_binds_model_arguments(shell):
+    run(shell, COIN)
+    run_ = run(shell, "%svi coin --steps 5 --args flips=torch.ones(3)")
+    assert run_.kwargs["flips"].shape == (3,)
+
+
+def test_mcmc_magic_returns_the_mcmc_object(shell):
+    run(shell, COIN)
+    engine.set_rng_seed(1)
+    mcmc = run(shell, "%mcmc coin --samples 200 --warmup 100 --chains 2")
+    assert isinstance(mcmc, MCMC)
+    p = mcmc.get_samples(group_by_chain=True)["p"]
+    assert p.shape == (2, 200)
+    assert abs(p.mean().item() - 8 / 12) < 0.1
+
+
+def test_trace_magic_shows_the_inspector(shell):
+    run(shell, COIN)
+    inspector = run(shell, "%trace coin --guide auto_normal")
+    assert isinstance(inspector, TraceInspector)
+    rows = {row["site"]: row for row in inspector.sites}
+    assert rows["obs"]["observed"] and rows["obs"]["log_prob"] == "(8,)"
+    assert rows["p"]["log_prob_sum"] is not None
+
+
+def test_ppl_lists_and_resets(shell, capsys):
+    run(shell, COIN)
+    run(shell, "%svi coin --steps 3")
+    run(shell, "%ppl")
+    out = capsys.readouterr().out
+    assert "coin (v1)" in out and "SviRun 'coin'" in out
+    run(shell, "%ppl reset")
+    assert len(engine.get_param_store()) == 0
+    with pytest.raises(Exception, match="No model named 'coin'"):
+        run(shell, "%svi coin")
+
+
+def test_changed_model_marks_its_runs_stale(shell):
+    run(shell, COIN)
+    first = run(shell, "%svi coin --steps 2")
+    run(shell, COIN.replace("Beta(2.0, 2.0)", "Beta(1.0, 1.0)"))
+    assert first.stale and "redefined" in first.stale
+    second = run(shell, "%svi coin --steps 2")
+    assert second is not first and not second.stale
+
+
+# -- errors: a short message, and nothing lost ------------------------------------------------
+
+
+def error_of(shell, cell, capsys):
+    before = dict(engine.get_param_store().items())
+    result = shell.run_cell(cell)
+    shown = capsys.readouterr()
+    assert result.error_in_exec is not None or result.error_before_exec is not None
+    after = dict(engine.get_param_store().items())
+    assert before.keys() == after.keys()
+    return shown.out + shown.err
+
+
+@pytest.mark.parametrize(
+    "cell, expected",
+    [
+        ("%svi coin --steps -3", "must be a positive integer"),
+        ("%svi coin --optim rmsprop", "invalid choice: 'rmsprop'"),
+        ("%svi nope", "No model named 'nope'"),
+        ("%svi coin --guide missing_guide", "No guide named 'missing_guide'"),
+        ("%svi coin --elbo enum", "TraceEnum_ELBO"),
+        ("%svi coin --args flips", "NAME=EXPR"),
+        ("%mcmc coin --kernel gibbs", "invalid choice: 'gibbs'"),
+        ("%ppl what", "takes nothing or `reset`"),
+    ],
+)
+def test_bad_magic_lines_give_one_short_message(shell, capsys, cell, expected):
+    run(shell, COIN)
+    run(shell, "%svi coin --steps 2")
+    shown = error_of(shell, cell, capsys)
+    assert expected in shown
+    assert "Traceback" not in shown and "File " not in shown
+    assert len(engine.get_param_store()) > 0  # the earlier run's params are still there
+
+
+def test_shape_error_in_a_model_is_short_and_names_the_site(shell, capsys):
+    shown = error_of(
+        shell,
+        "%%model bad(flips)\n"
+        'p = ppl.sample("p", dist.Beta(2.0, 2.0))\n'
+        'with ppl.plate("flips", len(flips)):\n'
+        '    ppl.sample("obs", dist.Bernoulli(p), obs=flips.unsqueeze(-1))\n',
+        capsys,
+    )
+    assert shown.startswith("ShapeError: Observed site 'obs'")
+    assert "Traceback" not in shown
+
+
+def test_model_guide_mismatch_is_reported_by_site(shell, capsys):
+    run(shell, COIN)
+    run(shell, '%%guide empty_guide(flips)\nppl.param("unused", torch.tensor(0.0))\n')
+    shown = error_of(shell, "%svi coin --guide empty_guide --steps 1", capsys)
+    assert "ModelGuideMismatchError" in shown and "'p'" in shown
+
+
+def test_nan_during_svi_is_short_and_keeps_the_run(shell, capsys):
+    run(shell, COIN)
+    run(
+        shell,
+        "%%guide nan_guide(flips)\n"
+        'a = ppl.param("a", torch.tensor(2.0))\n'
+        'ppl.sample("p", dist.Beta(a * float("nan"), 2.0))\n',
+    )
+    engine.enable_validation(False)
+    try:
+        shown = error_of(shell, "%svi coin --guide nan_guide --steps 1", capsys)
+    finally:
+        engine.enable_validation(True)
+    assert "NonFiniteError" in shown and "No parameter was changed" in shown
+
+
+def test_syntax_error_in_a_model_cell(shell, capsys):
+    shown = error_of(shell, "%%model broken(x)\nreturn (x\n", capsys)
+    assert shown.startswith("SyntaxError: Syntax error at line")
+
+
+def test_keyboard_interrupt_during_svi_keeps_the_steps_taken(shell):
+    run(shell, COIN)
+    run_ = run(shell, "%svi coin --steps 3")
+    calls = {"n": 0}
+    original = run_.svi.step
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    run_.svi.step = interrupted
+    run(shell, "%svi step 100")
+    assert len(run_.losses) == 3 + 4
+
+
+def test_inspector_escapes_user_strings(shell):
+    run(shell, "%%model xss()\nppl.sample('<img src=x onerror=alert(1)>', dist.Normal(0.0, 1.0))\n")
+    html = shell.displayed[-1]["text/html"]
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html

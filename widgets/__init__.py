@@ -1,0 +1,8 @@
+"""Live views of engine objects for Jupyter (anywidget): the trace inspector, the SVI monitor and
+the MCMC monitor. Each is one Python class with one small ESM file, keeps what a saved notebook
+must show in traits, and has a static HTML fallback for frontends without widgets.
+"""
+
+from widgets.inspector import TraceInspector
+
+__all__ = ["TraceInspector"]

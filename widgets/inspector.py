@@ -1,0 +1,72 @@
+"""The trace inspector: every site of one model run with its distribution, shapes, plates and
+log-density, and the plates with their sites. ``%%model`` and ``%trace`` show it.
+
+The rows live in traits, so a saved notebook keeps them; frontends without widgets get the
+same table as escaped HTML.
+
+>>> import torch, engine, engine.distributions as dist
+>>> from engine import poutine
+>>> def model():
+...     with engine.plate("data", 3):
+...         engine.sample("x", dist.Normal(0.0, 1.0), obs=torch.zeros(3))
+>>> inspector = TraceInspector.from_trace(poutine.trace(model).get_trace(), title="model")
+>>> inspector.sites[0]["site"], inspector.plates[0]["size"]
+('x', 3)
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import anywidget
+import traitlets
+
+from engine.poutine.shape_table import COLUMNS, plate_rows, site_rows
+from widgets.html import escape, table
+
+_HEADER = [*COLUMNS, "log_prob sum"]
+
+
+class TraceInspector(anywidget.AnyWidget):
+    """A table of a trace's sites and a list of its plates (see the module docstring)."""
+
+    _esm = pathlib.Path(__file__).with_name("inspector.js")
+    title = traitlets.Unicode("").tag(sync=True)
+    sites = traitlets.List().tag(sync=True)
+    plates = traitlets.List().tag(sync=True)
+
+    @classmethod
+    def from_trace(cls, trace: Any, title: str = "") -> TraceInspector:
+        """Inspect ``trace`` (log-densities are shown where the trace computed them)."""
+        return cls(title=title, sites=site_rows(trace), plates=plate_rows(trace))
+
+    def _rows(self) -> list[list[object]]:
+        rows = []
+        for site in self.sites:
+            total = site.get("log_prob_sum")
+            rows.append(
+                [site[column] for column in COLUMNS] + ["" if total is None else f"{total:.4g}"]
+            )
+        return rows
+
+    def to_html(self) -> str:
+        """The inspector as static, escaped HTML."""
+        plates = ", ".join(
+            f"{escape(p['name'])} (size {p['size']}, dim {p['dim']}): "
+            + escape(", ".join(p["sites"]))
+            for p in self.plates
+        )
+        parts = [f"<div class='ppl-inspector'><b>{escape(self.title or 'Trace')}</b>"]
+        parts.append(table(_HEADER, self._rows()))
+        if plates:
+            parts.append(f"<div>plates: {plates}</div>")
+        parts.append("</div>")
+        return "".join(parts)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict, dict] | dict:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+        data = dict(data or {})
+        data["text/html"] = self.to_html()
+        return data, metadata

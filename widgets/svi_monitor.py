@@ -1,0 +1,253 @@
+"""The SVI monitor: a live ELBO curve, parameter traces, and Step / Run / Pause / Reset buttons.
+
+It listens to an :class:`~engine.infer.SVI`'s progress events. New points go to the browser as
+small batched messages (at most ``max_rate`` a second); the whole history is written into the
+traits when a stretch of steps ends (:meth:`SviMonitor.sync`), so a saved notebook shows the
+final curve. The buttons work while the kernel is idle: Run steps in a background thread until
+Pause. Steps whose loss or gradient is not finite are marked with the message that names the
+site.
+
+>>> import torch, engine, engine.distributions as dist
+>>> from engine.infer import SVI, Trace_ELBO
+>>> from engine.optim import Adam
+>>> def model():
+...     engine.sample("x", dist.Normal(0.0, 1.0), obs=torch.tensor(1.0))
+...     engine.param("m", torch.tensor(0.0))
+>>> svi = SVI(model, lambda: None, Adam({"lr": 0.1}), Trace_ELBO())
+>>> monitor = SviMonitor(svi, title="demo")
+>>> monitor.step(3)
+>>> monitor.steps, len(monitor.losses), monitor.status
+([1, 2, 3], 3, 'idle')
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import pathlib
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import anywidget
+import torch
+import traitlets
+
+from engine.infer import SVI, NonFiniteError
+from engine.infer.progress import ProgressEvent
+from engine.params import get_param_store
+from widgets.html import escape
+from widgets.throttle import Throttle
+
+# Parameters shown as traces: at most this many, each summarised by its mean when larger than
+# a handful of numbers.
+_MAX_TRACED_PARAMS = 8
+_MAX_ELEMENTS = 4
+
+
+def _param_summary(value: torch.Tensor) -> dict[str, float]:
+    flat = value.detach().reshape(-1)
+    if flat.numel() <= _MAX_ELEMENTS:
+        return {str(i): float(x) for i, x in enumerate(flat.tolist())}
+    return {"mean": float(flat.float().mean())}
+
+
+class SviMonitor(anywidget.AnyWidget):
+    """Live view and controls of one SVI run (see the module docstring).
+
+    ``args``/``kwargs`` are the model arguments each step uses; ``on_reset`` (optional) puts
+    the run back to its start when Reset is clicked; ``param_source`` returns the current
+    parameters ``{name: tensor}`` to trace.
+    """
+
+    _esm = pathlib.Path(__file__).with_name("svi_monitor.js")
+    title = traitlets.Unicode("").tag(sync=True)
+    steps = traitlets.List(traitlets.Int()).tag(sync=True)
+    losses = traitlets.List(traitlets.Float()).tag(sync=True)
+    params = traitlets.Dict().tag(sync=True)  # name -> {element: [values]}
+    param_steps = traitlets.List(traitlets.Int()).tag(sync=True)
+    nonfinite = traitlets.List().tag(sync=True)  # [{"step", "message"}]
+    status = traitlets.Unicode("idle").tag(sync=True)
+    log_scale = traitlets.Bool(True).tag(sync=True)
+    smoothing = traitlets.Float(0.0).tag(sync=True)
+
+    def __init__(
+        self,
+        svi: SVI,
+        args: tuple = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        title: str = "",
+        on_reset: Callable[[], None] | None = None,
+        param_source: Callable[[], dict[str, torch.Tensor]] | None = None,
+        max_rate: float = 20.0,
+    ):
+        super().__init__(title=title)
+        self.svi = svi
+        self.args, self.kwargs = tuple(args), dict(kwargs or {})
+        self._on_reset = on_reset
+        self._param_source = param_source or _store_params
+        self._history: dict[str, list] = {"steps": [], "losses": []}
+        self._param_history: dict[str, dict[str, list[float]]] = {}
+        self._param_steps: list[int] = []
+        self._throttle = Throttle(self._send_points, interval_s=1.0 / max_rate)
+        self._pause = threading.Event()
+        self._runner: threading.Thread | None = None
+        self._unsubscribe = svi.progress.subscribe(self._on_event)
+        self.on_msg(self._on_command)
+
+    # -- listening ---------------------------------------------------------------------------
+
+    def _on_event(self, event: ProgressEvent) -> None:
+        self._throttle.add((event.step, float(event.loss), bool(event.info.get("skipped"))))
+
+    def _send_points(self, batch: list[tuple[int, float, bool]]) -> None:
+        steps = [step for step, _, _ in batch]
+        losses = [loss if math.isfinite(loss) else None for _, loss, _ in batch]
+        self._history["steps"].extend(steps)
+        self._history["losses"].extend(loss if loss is not None else math.nan for loss in losses)
+        skipped = [step for step, _, was_skipped in batch if was_skipped]
+        for step in skipped:
+            self._mark(step, "non-finite loss or gradient: step skipped")
+        current = self._record_params(steps[-1])
+        self.send({"type": "append", "steps": steps, "losses": losses, "params": current})
+
+    def _record_params(self, step: int) -> dict[str, dict[str, float]]:
+        current = {}
+        for name, value in list(self._param_source().items())[:_MAX_TRACED_PARAMS]:
+            summary = _param_summary(value)
+            current[name] = summary
+            traces = self._param_history.setdefault(name, {})
+            for element, number in summary.items():
+                traces.setdefault(element, []).append(number)
+        self._param_steps.append(step)
+        return current
+
+    def _mark(self, step: int, message: str) -> None:
+        self.nonfinite = [*self.nonfinite, {"step": step, "message": message}]
+
+    def sync(self) -> None:
+        """Send pending points and write the whole history into the traits (what a saved
+        notebook keeps)."""
+        self._throttle.flush()
+        finite = [x if math.isfinite(x) else 0.0 for x in self._history["losses"]]
+        with self.hold_sync():
+            self.steps = list(self._history["steps"])
+            self.losses = finite
+            self.params = {name: dict(traces) for name, traces in self._param_history.items()}
+            self.param_steps = list(self._param_steps)
+
+    # -- driving the run ---------------------------------------------------------------------
+
+    def step(self, num_steps: int = 1) -> None:
+        """Take ``num_steps`` steps here and now (the Step button takes one)."""
+        try:
+            for _ in range(num_steps):
+                self.svi.step(*self.args, **self.kwargs)
+        except NonFiniteError as error:
+            self._mark(self.svi.step_count + 1, str(error))
+            raise
+        finally:
+            self.sync()
+
+    def run(self) -> None:
+        """Step in a background thread until :meth:`pause` (the Run button)."""
+        if self._runner is not None and self._runner.is_alive():
+            return
+        self._pause.clear()
+        self.status = "running"
+        self._runner = threading.Thread(target=self._run_until_paused, daemon=True)
+        self._runner.start()
+
+    def _run_until_paused(self) -> None:
+        try:
+            while not self._pause.is_set():
+                self.svi.step(*self.args, **self.kwargs)
+        except NonFiniteError as error:
+            self._mark(self.svi.step_count + 1, str(error))
+        except Exception as error:  # shown on the widget; the run stays as it was
+            self._mark(self.svi.step_count + 1, f"{type(error).__name__}: {error}")
+        finally:
+            self.sync()
+            self.status = "paused" if self._pause.is_set() else "stopped"
+
+    def pause(self, timeout: float | None = 10.0) -> None:
+        """Stop a background run after its current step."""
+        self._pause.set()
+        if self._runner is not None:
+            self._runner.join(timeout)
+
+    def reset(self) -> None:
+        """Pause, put the run back to its start (``on_reset``) and clear the history."""
+        self.pause()
+        if self._on_reset is not None:
+            self._on_reset()
+        self._history = {"steps": [], "losses": []}
+        self._param_history, self._param_steps = {}, []
+        self.nonfinite = []
+        self.status = "idle"
+        self.sync()
+        self.send({"type": "reset"})
+
+    def _on_command(self, widget: Any, content: dict, buffers: Any) -> None:
+        if content.get("type") != "command":
+            return
+        command = content.get("command")
+        if command == "step":
+            with contextlib.suppress(NonFiniteError):  # marked on the widget already
+                self.step(1)
+        elif command == "run":
+            self.run()
+        elif command == "pause":
+            self.pause()
+        elif command == "reset":
+            self.reset()
+
+    def close(self) -> None:
+        self.pause()
+        self._unsubscribe()
+        super().close()
+
+    # -- static view -------------------------------------------------------------------------
+
+    def to_html(self) -> str:
+        """A static summary with the loss curve as an inline SVG (for frontends without
+        widgets and for saved notebooks)."""
+        losses = [x for x in self._history["losses"] if math.isfinite(x)] or list(self.losses)
+        summary = f"{len(self._history['steps']) or len(self.steps)} steps"
+        if losses:
+            summary += f", last loss {losses[-1]:.6g}, lowest {min(losses):.6g}"
+        marks = "".join(
+            f"<li>step {int(mark['step'])}: {escape(mark['message'])}</li>"
+            for mark in self.nonfinite
+        )
+        return (
+            f"<div class='ppl-svi'><b>{escape(self.title or 'SVI')}</b>: {escape(summary)}"
+            f"{_sparkline(losses)}{'<ul>' + marks + '</ul>' if marks else ''}</div>"
+        )
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict, dict] | dict:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+        data = dict(data or {})
+        data["text/html"] = self.to_html()
+        return data, metadata
+
+
+def _store_params() -> dict[str, torch.Tensor]:
+    return dict(get_param_store().items())
+
+
+def _sparkline(values: list[float], width: int = 320, height: int = 80) -> str:
+    if len(values) < 2:
+        return ""
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    points = " ".join(
+        f"{width * i / (len(values) - 1):.1f},{height - height * (v - low) / span:.1f}"
+        for i, v in enumerate(values)
+    )
+    return (
+        f"<svg width='{width}' height='{height}' role='img' aria-label='loss'>"
+        f"<polyline fill='none' stroke='steelblue' points='{points}'/></svg>"
+    )
