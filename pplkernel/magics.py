@@ -34,7 +34,7 @@ from pplkernel import model_cells
 from pplkernel.magic_args import evaluate_args, parse_mcmc, parse_svi, parse_trace
 from pplkernel.runs import SviRun
 from pplkernel.session import MagicError, Registered, Session, bind_arguments
-from widgets import TraceInspector
+from widgets import McmcMonitor, TraceInspector
 
 _AUTOGUIDES = {
     "auto_normal": autoguides.AutoNormal,
@@ -189,15 +189,19 @@ class PPLMagics(Magics):
 
     @line_magic
     def mcmc(self, line: str) -> MCMC:
-        """``%mcmc MODEL [--kernel nuts|hmc] [--samples N] [--warmup N] [--chains K]``."""
+        """``%mcmc MODEL [--kernel nuts|hmc] [--samples N] [--warmup N] [--chains K]``: starts
+        the run with its live monitor and returns the MCMC object at once; its results wait
+        for the run to end."""
         options = parse_mcmc(line)
         model = self.session.model(options.model)
         args, kwargs = self._bound(model.fn, options.args)
         kernel = (NUTS if options.kernel == "nuts" else HMC)(model.fn)
         warmup = options.samples if options.warmup is None else options.warmup
         mcmc = MCMC(kernel, options.samples, warmup, num_chains=options.chains)
-        with engine_errors():
-            mcmc.run(*args, **kwargs)
+        display(McmcMonitor(mcmc, title=f"MCMC {model.name}"))
+        # In a thread, so the notebook stays free and the monitor's Stop button reaches the
+        # run; get_samples(), summary() and the rest wait for it to end.
+        mcmc.run_in_background(*args, **kwargs)
         return mcmc
 
     # -- %trace and %ppl ---------------------------------------------------------------------

@@ -4,5 +4,7 @@ must show in traits, and has a static HTML fallback for frontends without widget
 """
 
 from widgets.inspector import TraceInspector
+from widgets.mcmc_monitor import McmcMonitor
+from widgets.svi_monitor import SviMonitor
 
-__all__ = ["TraceInspector"]
+__all__ = ["McmcMonitor", "SviMonitor", "TraceInspector"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 
 def escape(value: object) -> str:
@@ -27,3 +28,18 @@ def table(
         f'<table class="{escape(css_class)}"><thead><tr>{head}</tr></thead>'
         f"<tbody>{body}</tbody></table>"
     )
+
+
+class HtmlFallback:
+    """Mixin for widgets: add ``text/html`` from ``self.to_html()`` to the widget's MIME bundle,
+    for frontends (and saved notebooks) that cannot render the widget."""
+
+    def to_html(self) -> str:
+        raise NotImplementedError
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict, dict]:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+        data = dict(data or {})
+        data["text/html"] = self.to_html()
+        return data, metadata

@@ -23,12 +23,12 @@ import anywidget
 import traitlets
 
 from engine.poutine.shape_table import COLUMNS, plate_rows, site_rows
-from widgets.html import escape, table
+from widgets.html import HtmlFallback, escape, table
 
 _HEADER = [*COLUMNS, "log_prob sum"]
 
 
-class TraceInspector(anywidget.AnyWidget):
+class TraceInspector(HtmlFallback, anywidget.AnyWidget):
     """A table of a trace's sites and a list of its plates (see the module docstring)."""
 
     _esm = pathlib.Path(__file__).with_name("inspector.js")
@@ -63,10 +63,3 @@ class TraceInspector(anywidget.AnyWidget):
             parts.append(f"<div>plates: {plates}</div>")
         parts.append("</div>")
         return "".join(parts)
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict, dict] | dict:
-        bundle = super()._repr_mimebundle_(**kwargs)
-        data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
-        data = dict(data or {})
-        data["text/html"] = self.to_html()
-        return data, metadata

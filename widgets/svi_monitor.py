@@ -36,7 +36,7 @@ import traitlets
 from engine.infer import SVI, NonFiniteError
 from engine.infer.progress import ProgressEvent
 from engine.params import get_param_store
-from widgets.html import escape
+from widgets.html import HtmlFallback, escape
 from widgets.throttle import Throttle
 
 # Parameters shown as traces: at most this many, each summarised by its mean when larger than
@@ -52,7 +52,7 @@ def _param_summary(value: torch.Tensor) -> dict[str, float]:
     return {"mean": float(flat.float().mean())}
 
 
-class SviMonitor(anywidget.AnyWidget):
+class SviMonitor(HtmlFallback, anywidget.AnyWidget):
     """Live view and controls of one SVI run (see the module docstring).
 
     ``args``/``kwargs`` are the model arguments each step uses; ``on_reset`` (optional) puts
@@ -225,13 +225,6 @@ class SviMonitor(anywidget.AnyWidget):
             f"<div class='ppl-svi'><b>{escape(self.title or 'SVI')}</b>: {escape(summary)}"
             f"{_sparkline(losses)}{'<ul>' + marks + '</ul>' if marks else ''}</div>"
         )
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict, dict] | dict:
-        bundle = super()._repr_mimebundle_(**kwargs)
-        data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
-        data = dict(data or {})
-        data["text/html"] = self.to_html()
-        return data, metadata
 
 
 def _store_params() -> dict[str, torch.Tensor]:

@@ -221,9 +221,10 @@ def test_progress_events_report_every_chain():
     mcmc = MCMC(NUTS(conjugate_model), num_samples=15, warmup_steps=10, num_chains=2)
     mcmc.progress.subscribe(events.append)
     mcmc.run(DATA)
-    assert [event.step for event in events] == list(range(1, 26))
-    assert [event.info["phase"] for event in events] == ["warmup"] * 10 + ["sample"] * 15
-    chains = events[-1].info["chains"]
+    assert [event.step for event in events[:-1]] == list(range(1, 26))
+    phases = ["warmup"] * 10 + ["sample"] * 15 + ["done"]
+    assert [event.info["phase"] for event in events] == phases
+    chains = events[-2].info["chains"]
     assert set(chains) >= {"step_size", "tree_depth", "divergences", "accept_prob"}
     assert all(len(values) == 2 for values in chains.values())
 
@@ -322,8 +323,8 @@ def test_progress_events_carry_current_values_when_asked():
     mcmc = MCMC(NUTS(conjugate_model), num_samples=3, warmup_steps=2, num_chains=2)
     mcmc.progress.subscribe(events.append, wants_params=True)
     mcmc.run(DATA)
-    assert events[-1].params["mu"].shape == (2,)
-    assert len(events[-1].info["chains"]["lp"]) == 2
+    assert events[-2].params["mu"].shape == (2,)
+    assert len(events[-2].info["chains"]["lp"]) == 2
 
 
 def test_initial_params_with_no_finite_density_name_the_site():

@@ -1,5 +1,7 @@
 """The magics driven through IPython's InteractiveShell, the way a notebook cell runs them."""
 
+import time
+
 import pytest
 import torch
 from IPython.core.interactiveshell import InteractiveShell
@@ -246,3 +248,19 @@ def test_inspector_escapes_user_strings(shell):
     run(shell, "%%model xss()\nppl.sample('<img src=x onerror=alert(1)>', dist.Normal(0.0, 1.0))\n")
     html = shell.displayed[-1]["text/html"]
     assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_mcmc_runs_in_the_background_and_can_be_stopped(shell):
+    run(shell, COIN)
+    mcmc = run(shell, "%mcmc coin --samples 100000 --warmup 10 --chains 2")
+    assert "application/vnd.jupyter.widget-view+json" in shell.displayed[-1]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        draws = mcmc.draws_so_far()
+        if draws is not None and draws.shape[1] >= 5:
+            break
+        time.sleep(0.02)
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        mcmc.request_stop()
+        samples = mcmc.get_samples(group_by_chain=True)["p"]
+    assert mcmc.interrupted and 5 <= samples.shape[1] < 100000

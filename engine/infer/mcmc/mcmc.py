@@ -3,8 +3,9 @@
 Every chain runs in this one process, batched along a leading dim of each tensor (never one
 process per chain: multiprocessing hangs in notebooks). Each iteration is reported through
 ``mcmc.progress`` (see :mod:`engine.infer.progress`) with per-chain phase, step size, tree depth,
-divergences and acceptance. A KeyboardInterrupt (the notebook's stop button) ends the run cleanly
-between iterations: the draws made so far are kept, and ``mcmc.interrupted`` is set.
+divergences and acceptance, and a last event says how the run ended (phase ``"done"``,
+``"stopped"`` or ``"failed"``). A KeyboardInterrupt (the notebook's stop button) ends the run
+cleanly between iterations: the draws made so far are kept, and ``mcmc.interrupted`` is set.
 
 >>> import torch, engine, engine.distributions as dist
 >>> from engine.infer.mcmc import NUTS
@@ -20,6 +21,7 @@ between iterations: the draws made so far are kept, and ``mcmc.interrupted`` is 
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 from typing import Any
@@ -87,6 +89,10 @@ class MCMC:
         self.progress = Progress()
         self.interrupted = False
         self._draws: torch.Tensor | None = None
+        self._stop = threading.Event()
+        self._live: tuple[torch.Tensor, int] | None = None
+        self._background: threading.Thread | None = None
+        self._background_error: BaseException | None = None
         self._stats: dict[str, torch.Tensor] = {}
         self._samples: dict[str, torch.Tensor] | None = None
 
@@ -104,20 +110,26 @@ class MCMC:
         divergences = torch.zeros(chains, dtype=torch.long, device=kernel.z.device)
         leapfrog_steps = torch.zeros_like(divergences)
         kept = 0
+        ended = "failed"  # what the final progress event says, unless the loop gets further
         self.interrupted = False
+        self._stop.clear()
         started = time.perf_counter()
         try:
             for iteration in range(self.warmup_steps + self.num_samples):
+                if self._stop.is_set():
+                    raise KeyboardInterrupt  # request_stop(): end as the stop button does
                 warmup = iteration < self.warmup_steps
                 step_stats = kernel.sample(iteration, warmup)
-                divergences = divergences + step_stats["diverging"].long()
                 leapfrog_steps = leapfrog_steps + step_stats["num_steps"]
+                if not warmup:  # warm-up divergences are expected while the step size settles
+                    divergences = divergences + step_stats["diverging"].long()
                 if not warmup:
                     draws[:, kept] = kernel.z
                     for name in _STAT_NAMES:
                         if name in step_stats:
                             stats[name].append(step_stats[name])
                     kept += 1
+                    self._live = (draws, kept)
                 if self.hook_fn is not None:
                     # Pyro's hook: the current unconstrained values, the stage, and the
                     # iteration counted within that stage.
@@ -126,7 +138,9 @@ class MCMC:
                     self.hook_fn(kernel, params, "Warmup" if warmup else "Sample", stage_iteration)
                 if self.progress.active:
                     self._report(iteration, warmup, step_stats, divergences, started)
+            ended = "done"
         except KeyboardInterrupt:
+            ended = "stopped"
             self.interrupted = True
             warnings.warn(
                 f"MCMC interrupted after {kept} of {self.num_samples} draws per chain; the "
@@ -144,6 +158,59 @@ class MCMC:
                 if values[:kept]
             }
             self._samples = None
+            if self.progress.active:
+                info = {"phase": ended, "kept": kept, "num_chains": chains}
+                self.progress.emit(ProgressEvent("mcmc", kept + self.warmup_steps, info=info))
+            self._live = None
+
+    def run_in_background(self, *args: Any, **kwargs: Any) -> None:
+        """:meth:`run` in a thread, so the caller (a notebook) stays free: a live view's Stop
+        button can then reach :meth:`request_stop`. The results (``get_samples`` and the rest)
+        wait for the run to end; an error in the run is raised there."""
+        if self._background is not None and self._background.is_alive():
+            raise RuntimeError("this MCMC is already running")
+
+        def target() -> None:
+            try:
+                self.run(*args, **kwargs)
+            except BaseException as error:  # handed to whoever asks for the results
+                self._background_error = error
+
+        self._background_error = None
+        self._draws = None
+        self._background = threading.Thread(target=target, daemon=True)
+        self._background.start()
+
+    @property
+    def running(self) -> bool:
+        """Whether a background run is still going."""
+        return self._background is not None and self._background.is_alive()
+
+    def wait(self) -> None:
+        """Wait for a background run to end (an interrupt while waiting stops the run, and the
+        draws so far are kept); raises what the run raised."""
+        if self._background is None:
+            return
+        try:
+            while self._background.is_alive():
+                self._background.join(0.1)
+        except KeyboardInterrupt:
+            self.request_stop()
+            self._background.join()
+        error, self._background_error = self._background_error, None
+        if error is not None:
+            raise error
+
+    def request_stop(self) -> None:
+        """Ask a run (in another thread) to stop after its current iteration; the draws so far
+        are kept, as with a KeyboardInterrupt."""
+        self._stop.set()
+
+    def draws_so_far(self) -> torch.Tensor | None:
+        """During a run, the unconstrained draws kept so far, ``(chains, draws, D)`` (a view:
+        copy what you keep); None between runs."""
+        live = self._live
+        return None if live is None else live[0][:, : live[1]]
 
     def _report(
         self,
@@ -272,5 +339,6 @@ class MCMC:
         return to_inference_data(posterior=self._site_samples(), sample_stats=self._stats)
 
     def _check_ran(self) -> None:
+        self.wait()
         if self._draws is None:
             raise RuntimeError("MCMC has no draws yet: call mcmc.run(*model_args) first")

@@ -258,6 +258,8 @@ class Potential(FlatLayout):
         """``method(points, batched)`` for every row of ``z``, the way ``batching`` says: one
         run under the chain plate, one run under ``torch.func.vmap``, or one run per row."""
         batching = self.batching if batching is None else batching
+        if batching == "vmap" and z.shape[0] == 1:
+            batching = "none"  # one point: the model as written, without vmap's overhead
         if batching == "plate":
             return method(z, True)
         if batching == "vmap":

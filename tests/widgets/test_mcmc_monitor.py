@@ -1,0 +1,74 @@
+"""The MCMC monitor's Python side: a row per chain, batched updates, final state in traits,
+running diagnostics, the Stop button, and the escaped HTML fallback."""
+
+import time
+
+import pytest
+import torch
+
+import engine
+import engine.distributions as dist
+from engine.infer import MCMC, NUTS
+from widgets.mcmc_monitor import McmcMonitor
+
+
+def model():
+    engine.sample("mu", dist.Normal(1.0, 2.0))
+    engine.sample("scale", dist.HalfNormal(torch.ones(2)).to_event(1))
+
+
+def watched(num_samples, chains=3, max_rate=1e9):
+    mcmc = MCMC(NUTS(model), num_samples=num_samples, warmup_steps=30, num_chains=chains)
+    monitor = McmcMonitor(mcmc, title="<b>demo</b>", max_rate=max_rate)
+    monitor.sent = []
+    monitor.send = lambda content, buffers=None: monitor.sent.append(content)
+    return mcmc, monitor
+
+
+def test_a_row_per_chain_and_the_final_state_in_traits():
+    engine.set_rng_seed(0)
+    mcmc, monitor = watched(120)
+    mcmc.run()
+    assert monitor.status == "done"
+    assert [row["chain"] for row in monitor.chains] == [0, 1, 2]
+    assert all(row["draws"] == 120 and row["iteration"] == 150 for row in monitor.chains)
+    assert [len(values) for values in monitor.lp] == [150, 150, 150]
+    assert set(monitor.traces) == {"mu", "scale"}
+    assert monitor.rhat is not None and monitor.rhat < 1.1 and monitor.ess > 30
+    updates = [message for message in monitor.sent if message["type"] == "update"]
+    assert updates and monitor.sent[-1] == {"type": "finished", "status": "done"}
+
+
+def test_updates_are_batched():
+    engine.set_rng_seed(1)
+    mcmc, monitor = watched(60, max_rate=1e-9)  # one batch, at the end
+    mcmc.run()
+    updates = [message for message in monitor.sent if message["type"] == "update"]
+    assert len(updates) <= 1
+
+
+def test_stop_button_ends_a_background_run_and_keeps_the_draws():
+    engine.set_rng_seed(2)
+    mcmc, monitor = watched(100000, chains=2)
+    mcmc.run_in_background()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        draws = mcmc.draws_so_far()
+        if draws is not None and draws.shape[1] >= 3:
+            break
+        time.sleep(0.02)
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        monitor._on_command(monitor, {"type": "command", "command": "stop"}, None)
+        mcmc.wait()
+    assert monitor.status == "stopped" and mcmc.interrupted
+    kept = mcmc.get_samples(group_by_chain=True)["mu"].shape[1]
+    assert 3 <= kept < 100000 and all(row["draws"] == kept for row in monitor.chains)
+
+
+def test_html_fallback_is_escaped():
+    engine.set_rng_seed(3)
+    mcmc, monitor = watched(20, chains=2)
+    mcmc.run()
+    data, _ = monitor._repr_mimebundle_()
+    assert "<b>demo</b>" not in data["text/html"] and "&lt;b&gt;demo" in data["text/html"]
+    assert data["text/html"].count("<tr>") == 3  # header and two chains

@@ -1,0 +1,193 @@
+"""The MCMC monitor: a row per chain (progress, draws per second, step size, tree depth,
+divergences, state), live log-density and trace plots, running R-hat and ESS, and a Stop button.
+
+It listens to an :class:`~engine.infer.MCMC`'s progress events; per-iteration numbers go to the
+browser in batches (at most ``max_rate`` a second), the traits hold the last state (what a saved
+notebook shows). R-hat (max) and bulk ESS (min) over the unconstrained coordinates are
+recomputed from the draws so far about once a second. Stop asks the run to end after its current
+iteration; it reaches a run in a background thread (``%mcmc`` runs it so).
+
+>>> import torch, engine, engine.distributions as dist
+>>> from engine.infer import MCMC, NUTS
+>>> def model():
+...     engine.sample("x", dist.Normal(0.0, 1.0))
+>>> mcmc = MCMC(NUTS(model), num_samples=30, warmup_steps=20, num_chains=2)
+>>> monitor = McmcMonitor(mcmc, title="demo")
+>>> mcmc.run()
+>>> monitor.status, len(monitor.chains), monitor.chains[0]["draws"]
+('done', 2, 30)
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+import time
+from typing import Any
+
+import anywidget
+import traitlets
+
+from engine.infer import MCMC
+from engine.infer.mcmc.diagnostics import ess_bulk, split_rhat
+from engine.infer.progress import ProgressEvent
+from widgets.html import HtmlFallback, escape, table
+from widgets.throttle import Throttle
+
+_MAX_TRACED_SITES = 4
+_DIAGNOSTICS_EVERY_S = 1.0
+
+
+class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
+    """Live view of one MCMC run (see the module docstring)."""
+
+    _esm = pathlib.Path(__file__).with_name("mcmc_monitor.js")
+    title = traitlets.Unicode("").tag(sync=True)
+    chains = traitlets.List().tag(sync=True)  # one dict per chain
+    lp = traitlets.List().tag(sync=True)  # per chain: log density per iteration
+    traces = traitlets.Dict().tag(sync=True)  # site -> per chain: values at each update
+    rhat = traitlets.Float(None, allow_none=True).tag(sync=True)
+    ess = traitlets.Float(None, allow_none=True).tag(sync=True)
+    status = traitlets.Unicode("waiting").tag(sync=True)
+
+    def __init__(self, mcmc: MCMC, *, title: str = "", max_rate: float = 20.0):
+        super().__init__(title=title)
+        self.mcmc = mcmc
+        self._lp: list[list[float]] = []
+        self._traces: dict[str, list[list[float]]] = {}
+        self._rows: list[dict[str, Any]] = []
+        self._last_diagnostics = -math.inf
+        self._throttle = Throttle(self._send_batch, interval_s=1.0 / max_rate)
+        self._unsubscribe = mcmc.progress.subscribe(self._on_event)
+        self.on_msg(self._on_command)
+
+    # -- listening ---------------------------------------------------------------------------
+
+    def _on_event(self, event: ProgressEvent) -> None:
+        if event.info.get("phase") in ("done", "stopped", "failed"):
+            self._throttle.flush()
+            self._finish(event.info["phase"])
+            return
+        self._throttle.add(event)
+
+    def _send_batch(self, events: list[ProgressEvent]) -> None:
+        info = events[-1].info
+        per_chain = info["chains"]
+        chains = info["num_chains"]
+        if not self._lp:
+            self._lp = [[] for _ in range(chains)]
+        new_lp = [[event.info["chains"]["lp"][c] for event in events] for c in range(chains)]
+        for c in range(chains):
+            self._lp[c].extend(new_lp[c])
+        elapsed = max(info["elapsed_s"], 1e-9)
+        iteration = events[-1].step
+        self._rows = [
+            {
+                "chain": c,
+                "iteration": iteration,
+                "total": info["num_warmup"] + info["num_samples"],
+                "phase": info["phase"],
+                "draws_per_s": iteration / elapsed,
+                "step_size": per_chain["step_size"][c],
+                "tree_depth": per_chain.get("tree_depth", [None] * chains)[c],
+                "divergences": per_chain["divergences"][c],
+                "accept_prob": per_chain["accept_prob"][c],
+                "draws": max(iteration - info["num_warmup"], 0),
+                "state": "diverging" if per_chain["divergences"][c] else info["phase"],
+            }
+            for c in range(chains)
+        ]
+        trace_point = self._trace_point()
+        diagnostics = self._diagnostics()
+        self.send(
+            {
+                "type": "update",
+                "chains": self._rows,
+                "lp": new_lp,
+                "trace": trace_point,
+                **diagnostics,
+            }
+        )
+
+    def _trace_point(self) -> dict[str, list[float]]:
+        """The first element of (up to four) sites, per chain, at the chains' current point."""
+        kernel = self.mcmc.kernel
+        values = kernel.site_values(kernel.z)
+        point = {}
+        for name, value in list(values.items())[:_MAX_TRACED_SITES]:
+            first = value.reshape(value.shape[0], -1)[:, 0].tolist()
+            point[name] = first
+            per_chain = self._traces.setdefault(name, [[] for _ in first])
+            for c, number in enumerate(first):
+                per_chain[c].append(number)
+        return point
+
+    def _diagnostics(self) -> dict[str, float]:
+        now = time.monotonic()
+        draws = self.mcmc.draws_so_far()
+        if now - self._last_diagnostics < _DIAGNOSTICS_EVERY_S or draws is None:
+            return {}
+        if draws.shape[1] < 8:
+            return {}
+        self._last_diagnostics = now
+        rhat = float(split_rhat(draws).max())
+        ess = float(ess_bulk(draws).min())
+        return {"rhat": rhat if math.isfinite(rhat) else None, "ess": ess}
+
+    def _finish(self, phase: str) -> None:
+        draws = self.mcmc.draws_so_far()
+        self._last_diagnostics = -math.inf
+        final = self._diagnostics()
+        with self.hold_sync():
+            self.rhat, self.ess = final.get("rhat"), final.get("ess")
+            for row in self._rows:
+                row["state"] = phase if not row["divergences"] else f"{phase}, diverging"
+                row["draws"] = row["draws"] if draws is None else draws.shape[1]
+            self.chains = [dict(row) for row in self._rows]
+            self.lp = [list(values) for values in self._lp]
+            self.traces = {name: [list(v) for v in chains] for name, chains in self._traces.items()}
+            self.status = phase
+        self.send({"type": "finished", "status": phase})
+
+    # -- commands ----------------------------------------------------------------------------
+
+    def _on_command(self, widget: Any, content: dict, buffers: Any) -> None:
+        if content.get("type") == "command" and content.get("command") == "stop":
+            self.mcmc.request_stop()
+            self.status = "stopping"
+
+    def close(self) -> None:
+        self._unsubscribe()
+        super().close()
+
+    # -- static view -------------------------------------------------------------------------
+
+    def to_html(self) -> str:
+        header = [
+            "chain",
+            "iteration",
+            "phase",
+            "draws/s",
+            "step size",
+            "tree depth",
+            "divergences",
+        ]
+        rows = [
+            [
+                row["chain"],
+                f"{row['iteration']}/{row['total']}",
+                row["state"],
+                f"{row['draws_per_s']:.1f}",
+                f"{row['step_size']:.3g}",
+                "" if row["tree_depth"] is None else row["tree_depth"],
+                row["divergences"],
+            ]
+            for row in self.chains or self._rows
+        ]
+        summary = ""
+        if self.rhat is not None:
+            summary = f" R-hat (max) {self.rhat:.3f}, bulk ESS (min) {self.ess:.0f}"
+        return (
+            f"<div class='ppl-mcmc'><b>{escape(self.title or 'MCMC')}</b>: "
+            f"{escape(self.status)}{escape(summary)}{table(header, rows)}</div>"
+        )
