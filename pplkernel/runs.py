@@ -62,7 +62,12 @@ class SviRun:
         self._known_params = set(get_param_store().keys()) if known_params is None else known_params
         self._fresh_optim = copy.deepcopy(optim)
         self.monitor = SviMonitor(
-            self.svi, args, kwargs, title=f"SVI run '{name}'", on_reset=self.reset
+            self.svi,
+            args,
+            kwargs,
+            title=f"SVI run '{name}'",
+            on_reset=self.reset,
+            param_source=self.own_params,
         )
 
     @property
@@ -84,6 +89,10 @@ class SviRun:
         with contextlib.suppress(KeyboardInterrupt):  # the stop button: keep what was done
             self.monitor.step(num_steps)
         return self
+
+    def own_params(self) -> dict[str, Any]:
+        """The params this run created (its guide's), by name, constrained."""
+        return {n: v for n, v in get_param_store().items() if n not in self._known_params}
 
     def reset(self) -> None:
         """Back to the start: this run's params re-initialised, a fresh optimizer, no steps."""

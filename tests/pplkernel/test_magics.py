@@ -91,6 +91,7 @@ def test_svi_with_autoguide_then_step_and_reset(shell):
 
 def test_svi_with_a_custom_guide_learns_the_posterior(shell):
     run(shell, COIN)
+    run(shell, "%svi coin --steps 2")  # another run's params must not show on this run's monitor
     run(
         shell,
         "%%guide coin_guide(flips)\n"
@@ -99,7 +100,8 @@ def test_svi_with_a_custom_guide_learns_the_posterior(shell):
         'ppl.sample("p", dist.Beta(a, b))\n',
     )
     engine.set_rng_seed(0)
-    run(shell, "%svi coin --guide coin_guide --steps 800 --lr 0.05 --particles 4")
+    custom = run(shell, "%svi coin --guide coin_guide --steps 800 --lr 0.05 --particles 4 --name c")
+    assert set(custom.monitor.params) == {"a", "b"}
     a, b = engine.param("a").item(), engine.param("b").item()
     # Exact posterior: Beta(2 + 6, 2 + 2), mean 2/3. The fitted Beta's mean is close to it.
     assert abs(a / (a + b) - 2 / 3) < 0.05

@@ -1,0 +1,196 @@
+"""End to end, in a real browser: a real ``jupyter lab`` (and Notebook 7) on 127.0.0.1 with the
+installed "Python 3 (pplkernel)" kernel; headless Chromium runs every cell of
+notebooks/magics_tour.ipynb, and the assertions read the DOM the widgets render.
+
+Needs Chromium at /usr/bin/chromium (``apt-get install chromium``; .ci/run installs it) and the
+test extra (JupyterLab, Notebook, Playwright); skipped when Chromium is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SCREENSHOT = ROOT / "docs" / "tour.png"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Chromium at /usr/bin/chromium"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    """A jupyter server (``lab`` or ``notebook``) in its own process group and directories."""
+
+    def __init__(self, app: str, tmp: pathlib.Path):
+        self.port, self.token = _free_port(), secrets.token_hex(16)
+        self.root = tmp / "root"
+        self.root.mkdir()
+        shutil.copy(ROOT / "notebooks" / "magics_tour.ipynb", self.root)
+        settings = tmp / "settings" / "@jupyterlab" / "apputils-extension"
+        settings.mkdir(parents=True)
+        (settings / "notification.jupyterlab-settings").write_text(
+            json.dumps({"fetchNews": "false", "checkForUpdates": False})
+        )
+        env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp / "config"))
+        env["JUPYTER_RUNTIME_DIR"] = str(tmp / "runtime")
+        app_class = "LabApp" if app == "lab" else "JupyterNotebookApp"
+        command = [
+            sys.executable,
+            "-m",
+            "jupyterlab" if app == "lab" else "notebook",
+            "--no-browser",
+            "--allow-root",
+            "--ip=127.0.0.1",
+            f"--port={self.port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={self.token}",
+            f"--ServerApp.root_dir={self.root}",
+            f"--{app_class}.user_settings_dir={tmp / 'settings'}",
+            f"--{app_class}.workspaces_dir={tmp / 'workspaces'}",
+            f"--{app_class}.expose_app_in_browser=True",
+        ]
+        if app == "lab":
+            command.append("--LabApp.news_url=None")
+        self.log = open(tmp / f"{app}.log", "w")  # noqa: SIM115 (closed in stop())
+        self.process = subprocess.Popen(
+            command, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self._wait_ready()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{path}?token={self.token}"
+
+    def _wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"jupyter exited early; see {self.log.name}")
+            try:
+                with urllib.request.urlopen(self.url("api/status"), timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.3)
+        raise TimeoutError("jupyter did not start")
+
+    def stop(self) -> None:
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield chromium
+        chromium.close()
+
+
+def _run_all_cells(page) -> None:
+    page.wait_for_function(
+        "() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
+        " && window.jupyterapp.shell.currentWidget.sessionContext"
+        " && window.jupyterapp.shell.currentWidget.sessionContext.session"
+        " && window.jupyterapp.shell.currentWidget.sessionContext.session.kernel"
+        " && window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status"
+        " === 'idle'",
+        timeout=120_000,
+    )
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    # Done when every code cell has an execution count and the kernel is idle again.
+    page.wait_for_function(
+        """() => {
+            const panel = window.jupyterapp.shell.currentWidget;
+            const cells = panel.content.widgets.filter((cell) => cell.model.type === 'code');
+            const counted = cells.every((cell) => cell.model.executionCount !== null);
+            return counted && panel.sessionContext.session.kernel.status === 'idle';
+        }""",
+        timeout=300_000,
+    )
+
+
+def _check_widgets(page, screenshot: pathlib.Path | None) -> None:
+    # The inspector lists the sites with their shapes.
+    obs = page.locator(".ppl-inspector tr[data-site='obs']").first
+    obs.wait_for(timeout=60_000)
+    assert "(8,)" in obs.inner_text() and "observed" in obs.inner_text()
+    assert "()" in page.locator(".ppl-inspector tr[data-site='p']").first.inner_text()
+    # The ELBO chart of run 'coin' holds all 250 steps.
+    monitor = page.locator(".ppl-svi-monitor").filter(has_text="SVI run 'coin'").first
+    monitor.wait_for()
+    page.wait_for_function(
+        "(el) => el.dataset.points === '250'", arg=monitor.element_handle(), timeout=60_000
+    )
+    assert monitor.locator("svg.ppl-elbo polyline").count() == 1
+    # The MCMC monitor shows one row per chain.
+    mcmc = page.locator(".ppl-mcmc-monitor").first
+    page.wait_for_function("(el) => el.dataset.status === 'done'", arg=mcmc.element_handle())
+    assert mcmc.locator("tr.ppl-chain").count() == 2
+    if screenshot is not None:
+        screenshot.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(screenshot), full_page=True)
+    # Step adds a point; Run starts a run that Pause stops.
+    handle = monitor.element_handle()
+    monitor.locator("button[data-action='step']").click()
+    page.wait_for_function("(el) => el.dataset.points === '251'", arg=handle, timeout=60_000)
+    monitor.locator("button[data-action='run']").click()
+    page.wait_for_function("(el) => el.dataset.status === 'running'", arg=handle, timeout=60_000)
+    page.wait_for_function("(el) => Number(el.dataset.points) > 300", arg=handle, timeout=60_000)
+    monitor.locator("button[data-action='pause']").click()
+    page.wait_for_function("(el) => el.dataset.status === 'paused'", arg=handle, timeout=60_000)
+    paused_at = int(handle.get_attribute("data-points"))
+    page.wait_for_timeout(500)
+    assert int(handle.get_attribute("data-points")) == paused_at
+    # The same class of widget escapes what users name: no <img> from a site name.
+    assert page.locator(".ppl-inspector img").count() == 0
+
+
+@pytest.mark.parametrize("app", ["lab", "notebook"])
+def test_magics_tour_in_a_real_browser(browser, tmp_path, app):
+    server = Server(app, tmp_path)
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 1600})
+        path = "lab/tree/magics_tour.ipynb" if app == "lab" else "notebooks/magics_tour.ipynb"
+        page.goto(server.url(path))
+        _run_all_cells(page)
+        _check_widgets(page, SCREENSHOT if app == "lab" else None)
+        page.close()
+    finally:
+        server.stop()
