@@ -178,8 +178,39 @@ def _check_widgets(page, screenshot: pathlib.Path | None) -> None:
     paused_at = int(handle.get_attribute("data-points"))
     page.wait_for_timeout(500)
     assert int(handle.get_attribute("data-points")) == paused_at
-    # The same class of widget escapes what users name: no <img> from a site name.
-    assert page.locator(".ppl-inspector img").count() == 0
+
+
+XSS_SITE = "<img src=x onerror=alert(1)>"
+
+
+def _write_escaping_notebook(root: pathlib.Path) -> None:
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    cell = f"%%model xss()\nppl.sample({XSS_SITE!r}, dist.Normal(0.0, 1.0))"
+    notebook = new_notebook(cells=[new_code_cell(cell)])
+    notebook.metadata["kernelspec"] = {"name": "pplkernel", "display_name": "Python 3 (pplkernel)"}
+    nbformat.write(notebook, root / "escaping.ipynb")
+
+
+def test_a_site_named_like_markup_renders_as_text(browser, tmp_path):
+    server = Server("lab", tmp_path)
+    try:
+        _write_escaping_notebook(server.root)
+        page = browser.new_page()
+        dialogs = []
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        page.goto(server.url("lab/tree/escaping.ipynb"))
+        _run_all_cells(page)
+        row = page.locator(".ppl-inspector tr[data-kind='sample']").first
+        row.wait_for(timeout=60_000)
+        assert XSS_SITE in row.inner_text()
+        assert page.locator(".ppl-inspector img").count() == 0
+        page.wait_for_timeout(300)
+        assert dialogs == []
+        page.close()
+    finally:
+        server.stop()
 
 
 @pytest.mark.parametrize("app", ["lab", "notebook"])
