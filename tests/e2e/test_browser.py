@@ -152,6 +152,10 @@ def _check_widgets(page, screenshot: pathlib.Path | None) -> None:
     obs.wait_for(timeout=60_000)
     assert "(8,)" in obs.inner_text() and "observed" in obs.inner_text()
     assert "()" in page.locator(".ppl-inspector tr[data-site='p']").first.inner_text()
+    # The plate diagram draws plate 'flips' around 'obs', with 'p' outside it.
+    diagram = page.locator(".ppl-inspector svg.ppl-plate-diagram").first
+    assert diagram.locator("g.ppl-plate[data-plate='flips'] ~ g.ppl-node[data-site='obs']").count()
+    assert diagram.locator("g.ppl-node[data-site='p']").count() == 1
     # The ELBO chart of run 'coin' holds all 250 steps.
     monitor = page.locator(".ppl-svi-monitor").filter(has_text="SVI run 'coin'").first
     monitor.wait_for()
