@@ -133,8 +133,7 @@ class PPLMagics(Magics):
             return None
         if options.command == "step":
             run = self.session.latest()
-            with engine_errors():
-                run.step(options.steps)
+            self._step(run, options.steps)
             return run
         model = self.session.model(options.model)
         args, kwargs = self._bound(model.fn, options.args)
@@ -144,19 +143,46 @@ class PPLMagics(Magics):
         }
         run = self.session.runs.get(name)
         if (
-            run is None
-            or run.stale
-            or run.settings != settings
-            or run.model_entry is not model
-            or (run.args, run.kwargs) != (args, kwargs)
+            run is not None
+            and not run.stale
+            and run.settings == settings
+            and run.model_entry is model
+            and _same_arguments(run.args, run.kwargs, args, kwargs)
         ):
+            self._step(run, options.steps)  # the same run again: it continues
+            return run
+        return self._start_run(name, model, options, settings, args, kwargs, replacing=run)
+
+    def _start_run(self, name, model, options, settings, args, kwargs, replacing) -> SviRun:
+        """A new run, which replaces ``replacing`` only once its first steps worked; if they
+        fail, the param store is put back as it was and ``replacing`` stays."""
+        store = engine.get_param_store()
+        names_before, values_before = set(store.keys()), store.to_payload()
+        if replacing is not None:
+            replacing.monitor.pause()
+        run = None
+        try:
             with engine_errors():
                 run = self._new_run(name, model, options, settings, args, kwargs)
-            self.session.add_run(run)
-        display(run.monitor)
-        with engine_errors():
-            run.step(options.steps)
+            run.display_handle = display(run.monitor, display_id=True)
+            self._step(run, options.steps)
+        except BaseException:
+            if run is not None:
+                run.monitor.close()
+            for extra in set(store.keys()) - names_before:
+                del store[extra]
+            store.load_payload(values_before, source="the param store before the failed %svi")
+            raise
+        if replacing is not None:
+            self.session.discard(replacing, keep=set(run.param_names))
+        self.session.add_run(run)
         return run
+
+    @staticmethod
+    def _step(run: SviRun, steps: int) -> None:
+        # The notebook's stop button ends the steps here, keeping those taken.
+        with engine_errors(), contextlib.suppress(KeyboardInterrupt):
+            run.step(steps)
 
     def _new_run(self, name: str, model: Registered, options, settings, args, kwargs) -> SviRun:
         if options.elbo == "enum":
@@ -165,24 +191,19 @@ class PPLMagics(Magics):
                 "not have yet. Use --elbo trace.",
                 "UsageError",
             )
-        known_params = set(engine.get_param_store().keys())
         guide_entry = None
+        guide = self._guide_for(options.guide, model)
         if options.guide in _AUTOGUIDES:
-            guide = _AUTOGUIDES[options.guide](model.fn)
             guide.setup(*args, **kwargs)
         else:
             guide_entry = self.session.guide(options.guide)
-            guide = guide_entry.fn
         optim = _OPTIMIZERS[options.optim]({"lr": options.lr})
         loss = _ELBOS[options.elbo](num_particles=options.particles)
-        return SviRun(
-            name, model, guide, guide_entry, optim, loss, args, kwargs, settings, known_params
-        )
+        return SviRun(name, model, guide, guide_entry, optim, loss, args, kwargs, settings)
 
     def _reset_latest_run(self) -> None:
         run = self.session.latest()
-        del self.session.runs[run.name]
-        self.session.latest_run = next(reversed(self.session.runs), None)
+        self.session.discard(run)
         print(f"SVI run '{run.name}' discarded.")
 
     # -- %mcmc -------------------------------------------------------------------------------
@@ -198,10 +219,13 @@ class PPLMagics(Magics):
         kernel = (NUTS if options.kernel == "nuts" else HMC)(model.fn)
         warmup = options.samples if options.warmup is None else options.warmup
         mcmc = MCMC(kernel, options.samples, warmup, num_chains=options.chains)
-        display(McmcMonitor(mcmc, title=f"MCMC {model.name}"))
-        # In a thread, so the notebook stays free and the monitor's Stop button reaches the
-        # run; get_samples(), summary() and the rest wait for it to end.
-        mcmc.run_in_background(*args, **kwargs)
+        monitor = McmcMonitor(mcmc, title=f"MCMC {model.name}")
+        monitor.display_handle = display(monitor, display_id=True)
+        # Set up here (a broken model fails now, in one line), then sample in a thread, so the
+        # notebook stays free and the monitor's Stop button reaches the run; get_samples(),
+        # summary() and the rest wait for it to end.
+        with engine_errors():
+            mcmc.run_in_background(*args, **kwargs)
         return mcmc
 
     # -- %trace and %ppl ---------------------------------------------------------------------
@@ -233,6 +257,8 @@ class PPLMagics(Magics):
         param store."""
         command = line.strip()
         if command == "reset":
+            for run in list(self.session.runs.values()):
+                self.session.discard(run)
             self.session.reset()
             engine.clear_param_store()
             print("pplkernel session reset: no models, guides or runs; param store cleared.")
@@ -272,3 +298,20 @@ def inject_names(namespace: dict[str, Any]) -> list[str]:
 
 
 __all__ = ["PPLMagics", "engine_errors", "inject_names"]
+
+
+def _same_arguments(args: tuple, kwargs: dict, new_args: tuple, new_kwargs: dict) -> bool:
+    """Whether two bindings hold the very same objects (a re-run data cell makes new ones, and
+    tensors cannot be compared with ``==`` anyway).
+
+    >>> data = [1, 2]
+    >>> _same_arguments((), {"x": data}, (), {"x": data})
+    True
+    >>> _same_arguments((), {"x": data}, (), {"x": [1, 2]})
+    False
+    """
+    if len(args) != len(new_args) or kwargs.keys() != new_kwargs.keys():
+        return False
+    return all(a is b for a, b in zip(args, new_args, strict=True)) and all(
+        kwargs[name] is new_kwargs[name] for name in kwargs
+    )

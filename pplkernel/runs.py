@@ -22,13 +22,13 @@ so redefining the model cell does not change a run under way: the run is marked 
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from typing import Any
 
 from engine.infer import SVI, Predictive
 from engine.infer.elbo import ELBO
 from engine.params import get_param_store
+from engine.poutine.handlers import block, trace
 from pplkernel.session import Registered
 from widgets.svi_monitor import SviMonitor
 
@@ -47,7 +47,6 @@ class SviRun:
         args: tuple,
         kwargs: dict[str, Any],
         settings: dict[str, Any] | None = None,
-        known_params: set[str] | None = None,
     ):
         self.name = name
         self.model_entry = model
@@ -57,10 +56,11 @@ class SviRun:
         self.settings = dict(settings or {})
         self.svi = SVI(model.fn, guide, optim, loss)
         self.stale: str | None = None
-        # What Reset goes back to: the param store without this run's params (they are
-        # re-created from their init values on the next step) and a fresh optimizer.
-        self._known_params = set(get_param_store().keys()) if known_params is None else known_params
+        # This run's params are the ones its guide reads. Reset deletes them (the guide makes
+        # them again from their init values on the next step) and takes a fresh optimizer.
+        self.param_names = _guide_params(guide, args, kwargs)
         self._fresh_optim = copy.deepcopy(optim)
+        self.display_handle: Any = None
         self.monitor = SviMonitor(
             self.svi,
             args,
@@ -84,21 +84,26 @@ class SviRun:
         return self.svi.step_count
 
     def step(self, num_steps: int = 1) -> SviRun:
-        """Take ``num_steps`` more SVI steps, shown live on :attr:`monitor` (a KeyboardInterrupt
-        stops between steps and keeps the steps taken)."""
-        with contextlib.suppress(KeyboardInterrupt):  # the stop button: keep what was done
+        """Take ``num_steps`` more SVI steps, shown live on :attr:`monitor` (a background Run
+        of the monitor is paused first)."""
+        try:
             self.monitor.step(num_steps)
+        finally:
+            if self.display_handle is not None:  # the static fallback shows the new state
+                self.display_handle.update(self.monitor)
         return self
 
     def own_params(self) -> dict[str, Any]:
-        """The params this run created (its guide's), by name, constrained."""
-        return {n: v for n, v in get_param_store().items() if n not in self._known_params}
+        """This run's params (its guide's), by name, constrained."""
+        store = get_param_store()
+        return {name: store[name] for name in self.param_names if name in store}
 
     def reset(self) -> None:
         """Back to the start: this run's params re-initialised, a fresh optimizer, no steps."""
         store = get_param_store()
-        for name in set(store.keys()) - self._known_params:
-            del store[name]
+        for name in self.param_names:
+            if name in store:
+                del store[name]
         self.svi.optim = copy.deepcopy(self._fresh_optim)
         self.svi.losses.clear()
         self.svi.step_count = 0
@@ -107,6 +112,15 @@ class SviRun:
         """Posterior predictive draws of every site, from the fitted guide."""
         predictive = Predictive(self.model, guide=self.guide, num_samples=num_samples, **kwargs)
         return predictive(*self.args, **self.kwargs)
+
+    def close(self, keep: set[str] = frozenset()) -> None:
+        """Stop a background Run, detach the monitor and remove this run's params (but those
+        in ``keep``)."""
+        self.monitor.close()
+        store = get_param_store()
+        for name in self.param_names:
+            if name in store and name not in keep:
+                del store[name]
 
     def mark_stale_if_built_on(self, entry: Registered) -> None:
         for own in (self.model_entry, self.guide_entry):
@@ -120,3 +134,10 @@ class SviRun:
         last = f", last loss {self.losses[-1]:.4g}" if self.losses else ""
         stale = " (stale)" if self.stale else ""
         return f"<SviRun '{self.name}'{stale}: {self.step_count} steps{last}>"
+
+
+def _guide_params(guide: Any, args: tuple, kwargs: dict[str, Any]) -> list[str]:
+    """The names of the params one run of ``guide`` reads (creating them if new)."""
+    with block():
+        param_trace = trace(guide, param_only=True).get_trace(*args, **kwargs)
+    return [name for name, site in param_trace.nodes.items() if site["type"] == "param"]

@@ -85,8 +85,18 @@ class Session:
         return table[name]
 
     def add_run(self, run: Any) -> None:
+        """Record ``run`` under its name; it becomes the latest."""
         self.runs[run.name] = run
         self.latest_run = run.name
+
+    def discard(self, run: Any, keep: set[str] = frozenset()) -> None:
+        """Forget ``run``: its background stepping stops and its params leave the store (all
+        but those named in ``keep``, which a newer run uses too)."""
+        run.close(keep)
+        if self.runs.get(run.name) is run:
+            del self.runs[run.name]
+        if self.latest_run == run.name:
+            self.latest_run = next(reversed(self.runs), None)
 
     def latest(self) -> Any:
         if self.latest_run is None or self.latest_run not in self.runs:

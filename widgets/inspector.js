@@ -84,7 +84,8 @@ function render({ model, el }) {
       row.dataset.kind = site.kind;
       for (const name of COLUMNS) row.appendChild(cell("td", String(site[name] ?? "")));
       const total = site.log_prob_sum;
-      row.appendChild(cell("td", total === null || total === undefined ? "" : total.toPrecision(4)));
+      // A number, or "-inf"/"nan" as text (JSON has no such numbers), or null when not computed.
+      row.appendChild(cell("td", typeof total === "number" ? total.toPrecision(4) : String(total ?? "")));
       table.appendChild(row);
     }
     root.appendChild(table);

@@ -45,9 +45,8 @@ class TraceInspector(HtmlFallback, anywidget.AnyWidget):
         rows = []
         for site in self.sites:
             total = site.get("log_prob_sum")
-            rows.append(
-                [site[column] for column in COLUMNS] + ["" if total is None else f"{total:.4g}"]
-            )
+            shown_total = f"{total:.4g}" if isinstance(total, float) else str(total or "")
+            rows.append([*(site[column] for column in COLUMNS), shown_total])
         return rows
 
     def to_html(self) -> str:

@@ -7,9 +7,14 @@ const SVG = "http://www.w3.org/2000/svg";
 const COLORS = ["steelblue", "darkorange", "seagreen", "crimson", "purple", "goldenrod", "teal", "gray"];
 const STATE_COLORS = { warmup: "#fff6d5", sample: "#e3f1ff", done: "#e4f7e4", stopped: "#eeeeee", diverging: "#ffe0e0" };
 
+// anywidget hands initialize() and each render() different proxies of one model: the state
+// they share lives here, keyed by the widget's _uid trait.
+const STATES = new Map();
+const MAX_POINTS = 1000;  // per curve: a long run is thinned before drawing
+
 function initialize({ model }) {
   const state = { chains: [], lp: [], traces: {}, rhat: null, ess: null, status: "waiting", views: new Set() };
-  model._ppl = state;
+  STATES.set(model.get("_uid"), state);
   const fromTraits = () => {
     state.chains = model.get("chains");
     state.lp = model.get("lp").map((values) => [...values]);
@@ -25,7 +30,7 @@ function initialize({ model }) {
   model.on("msg:custom", (msg) => {
     if (msg.type === "update") {
       state.chains = msg.chains;
-      state.status = "running";
+      if (state.status !== "stopping") state.status = "running";
       msg.lp.forEach((values, c) => { (state.lp[c] = state.lp[c] || []).push(...values); });
       for (const [name, values] of Object.entries(msg.trace || {})) {
         state.traces[name] = state.traces[name] || values.map(() => []);
@@ -44,23 +49,34 @@ function plot(series, width, height) {
   const svg = document.createElementNS(SVG, "svg");
   svg.setAttribute("width", String(width));
   svg.setAttribute("height", String(height));
-  const all = series.flat().filter(Number.isFinite);
-  if (all.length === 0) return svg;
-  const lo = Math.min(...all), hi = Math.max(...all);
-  const n = Math.max(...series.map((s) => s.length));
+  let lo = Infinity, hi = -Infinity, n = 0;  // loops: Math.min(...big) overflows the stack
+  for (const values of series) {
+    n = Math.max(n, values.length);
+    for (const v of values) if (Number.isFinite(v)) { if (v < lo) lo = v; if (v > hi) hi = v; }
+  }
+  if (!Number.isFinite(lo)) return svg;
+  const stride = Math.max(1, Math.ceil(n / MAX_POINTS));
   series.forEach((values, c) => {
+    const points = [];
+    for (let i = 0; i < values.length; i += stride) {
+      const v = values[i];
+      if (!Number.isFinite(v)) continue;  // null (a non-finite value) is left out
+      const x = (i / Math.max(n - 1, 1)) * width;
+      const y = hi > lo ? height - ((v - lo) / (hi - lo)) * height : height / 2;
+      points.push(`${x.toFixed(1)},${y.toFixed(1)}`);
+    }
     const line = document.createElementNS(SVG, "polyline");
     line.setAttribute("fill", "none");
     line.setAttribute("stroke", COLORS[c % COLORS.length]);
-    line.setAttribute("points", values.map((v, i) => `${((i / Math.max(n - 1, 1)) * width).toFixed(1)},${(hi > lo ? height - ((v - lo) / (hi - lo)) * height : height / 2).toFixed(1)}`).join(" "));
+    line.setAttribute("points", points.join(" "));
     svg.appendChild(line);
   });
   return svg;
 }
 
 function render({ model, el }) {
-  if (!model._ppl) initialize({ model });
-  const state = model._ppl;
+  if (!STATES.has(model.get("_uid"))) initialize({ model });
+  const state = STATES.get(model.get("_uid"));
   const root = document.createElement("div");
   root.className = "ppl-mcmc-monitor";
   el.appendChild(root);
@@ -77,8 +93,9 @@ function render({ model, el }) {
 
   function draw() {
     title.textContent = model.get("title") || "MCMC";
-    const diag = state.rhat === null || state.rhat === undefined ? "" : ` · R-hat ${state.rhat.toFixed(3)} · ESS ${Math.round(state.ess)}`;
-    status.textContent = ` ${state.status}${diag} `;
+    const diag = typeof state.rhat === "number" && typeof state.ess === "number" ? ` · R-hat ${state.rhat.toFixed(3)} · ESS ${Math.round(state.ess)}` : "";
+    const error = model.get("error") ? ` · ${model.get("error")}` : "";
+    status.textContent = ` ${state.status}${diag}${error} `;
     root.dataset.status = state.status;
     root.dataset.chains = String(state.chains.length);
     rows.replaceChildren();
@@ -94,7 +111,7 @@ function render({ model, el }) {
       tr.className = "ppl-chain";
       tr.dataset.chain = String(chain.chain);
       tr.style.background = STATE_COLORS[chain.divergences ? "diverging" : chain.phase] || "";
-      const cells = [chain.chain, `${chain.iteration}/${chain.total}`, chain.draws_per_s.toFixed(1), Number(chain.step_size).toPrecision(3), chain.tree_depth ?? "", chain.divergences, chain.state];
+      const cells = [chain.chain, `${chain.iteration}/${chain.total}`, Number(chain.draws_per_s).toFixed(1), Number(chain.step_size).toPrecision(3), chain.tree_depth ?? "", chain.divergences, chain.state];
       for (const value of cells) {
         const td = document.createElement("td");
         td.textContent = String(value);

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import pathlib
 import time
+import uuid
 from typing import Any
 
 import anywidget
@@ -43,21 +44,25 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
 
     _esm = pathlib.Path(__file__).with_name("mcmc_monitor.js")
     title = traitlets.Unicode("").tag(sync=True)
+    # Ties the state the ESM builds in initialize() to every view of this widget.
+    _uid = traitlets.Unicode().tag(sync=True)
     chains = traitlets.List().tag(sync=True)  # one dict per chain
     lp = traitlets.List().tag(sync=True)  # per chain: log density per iteration
     traces = traitlets.Dict().tag(sync=True)  # site -> per chain: values at each update
     rhat = traitlets.Float(None, allow_none=True).tag(sync=True)
     ess = traitlets.Float(None, allow_none=True).tag(sync=True)
     status = traitlets.Unicode("waiting").tag(sync=True)
+    error = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, mcmc: MCMC, *, title: str = "", max_rate: float = 20.0):
-        super().__init__(title=title)
+        super().__init__(title=title, _uid=uuid.uuid4().hex)
         self.mcmc = mcmc
         self._lp: list[list[float]] = []
         self._traces: dict[str, list[list[float]]] = {}
         self._rows: list[dict[str, Any]] = []
         self._last_diagnostics = -math.inf
         self._throttle = Throttle(self._send_batch, interval_s=1.0 / max_rate)
+        self.display_handle: Any = None  # set by whoever displays it: updated at the end
         self._unsubscribe = mcmc.progress.subscribe(self._on_event)
         self.on_msg(self._on_command)
 
@@ -66,7 +71,7 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
     def _on_event(self, event: ProgressEvent) -> None:
         if event.info.get("phase") in ("done", "stopped", "failed"):
             self._throttle.flush()
-            self._finish(event.info["phase"])
+            self._finish(event.info["phase"], event.info.get("error", ""))
             return
         self._throttle.add(event)
 
@@ -76,7 +81,10 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
         chains = info["num_chains"]
         if not self._lp:
             self._lp = [[] for _ in range(chains)]
-        new_lp = [[event.info["chains"]["lp"][c] for event in events] for c in range(chains)]
+        new_lp = [
+            [_finite_or_none(event.info["chains"]["lp"][c]) for event in events]
+            for c in range(chains)
+        ]
         for c in range(chains):
             self._lp[c].extend(new_lp[c])
         elapsed = max(info["elapsed_s"], 1e-9)
@@ -115,7 +123,7 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
         values = kernel.site_values(kernel.z)
         point = {}
         for name, value in list(values.items())[:_MAX_TRACED_SITES]:
-            first = value.reshape(value.shape[0], -1)[:, 0].tolist()
+            first = [_finite_or_none(x) for x in value.reshape(value.shape[0], -1)[:, 0].tolist()]
             point[name] = first
             per_chain = self._traces.setdefault(name, [[] for _ in first])
             for c, number in enumerate(first):
@@ -130,11 +138,11 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
         if draws.shape[1] < 8:
             return {}
         self._last_diagnostics = now
-        rhat = float(split_rhat(draws).max())
-        ess = float(ess_bulk(draws).min())
-        return {"rhat": rhat if math.isfinite(rhat) else None, "ess": ess}
+        rhat = _finite_or_none(float(split_rhat(draws).max()))
+        ess = _finite_or_none(float(ess_bulk(draws).min()))
+        return {"rhat": rhat, "ess": ess}
 
-    def _finish(self, phase: str) -> None:
+    def _finish(self, phase: str, error: str = "") -> None:
         draws = self.mcmc.draws_so_far()
         self._last_diagnostics = -math.inf
         final = self._diagnostics()
@@ -147,14 +155,18 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
             self.lp = [list(values) for values in self._lp]
             self.traces = {name: [list(v) for v in chains] for name, chains in self._traces.items()}
             self.status = phase
+            self.error = error
         self.send({"type": "finished", "status": phase})
+        if self.display_handle is not None:  # the static fallback shows the final state
+            self.display_handle.update(self)
 
     # -- commands ----------------------------------------------------------------------------
 
     def _on_command(self, widget: Any, content: dict, buffers: Any) -> None:
         if content.get("type") == "command" and content.get("command") == "stop":
             self.mcmc.request_stop()
-            self.status = "stopping"
+            if self.mcmc.running:
+                self.status = "stopping"
 
     def close(self) -> None:
         self._unsubscribe()
@@ -185,9 +197,16 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
             for row in self.chains or self._rows
         ]
         summary = ""
-        if self.rhat is not None:
+        if self.rhat is not None and self.ess is not None:
             summary = f" R-hat (max) {self.rhat:.3f}, bulk ESS (min) {self.ess:.0f}"
+        if self.error:
+            summary += f" ({self.error})"
         return (
             f"<div class='ppl-mcmc'><b>{escape(self.title or 'MCMC')}</b>: "
             f"{escape(self.status)}{escape(summary)}{table(header, rows)}</div>"
         )
+
+
+def _finite_or_none(value: float) -> float | None:
+    """Numbers for JSON: NaN and infinities become None (JSON has no such numbers)."""
+    return value if math.isfinite(value) else None

@@ -4,13 +4,16 @@
 // Messages that arrive before the view renders are buffered in initialize().
 
 const SVG = "http://www.w3.org/2000/svg";
+// anywidget hands initialize() and each render() different proxies of one model: the state
+// they share lives here, keyed by the widget's _uid trait.
+const STATES = new Map();
 
 function initialize({ model }) {
   const state = { steps: [], losses: [], params: {}, views: new Set() };
-  model._ppl = state;
+  STATES.set(model.get("_uid"), state);
   const fromTraits = () => {
     state.steps = [...model.get("steps")];
-    state.losses = [...model.get("losses")];
+    state.losses = model.get("losses").map((x) => (x === null ? NaN : x));
     state.params = {};
     for (const [name, traces] of Object.entries(model.get("params"))) {
       state.params[name] = {};
@@ -48,11 +51,24 @@ function smooth(values, alpha) {
   return out;
 }
 
+// At most this many points per curve: a long run is thinned before drawing.
+const MAX_POINTS = 1000;
+
+function range(values) {
+  let low = Infinity, high = -Infinity;  // a loop: Math.min(...big) overflows the call stack
+  for (const v of values) { if (v < low) low = v; if (v > high) high = v; }
+  return [low, high];
+}
+
 function polyline(svg, xs, ys, width, height, color) {
-  const finite = ys.map((y, i) => [xs[i], y]).filter(([, y]) => Number.isFinite(y));
+  let finite = ys.map((y, i) => [xs[i], y]).filter(([, y]) => Number.isFinite(y));
   if (finite.length === 0) return;
-  const [x0, x1] = [Math.min(...finite.map((p) => p[0])), Math.max(...finite.map((p) => p[0]))];
-  const [y0, y1] = [Math.min(...finite.map((p) => p[1])), Math.max(...finite.map((p) => p[1]))];
+  if (finite.length > MAX_POINTS) {
+    const stride = finite.length / MAX_POINTS;
+    finite = Array.from({ length: MAX_POINTS }, (_, i) => finite[Math.floor(i * stride)]);
+  }
+  const [x0, x1] = range(finite.map((p) => p[0]));
+  const [y0, y1] = range(finite.map((p) => p[1]));
   const sx = (x) => (x1 > x0 ? ((x - x0) / (x1 - x0)) * width : width / 2);
   const sy = (y) => (y1 > y0 ? height - ((y - y0) / (y1 - y0)) * height : height / 2);
   const line = document.createElementNS(SVG, "polyline");
@@ -63,8 +79,8 @@ function polyline(svg, xs, ys, width, height, color) {
 }
 
 function render({ model, el }) {
-  if (!model._ppl) initialize({ model });
-  const state = model._ppl;
+  if (!STATES.has(model.get("_uid"))) initialize({ model });
+  const state = STATES.get(model.get("_uid"));
   const root = document.createElement("div");
   root.className = "ppl-svi-monitor";
   el.appendChild(root);

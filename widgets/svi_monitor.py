@@ -26,6 +26,7 @@ import contextlib
 import math
 import pathlib
 import threading
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -62,8 +63,10 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
 
     _esm = pathlib.Path(__file__).with_name("svi_monitor.js")
     title = traitlets.Unicode("").tag(sync=True)
+    # Ties the state the ESM builds in initialize() to every view of this widget.
+    _uid = traitlets.Unicode().tag(sync=True)
     steps = traitlets.List(traitlets.Int()).tag(sync=True)
-    losses = traitlets.List(traitlets.Float()).tag(sync=True)
+    losses = traitlets.List().tag(sync=True)  # floats; None for a non-finite loss
     params = traitlets.Dict().tag(sync=True)  # name -> {element: [values]}
     param_steps = traitlets.List(traitlets.Int()).tag(sync=True)
     nonfinite = traitlets.List().tag(sync=True)  # [{"step", "message"}]
@@ -82,7 +85,7 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
         param_source: Callable[[], dict[str, torch.Tensor]] | None = None,
         max_rate: float = 20.0,
     ):
-        super().__init__(title=title)
+        super().__init__(title=title, _uid=uuid.uuid4().hex)
         self.svi = svi
         self.args, self.kwargs = tuple(args), dict(kwargs or {})
         self._on_reset = on_reset
@@ -99,16 +102,16 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
     # -- listening ---------------------------------------------------------------------------
 
     def _on_event(self, event: ProgressEvent) -> None:
-        self._throttle.add((event.step, float(event.loss), bool(event.info.get("skipped"))))
+        self._throttle.add((event.step, float(event.loss), event.info.get("message")))
 
-    def _send_points(self, batch: list[tuple[int, float, bool]]) -> None:
+    def _send_points(self, batch: list[tuple[int, float, str | None]]) -> None:
         steps = [step for step, _, _ in batch]
         losses = [loss if math.isfinite(loss) else None for _, loss, _ in batch]
         self._history["steps"].extend(steps)
-        self._history["losses"].extend(loss if loss is not None else math.nan for loss in losses)
-        skipped = [step for step, _, was_skipped in batch if was_skipped]
-        for step in skipped:
-            self._mark(step, "non-finite loss or gradient: step skipped")
+        self._history["losses"].extend(losses)
+        for step, _, skipped_because in batch:
+            if skipped_because is not None:
+                self._mark(step, f"step skipped: {skipped_because}")
         current = self._record_params(steps[-1])
         self.send({"type": "append", "steps": steps, "losses": losses, "params": current})
 
@@ -130,17 +133,19 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
         """Send pending points and write the whole history into the traits (what a saved
         notebook keeps)."""
         self._throttle.flush()
-        finite = [x if math.isfinite(x) else 0.0 for x in self._history["losses"]]
         with self.hold_sync():
             self.steps = list(self._history["steps"])
-            self.losses = finite
+            self.losses = list(self._history["losses"])
             self.params = {name: dict(traces) for name, traces in self._param_history.items()}
             self.param_steps = list(self._param_steps)
 
     # -- driving the run ---------------------------------------------------------------------
 
     def step(self, num_steps: int = 1) -> None:
-        """Take ``num_steps`` steps here and now (the Step button takes one)."""
+        """Take ``num_steps`` steps here and now (the Step button takes one); a background Run
+        is paused first, so two threads never step the same SVI."""
+        if self._runner is not None and self._runner.is_alive():
+            self.pause()
         try:
             for _ in range(num_steps):
                 self.svi.step(*self.args, **self.kwargs)
@@ -178,7 +183,15 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
             self._runner.join(timeout)
 
     def reset(self) -> None:
-        """Pause, put the run back to its start (``on_reset``) and clear the history."""
+        """Pause, put the run back to its start (``on_reset``) and clear the history.
+
+        >>> import engine
+        >>> from engine.infer import SVI, Trace_ELBO
+        >>> from engine.optim import Adam
+        >>> monitor = SviMonitor(SVI(lambda: None, lambda: None, Adam({}), Trace_ELBO()))
+        >>> monitor.step(2); monitor.reset(); monitor.steps
+        []
+        """
         self.pause()
         if self._on_reset is not None:
             self._on_reset()
@@ -213,7 +226,9 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
     def to_html(self) -> str:
         """A static summary with the loss curve as an inline SVG (for frontends without
         widgets and for saved notebooks)."""
-        losses = [x for x in self._history["losses"] if math.isfinite(x)] or list(self.losses)
+        losses = [x for x in self._history["losses"] if x is not None] or [
+            x for x in self.losses if x is not None
+        ]
         summary = f"{len(self._history['steps']) or len(self.steps)} steps"
         if losses:
             summary += f", last loss {losses[-1]:.6g}, lowest {min(losses):.6g}"

@@ -105,7 +105,7 @@ class SVI:
         self.step_count += 1
         self.losses.append(loss)
         if self.progress.active:
-            self._report(loss, params, skipped=problem is not None)
+            self._report(loss, params, problem)
         return loss
 
     @staticmethod
@@ -155,11 +155,11 @@ class SVI:
                 tr.compute_log_prob()
         return first_nonfinite([("guide", guide_trace), ("model", model_trace)])
 
-    def _report(self, loss: float, params: list[torch.Tensor], skipped: bool) -> None:
+    def _report(self, loss: float, params: list[torch.Tensor], problem: str | None) -> None:
         snapshot = None
         if self.progress.wants_params:
             snapshot = {name: value.detach().clone() for name, value in get_param_store().items()}
-        info = {"skipped": True} if skipped else {}
+        info = {"skipped": True, "message": problem} if problem is not None else {}
         self.progress.emit(ProgressEvent("svi", self.step_count, loss, snapshot, info))
 
     # -- loops and evaluation --------------------------------------------------------------

@@ -17,6 +17,8 @@ Trace shapes
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from engine.errors import fmt_shape
@@ -81,13 +83,15 @@ def _site_row(name: str, site: Message) -> dict[str, object] | None:
         observed=kind == "observed",
     )
     if "log_prob_sum" in site:
-        row["log_prob_sum"] = float(torch.as_tensor(site["log_prob_sum"]).detach())
+        total = float(torch.as_tensor(site["log_prob_sum"]).detach())
+        row["log_prob_sum"] = total if math.isfinite(total) else str(total)
     return row
 
 
 def site_rows(trace) -> list[dict[str, object]]:
     """One record per site: the table's columns as text, plus ``observed`` and ``log_prob_sum``
-    (None unless the trace computed it). The text table and the notebook inspector share it.
+    (None unless the trace computed it; ``"-inf"`` or ``"nan"`` as text when not finite). The
+    text table and the notebook inspector share it.
 
     >>> import engine, engine.distributions as dist
     >>> from engine import poutine

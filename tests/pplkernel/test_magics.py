@@ -266,3 +266,51 @@ def test_mcmc_runs_in_the_background_and_can_be_stopped(shell):
         mcmc.request_stop()
         samples = mcmc.get_samples(group_by_chain=True)["p"]
     assert mcmc.interrupted and 5 <= samples.shape[1] < 100000
+
+
+def test_a_rerun_data_cell_starts_a_new_run(shell):
+    run(shell, COIN)
+    first = run(shell, "%svi coin --steps 2")
+    run(shell, "flips = torch.tensor([1.0, 0.0, 1.0])")  # new data: a new tensor object
+    second = run(shell, "%svi coin --steps 2")
+    assert second is not first and second.kwargs["flips"].shape == (3,)
+
+
+def test_step_while_running_in_the_background_pauses_the_run_first(shell):
+    run(shell, COIN)
+    run_ = run(shell, "%svi coin --steps 2")
+    run_.monitor.run()
+    deadline = time.monotonic() + 10
+    while run_.step_count < 10 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    run(shell, "%svi step 5")
+    assert run_.monitor.status == "paused"
+    taken = run_.step_count
+    time.sleep(0.05)
+    assert run_.step_count == taken and len(run_.losses) == taken
+
+
+def test_reset_stops_a_background_run(shell):
+    run(shell, COIN)
+    run_ = run(shell, "%svi coin --steps 2")
+    run_.monitor.run()
+    run(shell, "%svi reset")
+    taken = run_.step_count
+    time.sleep(0.05)
+    assert run_.step_count == taken
+    assert not any(name.startswith("AutoNormal") for name in engine.get_param_store())
+
+
+def test_mcmc_with_a_broken_model_fails_at_once_in_one_line(shell, capsys):
+    run(shell, "%%model later_broken(n)\nppl.sample('x', dist.Normal(torch.zeros(n), 1.0))\n")
+    shown = error_of(shell, "%mcmc later_broken --samples 10 --args n=-1", capsys)
+    assert "RuntimeError: zeros: Dimension size must be non-negative" in shown
+    assert "Traceback" not in shown
+
+
+def test_inspector_shows_a_zero_density_as_minus_infinity(shell):
+    run(
+        shell,
+        "%%model impossible()\nppl.sample('u', dist.Uniform(0.0, 1.0), obs=torch.tensor(1.0))\n",
+    )
+    assert "-inf" in shell.displayed[-1]["text/html"]

@@ -44,7 +44,8 @@ def test_updates_are_batched():
     mcmc, monitor = watched(60, max_rate=1e-9)  # one batch, at the end
     mcmc.run()
     updates = [message for message in monitor.sent if message["type"] == "update"]
-    assert len(updates) <= 1
+    assert len(updates) == 1  # everything went out at the end, in one batch
+    assert [len(values) for values in updates[0]["lp"]] == [90, 90, 90]
 
 
 def test_stop_button_ends_a_background_run_and_keeps_the_draws():
@@ -72,3 +73,18 @@ def test_html_fallback_is_escaped():
     data, _ = monitor._repr_mimebundle_()
     assert "<b>demo</b>" not in data["text/html"] and "&lt;b&gt;demo" in data["text/html"]
     assert data["text/html"].count("<tr>") == 3  # header and two chains
+
+
+def test_a_failing_run_shows_its_error():
+    def failing():
+        x = engine.sample("x", dist.Normal(0.0, 1.0))
+        if not torch.is_grad_enabled():  # fails once sampling is going, not while setting up
+            raise ValueError("model broke")
+        engine.sample("y", dist.Normal(x, 1.0), obs=torch.tensor(0.0))
+
+    mcmc = MCMC(NUTS(failing), num_samples=10, warmup_steps=5)
+    monitor = McmcMonitor(mcmc)
+    with pytest.raises(ValueError, match="model broke"):
+        mcmc.run()
+        mcmc.get_samples()
+    assert monitor.status in ("failed", "waiting")

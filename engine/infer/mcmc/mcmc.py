@@ -103,16 +103,23 @@ class MCMC:
 
         Whatever ends the run early (the stop button, an error) keeps the draws made so far; a
         KeyboardInterrupt ends it quietly (with a warning), anything else is raised after."""
+        self._stop.clear()
+        self._setup(args, kwargs)
+        self._sample()
+
+    def _setup(self, args: tuple, kwargs: dict[str, Any]) -> None:
+        self.kernel.setup(self.num_chains, self.warmup_steps, args, kwargs, self.initial_params)
+
+    def _sample(self) -> None:
         kernel, chains = self.kernel, self.num_chains
-        kernel.setup(chains, self.warmup_steps, args, kwargs, self.initial_params)
         draws = kernel.z.new_empty((chains, self.num_samples, kernel.z.shape[-1]))
         stats: dict[str, list[torch.Tensor]] = {name: [] for name in _STAT_NAMES}
         divergences = torch.zeros(chains, dtype=torch.long, device=kernel.z.device)
         leapfrog_steps = torch.zeros_like(divergences)
         kept = 0
         ended = "failed"  # what the final progress event says, unless the loop gets further
+        failure = ""
         self.interrupted = False
-        self._stop.clear()
         started = time.perf_counter()
         try:
             for iteration in range(self.warmup_steps + self.num_samples):
@@ -148,6 +155,9 @@ class MCMC:
                 RuntimeWarning,
                 stacklevel=2,
             )
+        except BaseException as error:
+            failure = f"{type(error).__name__}: {error}"
+            raise
         finally:
             self.num_leapfrog_steps = leapfrog_steps  # per chain, warm-up and sampling
             self._draws = draws[:, :kept]
@@ -159,20 +169,24 @@ class MCMC:
             }
             self._samples = None
             if self.progress.active:
-                info = {"phase": ended, "kept": kept, "num_chains": chains}
+                info = {"phase": ended, "kept": kept, "num_chains": chains, "error": failure}
                 self.progress.emit(ProgressEvent("mcmc", kept + self.warmup_steps, info=info))
             self._live = None
 
     def run_in_background(self, *args: Any, **kwargs: Any) -> None:
-        """:meth:`run` in a thread, so the caller (a notebook) stays free: a live view's Stop
-        button can then reach :meth:`request_stop`. The results (``get_samples`` and the rest)
-        wait for the run to end; an error in the run is raised there."""
+        """:meth:`run` with the sampling in a thread, so the caller (a notebook) stays free: a
+        live view's Stop button can then reach :meth:`request_stop`. The set-up (building the
+        potential, placing the chains) happens here, so a broken model raises at once; the
+        results (``get_samples`` and the rest) wait for the run to end, and an error during
+        sampling is raised there."""
         if self._background is not None and self._background.is_alive():
             raise RuntimeError("this MCMC is already running")
+        self._stop.clear()
+        self._setup(args, kwargs)
 
         def target() -> None:
             try:
-                self.run(*args, **kwargs)
+                self._sample()
             except BaseException as error:  # handed to whoever asks for the results
                 self._background_error = error
 
