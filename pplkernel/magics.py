@@ -9,6 +9,7 @@ becomes a :class:`~pplkernel.session.MagicError`, shown as one short message (se
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -49,13 +50,27 @@ _ELBOS = {"trace": Trace_ELBO, "meanfield": TraceMeanField_ELBO, "tracegraph": T
 
 @contextlib.contextmanager
 def engine_errors() -> Iterator[None]:
-    """Re-raise the engine's own errors (and the model's) as one-message MagicErrors."""
+    """Re-raise the engine's errors, and the model's own, as one-message MagicErrors; an error
+    raised in a ``%%model``/``%%guide`` cell's code says which cell line raised it."""
     try:
         yield
-    except MagicError:
+    except (MagicError, KeyboardInterrupt):
         raise
-    except (PPLError, ValueError, TypeError, RuntimeError, NameError, IndexError) as error:
-        raise MagicError(str(error), type(error).__name__) from error
+    except Exception as error:
+        where = "" if isinstance(error, PPLError) else _cell_line(error.__traceback__)
+        raise MagicError(f"{error}{where}", type(error).__name__) from error
+
+
+def _cell_line(tb: Any) -> str:
+    """`` (in %%model NAME, line N)`` for the innermost frame of a cell-defined function."""
+    found = ""
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.startswith("<%%"):
+            # The cell's line 1 is the ``def`` line added above the body.
+            found = f" ({filename[1:-1]}, line {tb.tb_lineno - 1} of the cell)"
+        tb = tb.tb_next
+    return found
 
 
 @magics_class
@@ -74,6 +89,15 @@ class PPLMagics(Magics):
 
     def _bound(self, fn: Callable, given: list[str]) -> tuple[tuple, dict[str, Any]]:
         values = evaluate_args(given, self.namespace)
+        parameters = inspect.signature(fn).parameters
+        takes_any = any(p.kind == p.VAR_KEYWORD for p in parameters.values())
+        unknown = [name for name in values if name not in parameters and not takes_any]
+        if unknown:
+            raise MagicError(
+                f"--args {', '.join(unknown)}: '{fn.__name__}' has no such argument (its "
+                f"arguments: {', '.join(parameters) or 'none'}).",
+                "UsageError",
+            )
         bound = bind_arguments(fn, self.namespace, values)
         if isinstance(bound, list):
             names = ", ".join(bound)
@@ -102,7 +126,7 @@ class PPLMagics(Magics):
             if header.name is None:
                 fn = model_cells.function_from_cell(cell, self.namespace)
             else:
-                fn = model_cells.function_from_body(header, cell, self.namespace)
+                fn = model_cells.function_from_body(header, cell, self.namespace, kind)
         except model_cells.CellError as error:
             raise MagicError(str(error), "SyntaxError") from error
         entry, changed = self.session.register(kind, fn)

@@ -65,11 +65,14 @@ def parse_header(line: str) -> Header:
     return Header(name, params)
 
 
-def function_from_body(header: Header, body: str, namespace: dict[str, Any]) -> Callable:
-    """Define ``def NAME(ARGS):`` with the cell ``body`` in ``namespace`` and return it."""
+def function_from_body(
+    header: Header, body: str, namespace: dict[str, Any], kind: str = "model"
+) -> Callable:
+    """Define ``def NAME(ARGS):`` with the cell ``body`` in ``namespace`` and return it (its
+    code is named ``<%%model NAME>``, or ``<%%guide NAME>``, in tracebacks)."""
     indented = textwrap.indent(textwrap.dedent(body) or "pass", "    ")
     source = f"def {header.name}({header.params}):\n{indented}\n"
-    code = _compile(source, f"<%%model {header.name}>")
+    code = _compile(source, f"<%%{kind} {header.name}>")
     exec(code, namespace)
     fn = namespace[header.name]
     fn.__pplkernel_source__ = source

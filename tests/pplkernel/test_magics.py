@@ -314,3 +314,18 @@ def test_inspector_shows_a_zero_density_as_minus_infinity(shell):
         "%%model impossible()\nppl.sample('u', dist.Uniform(0.0, 1.0), obs=torch.tensor(1.0))\n",
     )
     assert "-inf" in shell.displayed[-1]["text/html"]
+
+
+def test_args_naming_no_argument_of_the_model_is_refused(shell, capsys):
+    run(shell, COIN)
+    shown = error_of(shell, "%svi coin --steps 1 --args flip=torch.ones(3)", capsys)
+    assert "--args flip: 'coin' has no such argument (its arguments: flips)" in shown
+
+
+def test_an_error_in_the_models_own_code_names_the_cell_line(shell, capsys):
+    cell = (
+        '%%model typo(flips)\np = ppl.sample("p", dist.Beta(2.0, 2.0))\nq = p.no_such_attribute\n'
+    )
+    out = error_of(shell, cell, capsys)  # the cell runs the model at once: flips is defined
+    assert out.startswith("AttributeError") and "(%%model typo, line 2 of the cell)" in out
+    assert "Traceback" not in out
