@@ -250,6 +250,7 @@ class PPLMagics(Magics):
         # summary() and the rest wait for it to end.
         with engine_errors():
             mcmc.run_in_background(*args, **kwargs)
+        self.session.mcmc_runs.append((model.name, mcmc))
         return mcmc
 
     # -- %trace and %ppl ---------------------------------------------------------------------
@@ -298,7 +299,12 @@ class PPLMagics(Magics):
             names = [f"{e.name} (v{e.version})" for e in table.values()]
             lines.append(f"{title}: {', '.join(names) or 'none'}")
         runs = [repr(run) for run in self.session.runs.values()]
-        lines.append("runs: " + (", ".join(runs) or "none"))
+        lines.append("SVI runs: " + (", ".join(runs) or "none"))
+        chains = [
+            f"{name} ({'running' if mcmc.running else 'finished'}, {mcmc.num_chains} chains)"
+            for name, mcmc in self.session.mcmc_runs
+        ]
+        lines.append("MCMC runs: " + (", ".join(chains) or "none"))
         return "\n".join(lines)
 
 

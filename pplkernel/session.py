@@ -50,6 +50,7 @@ class Session:
     guides: dict[str, Registered] = field(default_factory=dict)
     runs: dict[str, Any] = field(default_factory=dict)
     latest_run: str | None = None
+    mcmc_runs: list[tuple[str, Any]] = field(default_factory=list)  # (model name, MCMC)
 
     def register(self, kind: str, fn: Callable) -> tuple[Registered, bool]:
         """Register ``fn`` as a model or guide under its name; returns the entry and whether it
@@ -104,6 +105,10 @@ class Session:
         return self.runs[self.latest_run]
 
     def reset(self) -> None:
+        """Forget everything (background MCMC runs are stopped first)."""
+        for _, mcmc in self.mcmc_runs:
+            mcmc.request_stop()
+        self.mcmc_runs.clear()
         self.models.clear()
         self.guides.clear()
         self.runs.clear()

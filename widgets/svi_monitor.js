@@ -9,12 +9,13 @@ const SVG = "http://www.w3.org/2000/svg";
 const STATES = new Map();
 
 function initialize({ model }) {
-  const state = { steps: [], losses: [], params: {}, views: new Set() };
+  const state = { steps: [], losses: [], params: {}, paramSteps: [], views: new Set() };
   STATES.set(model.get("_uid"), state);
   const fromTraits = () => {
     state.steps = [...model.get("steps")];
     state.losses = model.get("losses").map((x) => (x === null ? NaN : x));
     state.params = {};
+    state.paramSteps = [...model.get("param_steps")];
     for (const [name, traces] of Object.entries(model.get("params"))) {
       state.params[name] = {};
       for (const [element, values] of Object.entries(traces)) state.params[name][element] = [...values];
@@ -26,6 +27,7 @@ function initialize({ model }) {
     if (msg.type === "append") {
       state.steps.push(...msg.steps);
       state.losses.push(...msg.losses.map((x) => (x === null ? NaN : x)));
+      state.paramSteps.push(msg.steps[msg.steps.length - 1]);
       for (const [name, summary] of Object.entries(msg.params || {})) {
         state.params[name] = state.params[name] || {};
         for (const [element, value] of Object.entries(summary)) {
@@ -33,7 +35,7 @@ function initialize({ model }) {
         }
       }
     } else if (msg.type === "reset") {
-      state.steps = []; state.losses = []; state.params = {};
+      state.steps = []; state.losses = []; state.params = {}; state.paramSteps = [];
     }
     state.views.forEach((draw) => draw());
   });
@@ -100,14 +102,23 @@ function render({ model, el }) {
   const logBox = document.createElement("input");
   logBox.type = "checkbox";
   logBox.addEventListener("change", () => { model.set("log_scale", logBox.checked); model.save_changes(); });
-  options.append(logBox, " log scale");
+  const smoothing = document.createElement("input");
+  smoothing.type = "range";
+  smoothing.min = "0";
+  smoothing.max = "0.99";
+  smoothing.step = "0.01";
+  smoothing.dataset.control = "smoothing";
+  smoothing.addEventListener("input", () => { model.set("smoothing", Number(smoothing.value)); model.save_changes(); });
+  options.append(logBox, " log scale  smoothing ", smoothing);
+  const axes = document.createElement("div");
+  axes.className = "ppl-axes";
   const chart = document.createElementNS(SVG, "svg");
   chart.setAttribute("width", "480");
   chart.setAttribute("height", "160");
   chart.classList.add("ppl-elbo");
   const paramBox = document.createElement("div");
   const marks = document.createElement("ul");
-  root.append(title, info, buttons, options, chart, paramBox, marks);
+  root.append(title, info, buttons, options, chart, axes, paramBox, marks);
 
   function draw() {
     title.textContent = model.get("title") || "SVI";
@@ -118,9 +129,17 @@ function render({ model, el }) {
     root.dataset.points = String(state.steps.length);
     root.dataset.status = status;
     chart.replaceChildren();
+    smoothing.value = String(model.get("smoothing"));
     const positive = state.losses.every((x) => !Number.isFinite(x) || x > 0);
-    const ys = model.get("log_scale") && positive ? state.losses.map(Math.log) : state.losses;
+    const logScale = model.get("log_scale") && positive;
+    const ys = logScale ? state.losses.map(Math.log) : state.losses;
     polyline(chart, state.steps, smooth(ys, model.get("smoothing")), 480, 160, "steelblue");
+    const [low, high] = range(state.losses.filter(Number.isFinite));
+    const [firstStep, lastStep] = range(state.steps);
+    const scale = logScale ? " (log scale)" : model.get("log_scale") ? " (linear: some losses are not positive)" : "";
+    axes.textContent = Number.isFinite(low)
+      ? `loss ${low.toPrecision(4)} to ${high.toPrecision(4)}${scale} · steps ${firstStep} to ${lastStep}`
+      : "";
     paramBox.replaceChildren();
     for (const [name, traces] of Object.entries(state.params)) {
       const box = document.createElement("div");
@@ -130,7 +149,11 @@ function render({ model, el }) {
       const svg = document.createElementNS(SVG, "svg");
       svg.setAttribute("width", "160");
       svg.setAttribute("height", "40");
-      for (const values of Object.values(traces)) polyline(svg, values.map((_, i) => i), values, 160, 40, "darkorange");
+      const steps = state.paramSteps;
+      for (const values of Object.values(traces)) {
+        const xs = values.map((_, i) => steps[steps.length - values.length + i] ?? i);
+        polyline(svg, xs, values, 160, 40, "darkorange");
+      }
       box.appendChild(svg);
       paramBox.appendChild(box);
     }

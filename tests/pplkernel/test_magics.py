@@ -118,6 +118,7 @@ def test_mcmc_magic_returns_the_mcmc_object(shell):
     engine.set_rng_seed(1)
     mcmc = run(shell, "%mcmc coin --samples 200 --warmup 100 --chains 2")
     assert isinstance(mcmc, MCMC)
+    assert shell.magics_manager.registry["PPLMagics"].session.mcmc_runs == [("coin", mcmc)]
     p = mcmc.get_samples(group_by_chain=True)["p"]
     assert p.shape == (2, 200)
     assert abs(p.mean().item() - 8 / 12) < 0.1
@@ -137,7 +138,7 @@ def test_ppl_lists_and_resets(shell, capsys):
     run(shell, "%svi coin --steps 3")
     run(shell, "%ppl")
     out = capsys.readouterr().out
-    assert "coin (v1)" in out and "SviRun 'coin'" in out
+    assert "coin (v1)" in out and "SviRun 'coin'" in out and "MCMC runs: none" in out
     run(shell, "%ppl reset")
     assert len(engine.get_param_store()) == 0
     with pytest.raises(Exception, match="No model named 'coin'"):
