@@ -110,12 +110,14 @@ function render({ model, el }) {
   smoothing.dataset.control = "smoothing";
   smoothing.addEventListener("input", () => { model.set("smoothing", Number(smoothing.value)); model.save_changes(); });
   options.append(logBox, " log scale  smoothing ", smoothing);
+  options.style.display = "block";
   const axes = document.createElement("div");
   axes.className = "ppl-axes";
   const chart = document.createElementNS(SVG, "svg");
   chart.setAttribute("width", "480");
   chart.setAttribute("height", "160");
   chart.classList.add("ppl-elbo");
+  chart.style.display = "block";  // its own line, under the controls
   const paramBox = document.createElement("div");
   const marks = document.createElement("ul");
   root.append(title, info, buttons, options, chart, axes, paramBox, marks);
