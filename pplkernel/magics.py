@@ -157,6 +157,8 @@ class PPLMagics(Magics):
             return None
         if options.command == "step":
             run = self.session.latest()
+            if run.stale:
+                print(f"Note: {run.stale}")
             self._step(run, options.steps)
             return run
         model = self.session.model(options.model)

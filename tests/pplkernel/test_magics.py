@@ -145,11 +145,13 @@ def test_ppl_lists_and_resets(shell, capsys):
         run(shell, "%svi coin")
 
 
-def test_changed_model_marks_its_runs_stale(shell):
+def test_changed_model_marks_its_runs_stale(shell, capsys):
     run(shell, COIN)
     first = run(shell, "%svi coin --steps 2")
     run(shell, COIN.replace("Beta(2.0, 2.0)", "Beta(1.0, 1.0)"))
     assert first.stale and "redefined" in first.stale
+    run(shell, "%svi step 1")  # the stale run can go on, and says it is stale
+    assert "was redefined after this run started" in capsys.readouterr().out
     second = run(shell, "%svi coin --steps 2")
     assert second is not first and not second.stale
 
