@@ -35,6 +35,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -102,7 +109,7 @@ def parse_mcmc(line: str) -> argparse.Namespace:
     parser.add_argument("model")
     parser.add_argument("--kernel", choices=("nuts", "hmc"), default="nuts")
     parser.add_argument("--samples", type=_positive_int, default=1000)
-    parser.add_argument("--warmup", type=_positive_int, default=None)
+    parser.add_argument("--warmup", type=_non_negative_int, default=None)
     parser.add_argument("--chains", type=_positive_int, default=4)
     _with_args(parser)
     return _parse_with(parser, _split(line, "%mcmc"))
