@@ -14,8 +14,3 @@ def load_ipython_extension(shell: Any) -> None:
     from pplkernel.extension import load
 
     load(shell)
-
-
-def unload_ipython_extension(shell: Any) -> None:
-    """Called by ``%unload_ext pplkernel``: the magics stay registered (IPython cannot remove
-    them), the session stays as it was."""

@@ -217,12 +217,9 @@ class PPLMagics(Magics):
                 "not have yet. Use --elbo trace.",
                 "UsageError",
             )
-        guide_entry = None
-        guide = self._guide_for(options.guide, model)
-        if options.guide in _AUTOGUIDES:
+        guide, guide_entry = self._guide_for(options.guide, model)
+        if guide_entry is None:  # an autoguide: its parameters exist from here on
             guide.setup(*args, **kwargs)
-        else:
-            guide_entry = self.session.guide(options.guide)
         optim = _OPTIMIZERS[options.optim]({"lr": options.lr})
         loss = _ELBOS[options.elbo](num_particles=options.particles)
         return SviRun(name, model, guide, guide_entry, optim, loss, args, kwargs, settings)
@@ -268,15 +265,17 @@ class PPLMagics(Magics):
             if options.guide is None:
                 model_trace = trace_handler(model.fn).get_trace(*args, **kwargs)
             else:
-                guide = self._guide_for(options.guide, model)
+                guide, _ = self._guide_for(options.guide, model)
                 _, model_trace = guide_and_model_traces(model.fn, guide, args, kwargs)
             model_trace.compute_log_prob()
         return TraceInspector.from_trace(model_trace, title=f"trace of {model.name}")
 
-    def _guide_for(self, name: str, model: Registered) -> Callable:
+    def _guide_for(self, name: str, model: Registered) -> tuple[Callable, Registered | None]:
+        """The guide ``--guide name`` means, and its ``%%guide`` entry (None for an autoguide)."""
         if name in _AUTOGUIDES:
-            return _AUTOGUIDES[name](model.fn)
-        return self.session.guide(name).fn
+            return _AUTOGUIDES[name](model.fn), None
+        entry = self.session.guide(name)
+        return entry.fn, entry
 
     @line_magic
     def ppl(self, line: str) -> None:
