@@ -15,16 +15,20 @@ from engine.infer.autoguide.initialization import (
     init_to_uniform,
     init_to_value,
 )
+from engine.infer.discrete import infer_discrete
 from engine.infer.elbo import ELBO
 from engine.infer.empirical_marginal import EmpiricalMarginal
+from engine.infer.enum_config import config_enumerate
 from engine.infer.importance import Importance
 from engine.infer.jit_elbo import JitTrace_ELBO, JitTraceGraph_ELBO, JitTraceMeanField_ELBO
 from engine.infer.mcmc import HMC, MCMC, NUTS, MCMCError
 from engine.infer.model_guide_checks import ModelGuideMismatchError
 from engine.infer.predictive import Predictive
 from engine.infer.progress import Progress, ProgressEvent
+from engine.infer.sum_product import EnumerationError
 from engine.infer.svi import SVI, NonFiniteError
 from engine.infer.trace_elbo import Trace_ELBO
+from engine.infer.traceenum_elbo import TraceEnum_ELBO
 from engine.infer.tracegraph_elbo import TraceGraph_ELBO
 from engine.infer.tracemeanfield_elbo import TraceMeanField_ELBO
 
@@ -35,6 +39,7 @@ __all__ = [
     "NUTS",
     "SVI",
     "EmpiricalMarginal",
+    "EnumerationError",
     "Importance",
     "JitTraceGraph_ELBO",
     "JitTraceMeanField_ELBO",
@@ -45,11 +50,14 @@ __all__ = [
     "Predictive",
     "Progress",
     "ProgressEvent",
+    "TraceEnum_ELBO",
     "TraceGraph_ELBO",
     "TraceMeanField_ELBO",
     "TracePosterior",
     "Trace_ELBO",
     "autoguide",
+    "config_enumerate",
+    "infer_discrete",
     "init_to_feasible",
     "init_to_mean",
     "init_to_median",

@@ -13,11 +13,13 @@ from engine.poutine.conditioning import (
     SubstituteMessenger,
     UnconditionMessenger,
 )
+from engine.poutine.enum_messenger import EnumMessenger
 from engine.poutine.handlers import (
     block,
     broadcast,
     condition,
     do,
+    enum,
     escape,
     infer_config,
     lift,
@@ -46,6 +48,7 @@ __all__ = [
     "BroadcastMessenger",
     "ConditionMessenger",
     "DoMessenger",
+    "EnumMessenger",
     "EscapeMessenger",
     "InferConfigMessenger",
     "LiftMessenger",
@@ -68,6 +71,7 @@ __all__ = [
     "broadcast",
     "condition",
     "do",
+    "enum",
     "escape",
     "infer_config",
     "lift",

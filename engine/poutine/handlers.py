@@ -27,6 +27,7 @@ from engine.poutine.conditioning import (
     SubstituteMessenger,
     UnconditionMessenger,
 )
+from engine.poutine.enum_messenger import EnumMessenger
 from engine.poutine.infer_config_messenger import InferConfigMessenger
 from engine.poutine.lift_messenger import LiftMessenger
 from engine.poutine.markov_messenger import MarkovMessenger
@@ -146,6 +147,19 @@ def infer_config(fn: Callable | None = None, config_fn: Callable | None = None) 
 def broadcast(fn: Callable | None = None) -> Any:
     """Expand every sample site to the full shape of its plates (plates already do this)."""
     return _apply(BroadcastMessenger(), fn)
+
+
+def enum(fn: Callable | None = None, first_available_dim: int | None = None) -> Any:
+    """Enumerate the sites marked ``infer={"enumerate": "parallel"}`` in their own dims, from
+    ``first_available_dim`` (``-max_plate_nesting - 1``) leftwards.
+
+    >>> import engine, engine.distributions as dist
+    >>> def model():
+    ...     return engine.sample("z", dist.Bernoulli(0.5), infer={"enumerate": "parallel"})
+    >>> enum(model, first_available_dim=-1)()
+    tensor([0., 1.])
+    """
+    return _apply(EnumMessenger(first_available_dim), fn)
 
 
 def markov(

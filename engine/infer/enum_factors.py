@@ -1,0 +1,178 @@
+"""From an enumerated trace to the labelled factors of :mod:`engine.infer.sum_product`.
+
+Each dim of a site's log-density is named: a plate by the site's plate frames, an enum dim by
+``infer["_enum_dims"]`` (the site enumerated there when this site ran). A dim that is neither, or
+an enum dim of the wrong size, means an enumerated value lost or moved its dim on the way (the
+usual culprit is indexing: ``probs[z]`` with ``probs`` batched); that is an error here, naming the
+site, the dim and the fix, instead of a silently wrong marginal.
+
+>>> import torch, engine, engine.distributions as dist
+>>> from engine import poutine
+>>> from engine.infer import config_enumerate
+>>> def model():
+...     z = engine.sample("z", dist.Categorical(torch.ones(3) / 3))
+...     engine.sample("x", dist.Normal(z.float(), 1.0), obs=torch.tensor(0.5))
+>>> enumerated = poutine.enum(config_enumerate(model), first_available_dim=-1)
+>>> tr = poutine.trace(enumerated).get_trace()
+>>> variables, plates = enumerated_sites(tr), trace_plates(tr)
+>>> [f.labels for f in site_factors(tr, variables, plates)]
+[('z',), ('z',)]
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from engine.errors import describe_site, fmt_shape
+from engine.infer.sum_product import EnumerationError, Factor, Plate, Variable
+from engine.poutine.trace_struct import Trace, scale_and_mask
+from engine.runtime import Message
+
+VINDEX_HINT = (
+    "When an enumerated value indexes a tensor, use Vindex (engine.ops.indexing): "
+    "`Vindex(probs)[..., z, :]` keeps the value's dims on the left where `probs[z]` does not."
+)
+
+
+def trace_plates(*traces: Trace) -> dict[str, Plate]:
+    """The vectorised plates of the traces' sample sites, with their subsampling scales."""
+    plates: dict[str, Plate] = {}
+    for trace in traces:
+        for _, site in trace.sample_sites():
+            for frame in site["cond_indep_stack"]:
+                if frame.vectorized and frame.name not in plates:
+                    full = frame.full_size if frame.full_size is not None else frame.size
+                    plates[frame.name] = Plate(frame.size, full / frame.size)
+    return plates
+
+
+def enumerated_sites(trace: Trace) -> dict[str, Variable]:
+    """The sites of ``trace`` enumerated in parallel: their number of values and their plates."""
+    return {
+        name: Variable(
+            site["value"].shape[0],  # enum puts the values first: (K, 1, ..., 1, *event)
+            frozenset(f.name for f in site["cond_indep_stack"] if f.vectorized),
+            windowed="_markov_scope" in site["infer"],
+        )
+        for name, site in trace.sample_sites()
+        if site["infer"].get("_enumerate_dim") is not None
+    }
+
+
+def _residual_scale(site: Message) -> float | torch.Tensor:
+    """The site's scale without its vectorised plates' subsampling factors (those are applied
+    when the sum-product multiplies a factor out over the plate)."""
+    plate_scale = math.prod(
+        frame.full_size / frame.size
+        for frame in site["cond_indep_stack"]
+        if frame.vectorized and frame.full_size is not None
+    )
+    scale = site["scale"]
+    return scale if plate_scale == 1 else scale / plate_scale
+
+
+def log_density(site: Message) -> torch.Tensor:
+    """A site's masked, unscaled log-density (computed and cached on the site if needed)."""
+    if "unscaled_log_prob" not in site:
+        Trace._compute_site_log_prob(site)
+    return scale_and_mask(site["unscaled_log_prob"], 1.0, site["mask"])
+
+
+def site_factor(
+    site: Message,
+    log_prob: torch.Tensor,
+    variables: dict[str, Variable],
+    plates: dict[str, Plate],
+) -> Factor:
+    """``log_prob`` (a tensor over ``site``'s batch and enum dims) as a labelled factor."""
+    frames = {f.dim: f for f in site["cond_indep_stack"] if f.vectorized}
+    enum_dims = site["infer"].get("_enum_dims", {})
+    kept_sizes, labels = [], []
+    for dim in range(-log_prob.dim(), 0):
+        size = log_prob.shape[dim]
+        label = _label(site, log_prob, dim, frames, enum_dims, variables)
+        if label is None:
+            continue
+        full = plates[label].size if label in plates else variables[label].size
+        if size == 1 and full != 1:
+            continue  # a broadcast dim: the density does not vary along it
+        kept_sizes.append(size)
+        labels.append(label)
+    tensor = log_prob.reshape(kept_sizes)
+    factor = Factor(tensor, tuple(labels), (site["name"],), _residual_scale(site))
+    _check_plates_of_variables(site, factor, variables, plates)
+    return factor
+
+
+def _label(
+    site: Message,
+    log_prob: torch.Tensor,
+    dim: int,
+    frames: dict,
+    enum_dims: dict[int, str],
+    variables: dict[str, Variable],
+) -> str | None:
+    size = log_prob.shape[dim]
+    frame = frames.get(dim)
+    if frame is not None:
+        return frame.name
+    holder = enum_dims.get(dim)
+    if holder is not None and holder in variables:
+        expected = variables[holder].size
+        if size not in (1, expected):
+            raise EnumerationError(
+                f"Site {describe_site(site)}: its log-prob has shape {fmt_shape(log_prob.shape)}, "
+                f"size {size} at dim {dim}, where enumerated site '{holder}' keeps its "
+                f"{expected} values. Something moved another dim there. {VINDEX_HINT}"
+            )
+        if variables[holder].windowed:
+            _check_window(site, holder, dim)
+        return holder
+    if size == 1:
+        return None
+    where = "an enumeration dim no enumerated site holds" if dim < min(frames, default=0) else ""
+    raise EnumerationError(
+        f"Site {describe_site(site)}: its log-prob has shape {fmt_shape(log_prob.shape)}, and dim "
+        f"{dim} (size {size}) belongs to no plate and no enumerated site"
+        + (f" ({where})" if where else "")
+        + ". An enumerated value lost its dim or a tensor was indexed so that its dims moved. "
+        + VINDEX_HINT
+    )
+
+
+def _check_window(site: Message, holder: str, dim: int) -> None:
+    scope = site["infer"].get("_markov_scope")
+    if scope is not None and holder not in scope and holder != site["name"]:
+        raise EnumerationError(
+            f"Site {describe_site(site)} depends on enumerated site '{holder}' (dim {dim}), "
+            f"which is outside its markov window (the window holds {sorted(scope)}). Its dim "
+            "may already hold another site's values. Raise `history` in markov(...) so the "
+            "window reaches back that far, or stop the dependence."
+        )
+
+
+def _check_plates_of_variables(
+    site: Message, factor: Factor, variables: dict[str, Variable], plates: dict[str, Plate]
+) -> None:
+    inside = factor.plates(plates)
+    for label in factor.labels:
+        variable = variables.get(label)
+        if variable is not None and not variable.plates <= inside:
+            missing = ", ".join(f"'{name}'" for name in sorted(variable.plates - inside))
+            raise EnumerationError(
+                f"Site {describe_site(site)} depends on enumerated site '{label}', which lives "
+                f"in plate(s) {missing}, but its log-prob (shape {fmt_shape(factor.tensor.shape)}) "
+                "does not run along those plates. Sample it inside the same plates, so each "
+                "element depends on its own value."
+            )
+
+
+def site_factors(
+    trace: Trace, variables: dict[str, Variable], plates: dict[str, Plate]
+) -> list[Factor]:
+    """One factor per sample site of ``trace`` (its masked log-density)."""
+    return [
+        site_factor(site, log_density(site), variables, plates) for _, site in trace.sample_sites()
+    ]
