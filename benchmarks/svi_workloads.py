@@ -54,6 +54,29 @@ def many_sites_model(ppl: Any, dist: Any):
     return model
 
 
+def gmm_data(seed: int = 5) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    u = rng.random(500)
+    eps = rng.standard_normal(500)
+    z = np.minimum(np.searchsorted(np.cumsum([0.5, 0.3, 0.2]), u, "right"), 2)
+    return torch.tensor(np.array([-4.0, 0.0, 4.0])[z] + eps, dtype=torch.float32)
+
+
+def gmm_model(ppl: Any, dist: Any):
+    def model(x: torch.Tensor) -> None:
+        weights = ppl.sample("weights", dist.Dirichlet(0.5 * torch.ones(3)))
+        scale = ppl.sample("scale", dist.LogNormal(0.0, 2.0))
+        with ppl.plate("components", 3):
+            locs = ppl.sample("locs", dist.Normal(0.0, 10.0))
+        with ppl.plate("data", len(x)):
+            assignment = ppl.sample(
+                "assignment", dist.Categorical(weights), infer={"enumerate": "parallel"}
+            )
+            ppl.sample("x", dist.Normal(locs[assignment], scale), obs=x)
+
+    return model
+
+
 @dataclass
 class Workload:
     name: str
@@ -62,10 +85,12 @@ class Workload:
     warmup: int
     steps_per_block: int
     blocks: int = 5
+    # Sites summed out by TraceEnum_ELBO(max_plate_nesting=1) and hidden from the guide.
+    enumerated: tuple[str, ...] = ()
 
 
 def workloads(sizes: str = "full") -> list[Workload]:
-    """The four SVI workloads; ``sizes="smoke"`` shrinks the big data sets for a quick check."""
+    """The SVI workloads; ``sizes="smoke"`` shrinks the big data sets for a quick check."""
     smoke = sizes == "smoke"
     small = linreg_data(100, 3, 0)
     large = linreg_data(10_000 if smoke else 100_000, 50, 1)
@@ -75,4 +100,5 @@ def workloads(sizes: str = "full") -> list[Workload]:
         Workload("svi_plate_large", lambda p, d: linreg_model(p, d), large, 50, 40),
         Workload("svi_many_sites", many_sites_model, (many_sites_data(),), 50, 100),
         Workload("svi_subsample", lambda p, d: linreg_model(p, d, 1000), sub, 50, 100),
+        Workload("gmm_enum", gmm_model, (gmm_data(),), 50, 100, enumerated=("assignment",)),
     ]

@@ -12,7 +12,7 @@
 (['p'], ['obs'])
 """
 
-from engine import distributions, infer, optim, poutine
+from engine import distributions, infer, ops, optim, poutine
 from engine.distributions.validation import (
     enable_validation,
     is_validation_enabled,
@@ -47,6 +47,7 @@ __all__ = [
     "is_validation_enabled",
     "markov",
     "module",
+    "ops",
     "optim",
     "param",
     "plate",

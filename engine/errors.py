@@ -55,6 +55,10 @@ class PlateError(PPLError, ValueError):
     """Plates that collide: the same dim, or the same name with different sizes."""
 
 
+class EnumerationError(PPLError, ValueError):
+    """Enumerated sites are used in a way exact marginalisation cannot follow."""
+
+
 class DistributionArgumentError(PPLError, ValueError):
     """A distribution was given parameters outside their constraints."""
 

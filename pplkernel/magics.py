@@ -24,13 +24,13 @@ from engine.infer import (
     MCMC,
     NUTS,
     Trace_ELBO,
+    TraceEnum_ELBO,
     TraceGraph_ELBO,
     TraceMeanField_ELBO,
 )
 from engine.infer import autoguide as autoguides
-from engine.infer.util import guide_and_model_traces
+from engine.infer.util import guide_and_model_traces, inspection_trace
 from engine.optim import SGD, Adam, ClippedAdam
-from engine.poutine.handlers import trace as trace_handler
 from pplkernel import model_cells
 from pplkernel.magic_args import evaluate_args, parse_mcmc, parse_svi, parse_trace
 from pplkernel.runs import SviRun
@@ -45,7 +45,12 @@ _AUTOGUIDES = {
     "auto_lowrank": autoguides.AutoLowRankMultivariateNormal,
 }
 _OPTIMIZERS = {"adam": Adam, "clipped_adam": ClippedAdam, "sgd": SGD}
-_ELBOS = {"trace": Trace_ELBO, "meanfield": TraceMeanField_ELBO, "tracegraph": TraceGraph_ELBO}
+_ELBOS = {
+    "trace": Trace_ELBO,
+    "meanfield": TraceMeanField_ELBO,
+    "tracegraph": TraceGraph_ELBO,
+    "enum": TraceEnum_ELBO,
+}
 
 
 @contextlib.contextmanager
@@ -141,7 +146,7 @@ class PPLMagics(Magics):
             return None
         if kind == "model":
             with engine_errors():
-                model_trace = trace_handler(fn).get_trace(*bound[0], **bound[1])
+                model_trace = inspection_trace(fn, *bound)
                 model_trace.compute_log_prob()
             display(TraceInspector.from_trace(model_trace, title=f"model {entry.name}"))
         return None
@@ -211,12 +216,6 @@ class PPLMagics(Magics):
             run.step(steps)
 
     def _new_run(self, name: str, model: Registered, options, settings, args, kwargs) -> SviRun:
-        if options.elbo == "enum":
-            raise MagicError(
-                "--elbo enum needs TraceEnum_ELBO (discrete enumeration), which the engine does "
-                "not have yet. Use --elbo trace.",
-                "UsageError",
-            )
         guide, guide_entry = self._guide_for(options.guide, model)
         if guide_entry is None:  # an autoguide: its parameters exist from here on
             guide.setup(*args, **kwargs)
@@ -263,7 +262,7 @@ class PPLMagics(Magics):
         args, kwargs = self._bound(model.fn, options.args)
         with engine_errors():
             if options.guide is None:
-                model_trace = trace_handler(model.fn).get_trace(*args, **kwargs)
+                model_trace = inspection_trace(model.fn, args, kwargs)
             else:
                 guide, _ = self._guide_for(options.guide, model)
                 _, model_trace = guide_and_model_traces(model.fn, guide, args, kwargs)

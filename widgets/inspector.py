@@ -22,10 +22,8 @@ from typing import Any
 import anywidget
 import traitlets
 
-from engine.poutine.shape_table import COLUMNS, plate_rows, site_rows
+from engine.poutine.shape_table import plate_rows, shown_columns, site_rows
 from widgets.html import HtmlFallback, escape, table
-
-_HEADER = [*COLUMNS, "log_prob sum"]
 
 
 class TraceInspector(HtmlFallback, anywidget.AnyWidget):
@@ -41,12 +39,12 @@ class TraceInspector(HtmlFallback, anywidget.AnyWidget):
         """Inspect ``trace`` (log-densities are shown where the trace computed them)."""
         return cls(title=title, sites=site_rows(trace), plates=plate_rows(trace))
 
-    def _rows(self) -> list[list[object]]:
+    def _rows(self, columns: list[str]) -> list[list[object]]:
         rows = []
         for site in self.sites:
             total = site.get("log_prob_sum")
             shown_total = f"{total:.4g}" if isinstance(total, float) else str(total or "")
-            rows.append([*(site[column] for column in COLUMNS), shown_total])
+            rows.append([*(site[column] for column in columns), shown_total])
         return rows
 
     def to_html(self) -> str:
@@ -57,7 +55,8 @@ class TraceInspector(HtmlFallback, anywidget.AnyWidget):
             for p in self.plates
         )
         parts = [f"<div class='ppl-inspector'><b>{escape(self.title or 'Trace')}</b>"]
-        parts.append(table(_HEADER, self._rows()))
+        columns = shown_columns(self.sites)
+        parts.append(table([*columns, "log_prob sum"], self._rows(columns)))
         if plates:
             parts.append(f"<div>plates: {plates}</div>")
         parts.append("</div>")

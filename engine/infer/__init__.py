@@ -5,6 +5,7 @@
 1
 """
 
+from engine.errors import EnumerationError
 from engine.infer import autoguide
 from engine.infer.abstract_infer import TracePosterior
 from engine.infer.autoguide.initialization import (
@@ -20,12 +21,16 @@ from engine.infer.elbo import ELBO
 from engine.infer.empirical_marginal import EmpiricalMarginal
 from engine.infer.enum_config import config_enumerate
 from engine.infer.importance import Importance
-from engine.infer.jit_elbo import JitTrace_ELBO, JitTraceGraph_ELBO, JitTraceMeanField_ELBO
+from engine.infer.jit_elbo import (
+    JitTrace_ELBO,
+    JitTraceEnum_ELBO,
+    JitTraceGraph_ELBO,
+    JitTraceMeanField_ELBO,
+)
 from engine.infer.mcmc import HMC, MCMC, NUTS, MCMCError
 from engine.infer.model_guide_checks import ModelGuideMismatchError
 from engine.infer.predictive import Predictive
 from engine.infer.progress import Progress, ProgressEvent
-from engine.infer.sum_product import EnumerationError
 from engine.infer.svi import SVI, NonFiniteError
 from engine.infer.trace_elbo import Trace_ELBO
 from engine.infer.traceenum_elbo import TraceEnum_ELBO
@@ -41,6 +46,7 @@ __all__ = [
     "EmpiricalMarginal",
     "EnumerationError",
     "Importance",
+    "JitTraceEnum_ELBO",
     "JitTraceGraph_ELBO",
     "JitTraceMeanField_ELBO",
     "JitTrace_ELBO",

@@ -25,15 +25,11 @@ import math
 
 import torch
 
-from engine.errors import describe_site, fmt_shape
-from engine.infer.sum_product import EnumerationError, Factor, Plate, Variable
+from engine.errors import EnumerationError, describe_site, fmt_shape
+from engine.infer.model_guide_checks import VINDEX_HINT
+from engine.infer.sum_product import Factor, Plate, Variable
 from engine.poutine.trace_struct import Trace, scale_and_mask
 from engine.runtime import Message
-
-VINDEX_HINT = (
-    "When an enumerated value indexes a tensor, use Vindex (engine.ops.indexing): "
-    "`Vindex(probs)[..., z, :]` keeps the value's dims on the left where `probs[z]` does not."
-)
 
 
 def trace_plates(*traces: Trace) -> dict[str, Plate]:

@@ -1,4 +1,5 @@
-"""``JitTrace_ELBO``, ``JitTraceMeanField_ELBO``, ``JitTraceGraph_ELBO``: the same estimators,
+"""``JitTrace_ELBO``, ``JitTraceMeanField_ELBO``, ``JitTraceGraph_ELBO``, ``JitTraceEnum_ELBO``:
+the same estimators,
 with guide, model and ELBO arithmetic compiled by ``torch.compile``.
 
 Pyro's names, our mechanism: where Pyro traces the loss with ``torch.jit``, we hand the whole
@@ -44,6 +45,7 @@ import torch
 
 from engine.distributions.validation import trusted_run
 from engine.infer.trace_elbo import Trace_ELBO
+from engine.infer.traceenum_elbo import TraceEnum_ELBO
 from engine.infer.tracegraph_elbo import TraceGraph_ELBO
 from engine.infer.tracemeanfield_elbo import TraceMeanField_ELBO
 
@@ -107,4 +109,12 @@ class JitTraceGraph_ELBO(_CompiledEstimate, TraceGraph_ELBO):
     >>> from engine.infer import TraceGraph_ELBO
     >>> isinstance(JitTraceGraph_ELBO(), TraceGraph_ELBO)
     True
+    """
+
+
+class JitTraceEnum_ELBO(_CompiledEstimate, TraceEnum_ELBO):
+    """:class:`~engine.infer.TraceEnum_ELBO`, compiled (see the module docstring).
+
+    >>> JitTraceEnum_ELBO(max_plate_nesting=1).max_plate_nesting
+    1
     """

@@ -29,6 +29,11 @@ from engine.errors import PPLError, ShapeError, describe_site, fmt_shape
 from engine.poutine.trace_struct import Trace, log_prob_shape
 from engine.runtime import Message, is_subsample_site
 
+VINDEX_HINT = (
+    "When an enumerated value indexes a tensor, use Vindex (engine.ops.indexing): "
+    "`Vindex(probs)[..., z, :]` keeps the value's dims on the left where `probs[z]` does not."
+)
+
 
 class ModelGuideMismatchError(PPLError, ValueError):
     """The guide does not provide exactly the model's latent sites, with their shapes."""
@@ -90,6 +95,13 @@ def _shape_problem(name: str, model_site: Message, guide_site: Message) -> str |
     expected = model_fn.batch_shape + model_fn.event_shape
     if value.shape == expected:
         return None
+    if guide_site["infer"].get("_enum_dims") or model_site["infer"].get("_enum_dims"):
+        # Enumerated values broadcast: compare the dims right of the enumeration dims only.
+        event_dims = len(model_fn.event_shape)
+        value_shape = _right_of_enum_dims(value.shape, guide_site, event_dims)
+        model_shape = _right_of_enum_dims(expected, model_site, event_dims)
+        if _broadcastable(value_shape, model_shape):
+            return None
     # Extra dims on the left of the model's shape are fine when they come from a plate both
     # sides share (the model's batch shape then has them too); anything else changes the ELBO.
     return (
@@ -101,13 +113,34 @@ def _shape_problem(name: str, model_site: Message, guide_site: Message) -> str |
     )
 
 
+def _right_of_enum_dims(shape: torch.Size, site: Message, event_dims: int) -> torch.Size:
+    enum_dims = site["infer"].get("_enum_dims", {})
+    if not enum_dims:
+        return shape
+    kept_batch = -max(enum_dims) - 1  # the batch dims right of the rightmost enumeration dim
+    batch = shape[: len(shape) - event_dims]
+    return batch[max(len(batch) - kept_batch, 0) :] + shape[len(shape) - event_dims :]
+
+
+def _broadcastable(a: torch.Size, b: torch.Size) -> bool:
+    return all(x == y or 1 in (x, y) for x, y in zip(reversed(a), reversed(b), strict=False))
+
+
 def check_model_guide_match(model_trace: Trace, guide_trace: Trace) -> None:
     """Raise :class:`ModelGuideMismatchError` listing every site where model and guide disagree."""
     model_latent = _latent_sites(model_trace)
     guide_latent = _latent_sites(guide_trace)
     problems = []
     for name, site in model_latent.items():
-        if name not in guide_latent and not site["infer"].get("enumerate"):
+        if name in guide_latent or site["infer"].get("_enumerate_dim") is not None:
+            continue
+        if site["infer"].get("enumerate"):
+            problems.append(
+                f"site {describe_site(site)} is marked for enumeration, but this ELBO does not "
+                "enumerate, so it would be drawn from the prior with no guide. Use "
+                "TraceEnum_ELBO (it sums the site out), or sample it in the guide."
+            )
+        else:
             problems.append(
                 f"site {describe_site(site)} is latent in the model but the guide "
                 "never samples it. Sample it in the guide (same name), or observe it in the "
@@ -170,4 +203,5 @@ def check_site_shapes(trace: Trace) -> None:
                     "summed as if independent without saying so. Fix: wrap the site in "
                     f"`with plate(name, {size}):` if the entries are independent draws, or use "
                     "`.to_event(1)` on the distribution if they form one joint draw."
+                    + (f" {VINDEX_HINT}" if enumerated else "")
                 )

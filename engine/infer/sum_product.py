@@ -30,13 +30,9 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from engine.errors import PPLError
+from engine.errors import EnumerationError
 
 Scale = float | torch.Tensor
-
-
-class EnumerationError(PPLError, ValueError):
-    """Enumerated sites are used in a way exact marginalisation cannot follow."""
 
 
 @dataclass(frozen=True)

@@ -33,13 +33,13 @@ from typing import Any
 import torch
 
 from engine.distributions.validation import structure_checks_enabled
-from engine.errors import describe_site
+from engine.errors import EnumerationError, describe_site
+from engine.infer.batched_log_prob import log_prob_total
 from engine.infer.elbo import ELBO
 from engine.infer.enum_factors import enumerated_sites, log_density, site_factor, trace_plates
 from engine.infer.model_guide_checks import check_model_guide_match, check_site_shapes
 from engine.infer.sequential_enum import SequentialEnumMessenger, sequential_branches
 from engine.infer.sum_product import (
-    EnumerationError,
     Factor,
     Plate,
     align,
@@ -117,34 +117,59 @@ class TraceEnum_ELBO(ELBO):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         plates = trace_plates(model_trace, guide_trace)
         guide_variables = enumerated_sites(guide_trace)
-        model_variables = enumerated_sites(model_trace)
+        model_variables = {  # replayed guide sites carry the guide's marks: not the model's
+            name: variable
+            for name, variable in enumerated_sites(model_trace).items()
+            if name not in guide_variables
+        }
         variables = {**guide_variables, **model_variables}
+        model_sites = [site for _, site in model_trace.sample_sites()]
+        guide_sites = [site for _, site in guide_trace.iter_stochastic_nodes()]
+        # Sites that ran while no site was enumerated cannot depend on one: their total is all
+        # the ELBO needs, scored in batches as in Trace_ELBO.
+        plain_model = [site for site in model_sites if not _touched(site)]
+        plain_guide = [site for site in guide_sites if not _touched(site)]
         model_factors = [
             site_factor(site, log_density(site), variables, plates)
-            for _, site in model_trace.sample_sites()
+            for site in model_sites
+            if _touched(site)
         ]
         costs = contract(model_factors, variables, plates, set(model_variables))
         weights: dict[str, Factor] = {}
         branch_log_weight: torch.Tensor | None = None
-        rest: list[Message] = []
-        for name, site in guide_trace.iter_stochastic_nodes():
+        for site in guide_sites:
+            if not _touched(site):
+                continue
             factor = site_factor(site, log_density(site), variables, plates)
             costs.append(Factor(-factor.tensor, factor.labels, factor.sites, factor.scale))
-            if name in guide_variables:
-                weights[name] = Factor(factor.tensor, factor.labels, factor.sites)
+            if site["name"] in guide_variables:
+                weights[site["name"]] = Factor(factor.tensor, factor.labels, factor.sites)
             elif site["infer"].get("_sequential"):
                 term = factor.tensor.sum()
                 branch_log_weight = term if branch_log_weight is None else branch_log_weight + term
-            else:
-                rest.append(site)
-        elbo = sum((_expected(cost, weights, plates) for cost in costs), torch.zeros(()))
+        elbo = log_prob_total(plain_model) - log_prob_total(plain_guide)
+        for cost in costs:
+            elbo = elbo + _expected(cost, weights, plates)
         if branch_log_weight is not None:
             elbo = branch_log_weight.exp() * elbo
         surrogate = elbo
-        for site in rest:
-            if not is_reparameterized(site):
+        for site in guide_sites:
+            if _drawn(site, guide_variables) and not is_reparameterized(site):
+                if "unscaled_log_prob" not in site:
+                    Trace._compute_site_log_prob(site)
                 surrogate = surrogate + score_log_prob(site).sum() * elbo.detach()
         return elbo, surrogate
+
+
+def _touched(site: Message) -> bool:
+    """Whether a site ran while some site was enumerated (so it may depend on one), or is a
+    sequentially enumerated guide site (its probability weights its branch)."""
+    return bool(site["infer"].get("_enum_dims")) or bool(site["infer"].get("_sequential"))
+
+
+def _drawn(site: Message, guide_variables: dict) -> bool:
+    """Whether a guide site's value was drawn at random (not enumerated)."""
+    return site["name"] not in guide_variables and not site["infer"].get("_sequential")
 
 
 def _expected(cost: Factor, weights: dict[str, Factor], plates: dict[str, Plate]) -> torch.Tensor:

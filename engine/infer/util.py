@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from engine.poutine.enum_messenger import EnumMessenger
 from engine.poutine.handlers import replay, trace
 from engine.poutine.plate_messenger import PlateMessenger
 from engine.poutine.trace_struct import Trace
@@ -94,3 +95,21 @@ def vectorize(
             return fn(*args, **kwargs)
 
     return vectorized
+
+
+def inspection_trace(fn: Callable, args: tuple, kwargs: dict[str, Any]) -> Trace:
+    """One run of ``fn`` to look at: when sites are marked for parallel enumeration they hold
+    all their values, in the dims TraceEnum_ELBO would give them.
+
+    >>> import engine, engine.distributions as dist
+    >>> def model():
+    ...     engine.sample("z", dist.Bernoulli(0.5), infer={"enumerate": "parallel"})
+    >>> inspection_trace(model, (), {}).nodes["z"]["value"]
+    tensor([0., 1.])
+    """
+    plain = trace(fn).get_trace(*args, **kwargs)
+    marked = any(site["infer"].get("enumerate") == "parallel" for _, site in plain.sample_sites())
+    if not marked:
+        return plain
+    first_dim = -max_plate_nesting_of(plain) - 1
+    return trace(EnumMessenger(first_dim)(fn)).get_trace(*args, **kwargs)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.errors import PlateError, describe_site, fmt_shape
+from engine.errors import EnumerationError, PlateError, describe_site, fmt_shape
 from engine.runtime import Message, Messenger, is_subsample_site
 
 
@@ -134,6 +134,7 @@ class EnumMessenger(Messenger):
                 + plate_batch
                 + event_shape
             )
+        self._check_recycled_dim(msg, site)
         msg["value"] = value
         msg["done"] = True
         msg["infer"] = {**msg["infer"], "_enumerate_dim": site.dim}
@@ -154,6 +155,19 @@ class EnumMessenger(Messenger):
                     f"TraceEnum_ELBO a max_plate_nesting of at least {len(batch_shape)}, or use "
                     "Vindex (engine.ops.indexing) where an enumerated value indexes a tensor."
                 )
+
+    def _check_recycled_dim(self, msg: Message, site: EnumeratedSite) -> None:
+        """A site taking over the dim of a site outside its window must not depend on it."""
+        previous = self.live.get(site.dim)
+        batch_shape = msg["fn"].batch_shape
+        if previous is None or -site.dim > len(batch_shape) or batch_shape[site.dim] == 1:
+            return
+        raise EnumerationError(
+            f"Site {describe_site(msg)} depends on enumerated site '{previous.name}' (dim "
+            f"{site.dim}), which is outside its markov window {sorted(site.scope or ())}; that "
+            f"dim now goes to '{site.name}'. Raise `history` in markov(...) so the window "
+            "reaches back that far, or stop the dependence."
+        )
 
     def _free_dim(self, msg: Message) -> int:
         """The rightmost enum dim that no site in ``msg``'s Markov window holds."""

@@ -44,6 +44,21 @@ def _log_prob_shape(site: Message) -> str:
     return "?" if not isinstance(site["value"], torch.Tensor) else "mismatch"
 
 
+def _enum_dims(site: Message) -> str:
+    """The enumeration dims a site's log-density runs along, named by the enumerated site each
+    holds (``z@-2``); an enumerated site's own dim is starred (``*z@-2``)."""
+    own = site["infer"].get("_enumerate_dim")
+    shape = log_prob_shape(site)
+    parts = []
+    for dim, holder in sorted(site["infer"].get("_enum_dims", {}).items(), reverse=True):
+        varies = shape is not None and -dim <= len(shape) and shape[dim] != 1
+        if dim == own:
+            parts.append(f"*{holder}@{dim}")
+        elif varies:
+            parts.append(f"{holder}@{dim}")
+    return " ".join(parts)
+
+
 def _plates(site: Message) -> str:
     parts = []
     for frame in site.get("cond_indep_stack", ()):
@@ -52,7 +67,7 @@ def _plates(site: Message) -> str:
     return " ".join(parts)
 
 
-COLUMNS = ("site", "kind", "distribution", "batch", "event", "value", "log_prob", "plates")
+COLUMNS = ("site", "kind", "distribution", "batch", "event", "value", "log_prob", "plates", "enum")
 
 
 def _site_row(name: str, site: Message) -> dict[str, object] | None:
@@ -80,6 +95,7 @@ def _site_row(name: str, site: Message) -> dict[str, object] | None:
         batch=fmt_shape(fn.batch_shape) if has_shapes else "",
         event=fmt_shape(fn.event_shape) if has_shapes else "",
         log_prob=_log_prob_shape(site),
+        enum=_enum_dims(site),
         observed=kind == "observed",
     )
     if "log_prob_sum" in site:
@@ -120,12 +136,23 @@ def plate_rows(trace) -> list[dict[str, object]]:
     return list(plates.values())
 
 
+def shown_columns(rows: list[dict[str, object]]) -> list[str]:
+    """The columns worth showing for these rows: ``enum`` only when something is enumerated.
+
+    >>> shown_columns([{"enum": ""}])[-1], shown_columns([{"enum": "*z@-2"}])[-1]
+    ('plates', 'enum')
+    """
+    enumerated = any(row.get("enum") for row in rows)
+    return [column for column in COLUMNS if column != "enum" or enumerated]
+
+
 def format_site_table(trace, title: str = "Trace shapes") -> str:
     """Render ``trace`` (a :class:`~engine.poutine.trace_struct.Trace`) as an aligned text table."""
-    rows = [[str(row[column]) for column in COLUMNS] for row in site_rows(trace)]
+    records = site_rows(trace)
+    header = shown_columns(records)
+    rows = [[str(row[column]) for column in header] for row in records]
     if not rows:
         return f"{title}\n (no sites)"
-    header = list(COLUMNS)
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines = [title]
     for row in [header, *rows]:

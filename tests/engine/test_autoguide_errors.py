@@ -43,7 +43,15 @@ def test_discrete_latent_site(guide_cls):
     message = str(info.value)
     assert "site 'component' (Categorical" in message
     assert "discrete" in message and "enumerate" in message
-    assert "poutine.block(model, hide=['component'])" in message
+    assert "config_enumerate" in message and "TraceEnum_ELBO" in message
+
+
+def test_an_enumerated_discrete_site_is_left_to_trace_enum_elbo():
+    def model():
+        engine.sample("loc", dist.Normal(0.0, 1.0))
+        engine.sample("c", dist.Categorical(torch.ones(3) / 3), infer={"enumerate": "parallel"})
+
+    assert sorted(AutoNormal(model, model_args=())()) == ["loc"]
 
 
 def test_a_hidden_discrete_site_is_fine():

@@ -107,6 +107,28 @@ def test_svi_with_a_custom_guide_learns_the_posterior(shell):
     assert abs(a / (a + b) - 2 / 3) < 0.05
 
 
+MIXTURE = """\
+%%model mixture(data)
+weights = ppl.sample("weights", dist.Dirichlet(torch.ones(2)))
+with ppl.plate("components", 2):
+    locs = ppl.sample("locs", dist.Normal(0.0, 5.0))
+with ppl.plate("data", len(data)):
+    z = ppl.sample("z", dist.Categorical(weights), infer={"enumerate": "parallel"})
+    ppl.sample("x", dist.Normal(locs[z], 1.0), obs=data)
+"""
+
+
+def test_enumerated_model_shows_its_enum_dims_and_svi_sums_them_out(shell):
+    shell.user_ns["data"] = torch.tensor([-2.0, -1.5, 2.0, 2.5])
+    run(shell, MIXTURE)
+    inspector = shell.displayed[-1]
+    assert "*z@-2" in inspector["text/html"]  # the inspector runs the model enumerated
+    svi_run = run(shell, "%svi mixture --elbo enum --guide auto_delta --steps 5")
+    assert len(svi_run.losses) == 5 and all(torch.isfinite(torch.tensor(svi_run.losses)))
+    assert type(svi_run.svi.loss).__name__ == "TraceEnum_ELBO"
+    assert sorted(svi_run.guide.median(shell.user_ns["data"])) == ["locs", "weights"]
+
+
 def test_args_flag_binds_model_arguments(shell):
     run(shell, COIN)
     run_ = run(shell, "%svi coin --steps 5 --args flips=torch.ones(3)")
@@ -176,7 +198,7 @@ def error_of(shell, cell, capsys):
         ("%svi coin --optim rmsprop", "invalid choice: 'rmsprop'"),
         ("%svi nope", "No model named 'nope'"),
         ("%svi coin --guide missing_guide", "No guide named 'missing_guide'"),
-        ("%svi coin --elbo enum", "TraceEnum_ELBO"),
+        ("%svi coin --elbo exact", "invalid choice: 'exact'"),
         ("%svi coin --args flips", "NAME=EXPR"),
         ("%mcmc coin --kernel gibbs", "invalid choice: 'gibbs'"),
         ("%ppl what", "takes nothing or `reset`"),

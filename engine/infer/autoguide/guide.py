@@ -183,7 +183,8 @@ class AutoGuide(torch.nn.Module):
     :meth:`setup` with them, or let the first call do it. ``create_plates(*args, **kwargs)`` may
     return the plates (one or an iterable) the guide should use instead of its own; a model whose
     plate is given its mini-batch indices (``plate(..., subsample=idx)``) needs it, since the guide
-    cannot know those indices otherwise.
+    cannot know those indices otherwise. Sites marked for enumeration
+    (``infer={"enumerate": ...}``) are left out: ``TraceEnum_ELBO`` sums them out.
 
     >>> import engine, engine.distributions as dist
     >>> from engine.infer.autoguide import AutoDelta
@@ -280,6 +281,8 @@ class AutoGuide(torch.nn.Module):
     def _latent_sites(self, prototype: Trace, args: tuple, kwargs: dict) -> list[LatentSite]:
         sites = []
         for name, site in prototype.iter_stochastic_nodes():
+            if site["infer"].get("enumerate"):
+                continue  # summed out by TraceEnum_ELBO, not covered by a guide
             sites.append(
                 LatentSite(
                     name,
@@ -312,8 +315,8 @@ class AutoGuide(torch.nn.Module):
                 f"{type(self).__name__}: site '{name}' ({type(fn).__name__}, support "
                 f"{describe_constraint(support)}) is discrete, and an autoguide only covers "
                 "continuous latent sites. Enumerate it instead: mark it with "
-                "infer={'enumerate': 'parallel'}, use TraceEnum_ELBO, and hide it from the guide "
-                f"with {type(self).__name__}(poutine.block(model, hide=['{name}'])). Or write a "
+                "infer={'enumerate': 'parallel'} (or decorate the model with config_enumerate) "
+                "and use TraceEnum_ELBO; autoguides leave enumerated sites to it. Or write a "
                 "guide for it by hand and combine the two with AutoGuideList."
             )
         try:

@@ -214,6 +214,8 @@ class InitMessenger(Messenger):
     def _process_sample(self, msg: Message) -> None:
         if msg["value"] is not None or msg["is_observed"] or is_subsample_site(msg):
             return
+        if msg["infer"].get("enumerate"):
+            return
         with torch.no_grad():
             value = self.init_fn(msg)
         _check_init_value(msg, value, _strategy_name(self.init_fn))
