@@ -59,6 +59,22 @@ class EnumerationError(PPLError, ValueError):
     """Enumerated sites are used in a way exact marginalisation cannot follow."""
 
 
+def markov_window_error(site: dict, holder: str, dim: int) -> EnumerationError:
+    """The error for a site that depends on an enumerated site outside its markov window.
+
+    >>> site = {"name": "x_2", "cond_indep_stack": (), "infer": {}}
+    >>> str(markov_window_error(site, "x_0", -1))[:37]
+    "Site 'x_2' (no plate) depends on enum"
+    """
+    window = sorted(site["infer"].get("_markov_scope", ()))
+    return EnumerationError(
+        f"Site {describe_site(site)} depends on enumerated site '{holder}' (dim {dim}), which is "
+        f"outside its markov window {window}, so that dim may already hold another site's "
+        "values. Raise `history` in markov(...) so the window reaches back that far, or stop "
+        "the dependence."
+    )
+
+
 class DistributionArgumentError(PPLError, ValueError):
     """A distribution was given parameters outside their constraints."""
 

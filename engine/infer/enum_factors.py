@@ -25,10 +25,11 @@ import math
 
 import torch
 
-from engine.errors import EnumerationError, describe_site, fmt_shape
+from engine.errors import EnumerationError, describe_site, fmt_shape, markov_window_error
 from engine.infer.model_guide_checks import VINDEX_HINT
 from engine.infer.sum_product import Factor, Plate, Variable
-from engine.poutine.trace_struct import Trace, scale_and_mask
+from engine.infer.trace_elbo import score_log_prob
+from engine.poutine.trace_struct import Trace
 from engine.runtime import Message
 
 
@@ -69,11 +70,14 @@ def _residual_scale(site: Message) -> float | torch.Tensor:
     return scale if plate_scale == 1 else scale / plate_scale
 
 
-def log_density(site: Message) -> torch.Tensor:
-    """A site's masked, unscaled log-density (computed and cached on the site if needed)."""
+def log_density(site: Message, masked: bool = True) -> torch.Tensor:
+    """A site's unscaled log-density, masked unless ``masked=False`` (computed and cached on the
+    site if needed). An enumerated site's own probabilities stay unmasked: masked out, they must
+    still sum to one over its values, so the masked element contributes nothing.
+    """
     if "unscaled_log_prob" not in site:
         Trace._compute_site_log_prob(site)
-    return scale_and_mask(site["unscaled_log_prob"], 1.0, site["mask"])
+    return score_log_prob(site) if masked else site["unscaled_log_prob"]
 
 
 def site_factor(
@@ -89,15 +93,19 @@ def site_factor(
     for dim in range(-log_prob.dim(), 0):
         size = log_prob.shape[dim]
         label = _label(site, log_prob, dim, frames, enum_dims, variables)
-        if label is None:
-            continue
-        full = plates[label].size if label in plates else variables[label].size
-        if size == 1 and full != 1:
+        if label is None or (size == 1 and label in plates and plates[label].size != 1):
             continue  # a broadcast dim: the density does not vary along it
         kept_sizes.append(size)
         labels.append(label)
     tensor = log_prob.reshape(kept_sizes)
-    factor = Factor(tensor, tuple(labels), (site["name"],), _residual_scale(site))
+    scale = _residual_scale(site)
+    if isinstance(scale, torch.Tensor) and scale.numel() > 1:
+        raise EnumerationError(
+            f"Site {describe_site(site)} has a scale of shape {fmt_shape(scale.shape)} and meets "
+            "enumerated sites; summing them out needs one scale per site. Use a scalar "
+            "poutine.scale, or poutine.mask to leave elements out."
+        )
+    factor = Factor(tensor, tuple(labels), (site["name"],), scale)
     _check_plates_of_variables(site, factor, variables, plates)
     return factor
 
@@ -117,14 +125,17 @@ def _label(
     holder = enum_dims.get(dim)
     if holder is not None and holder in variables:
         expected = variables[holder].size
-        if size not in (1, expected):
+        if size == 1:
+            return None  # broadcast: the density does not depend on that site
+        if size != expected:
             raise EnumerationError(
                 f"Site {describe_site(site)}: its log-prob has shape {fmt_shape(log_prob.shape)}, "
                 f"size {size} at dim {dim}, where enumerated site '{holder}' keeps its "
                 f"{expected} values. Something moved another dim there. {VINDEX_HINT}"
             )
-        if variables[holder].windowed:
-            _check_window(site, holder, dim)
+        scope = site["infer"].get("_markov_scope")
+        if variables[holder].windowed and scope is not None and holder not in scope:
+            raise markov_window_error(site, holder, dim)
         return holder
     if size == 1:
         return None
@@ -136,17 +147,6 @@ def _label(
         + ". An enumerated value lost its dim or a tensor was indexed so that its dims moved. "
         + VINDEX_HINT
     )
-
-
-def _check_window(site: Message, holder: str, dim: int) -> None:
-    scope = site["infer"].get("_markov_scope")
-    if scope is not None and holder not in scope and holder != site["name"]:
-        raise EnumerationError(
-            f"Site {describe_site(site)} depends on enumerated site '{holder}' (dim {dim}), "
-            f"which is outside its markov window (the window holds {sorted(scope)}). Its dim "
-            "may already hold another site's values. Raise `history` in markov(...) so the "
-            "window reaches back that far, or stop the dependence."
-        )
 
 
 def _check_plates_of_variables(
@@ -170,5 +170,6 @@ def site_factors(
 ) -> list[Factor]:
     """One factor per sample site of ``trace`` (its masked log-density)."""
     return [
-        site_factor(site, log_density(site), variables, plates) for _, site in trace.sample_sites()
+        site_factor(site, log_density(site, masked=name not in variables), variables, plates)
+        for name, site in trace.sample_sites()
     ]

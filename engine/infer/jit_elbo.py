@@ -1,6 +1,5 @@
 """``JitTrace_ELBO``, ``JitTraceMeanField_ELBO``, ``JitTraceGraph_ELBO``, ``JitTraceEnum_ELBO``:
-the same estimators,
-with guide, model and ELBO arithmetic compiled by ``torch.compile``.
+the same estimators, with guide, model and ELBO arithmetic compiled by ``torch.compile``.
 
 Pyro's names, our mechanism: where Pyro traces the loss with ``torch.jit``, we hand the whole
 gradient-carrying estimate (running the guide, replaying the model, scoring every site) to

@@ -10,10 +10,11 @@ that live exactly there, one at a time in the order that keeps tensors smallest;
 still depend on sites of fewer plates, so multiply it out over the plates those sites are not in
 (a sum of logs, times the plate's subsampling scale) and hand it down to their plates.
 
-A site's ``scale`` that is not a plate's subsampling factor (``poutine.scale``) multiplies the
-factor's log-density after marginalisation when the factors combined share it (so a mini-batch
-scale keeps its meaning); factors of different scales are combined with each scale applied to its
-own log-density first (tempering).
+A site's ``scale`` that is not a vectorised plate's subsampling factor (``poutine.scale``, a
+sequential plate's subsampling) travels with its factor and multiplies the log-density once the
+enumerated sites are summed out, as long as the factors combined share it (so a mini-batch scale
+keeps its meaning); factors of different scales are combined with each scale applied to its own
+log-density first (tempering).
 
 >>> import torch
 >>> prior = Factor(torch.tensor([0.3, 0.7]).log(), ("z",), ("z",))
@@ -53,7 +54,7 @@ class Plate:
     scale: float = 1.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared by identity: tensors have no truth value
 class Factor:
     """A log-density tensor whose dims are named by ``labels`` (plates or enumerated sites), with
     the sites it came from (for error messages) and its non-plate ``scale``."""
@@ -136,17 +137,26 @@ def _sum(tensors: list[torch.Tensor]) -> torch.Tensor:
 
 def reduce_plates(factor: Factor, names: Iterable[str], plates: dict[str, Plate]) -> Factor:
     """Multiply ``factor`` out over the plates ``names``: sum its log-density over their dims,
-    scaled by their subsampling factors and the factor's own scale (applied here, once)."""
+    times their subsampling factors. The factor's own scale stays with it, for later."""
     names = [name for name in names if name in factor.labels]
     if not names:
         return factor
-    axes = [factor.labels.index(name) for name in names]
-    tensor = _scaled(factor).sum(axes)
+    tensor = factor.tensor.sum([factor.labels.index(name) for name in names])
     for name in names:
         if plates[name].scale != 1:
             tensor = tensor * plates[name].scale
     labels = tuple(label for label in factor.labels if label not in names)
-    return Factor(tensor, labels, factor.sites, 1.0)
+    return Factor(tensor, labels, factor.sites, factor.scale)
+
+
+def total(factor: Factor, plates: dict[str, Plate]) -> torch.Tensor:
+    """A factor with no enumerated site left, summed over its plates and scaled: its share of
+    the log-density.
+
+    >>> total(Factor(torch.ones(3), ("data",), ("x",), 0.5), {"data": Plate(3, 2.0)})
+    tensor(3.)
+    """
+    return _scaled(reduce_plates(factor, factor.labels, plates))
 
 
 def _elimination_cost(name: str, factors: list[Factor]) -> int:
@@ -174,6 +184,8 @@ def _eliminate_all(
         name = min(remaining, key=lambda n: (_elimination_cost(n, factors), n))
         remaining.discard(name)
         touching = [f for f in factors if name in f.labels]
+        if not touching:
+            continue  # a site with a single value: nothing depends on which
         factors = [f for f in factors if name not in f.labels]
         table = combine(touching)
         axis = table.labels.index(name)
@@ -259,18 +271,29 @@ def _hand_down(
         )
     for label in factor.labels:
         if label in variables and label not in eliminate:
-            kept = variables[label]
-            crossed = (here - target) & kept.plates
+            crossed = (here - target) & variables[label].plates
             if crossed:
-                raise EnumerationError(
-                    f"Site '{label}' is enumerated in the guide inside plate(s) "
-                    f"{_plates_text(crossed)}, and {_sites_text(factor.sites)} ties it to the "
-                    f"model's enumerated site(s) {', '.join(repr(n) for n in pending)} outside "
-                    "those plates. The expectation over the guide would need every combination "
-                    "across the plate. Enumerate these sites in the model instead of the guide."
-                )
+                raise guide_sites_across_plates([label], crossed, factor.sites)
     reduced = reduce_plates(factor, sorted(here - target), plates)
     by_plates.setdefault(target, []).append(reduced)
+
+
+def guide_sites_across_plates(
+    guide_sites: Iterable[str], plates: Iterable[str], sites: Iterable[str]
+) -> EnumerationError:
+    """The error for guide-enumerated sites whose plates a log-density must be multiplied out
+    over while it still depends on them.
+
+    >>> str(guide_sites_across_plates(["z"], ["data"], ["x"]))[:40]
+    "The guide's enumerated site(s) 'z' live "
+    """
+    return EnumerationError(
+        f"The guide's enumerated site(s) {', '.join(map(repr, guide_sites))} live in plate(s) "
+        f"{_plates_text(plates)}, but the log-density of {_sites_text(sites)} depends on them "
+        "outside those plates (directly, or through a model site summed out there): the "
+        "expectation would need every combination of values across the plate. Enumerate "
+        "those sites in the model instead of the guide."
+    )
 
 
 def _plates_text(names: Iterable[str]) -> str:

@@ -45,7 +45,8 @@ from engine.infer.sum_product import (
     align,
     combine,
     contract,
-    reduce_plates,
+    guide_sites_across_plates,
+    total,
 )
 from engine.infer.trace_elbo import is_reparameterized, score_log_prob
 from engine.infer.util import vectorize
@@ -130,7 +131,12 @@ class TraceEnum_ELBO(ELBO):
         plain_model = [site for site in model_sites if not _touched(site)]
         plain_guide = [site for site in guide_sites if not _touched(site)]
         model_factors = [
-            site_factor(site, log_density(site), variables, plates)
+            site_factor(
+                site,
+                log_density(site, masked=site["name"] not in model_variables),
+                variables,
+                plates,
+            )
             for site in model_sites
             if _touched(site)
         ]
@@ -143,7 +149,8 @@ class TraceEnum_ELBO(ELBO):
             factor = site_factor(site, log_density(site), variables, plates)
             costs.append(Factor(-factor.tensor, factor.labels, factor.sites, factor.scale))
             if site["name"] in guide_variables:
-                weights[site["name"]] = Factor(factor.tensor, factor.labels, factor.sites)
+                unmasked = site_factor(site, log_density(site, masked=False), variables, plates)
+                weights[site["name"]] = Factor(unmasked.tensor, unmasked.labels, unmasked.sites)
             elif site["infer"].get("_sequential"):
                 term = factor.tensor.sum()
                 branch_log_weight = term if branch_log_weight is None else branch_log_weight + term
@@ -177,7 +184,7 @@ def _expected(cost: Factor, weights: dict[str, Factor], plates: dict[str, Plate]
     it depends on (weighted by their probabilities, and those of the sites they depend on)."""
     needed = [label for label in cost.labels if label in weights]
     if not needed:
-        return reduce_plates(cost, cost.labels, plates).tensor
+        return total(cost, plates)
     seen: set[str] = set()
     while needed:
         name = needed.pop()
@@ -187,17 +194,11 @@ def _expected(cost: Factor, weights: dict[str, Factor], plates: dict[str, Plate]
     log_weight = combine([weights[name] for name in sorted(seen)])
     outside = log_weight.plates(plates) - cost.plates(plates)
     if outside:
-        raise EnumerationError(
-            f"The guide's enumerated site(s) {sorted(seen)} live in plate(s) {sorted(outside)}, "
-            f"but {', '.join(map(repr, cost.sites))} do not: the expectation would need every "
-            "combination across the plate. Enumerate those sites in the model instead."
-        )
+        raise guide_sites_across_plates(sorted(seen), outside, cost.sites)
     labels, (w, c) = align([log_weight, cost])
-    weighted = Factor(w.exp() * c, labels, cost.sites, cost.scale)
-    summed_labels = [label for label in labels if label in weights]
-    tensor = weighted.tensor.sum([labels.index(label) for label in summed_labels])
+    expected = (w.exp() * c).sum([labels.index(label) for label in labels if label in weights])
     kept = tuple(label for label in labels if label not in weights)
-    return reduce_plates(Factor(tensor, kept, cost.sites, cost.scale), kept, plates).tensor
+    return total(Factor(expected, kept, cost.sites, cost.scale), plates)
 
 
 def _refuse_sequential_model_sites(model_trace: Trace, guide_trace: Trace) -> None:

@@ -24,19 +24,21 @@ import torch
 def vindex(tensor: torch.Tensor, args: tuple[Any, ...]) -> torch.Tensor:
     """Index ``tensor[..., *args]`` with every tensor or integer index broadcast against the
     batch dims (those left of the indexed dims); ``:`` keeps a dim, and only trailing ``:`` are
-    allowed after the last index.
+    allowed after the last index. Without the leading ``...``, the indices take the leftmost
+    dims (no batch dims) and the dims right of them are kept.
 
     >>> x = torch.arange(6.0).reshape(2, 3)
     >>> vindex(x, (Ellipsis, torch.tensor([2, 0])))
     tensor([2., 3.])
     """
-    if not args or args[0] is not Ellipsis:
-        raise IndexError("Vindex needs a leading `...`: write Vindex(x)[..., i, j]")
-    indices = list(args[1:])
+    batched = bool(args) and args[0] is Ellipsis
+    indices = list(args[1:] if batched else args)
     kept = 0
     while indices and _is_full_slice(indices[-1]):
         indices.pop()
         kept += 1
+    if not batched:  # x[i, j] indexes the leftmost dims and keeps the rest, as plain indexing
+        kept = tensor.dim() - len(indices)
     if any(_is_full_slice(index) for index in indices) or any(
         not isinstance(index, int | torch.Tensor) for index in indices
     ):

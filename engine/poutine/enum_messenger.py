@@ -5,8 +5,8 @@ The first enumerated site gets ``first_available_dim`` (``-max_plate_nesting - 1
 the dim left of it, and so on, so that everything computed from several enumerated values
 broadcasts to a tensor with one dim per value it depends on. Inside ``markov`` a site may only
 depend on the sites of its Markov window (``infer["_markov_scope"]``), so the dim of a site that
-fell out of every later window is handed to the next enumerated site: a chain of T states needs
-``history + 1`` dims, not T.
+no later site can see (``infer["_markov_reachable"]``) is handed to the next enumerated site: a
+chain of T states needs ``history + 1`` dims, not T.
 
 Every sample site is stamped with ``infer["_enum_dims"]``: which enumerated site each enum dim
 holds at the moment the site runs. A log-density that varies along an enum dim depends on the site
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.errors import EnumerationError, PlateError, describe_site, fmt_shape
+from engine.errors import PlateError, describe_site, fmt_shape, markov_window_error
 from engine.runtime import Message, Messenger, is_subsample_site
 
 
@@ -40,7 +40,7 @@ class EnumeratedSite:
     name: str
     dim: int
     size: int
-    scope: frozenset[str] | None  # its Markov window; None outside ``markov`` (sees everything)
+    windowed: bool  # drawn inside ``markov``: its dim is recycled once no later site can see it
 
 
 class EnumMessenger(Messenger):
@@ -69,7 +69,13 @@ class EnumMessenger(Messenger):
         self.enumerated: dict[str, EnumeratedSite] = {}
 
     def __enter__(self) -> EnumMessenger:
-        self.live = {}
+        # Sites enumerated elsewhere hold their dims from the start: a site here may meet their
+        # values (through replayed guide sites) before meeting the sites themselves. A dim the
+        # other run recycled is claimed when its holder is met, in order.
+        by_dim: dict[int, list[EnumeratedSite]] = {}
+        for site in self.enumerated_elsewhere.values():
+            by_dim.setdefault(site.dim, []).append(site)
+        self.live = {dim: sites[0] for dim, sites in by_dim.items() if len(sites) == 1}
         self.enumerated = {}
         return super().__enter__()
 
@@ -121,7 +127,7 @@ class EnumMessenger(Messenger):
         support = fn.enumerate_support(expand=False)
         size = support.shape[0]
         site = EnumeratedSite(
-            msg["name"], self._free_dim(msg), size, msg["infer"].get("_markov_scope")
+            msg["name"], self._free_dim(msg), size, "_markov_scope" in msg["infer"]
         )
         # enumerate_support puts the values left of the batch dims (all of size 1 here): move
         # them out to the site's own dim.
@@ -162,25 +168,20 @@ class EnumMessenger(Messenger):
         batch_shape = msg["fn"].batch_shape
         if previous is None or -site.dim > len(batch_shape) or batch_shape[site.dim] == 1:
             return
-        raise EnumerationError(
-            f"Site {describe_site(msg)} depends on enumerated site '{previous.name}' (dim "
-            f"{site.dim}), which is outside its markov window {sorted(site.scope or ())}; that "
-            f"dim now goes to '{site.name}'. Raise `history` in markov(...) so the window "
-            "reaches back that far, or stop the dependence."
-        )
+        raise markov_window_error(msg, previous.name, site.dim)
 
     def _free_dim(self, msg: Message) -> int:
-        """The rightmost enum dim that no site in ``msg``'s Markov window holds."""
-        scope = msg["infer"].get("_markov_scope")
+        """The rightmost enum dim that no site still reachable from ``msg`` holds."""
+        reachable = msg["infer"].get("_markov_reachable")
         dim = self.first_available_dim
         while True:
             holder = self.live.get(dim)
-            if holder is None or _out_of_window(holder, scope):
+            if holder is None or _unreachable(holder, reachable):
                 return dim
             dim -= 1
 
 
-def _out_of_window(holder: EnumeratedSite, scope: frozenset[str] | None) -> bool:
-    """Whether a site with Markov window ``scope`` can no longer see ``holder``: both live in
-    ``markov`` steps and ``holder`` is not in the window (later sites' windows only move on)."""
-    return scope is not None and holder.scope is not None and holder.name not in scope
+def _unreachable(holder: EnumeratedSite, reachable: frozenset[str] | None) -> bool:
+    """Whether no site from here on can depend on ``holder``: both live in ``markov`` steps and
+    ``holder`` is out of every window still to come."""
+    return reachable is not None and holder.windowed and holder.name not in reachable

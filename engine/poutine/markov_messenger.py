@@ -8,8 +8,10 @@ ancestors, and siblings are independent unless ``keep=True``, in which case a si
 the sibling before it.
 
 Each sample site inside is stamped with ``infer["_markov_scope"]``: the names of the sites in the
-current step and in its ``history`` predecessors, the only sites it may depend on. Enumeration
-reads that scope to recycle tensor dims, so a chain of T discrete states costs O(T), not O(K^T).
+current step and in its ``history`` predecessors, the only sites it may depend on; and with
+``infer["_markov_reachable"]``: the names any site still to come may depend on (under recursion,
+an ancestor's later children see it again). Enumeration recycles the tensor dim of a site no
+longer reachable, so a chain of T discrete states costs O(T), not O(K^T).
 
 >>> import engine, engine.distributions as dist
 >>> from engine import poutine
@@ -58,7 +60,7 @@ class MarkovMessenger(Messenger):
         self._open: list[_Step] = []
 
     def _window(self, chain: tuple[_Step, ...]) -> tuple[_Step, ...]:
-        return chain[len(chain) - self.history :] if self.history else ()
+        return chain[max(len(chain) - self.history, 0) :] if self.history else ()
 
     def __enter__(self) -> MarkovMessenger:
         parent = self._open[-1] if self._open else self._root
@@ -87,7 +89,22 @@ class MarkovMessenger(Messenger):
         visible.update(step.names)
         visible.add(msg["name"])
         inherited = msg["infer"].get("_markov_scope", frozenset())
-        msg["infer"] = {**msg["infer"], "_markov_scope": frozenset(visible) | inherited}
+        reachable = msg["infer"].get("_markov_reachable", frozenset())
+        msg["infer"] = {
+            **msg["infer"],
+            "_markov_scope": frozenset(visible) | inherited,
+            "_markov_reachable": self._reachable() | visible | reachable,
+        }
+
+    def _reachable(self) -> frozenset[str]:
+        """Names a site still to come may see: those of the open steps (a recursion's ancestors),
+        of their windows, and of the chains their next children continue."""
+        steps: list[_Step] = []
+        for open_step in (self._root, *self._open):
+            steps.extend(open_step.predecessors)
+            steps.extend(open_step.children_chain or ())
+            steps.append(open_step)
+        return frozenset(name for step in steps for name in step.names)
 
     def _postprocess_sample(self, msg: Message) -> None:
         if not is_subsample_site(msg):

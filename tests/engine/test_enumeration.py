@@ -508,3 +508,200 @@ def test_the_compiled_enumerated_elbo_computes_the_same_objective():
     for _ in range(2):  # the first call runs eagerly, the second compiled
         value = compiled.differentiable_loss(local_mixture, point_guide, data).item()
         assert value == pytest.approx(expected, rel=1e-6)
+
+
+# -- regressions found in review: each against brute force or a hand computation ---------------
+
+
+def brute_force(sites, log_joint):
+    """-log of the sum of exp(log_joint(values)) over every assignment of binary ``sites``."""
+    terms = [
+        log_joint(dict(zip(sites, values, strict=True)))
+        for values in itertools.product(range(2), repeat=len(sites))
+    ]
+    return -torch.logsumexp(torch.stack(terms), 0).item()
+
+
+def bern(p, value):
+    return torch.tensor(p if value else 1 - p).log()
+
+
+def test_independent_enumerated_groups_at_one_plate_level():
+    @config_enumerate
+    def model():
+        engine.sample("a", dist.Bernoulli(0.3))
+        b = engine.sample("b", dist.Bernoulli(0.6))
+        engine.sample("x", dist.Normal(b, 1.0), obs=torch.tensor(0.0))
+
+    def joint(v):
+        return (
+            bern(0.3, v["a"])
+            + bern(0.6, v["b"])
+            + dist.Normal(float(v["b"]), 1.0).log_prob(torch.tensor(0.0))
+        )
+
+    loss = TraceEnum_ELBO(max_plate_nesting=0).loss(model, empty_guide)
+    assert loss == pytest.approx(brute_force(["a", "b"], joint), rel=1e-6)
+
+
+@pytest.mark.parametrize("in_plate", [False, True])
+def test_a_poutine_scale_multiplies_the_marginal_not_the_densities(in_plate):
+    x = torch.tensor([0.4, 1.7])
+
+    @config_enumerate
+    def model():
+        z = engine.sample("z", dist.Bernoulli(0.3))
+        if in_plate:
+            with engine.plate("data", 2):
+                engine.sample("x", dist.Normal(2.0 * z, 1.0), obs=x)
+        else:
+            engine.sample("x", dist.Normal(2.0 * z, 1.0), obs=x[0])
+
+    elbo = TraceEnum_ELBO(max_plate_nesting=1)
+    unscaled = elbo.loss(model, empty_guide)
+    assert elbo.loss(poutine.scale(model, scale=0.5), empty_guide) == pytest.approx(
+        0.5 * unscaled, rel=1e-6
+    )
+
+
+def test_a_subsampled_sequential_plate_scales_each_marginal():
+    data = torch.tensor([[0.3, 1.9], [2.2, -0.1], [0.0, 0.4], [1.1, 2.5]])
+
+    @config_enumerate
+    def model(subsample):
+        for i in engine.plate("sequences", 4, subsample=subsample):
+            z = engine.sample(f"z_{i}", dist.Bernoulli(0.4))
+            engine.sample(f"x_{i}", dist.Normal(2.0 * z, 1.0), obs=data[i, 0])
+
+    def marginal(i):
+        return brute_force(
+            ["z"], lambda v: bern(0.4, v["z"]) + dist.Normal(2.0 * v["z"], 1.0).log_prob(data[i, 0])
+        )
+
+    loss = TraceEnum_ELBO(max_plate_nesting=0).loss(model, empty_guide, torch.tensor([2]))
+    assert loss == pytest.approx(4 * marginal(2), rel=1e-6)
+
+
+def test_a_model_site_met_before_the_guide_enumerated_site_it_depends_on():
+    data = torch.tensor([0.2, 1.5, -0.3])
+    p_a, q_a, q_loc = (
+        torch.tensor(v) for v in ([0.2, 0.5, 0.3], [0.3, 0.3, 0.4], [0.1, 0.5, -0.2])
+    )
+
+    def model(data):
+        loc = engine.sample("loc", dist.Normal(0.0, 2.0))  # before "a", yet its value depends on a
+        a = engine.sample("a", dist.Categorical(p_a))
+        with engine.plate("data", 3):
+            engine.sample("x", dist.Normal(a.float() + loc, 1.0), obs=data)
+
+    def guide(data):
+        a = engine.sample("a", dist.Categorical(q_a), infer={"enumerate": "parallel"})
+        engine.sample("loc", dist.Delta(q_loc[a]))
+
+    values = torch.arange(3.0)
+    per_value = (
+        p_a.log()
+        + dist.Normal(0.0, 2.0).log_prob(q_loc)
+        + dist.Normal((values + q_loc)[:, None], 1.0).log_prob(data).sum(-1)
+        - q_a.log()
+    )
+    loss = TraceEnum_ELBO(max_plate_nesting=1).loss(model, guide, data)
+    assert loss == pytest.approx(-(q_a * per_value).sum().item(), rel=1e-6)
+
+
+def test_markov_history_three_two_chains_and_a_recursive_tree():
+    obs = torch.tensor([0.3, -1.0, 2.0, 0.5, 1.2])
+    table = torch.tensor([[0.7, 0.3], [0.2, 0.8]])
+
+    @config_enumerate
+    def third_order():
+        xs = [0, 0, 0]
+        for t in engine.markov(range(5), history=3):
+            p = 0.2 + 0.2 * (xs[-3] + xs[-2] + xs[-1]) / 3 * 3
+            xs.append(engine.sample(f"x_{t}", dist.Bernoulli(p)))
+            engine.sample(f"y_{t}", dist.Normal(xs[-1], 1.0), obs=obs[t])
+
+    def third_joint(v):
+        xs, total = [0, 0, 0], torch.tensor(0.0)
+        for t in range(5):
+            total = total + bern(0.2 + 0.2 * sum(xs[-3:]), v[f"x_{t}"])
+            xs.append(v[f"x_{t}"])
+            total = total + dist.Normal(float(xs[-1]), 1.0).log_prob(obs[t])
+        return total
+
+    @config_enumerate
+    def two_chains():
+        w, x = 0, 0
+        for t in engine.markov(range(3)):
+            w = engine.sample(f"w_{t}", dist.Categorical(table[w]))
+            x = engine.sample(f"x_{t}", dist.Categorical(table.flip(0)[x]))
+            engine.sample(f"y_{t}", dist.Normal((w + 2 * x).float(), 1.0), obs=obs[t])
+
+    def chains_joint(v):
+        total, w, x = torch.tensor(0.0), 0, 0
+        for t in range(3):
+            total = total + table[w, v[f"w_{t}"]].log() + table.flip(0)[x, v[f"x_{t}"]].log()
+            w, x = v[f"w_{t}"], v[f"x_{t}"]
+            total = total + dist.Normal(float(w + 2 * x), 1.0).log_prob(obs[t])
+        return total
+
+    names = ["n", "nL", "nLL", "nLR", "nR", "nRL", "nRR"]
+
+    @config_enumerate
+    def tree():
+        @engine.markov
+        def node(name, parent):
+            x = engine.sample(name, dist.Categorical(table[parent]))
+            engine.sample(f"{name}_obs", dist.Normal(x.float(), 1.0), obs=obs[len(name) - 1])
+            if len(name) < 3:
+                node(name + "L", x)
+                node(name + "R", x)
+
+        node("n", 0)
+
+    def tree_joint(v):
+        total = torch.tensor(0.0)
+        for name in names:
+            parent = v[name[:-1]] if len(name) > 1 else 0
+            total = total + table[parent, v[name]].log()
+            total = total + dist.Normal(float(v[name]), 1.0).log_prob(obs[len(name) - 1])
+        return total
+
+    elbo = TraceEnum_ELBO(max_plate_nesting=0)
+    cases = [
+        (third_order, [f"x_{t}" for t in range(5)], third_joint),
+        (two_chains, [f"{c}_{t}" for t in range(3) for c in "wx"], chains_joint),
+        (tree, names, tree_joint),
+    ]
+    for model, sites, joint in cases:
+        assert elbo.loss(model, empty_guide) == pytest.approx(brute_force(sites, joint), rel=1e-5)
+
+
+def test_a_masked_enumerated_element_contributes_nothing():
+    @config_enumerate
+    def model(x, mask):
+        with engine.plate("data", 2), poutine.mask(mask=mask):
+            z = engine.sample("z", dist.Categorical(torch.ones(3) / 3))
+            engine.sample("x", dist.Normal(z.float(), 1.0), obs=x)
+
+    x = torch.tensor([0.5, 7.0])
+    loss = TraceEnum_ELBO(max_plate_nesting=1).loss(model, empty_guide, x, torch.tensor([1, 0]) > 0)
+    log_p0 = torch.logsumexp(dist.Normal(torch.arange(3.0), 1.0).log_prob(x[0]) - np.log(3), 0)
+    assert loss == pytest.approx(-log_p0.item(), rel=1e-6)
+
+
+def test_vindex_without_ellipsis_indexes_the_leftmost_dims():
+    probs = torch.rand(3, 3, 4)
+    w, x = torch.arange(3).reshape(3, 1, 1), torch.arange(3).reshape(3, 1)
+    assert Vindex(probs)[w, x].shape == (3, 3, 1, 4)
+    assert torch.equal(Vindex(probs)[w, x][2, 1, 0], probs[2, 1])
+
+
+def test_a_tensor_scale_on_an_enumerated_site_is_refused_with_the_fix():
+    @config_enumerate
+    def model():
+        with engine.plate("rows", 3), poutine.scale(scale=torch.tensor([1.0, 2.0, 3.0])):
+            engine.sample("z", dist.Bernoulli(0.5))
+
+    with pytest.raises(EnumerationError, match=r"'z'[\s\S]*scalar poutine.scale"):
+        TraceEnum_ELBO(max_plate_nesting=1).loss(model, empty_guide)
