@@ -163,7 +163,7 @@ def _check_widgets(page, screenshot: pathlib.Path | None) -> None:
         "(el) => el.dataset.points === '250'", arg=monitor.element_handle(), timeout=60_000
     )
     assert monitor.locator("svg.ppl-elbo polyline").count() == 1
-    assert "steps 1 to 250" in monitor.locator(".ppl-axes").inner_text()
+    assert "steps 1 to 250" in monitor.locator(".ppl-range").inner_text()
     # The smoothing control changes the trait (and so the curve) from the browser.
     monitor.locator("input[data-control='smoothing']").fill("0.5")
     # The MCMC monitor shows one row per chain.
