@@ -1,25 +1,26 @@
 // The MCMC monitor: a row per chain (progress, draws/s, step size, tree depth, divergences,
 // colour by state), live log-density and trace plots per chain, running R-hat / ESS, and a Stop
 // button. Updates arrive in batched "update" messages; the traits hold the final state.
-// Messages that arrive before the view renders are buffered in initialize().
+// Messages that arrive before the view renders are buffered in initialize(). The axes come from
+// Python with the data; drawChart and svgElement are widgets/axes.js, put in front of this file.
 
-const SVG = "http://www.w3.org/2000/svg";
 const COLORS = ["steelblue", "darkorange", "seagreen", "crimson", "purple", "goldenrod", "teal", "gray"];
 const STATE_COLORS = { warmup: "#fff6d5", sample: "#e3f1ff", done: "#e4f7e4", stopped: "#eeeeee", diverging: "#ffe0e0" };
 
 // anywidget hands initialize() and each render() different proxies of one model: the state
 // they share lives here, keyed by the widget's _uid trait.
 const STATES = new Map();
-const MAX_POINTS = 1000;  // per curve: a long run is thinned before drawing
 
 function initialize({ model }) {
-  const state = { chains: [], lp: [], traces: {}, rhat: null, ess: null, status: "waiting", views: new Set() };
+  const state = { chains: [], lp: [], traces: {}, traceIterations: [], axes: {}, rhat: null, ess: null, status: "waiting", views: new Set() };
   STATES.set(model.get("_uid"), state);
   const fromTraits = () => {
     state.chains = model.get("chains");
     state.lp = model.get("lp").map((values) => [...values]);
     state.traces = {};
     for (const [name, chains] of Object.entries(model.get("traces"))) state.traces[name] = chains.map((v) => [...v]);
+    state.traceIterations = [...model.get("trace_iterations")];
+    state.axes = model.get("axes");
     state.rhat = model.get("rhat");
     state.ess = model.get("ess");
     state.status = model.get("status");
@@ -36,6 +37,8 @@ function initialize({ model }) {
         state.traces[name] = state.traces[name] || values.map(() => []);
         values.forEach((v, c) => state.traces[name][c].push(v));
       }
+      state.traceIterations.push(msg.trace_iteration);
+      if (msg.axes) state.axes = msg.axes;
       if ("rhat" in msg) state.rhat = msg.rhat;
       if ("ess" in msg) state.ess = msg.ess;
     } else if (msg.type === "finished") {
@@ -45,32 +48,13 @@ function initialize({ model }) {
   });
 }
 
-function plot(series, width, height) {
-  const svg = document.createElementNS(SVG, "svg");
-  svg.setAttribute("width", String(width));
-  svg.setAttribute("height", String(height));
-  let lo = Infinity, hi = -Infinity, n = 0;  // loops: Math.min(...big) overflows the stack
-  for (const values of series) {
-    n = Math.max(n, values.length);
-    for (const v of values) if (Number.isFinite(v)) { if (v < lo) lo = v; if (v > hi) hi = v; }
-  }
-  if (!Number.isFinite(lo)) return svg;
-  const stride = Math.max(1, Math.ceil(n / MAX_POINTS));
-  series.forEach((values, c) => {
-    const points = [];
-    for (let i = 0; i < values.length; i += stride) {
-      const v = values[i];
-      if (!Number.isFinite(v)) continue;  // null (a non-finite value) is left out
-      const x = (i / Math.max(n - 1, 1)) * width;
-      const y = hi > lo ? height - ((v - lo) / (hi - lo)) * height : height / 2;
-      points.push(`${x.toFixed(1)},${y.toFixed(1)}`);
-    }
-    const line = document.createElementNS(SVG, "polyline");
-    line.setAttribute("fill", "none");
-    line.setAttribute("stroke", COLORS[c % COLORS.length]);
-    line.setAttribute("points", points.join(" "));
-    svg.appendChild(line);
-  });
+// One svg: a curve per chain (null, a non-finite value, is left out) against the iterations
+// x(i); the axes are Python's.
+function plot(className, chains, x, xAxis, yAxis) {
+  const svg = svgElement("svg", { class: className });
+  svg.style.display = "block";
+  const series = chains.map((values, c) => ({ length: values.length, x, y: (i) => values[i], color: COLORS[c % COLORS.length] }));
+  drawChart(svg, 360, 100, xAxis, yAxis, series);
   return svg;
 }
 
@@ -121,12 +105,13 @@ function render({ model, el }) {
     }
     plots.replaceChildren();
     const lpBox = document.createElement("div");
-    lpBox.append(document.createTextNode("log density"), plot(state.lp, 320, 60));
+    lpBox.append(document.createTextNode("log density"), plot("ppl-lp", state.lp, (i) => i + 1, state.axes.iteration, state.axes.lp));
     plots.appendChild(lpBox);
+    const traceX = (i) => state.traceIterations[i];
     for (const [name, chains] of Object.entries(state.traces)) {
       const box = document.createElement("div");
       box.dataset.site = name;
-      box.append(document.createTextNode(name), plot(chains, 320, 60));
+      box.append(document.createTextNode(name), plot("ppl-trace", chains, traceX, state.axes.iteration, state.axes.traces?.[name]));
       plots.appendChild(box);
     }
   }

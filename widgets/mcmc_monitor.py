@@ -5,7 +5,9 @@ It listens to an :class:`~engine.infer.MCMC`'s progress events; per-iteration nu
 browser in batches (at most ``max_rate`` a second), the traits hold the last state (what a saved
 notebook shows). R-hat (max) and bulk ESS (min) over the unconstrained coordinates are
 recomputed from the draws so far about once a second. Stop asks the run to end after its current
-iteration; it reaches a run in a background thread (``%mcmc`` runs it so).
+iteration; it reaches a run in a background thread (``%mcmc`` runs it so). The plots' axes
+(ticks and labels, :mod:`widgets.axes`) travel with the data, in the ``axes`` trait and in an
+update whenever they change; the x axis counts iterations, warm-up included.
 
 >>> import torch, engine, engine.distributions as dist
 >>> from engine.infer import MCMC, NUTS
@@ -21,7 +23,6 @@ iteration; it reaches a run in a background thread (``%mcmc`` runs it so).
 from __future__ import annotations
 
 import math
-import pathlib
 import time
 import uuid
 from typing import Any
@@ -32,6 +33,7 @@ import traitlets
 from engine.infer import MCMC
 from engine.infer.mcmc.diagnostics import ess_bulk, split_rhat
 from engine.infer.progress import ProgressEvent
+from widgets.axes import Extent, esm_with_axes, linear_axis
 from widgets.html import HtmlFallback, escape, table
 from widgets.throttle import Throttle
 
@@ -42,13 +44,16 @@ _DIAGNOSTICS_EVERY_S = 1.0
 class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
     """Live view of one MCMC run (see the module docstring)."""
 
-    _esm = pathlib.Path(__file__).with_name("mcmc_monitor.js")
+    _esm = esm_with_axes("mcmc_monitor.js")
     title = traitlets.Unicode("").tag(sync=True)
     # Ties the state the ESM builds in initialize() to every view of this widget.
     _uid = traitlets.Unicode().tag(sync=True)
     chains = traitlets.List().tag(sync=True)  # one dict per chain
     lp = traitlets.List().tag(sync=True)  # per chain: log density per iteration
     traces = traitlets.Dict().tag(sync=True)  # site -> per chain: values at each update
+    trace_iterations = traitlets.List(traitlets.Int()).tag(sync=True)  # of each trace value
+    # {"iteration": x axis, "lp": y axis, "traces": {site: y axis}}
+    axes = traitlets.Dict().tag(sync=True)
     rhat = traitlets.Float(None, allow_none=True).tag(sync=True)
     ess = traitlets.Float(None, allow_none=True).tag(sync=True)
     status = traitlets.Unicode("waiting").tag(sync=True)
@@ -59,6 +64,10 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
         self.mcmc = mcmc
         self._lp: list[list[float]] = []
         self._traces: dict[str, list[list[float]]] = {}
+        self._trace_iterations: list[int] = []
+        self._lp_extent = Extent()
+        self._trace_extents: dict[str, Extent] = {}
+        self._sent_axes: dict[str, Any] = {}
         self._rows: list[dict[str, Any]] = []
         self._last_diagnostics = -math.inf
         self._throttle = Throttle(self._send_batch, interval_s=1.0 / max_rate)
@@ -87,6 +96,7 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
         ]
         for c in range(chains):
             self._lp[c].extend(new_lp[c])
+            self._lp_extent.add(new_lp[c])
         elapsed = max(info["elapsed_s"], 1e-9)
         iteration = events[-1].step
         self._rows = [
@@ -106,16 +116,19 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
             for c in range(chains)
         ]
         trace_point = self._trace_point()
-        diagnostics = self._diagnostics()
-        self.send(
-            {
-                "type": "update",
-                "chains": self._rows,
-                "lp": new_lp,
-                "trace": trace_point,
-                **diagnostics,
-            }
-        )
+        self._trace_iterations.append(iteration)
+        message = {
+            "type": "update",
+            "chains": self._rows,
+            "lp": new_lp,
+            "trace": trace_point,
+            "trace_iteration": iteration,
+            **self._diagnostics(),
+        }
+        axes = self._axes()
+        if axes != self._sent_axes:  # ticks change seldom: send them only then
+            message["axes"] = self._sent_axes = axes
+        self.send(message)
 
     def _trace_point(self) -> dict[str, list[float]]:
         """The first element of (up to four) sites, per chain, at the chains' current point."""
@@ -128,7 +141,25 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
             per_chain = self._traces.setdefault(name, [[] for _ in first])
             for c, number in enumerate(first):
                 per_chain[c].append(number)
+            self._trace_extents.setdefault(name, Extent()).add(first)
         return point
+
+    def _axes(self) -> dict[str, Any]:
+        """The plots' axes so far. ``lp[c][i]`` is iteration ``i + 1`` (a monitor watches one
+        run from its start); the traces, sampled at each update, share that iteration axis."""
+        if not self._lp or not self._lp[0]:
+            return {}
+        axes: dict[str, Any] = {
+            "iteration": linear_axis(1, len(self._lp[0]), 6, integer=True),
+            "traces": {
+                name: linear_axis(extent.low, extent.high, 4)
+                for name, extent in self._trace_extents.items()
+                if extent
+            },
+        }
+        if self._lp_extent:
+            axes["lp"] = linear_axis(self._lp_extent.low, self._lp_extent.high, 4)
+        return axes
 
     def _diagnostics(self) -> dict[str, float]:
         now = time.monotonic()
@@ -154,6 +185,8 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
             self.chains = [dict(row) for row in self._rows]
             self.lp = [list(values) for values in self._lp]
             self.traces = {name: [list(v) for v in chains] for name, chains in self._traces.items()}
+            self.trace_iterations = list(self._trace_iterations)
+            self.axes = self._axes()
             self.status = phase
             self.error = error
         self.send({"type": "finished", "status": phase})

@@ -5,7 +5,9 @@ small batched messages (at most ``max_rate`` a second); the whole history is wri
 traits when a stretch of steps ends (:meth:`SviMonitor.sync`), so a saved notebook shows the
 final curve. The buttons work while the kernel is idle: Run steps in a background thread until
 Pause. Steps whose loss or gradient is not finite are marked with the message that names the
-site.
+site. The charts' axes (ticks and labels, :mod:`widgets.axes`) travel with the data, in the
+``axes`` trait and in a message whenever they change. The log scale needs every loss positive:
+when some loss is zero or negative (an ELBO loss can be), the chart stays linear and says so.
 
 >>> import torch, engine, engine.distributions as dist
 >>> from engine.infer import SVI, Trace_ELBO
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import pathlib
 import threading
 import uuid
 from collections.abc import Callable
@@ -37,6 +38,7 @@ import traitlets
 from engine.infer import SVI, NonFiniteError
 from engine.infer.progress import ProgressEvent
 from engine.params import get_param_store
+from widgets.axes import Extent, esm_with_axes, linear_axis, log_axis, svg_chart
 from widgets.html import HtmlFallback, escape
 from widgets.throttle import Throttle
 
@@ -61,7 +63,7 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
     parameters ``{name: tensor}`` to trace.
     """
 
-    _esm = pathlib.Path(__file__).with_name("svi_monitor.js")
+    _esm = esm_with_axes("svi_monitor.js")
     title = traitlets.Unicode("").tag(sync=True)
     # Ties the state the ESM builds in initialize() to every view of this widget.
     _uid = traitlets.Unicode().tag(sync=True)
@@ -73,6 +75,8 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
     status = traitlets.Unicode("idle").tag(sync=True)
     log_scale = traitlets.Bool(True).tag(sync=True)
     smoothing = traitlets.Float(0.0).tag(sync=True)
+    # {"steps": x axis, "loss": y axis, "loss_log": y axis or None, "params": {name: y axis}}
+    axes = traitlets.Dict().tag(sync=True)
 
     def __init__(
         self,
@@ -93,6 +97,9 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
         self._history: dict[str, list] = {"steps": [], "losses": []}
         self._param_history: dict[str, dict[str, list[float]]] = {}
         self._param_steps: list[int] = []
+        self._loss_extent = Extent()
+        self._param_extents: dict[str, Extent] = {}
+        self._sent_axes: dict[str, Any] = {}
         self._throttle = Throttle(self._send_points, interval_s=1.0 / max_rate)
         self._pause = threading.Event()
         self._runner: threading.Thread | None = None
@@ -109,11 +116,16 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
         losses = [loss if math.isfinite(loss) else None for _, loss, _ in batch]
         self._history["steps"].extend(steps)
         self._history["losses"].extend(losses)
+        self._loss_extent.add(losses)
         for step, _, skipped_because in batch:
             if skipped_because is not None:
                 self._mark(step, f"step skipped: {skipped_because}")
         current = self._record_params(steps[-1])
-        self.send({"type": "append", "steps": steps, "losses": losses, "params": current})
+        message = {"type": "append", "steps": steps, "losses": losses, "params": current}
+        axes = self._axes()
+        if axes != self._sent_axes:  # ticks change seldom: send them only then
+            message["axes"] = self._sent_axes = axes
+        self.send(message)
 
     def _record_params(self, step: int) -> dict[str, dict[str, float]]:
         current = {}
@@ -123,8 +135,28 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
             traces = self._param_history.setdefault(name, {})
             for element, number in summary.items():
                 traces.setdefault(element, []).append(number)
+            self._param_extents.setdefault(name, Extent()).add(summary.values())
         self._param_steps.append(step)
         return current
+
+    def _axes(self) -> dict[str, Any]:
+        """The charts' axes for the history so far: the parameter traces share the ELBO
+        chart's step axis."""
+        steps, loss = self._history["steps"], self._loss_extent
+        if not steps:
+            return {}
+        axes: dict[str, Any] = {
+            "steps": linear_axis(steps[0], steps[-1], 6, integer=True),
+            "params": {
+                name: linear_axis(extent.low, extent.high, 3)
+                for name, extent in self._param_extents.items()
+                if extent
+            },
+        }
+        if loss:
+            axes["loss"] = linear_axis(loss.low, loss.high, 5)
+            axes["loss_log"] = log_axis(loss.low, loss.high, 5) if loss.low > 0 else None
+        return axes
 
     def _mark(self, step: int, message: str) -> None:
         self.nonfinite = [*self.nonfinite, {"step": step, "message": message}]
@@ -138,6 +170,7 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
             self.losses = list(self._history["losses"])
             self.params = {name: dict(traces) for name, traces in self._param_history.items()}
             self.param_steps = list(self._param_steps)
+            self.axes = self._axes()
 
     # -- driving the run ---------------------------------------------------------------------
 
@@ -197,6 +230,7 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
             self._on_reset()
         self._history = {"steps": [], "losses": []}
         self._param_history, self._param_steps = {}, []
+        self._loss_extent, self._param_extents, self._sent_axes = Extent(), {}, {}
         self.nonfinite = []
         self.status = "idle"
         self.sync()
@@ -238,24 +272,30 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
         )
         return (
             f"<div class='ppl-svi'><b>{escape(self.title or 'SVI')}</b>: {escape(summary)}"
-            f"{_sparkline(losses)}{'<ul>' + marks + '</ul>' if marks else ''}</div>"
+            f"{self._static_chart()}{'<ul>' + marks + '</ul>' if marks else ''}</div>"
+        )
+
+    def _static_chart(self) -> str:
+        """The loss curve with its axes, on the scale the live chart would show."""
+        axes = self._axes()
+        if "loss" not in axes:
+            return ""
+        log = self.log_scale and axes["loss_log"] is not None
+        points = [
+            (step, loss)
+            for step, loss in zip(self._history["steps"], self._history["losses"], strict=True)
+            if loss is not None
+        ]
+        return svg_chart(
+            [step for step, _ in points],
+            [loss for _, loss in points],
+            axes["steps"],
+            axes["loss_log"] if log else axes["loss"],
+            width=400,
+            height=120,
+            label="loss",
         )
 
 
 def _store_params() -> dict[str, torch.Tensor]:
     return dict(get_param_store().items())
-
-
-def _sparkline(values: list[float], width: int = 320, height: int = 80) -> str:
-    if len(values) < 2:
-        return ""
-    low, high = min(values), max(values)
-    span = (high - low) or 1.0
-    points = " ".join(
-        f"{width * i / (len(values) - 1):.1f},{height - height * (v - low) / span:.1f}"
-        for i, v in enumerate(values)
-    )
-    return (
-        f"<svg width='{width}' height='{height}' role='img' aria-label='loss'>"
-        f"<polyline fill='none' stroke='steelblue' points='{points}'/></svg>"
-    )

@@ -9,6 +9,7 @@ test extra (JupyterLab, Notebook, Playwright); skipped when Chromium is missing.
 from __future__ import annotations
 
 import json
+import math
 import os
 import pathlib
 import secrets
@@ -146,6 +147,56 @@ def _run_all_cells(page) -> None:
     )
 
 
+# Reads a chart the monitors draw: each axis (its data attributes, and per tick the value, the
+# label and the place along the axis), every plotted point of its polylines, and its size.
+READ_CHART = """(svg) => {
+    const axis = (name) => {
+        const group = svg.querySelector(`g.ppl-axis[data-axis='${name}']`);
+        if (!group) return null;
+        const texts = [...group.querySelectorAll("text")];
+        return {
+            scale: group.dataset.scale,
+            count: Number(group.dataset.ticks),
+            values: texts.map((text) => Number(text.dataset.value)),
+            labels: texts.map((text) => text.textContent),
+            places: texts.map((text) => Number(text.getAttribute(name))),
+        };
+    };
+    const points = [...svg.querySelectorAll("polyline")].flatMap((line) =>
+        line.getAttribute("points").split(" ").filter(Boolean).map((p) => p.split(",").map(Number))
+    );
+    const size = { x: Number(svg.getAttribute("width")), y: Number(svg.getAttribute("height")) };
+    return { x: axis("x"), y: axis("y"), points, size };
+}"""
+
+
+def _check_chart(svg, x_range: tuple[int, int] | None = None) -> dict:
+    """The chart has drawn x and y axes with labelled ticks placed by their values, and every
+    plotted point lies between the first and the last tick of both axes: the ticks' values
+    bracket the plotted data. ``x_range``, when the test knows it, is checked by value too."""
+    chart = svg.evaluate(READ_CHART)
+    assert chart["points"], "nothing plotted"
+    for name in ("x", "y"):
+        axis = chart[name]
+        assert axis is not None, f"no {name} axis"
+        assert axis["count"] == len(axis["values"]) >= 2 and all(axis["labels"])
+        scale = math.log10 if axis["scale"] == "log" else float
+        ends = [scale(axis["values"][0]), scale(axis["values"][-1])]
+        first, last = axis["places"][0], axis["places"][-1]
+        assert all(0 <= place <= chart["size"][name] for place in axis["places"]), "off the chart"
+        for value, place in zip(axis["values"], axis["places"], strict=True):
+            expected = first + (scale(value) - ends[0]) / (ends[1] - ends[0]) * (last - first)
+            assert abs(place - expected) < 0.2, f"{name} tick {value} is misplaced"
+        low, high = sorted((first, last))
+        coordinate = 0 if name == "x" else 1
+        assert all(low - 0.1 <= point[coordinate] <= high + 0.1 for point in chart["points"])
+    assert chart["x"]["places"][0] < chart["x"]["places"][-1]
+    assert chart["y"]["places"][0] > chart["y"]["places"][-1]  # the lowest value at the bottom
+    if x_range is not None:
+        assert chart["x"]["values"][0] <= x_range[0] and chart["x"]["values"][-1] >= x_range[1]
+    return chart
+
+
 def _check_widgets(page, screenshot: pathlib.Path | None) -> None:
     # The inspector lists the sites with their shapes.
     obs = page.locator(".ppl-inspector tr[data-site='obs']").first
@@ -163,16 +214,36 @@ def _check_widgets(page, screenshot: pathlib.Path | None) -> None:
         "(el) => el.dataset.points === '250'", arg=monitor.element_handle(), timeout=60_000
     )
     assert monitor.locator("svg.ppl-elbo polyline").count() == 1
-    assert "steps 1 to 250" in monitor.locator(".ppl-axes").inner_text()
+    assert "steps 1 to 250" in monitor.locator(".ppl-range").inner_text()
+    # The ELBO chart and the parameter traces have drawn axes that bracket what they plot; the
+    # coin's losses are positive, so the loss axis is on the (default) log scale.
+    elbo = monitor.locator("svg.ppl-elbo")
+    assert _check_chart(elbo, x_range=(1, 250))["y"]["scale"] == "log"
+    traces = monitor.locator(".ppl-param svg.ppl-trace")
+    assert traces.count() >= 1
+    for trace in traces.all():  # on the ELBO chart's step axis
+        _check_chart(trace, x_range=(1, 250))
     # The smoothing control changes the trait (and so the curve) from the browser.
     monitor.locator("input[data-control='smoothing']").fill("0.5")
     # The MCMC monitor shows one row per chain.
     mcmc = page.locator(".ppl-mcmc-monitor").first
     page.wait_for_function("(el) => el.dataset.status === 'done'", arg=mcmc.element_handle())
     assert mcmc.locator("tr.ppl-chain").count() == 2
+    # The log-density plot and the trace of 'p' have drawn axes over all 500 iterations (200
+    # warm-up and 300 draws) that bracket what they plot.
+    assert mcmc.locator("svg.ppl-lp").count() == 1 and mcmc.locator("svg.ppl-trace").count() == 1
+    for plot in mcmc.locator("svg.ppl-lp, svg.ppl-trace").all():
+        _check_chart(plot, x_range=(1, 500))
     if screenshot is not None:
         screenshot.parent.mkdir(exist_ok=True)
         page.screenshot(path=str(screenshot), full_page=True)
+    # Unticking the log scale redraws the loss axis linear, still around the curve.
+    monitor.locator("input[data-control='log']").uncheck()
+    page.wait_for_function(
+        "(svg) => svg.querySelector(\"g[data-axis='y']\").dataset.scale === 'linear'",
+        arg=elbo.element_handle(),
+    )
+    _check_chart(elbo, x_range=(1, 250))
     # Step adds a point; Run starts a run that Pause stops.
     handle = monitor.element_handle()
     monitor.locator("button[data-action='step']").click()
@@ -215,6 +286,49 @@ def test_a_site_named_like_markup_renders_as_text(browser, tmp_path):
         assert page.locator(".ppl-inspector img").count() == 0
         page.wait_for_timeout(300)
         assert dialogs == []
+        page.close()
+    finally:
+        server.stop()
+
+
+NEGATIVE_LOSS = """\
+from engine.infer import SVI, Trace_ELBO
+from engine.optim import Adam
+from widgets import SviMonitor
+
+def sharp():  # an observation density above 1: the ELBO loss goes below zero
+    loc = ppl.param("loc", torch.tensor(0.03))
+    ppl.sample("obs", dist.Normal(loc, 0.01), obs=torch.tensor(0.0))
+
+monitor = SviMonitor(SVI(sharp, lambda: None, Adam({"lr": 0.002}), Trace_ELBO()), title="sharp")
+display(monitor)
+monitor.step(150)
+"""
+
+
+def test_negative_losses_keep_the_loss_axis_linear(browser, tmp_path):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    server = Server("lab", tmp_path)
+    try:
+        notebook = new_notebook(cells=[new_code_cell(NEGATIVE_LOSS)])
+        notebook.metadata["kernelspec"] = {
+            "name": "pplkernel",
+            "display_name": "Python 3 (pplkernel)",
+        }
+        nbformat.write(notebook, server.root / "negative.ipynb")
+        page = browser.new_page()
+        page.goto(server.url("lab/tree/negative.ipynb"))
+        _run_all_cells(page)
+        monitor = page.locator(".ppl-svi-monitor").first
+        page.wait_for_function(
+            "(el) => el.dataset.points === '150'", arg=monitor.element_handle(), timeout=60_000
+        )
+        assert monitor.locator("input[data-control='log']").is_checked()
+        chart = _check_chart(monitor.locator("svg.ppl-elbo"), x_range=(1, 150))
+        assert chart["y"]["scale"] == "linear" and chart["y"]["values"][0] < 0
+        assert "linear: some losses are not positive" in monitor.locator(".ppl-range").inner_text()
         page.close()
     finally:
         server.stop()

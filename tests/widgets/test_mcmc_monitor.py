@@ -37,6 +37,29 @@ def test_a_row_per_chain_and_the_final_state_in_traits():
     assert monitor.rhat is not None and monitor.rhat < 1.1 and monitor.ess > 30
     updates = [message for message in monitor.sent if message["type"] == "update"]
     assert updates and monitor.sent[-1] == {"type": "finished", "status": "done"}
+    assert updates[-1]["trace_iteration"] == 150
+
+
+def brackets(axis, values):
+    finite = [v for v in values if v is not None]
+    return axis["ticks"][0] <= min(finite) and axis["ticks"][-1] >= max(finite)
+
+
+def test_axes_bracket_the_iterations_log_density_and_traces():
+    engine.set_rng_seed(4)
+    mcmc, monitor = watched(40, chains=2)
+    mcmc.run()
+    axes = monitor.axes
+    assert brackets(axes["iteration"], [1, 70])  # 30 warm-up and 40 draws
+    assert all(t == int(t) for t in axes["iteration"]["ticks"])
+    assert brackets(axes["lp"], [v for chain in monitor.lp for v in chain])
+    iterations = monitor.trace_iterations
+    assert iterations == sorted(iterations) and iterations[-1] == 70
+    for name in ("mu", "scale"):
+        assert all(len(chain) == len(iterations) for chain in monitor.traces[name])
+        assert brackets(axes["traces"][name], [v for chain in monitor.traces[name] for v in chain])
+    sent = [message["axes"] for message in monitor.sent if "axes" in message]
+    assert sent[-1] == axes and len(sent) < len(monitor.sent) - 1  # only when they change
 
 
 def test_updates_are_batched():

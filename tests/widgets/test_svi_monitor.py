@@ -99,4 +99,45 @@ def test_html_fallback_escapes_and_draws_the_curve(monitor):
     html = data["text/html"]
     assert "<img src=x" not in html and "&lt;img" in html
     assert "<polyline" in html and "10 steps" in html
+    assert "data-axis='x'" in html and "data-axis='y' data-scale='log'" in html
     assert "application/vnd.jupyter.widget-view+json" in data
+
+
+def brackets(axis, values):
+    finite = [v for v in values if v is not None]
+    return axis["ticks"][0] <= min(finite) and axis["ticks"][-1] >= max(finite)
+
+
+def test_axes_bracket_the_steps_losses_and_params(monitor):
+    monitor.step(30)
+    axes = monitor.axes
+    assert brackets(axes["steps"], monitor.steps) and axes["steps"]["scale"] == "linear"
+    assert brackets(axes["loss"], monitor.losses) and axes["loss"]["scale"] == "linear"
+    assert brackets(axes["loss_log"], monitor.losses) and axes["loss_log"]["scale"] == "log"
+    assert brackets(axes["params"]["loc"], monitor.params["loc"]["0"])
+    assert all(len(axis["ticks"]) >= 3 for axis in (axes["steps"], axes["loss"]))
+
+
+def test_axes_go_out_only_when_they_change(monitor):
+    monitor.step(40)  # max_rate 1e9: every step is its own message
+    appends = [message for message in monitor.sent if message["type"] == "append"]
+    with_axes = [message["axes"] for message in appends if "axes" in message]
+    assert "axes" in appends[0] and 1 <= len(with_axes) < len(appends)
+    assert with_axes[-1] == monitor.axes
+    monitor.reset()
+    monitor.step(1)  # after a reset the view starts empty: the axes go out again
+    assert "axes" in monitor.sent[-1]
+
+
+def test_a_negative_loss_has_no_log_axis_and_the_static_chart_stays_linear():
+    def sharp(data):  # an observation density above 1: a negative (here constant) ELBO loss
+        loc = engine.param("loc", torch.tensor(0.0))
+        engine.sample("obs", dist.Normal(loc, 0.01), obs=torch.tensor(0.0))
+
+    svi = SVI(sharp, lambda data: None, Adam({"lr": 0.05}), Trace_ELBO())
+    monitor = SviMonitor(svi, (DATA,))
+    monitor.step(5)
+    assert min(monitor.losses) < 0 and monitor.log_scale
+    assert monitor.axes["loss_log"] is None and brackets(monitor.axes["loss"], monitor.losses)
+    assert "data-axis='y' data-scale='linear'" in monitor.to_html()
+    monitor.close()
