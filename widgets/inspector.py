@@ -41,11 +41,18 @@ class TraceInspector(HtmlFallback, anywidget.AnyWidget):
     title = traitlets.Unicode("").tag(sync=True)
     sites = traitlets.List().tag(sync=True)
     plates = traitlets.List().tag(sync=True)
+    # Where the plate diagram's boxes and nodes go (widgets.diagram.layout), kept in step with
+    # the rows so the view only draws.
+    diagram = traitlets.Dict().tag(sync=True)
 
     @classmethod
     def from_trace(cls, trace: Any, title: str = "") -> TraceInspector:
         """Inspect ``trace`` (log-densities are shown where the trace computed them)."""
         return cls(title=title, sites=site_rows(trace), plates=plate_rows(trace))
+
+    @traitlets.observe("sites", "plates")
+    def _lay_out(self, change: Any) -> None:
+        self.diagram = diagram_of(self.sites, self.plates)
 
     def _rows(self) -> list[list[object]]:
         rows = []
@@ -64,7 +71,7 @@ class TraceInspector(HtmlFallback, anywidget.AnyWidget):
             "title": self.title,
             "sites": [dict(site) for site in self.sites],
             "plates": [{**plate, "colour": colours[plate["name"]]} for plate in self.plates],
-            "diagram": diagram_of(self.sites, self.plates),
+            "diagram": self.diagram,
         }
 
     def to_html(self) -> str:
