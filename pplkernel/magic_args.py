@@ -116,12 +116,24 @@ def parse_mcmc(line: str) -> argparse.Namespace:
 
 
 def parse_trace(line: str) -> argparse.Namespace:
-    """``%trace MODEL [--guide G]``."""
+    """``%trace MODEL [--guide G] [--graph]``.
+
+    >>> parse_trace("coin --graph").graph, parse_trace("coin").graph
+    (True, False)
+    """
     parser = _Parser(prog="%trace", add_help=False)
     parser.add_argument("model")
     parser.add_argument("--guide", default=None)
+    parser.add_argument("--graph", action="store_true", help="show the model graph instead")
     _with_args(parser)
-    return _parse_with(parser, _split(line, "%trace"))
+    options = _parse_with(parser, _split(line, "%trace"))
+    if options.graph and options.guide is not None:
+        raise MagicError(
+            "%trace --graph draws the model's own structure from one run of it; a guide does "
+            "not change it: drop --guide.",
+            "UsageError",
+        )
+    return options
 
 
 def _parse_with(parser: _Parser, words: list[str]) -> argparse.Namespace:

@@ -1,5 +1,5 @@
 """The magics: ``%%model``, ``%%guide``, ``%svi``, ``%mcmc``, ``%trace`` and ``%ppl``
-(shared/DESIGN.md section 4 is the grammar).
+(shared/DESIGN.md section 4 is the grammar; ``%trace MODEL --graph`` shows the model graph).
 
 Each magic turns its line into engine calls and shows a widget; anything that goes wrong
 becomes a :class:`~pplkernel.session.MagicError`, shown as one short message (see
@@ -35,7 +35,7 @@ from pplkernel import model_cells
 from pplkernel.magic_args import evaluate_args, parse_mcmc, parse_svi, parse_trace
 from pplkernel.runs import SviRun
 from pplkernel.session import MagicError, Registered, Session, bind_arguments
-from widgets import McmcMonitor, TraceInspector
+from widgets import McmcMonitor, ModelGraph, TraceInspector
 
 _AUTOGUIDES = {
     "auto_normal": autoguides.AutoNormal,
@@ -254,13 +254,15 @@ class PPLMagics(Magics):
     # -- %trace and %ppl ---------------------------------------------------------------------
 
     @line_magic
-    def trace(self, line: str) -> TraceInspector:
+    def trace(self, line: str) -> TraceInspector | ModelGraph:
         """``%trace MODEL [--guide G]``: the inspector of one run of the model (replayed on one
-        draw of the guide when given)."""
+        draw of the guide when given); ``%trace MODEL --graph``: its model graph."""
         options = parse_trace(line)
         model = self.session.model(options.model)
         args, kwargs = self._bound(model.fn, options.args)
         with engine_errors():
+            if options.graph:
+                return ModelGraph.from_model(model.fn, args, kwargs, title=f"graph of {model.name}")
             if options.guide is None:
                 model_trace = inspection_trace(model.fn, args, kwargs)
             else:

@@ -1,10 +1,13 @@
 """Live views of engine objects for Jupyter (anywidget): the trace inspector, the SVI monitor and
 the MCMC monitor. Each is one Python class with one small ESM file, keeps what a saved notebook
-must show in traits, and has a static HTML fallback for frontends without widgets.
+must show in traits, and has a static HTML fallback for frontends without widgets. The model
+graph is a plain displayable object (it never changes), drawn by the JupyterLab extension or as
+HTML.
 """
 
+from widgets.graph import ModelGraph
 from widgets.inspector import TraceInspector
 from widgets.mcmc_monitor import McmcMonitor
 from widgets.svi_monitor import SviMonitor
 
-__all__ = ["McmcMonitor", "SviMonitor", "TraceInspector"]
+__all__ = ["McmcMonitor", "ModelGraph", "SviMonitor", "TraceInspector"]

@@ -8,10 +8,12 @@ function cell(tag, text) {
   return node;
 }
 
-// The plate diagram: each plate a box labelled with its name and size, holding its sites (and
-// the plates nested in it: a plate whose sites all sit in another plate is drawn inside it);
-// observed sites are filled, latent ones hollow, as in the usual graphical-model notation.
+// The plate diagram, drawn where widgets/diagram.py placed things (the same layout as the HTML
+// fallback and the JupyterLab extension; overlapping plates are drawn as overlapping boxes):
+// each plate a box labelled with its name, size and dim; observed sites filled, latent ones
+// hollow, as in the usual graphical-model notation.
 const SVG = "http://www.w3.org/2000/svg";
+const NODE_R = 16; // widgets/diagram.py's NODE_R
 
 function svgNode(tag, attributes, text) {
   const node = document.createElementNS(SVG, tag);
@@ -20,48 +22,21 @@ function svgNode(tag, attributes, text) {
   return node;
 }
 
-function plateDiagram(sites, plates) {
-  const shown = sites.filter((site) => ["sample", "observed", "determ."].includes(site.kind));
-  const kind = Object.fromEntries(shown.map((site) => [site.site, site.kind]));
-  const inside = (inner, outer) => inner !== outer && inner.sites.length > 0 && inner.sites.every((name) => outer.sites.includes(name)) && outer.sites.length > inner.sites.length;
-  const parent = new Map(plates.map((plate) => [plate.name, plates.filter((other) => inside(plate, other)).sort((a, b) => a.sites.length - b.sites.length)[0]]));
-  const children = (outer) => plates.filter((plate) => parent.get(plate.name) === outer);
-  const own = (plate) => plate.sites.filter((name) => name in kind && !children(plate).some((child) => child.sites.includes(name)));
-  const NODE = 70, PAD = 12, TITLE = 18;
-
-  function size(plate) {
-    const nested = children(plate).map(size);
-    const width = Math.max(own(plate).length * NODE, 0) + nested.reduce((sum, s) => sum + s.width + PAD, 0) + PAD;
-    const height = Math.max(NODE, ...nested.map((s) => s.height)) + TITLE + PAD;
-    return { width: Math.max(width, 120), height };
-  }
-
-  function drawSite(svg, name, x, y) {
-    const group = svgNode("g", { class: "ppl-node", "data-site": name });
-    group.appendChild(svgNode("circle", { cx: x + NODE / 2, cy: y + NODE / 2 - 8, r: 14, fill: kind[name] === "observed" ? "#bbb" : "white", stroke: "black" }));
-    group.appendChild(svgNode("text", { x: x + NODE / 2, y: y + NODE / 2 + 20, "text-anchor": "middle", "font-size": 11 }, name));
+function plateDiagram(sites, diagram) {
+  const kind = Object.fromEntries(sites.map((site) => [site.site, site.kind]));
+  const svg = svgNode("svg", { width: diagram.width || 0, height: diagram.height || 0, class: "ppl-plate-diagram", role: "img" });
+  for (const box of diagram.plates || []) {
+    const group = svgNode("g", { class: "ppl-plate", "data-plate": box.plate });
+    group.appendChild(svgNode("rect", { x: box.x, y: box.y, width: box.width, height: box.height, rx: 6, fill: "none", stroke: "#555" }));
+    group.appendChild(svgNode("text", { x: box.x + 6, y: box.y + 14, "font-size": 11 }, box.label));
     svg.appendChild(group);
   }
-
-  function drawPlate(svg, plate, x, y) {
-    const { width, height } = size(plate);
-    const box = svgNode("g", { class: "ppl-plate", "data-plate": plate.name });
-    box.appendChild(svgNode("rect", { x, y, width, height, rx: 6, fill: "none", stroke: "#555" }));
-    box.appendChild(svgNode("text", { x: x + 6, y: y + 13, "font-size": 11 }, `${plate.name} (${plate.size}, dim ${plate.dim})`));
-    svg.appendChild(box);
-    let cursor = x + PAD / 2;
-    for (const name of own(plate)) { drawSite(svg, name, cursor, y + TITLE); cursor += NODE; }
-    for (const child of children(plate)) { drawPlate(svg, child, cursor, y + TITLE); cursor += size(child).width + PAD; }
+  for (const node of diagram.nodes || []) {
+    const group = svgNode("g", { class: "ppl-node", "data-site": node.site });
+    group.appendChild(svgNode("circle", { cx: node.x, cy: node.y, r: NODE_R, fill: kind[node.site] === "observed" ? "#bbb" : "white", stroke: "black" }));
+    group.appendChild(svgNode("text", { x: node.x, y: node.y + NODE_R + 13, "text-anchor": "middle", "font-size": 11 }, node.site));
+    svg.appendChild(group);
   }
-
-  const top = plates.filter((plate) => parent.get(plate.name) === undefined);
-  const loose = Object.keys(kind).filter((name) => !plates.some((plate) => plate.sites.includes(name)));
-  const width = loose.length * NODE + top.reduce((sum, plate) => sum + size(plate).width + PAD, 0) + PAD;
-  const height = Math.max(NODE, ...top.map((plate) => size(plate).height)) + PAD;
-  const svg = svgNode("svg", { width, height, class: "ppl-plate-diagram", role: "img" });
-  let cursor = PAD / 2;
-  for (const name of loose) { drawSite(svg, name, cursor, TITLE); cursor += NODE; }
-  for (const plate of top) { drawPlate(svg, plate, cursor, PAD / 2); cursor += size(plate).width + PAD; }
   return svg;
 }
 
@@ -92,12 +67,12 @@ function render({ model, el }) {
       table.appendChild(row);
     }
     root.appendChild(table);
-    root.appendChild(plateDiagram(model.get("sites"), model.get("plates")));
+    root.appendChild(plateDiagram(model.get("sites"), model.get("diagram")));
   }
 
   draw();
   model.on("change:sites", draw);
-  model.on("change:plates", draw);
+  model.on("change:diagram", draw);
   model.on("change:title", draw);
 }
 

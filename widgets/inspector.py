@@ -1,8 +1,9 @@
 """The trace inspector: every site of one model run with its distribution, shapes, plates and
 log-density, and the plates with their sites. ``%%model`` and ``%trace`` show it.
 
-The rows live in traits, so a saved notebook keeps them; frontends without widgets get the
-same table as escaped HTML.
+The rows live in traits, so a saved notebook keeps them. The bundle also carries them as
+``application/vnd.pplkernel.trace+json`` (``TRACE_MIME``), which the JupyterLab extension renders
+as a sortable, plate-grouped table, and as escaped HTML for frontends with neither.
 
 >>> import torch, engine, engine.distributions as dist
 >>> from engine import poutine
@@ -12,6 +13,8 @@ same table as escaped HTML.
 >>> inspector = TraceInspector.from_trace(poutine.trace(model).get_trace(), title="model")
 >>> inspector.sites[0]["site"], inspector.plates[0]["size"]
 ('x', 3)
+>>> inspector.to_json()["plates"][0]["colour"]
+'#4e79a7'
 """
 
 from __future__ import annotations
@@ -23,21 +26,32 @@ import anywidget
 import traitlets
 
 from engine.poutine.shape_table import plate_rows, shown_columns, site_rows
+from widgets.diagram import diagram_of, plate_colours
 from widgets.html import HtmlFallback, escape, table
+
+TRACE_MIME = "application/vnd.pplkernel.trace+json"
 
 
 class TraceInspector(HtmlFallback, anywidget.AnyWidget):
     """A table of a trace's sites and a list of its plates (see the module docstring)."""
 
     _esm = pathlib.Path(__file__).with_name("inspector.js")
+    mime_type = TRACE_MIME
     title = traitlets.Unicode("").tag(sync=True)
     sites = traitlets.List().tag(sync=True)
     plates = traitlets.List().tag(sync=True)
+    # Where the plate diagram's boxes and nodes go (widgets.diagram.layout), kept in step with
+    # the rows so the view only draws.
+    diagram = traitlets.Dict().tag(sync=True)
 
     @classmethod
     def from_trace(cls, trace: Any, title: str = "") -> TraceInspector:
         """Inspect ``trace`` (log-densities are shown where the trace computed them)."""
         return cls(title=title, sites=site_rows(trace), plates=plate_rows(trace))
+
+    @traitlets.observe("sites", "plates")
+    def _lay_out(self, change: Any) -> None:
+        self.diagram = diagram_of(self.sites, self.plates)
 
     def _rows(self, columns: list[str]) -> list[list[object]]:
         rows = []
@@ -46,6 +60,18 @@ class TraceInspector(HtmlFallback, anywidget.AnyWidget):
             shown_total = f"{total:.4g}" if isinstance(total, float) else str(total or "")
             rows.append([*(site[column] for column in columns), shown_total])
         return rows
+
+    def to_json(self) -> dict[str, Any]:
+        """The inspector as ``TRACE_MIME`` data: ``{"title", "sites" (shape_table.site_rows),
+        "plates" (plate_rows, each with its "colour"), "diagram" (widgets.diagram.layout)}``;
+        only strings, numbers, booleans and None, so it is valid JSON."""
+        colours = plate_colours(self.plates)
+        return {
+            "title": self.title,
+            "sites": [dict(site) for site in self.sites],
+            "plates": [{**plate, "colour": colours[plate["name"]]} for plate in self.plates],
+            "diagram": self.diagram,
+        }
 
     def to_html(self) -> str:
         """The inspector as static, escaped HTML."""

@@ -1,6 +1,11 @@
 """End to end, in a real browser: a real ``jupyter lab`` (and Notebook 7) on 127.0.0.1 with the
-installed "Python 3 (pplkernel)" kernel; headless Chromium runs every cell of
-notebooks/magics_tour.ipynb, and the assertions read the DOM the widgets render.
+installed "Python 3 (pplkernel)" kernel and the installed labextension; headless Chromium runs
+every cell of notebooks/magics_tour.ipynb (and of small notebooks written here), and the
+assertions read the DOM the widgets and the extension's renderers render.
+
+In JupyterLab and Notebook 7 the extension renders the trace inspector (it ranks ahead of the
+widget view) with the widget view's classes and data attributes, so the tour's checks read
+either; the widget view itself is checked by displaying it alone.
 
 Needs Chromium at /usr/bin/chromium (``apt-get install chromium``; .ci/run installs it) and the
 test extra (JupyterLab, Notebook, Playwright); skipped when Chromium is missing.
@@ -261,14 +266,18 @@ def _check_widgets(page, screenshot: pathlib.Path | None) -> None:
 XSS_SITE = "<img src=x onerror=alert(1)>"
 
 
-def _write_escaping_notebook(root: pathlib.Path) -> None:
+def _write_notebook(path: pathlib.Path, cells: list[str]) -> None:
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
-    cell = f"%%model xss()\nppl.sample({XSS_SITE!r}, dist.Normal(0.0, 1.0))"
-    notebook = new_notebook(cells=[new_code_cell(cell)])
+    notebook = new_notebook(cells=[new_code_cell(cell) for cell in cells])
     notebook.metadata["kernelspec"] = {"name": "pplkernel", "display_name": "Python 3 (pplkernel)"}
-    nbformat.write(notebook, root / "escaping.ipynb")
+    nbformat.write(notebook, path)
+
+
+def _write_escaping_notebook(root: pathlib.Path) -> None:
+    cell = f"%%model xss()\nppl.sample({XSS_SITE!r}, dist.Normal(0.0, 1.0))"
+    _write_notebook(root / "escaping.ipynb", [cell])
 
 
 def test_a_site_named_like_markup_renders_as_text(browser, tmp_path):
@@ -329,6 +338,146 @@ def test_negative_losses_keep_the_loss_axis_linear(browser, tmp_path):
         chart = _check_chart(monitor.locator("svg.ppl-elbo"), x_range=(1, 150))
         assert chart["y"]["scale"] == "linear" and chart["y"]["values"][0] < 0
         assert "linear: some losses are not positive" in monitor.locator(".ppl-range").inner_text()
+        page.close()
+    finally:
+        server.stop()
+
+
+# Users and items cross (r sits in both plates); "alone" depends on nothing.
+RATINGS_MODEL = """\
+%%model ratings_model(ratings)
+mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
+sigma = ppl.sample("sigma", dist.HalfNormal(1.0))
+ppl.sample("alone", dist.Normal(0.0, 1.0))
+users = ppl.plate("users", ratings.shape[0], dim=-2)
+items = ppl.plate("items", ratings.shape[1], dim=-1)
+with users:
+    u = ppl.sample("u", dist.Normal(mu, 1.0))
+with items:
+    v = ppl.sample("v", dist.Normal(0.0, 1.0))
+with users, items:
+    ppl.sample("r", dist.Normal(u * v, sigma), obs=ratings)
+"""
+XSS_GRAPH_MODEL = f"""\
+%%model xss_graph()
+a = ppl.sample({XSS_SITE!r}, dist.Normal(0.0, 1.0))
+ppl.sample("b", dist.Normal(a, 1.0))
+"""
+# The inspector's widget view alone (the extension takes the full bundle in JupyterLab).
+WIDGET_ONLY = """\
+from IPython.display import display
+from engine import poutine
+from widgets import TraceInspector
+inspector = TraceInspector.from_trace(
+    poutine.trace(ratings_model).get_trace(ratings), title="widget view"
+)
+view = "application/vnd.jupyter.widget-view+json"
+display({view: inspector._repr_mimebundle_()[0][view]}, raw=True)
+"""
+
+
+def _site_order(table) -> list[str]:
+    return table.locator("tr.ppl-site").evaluate_all("(rows) => rows.map((r) => r.dataset.site)")
+
+
+def _check_trace_renderer(page) -> None:
+    trace = page.locator(".ppl-lab-trace").filter(has_text="model ratings_model").first
+    trace.wait_for(timeout=60_000)
+    assert trace.get_attribute("data-sites") == "6" and trace.get_attribute("data-plates") == "2"
+    table = trace.locator("table.ppl-table")
+    assert table.get_attribute("data-rows") == "6"
+    r_row = table.locator("tr[data-site='r']")
+    assert "(3, 4)" in r_row.inner_text() and "observed" in r_row.inner_text()
+    assert r_row.get_attribute("data-plates") == "users, items"
+    # Grouped by plates, in order of first use, the unplated sites first; rows tinted.
+    groups = table.locator("tbody.ppl-group").evaluate_all("(b) => b.map((x) => x.dataset.group)")
+    assert groups == ["", "users", "items", "users, items"]
+    assert "rgba" in r_row.evaluate("(row) => row.style.background")
+    assert trace.locator(".ppl-plate-legend li[data-plate]").count() == 2
+    # Sorting by a header reorders the rows of each group; again reverses them.
+    assert _site_order(table) == ["mu", "sigma", "alone", "u", "v", "r"]
+    table.locator("th[data-column='site']").click()
+    assert table.get_attribute("data-sort-order") == "ascending"
+    assert _site_order(table) == ["alone", "mu", "sigma", "u", "v", "r"]
+    table.locator("th[data-column='site']").click()
+    assert _site_order(table) == ["sigma", "mu", "alone", "u", "v", "r"]
+    # A plate group collapses and opens again.
+    toggle = table.locator("tbody[data-group='users'] button.ppl-toggle")
+    toggle.click()
+    assert table.locator("tr[data-site='u']").is_hidden()
+    assert table.locator("tr[data-site='r']").is_visible()
+    toggle.click()
+    assert table.locator("tr[data-site='u']").is_visible()
+    assert trace.locator("svg.ppl-plate-diagram g.ppl-node").count() == 6
+
+
+def _box(locator) -> dict:
+    box = locator.bounding_box()
+    return {"left": box["x"], "top": box["y"], "right": box["x"] + box["width"]} | {
+        "bottom": box["y"] + box["height"]
+    }
+
+
+def _check_graph_renderer(page) -> None:
+    graph = page.locator(".ppl-lab-graph").filter(has_text="graph of ratings_model").first
+    graph.wait_for(timeout=60_000)
+    assert graph.get_attribute("data-nodes") == "6" and graph.get_attribute("data-edges") == "4"
+    svg = graph.locator("svg.ppl-graph")
+    assert svg.locator("g.ppl-node").count() == 6
+    edges = svg.locator("g.ppl-edge").evaluate_all(
+        "(edges) => edges.map((e) => e.dataset.source + '->' + e.dataset.target)"
+    )
+    assert sorted(edges) == ["mu->u", "sigma->r", "u->r", "v->r"]
+    assert svg.locator("g.ppl-node[data-site='r']").get_attribute("data-observed") == "true"
+    assert svg.locator("g.ppl-node[data-site='mu']").get_attribute("data-observed") == "false"
+    # The two plates overlap on r, and neither holds the other.
+    users = _box(svg.locator("g.ppl-plate[data-plate='users'] rect"))
+    items = _box(svg.locator("g.ppl-plate[data-plate='items'] rect"))
+    r = _box(svg.locator("g.ppl-node[data-site='r'] circle"))
+    for plate in (users, items):
+        assert plate["left"] < r["left"] and r["right"] < plate["right"]
+        assert plate["top"] < r["top"] and r["bottom"] < plate["bottom"]
+    assert users["left"] < items["left"] and items["top"] < users["top"]
+    # Pointing at a site highlights its edges.
+    svg.locator("g.ppl-node[data-site='r'] circle").hover()
+    assert svg.locator("g.ppl-edge.ppl-highlight").count() == 3
+
+
+def test_the_labextension_renders_the_trace_and_the_graph(browser, tmp_path):
+    server = Server("lab", tmp_path)
+    try:
+        cells = [
+            "ratings = torch.zeros(3, 4)",
+            RATINGS_MODEL,
+            "%trace ratings_model --graph",
+            XSS_GRAPH_MODEL,
+            "%trace xss_graph --graph",
+            WIDGET_ONLY,
+        ]
+        _write_notebook(server.root / "labextension.ipynb", cells)
+        page = browser.new_page(viewport={"width": 1280, "height": 1600})
+        dialogs = []
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        page.goto(server.url("lab/tree/labextension.ipynb"))
+        _run_all_cells(page)
+        _check_trace_renderer(page)
+        _check_graph_renderer(page)
+        # A site named like markup is text in the graph and in the table.
+        xss_graph = page.locator(".ppl-lab-graph").filter(has_text="graph of xss_graph").first
+        node = xss_graph.locator("g.ppl-node").first
+        assert node.get_attribute("data-site") == XSS_SITE
+        assert XSS_SITE in node.text_content()
+        assert xss_graph.get_attribute("data-edges") == "1"
+        xss_trace = page.locator(".ppl-lab-trace").filter(has_text="model xss_graph").first
+        assert XSS_SITE in xss_trace.locator("tr.ppl-site").first.inner_text()
+        assert page.locator(".ppl-lab-output img").count() == 0
+        # The inspector's widget view still renders on its own.
+        widget = page.locator(".ppl-inspector:not(.ppl-lab-trace)").filter(has_text="widget view")
+        widget.first.wait_for(timeout=60_000)
+        assert widget.first.locator("tr[data-site]").count() == 6
+        assert widget.first.locator("svg.ppl-plate-diagram g.ppl-node").count() == 6
+        page.wait_for_timeout(300)
+        assert dialogs == []
         page.close()
     finally:
         server.stop()

@@ -9,7 +9,8 @@ from IPython.core.interactiveshell import InteractiveShell
 import engine
 from engine.infer import MCMC
 from pplkernel.runs import SviRun
-from widgets import TraceInspector
+from widgets import ModelGraph, TraceInspector
+from widgets.graph import GRAPH_MIME
 
 COIN = """\
 %%model coin(flips)
@@ -153,6 +154,18 @@ def test_trace_magic_shows_the_inspector(shell):
     rows = {row["site"]: row for row in inspector.sites}
     assert rows["obs"]["observed"] and rows["obs"]["log_prob"] == "(8,)"
     assert rows["p"]["log_prob_sum"] is not None
+
+
+def test_trace_graph_shows_the_model_graph(shell):
+    run(shell, COIN)
+    graph = run(shell, "%trace coin --graph")
+    assert isinstance(graph, ModelGraph) and graph.edges == [("p", "obs")]
+    assert graph.plates[0]["name"] == "flips" and graph.plates[0]["sites"] == ["obs"]
+    shown, _ = shell.display_formatter.format(graph)  # the cell's result, as a kernel sends it
+    assert GRAPH_MIME in shown and "ppl-graph" in shown["text/html"]
+    assert shown["text/plain"].startswith("ModelGraph('graph of coin'")
+    with pytest.raises(Exception, match="drop --guide"):
+        run(shell, "%trace coin --graph --guide auto_normal")
 
 
 def test_ppl_lists_and_resets(shell, capsys):

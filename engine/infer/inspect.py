@@ -1,0 +1,231 @@
+"""Which sites of a model depend on which, found by running the model once (Pyro's
+``get_model_relations``); the model graph draws these edges.
+
+How: each sampled (or observed) value is tagged with its site's name, and a torch function mode
+follows the tags through every torch operation the model runs: an operation's results carry the
+union of its inputs' tags. When a site's distribution is built, the tags on its parameters are the
+sites it depends on. A value is tagged afresh at its own site, so only direct parents count
+(``a -> b -> c`` gives the edges ``a -> b`` and ``b -> c``, not ``a -> c``), and a value the model
+computes from sites and records with ``deterministic`` is a node of its own.
+
+Why a torch function mode rather than autograd or a tensor subclass:
+
+- Autograd only sees differentiable paths. A discrete value used as an index (``locs[z]``), a
+  comparison or a cast leaves no gradient path, so mixture models would lose their edges; the
+  mode sees every operation whatever the dtype.
+- A tensor subclass would hand the model tensors of another type (``type(x) is torch.Tensor``
+  fails, and the subclass leaks into the trace and into modules). The mode keeps the model's
+  tensors plain: the tags live in a side table keyed by tensor identity, held weakly so the run's
+  intermediate tensors are freed as usual. The mode also sees writes into plain tensors
+  (``buffer[i] = z``), which a subclass only sees when the buffer is already one.
+
+What it cannot see: values that leave torch (``z.item()``, ``float(z)``, ``z.tolist()``) and
+Python control flow (``if z > 0:``) carry no tags, as in Pyro.
+
+>>> import torch, engine, engine.distributions as dist
+>>> def model():
+...     mu = engine.sample("mu", dist.Normal(0.0, 1.0))
+...     sigma = engine.sample("sigma", dist.HalfNormal(1.0))
+...     engine.sample("x", dist.Normal(mu, sigma), obs=torch.tensor(0.5))
+>>> get_model_relations(model)["sample_sample"]
+{'mu': [], 'sigma': [], 'x': ['mu', 'sigma']}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils.weak import WeakIdKeyDictionary
+
+from engine.params import get_param_store
+from engine.poutine.handlers import trace
+from engine.poutine.trace_struct import Trace
+from engine.runtime import Message, Messenger, is_subsample_site
+
+# A tag names the site a value came from: ("sample", name) or ("param", name).
+Tag = tuple[str, str]
+_NO_TAGS: frozenset[Tag] = frozenset()
+
+
+_IN_PLACE_OPERATORS = frozenset(
+    f"__i{op}__"
+    for op in ("add", "sub", "mul", "matmul", "truediv", "floordiv", "mod", "pow", "and", "or")
+) | {"__ixor__", "__ilshift__", "__irshift__", "__setitem__"}
+
+
+def _is_in_place(func: Callable, kwargs: dict[str, Any]) -> bool:
+    """Whether ``func`` writes into its first argument (``add_``, ``x += y``, ``x[i] = y``,
+    ``out=``)."""
+    name = getattr(func, "__name__", "")
+    if name in _IN_PLACE_OPERATORS or "out" in kwargs:
+        return True
+    return name.endswith("_") and not name.endswith("__")
+
+
+class _TagFlow(TorchFunctionMode):
+    """A torch function mode that carries tags from the inputs of each operation to its
+    outputs (and, for in-place operations, into the tensor written)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: WeakIdKeyDictionary = WeakIdKeyDictionary()
+
+    def tag(self, value: Any, tag: Tag) -> Any:
+        """A new alias of ``value`` (a view of the same data) carrying exactly ``tag``; the
+        model's own tensors (its data, its computed values) keep their tags."""
+        if not isinstance(value, torch.Tensor):
+            return value
+        alias = value.view_as(value)
+        self.tags[alias] = frozenset({tag})
+        return alias
+
+    def tags_of(self, obj: Any) -> frozenset[Tag]:
+        """The tags of every tensor in ``obj`` (tensors, lists, tuples and dicts of them)."""
+        if isinstance(obj, torch.Tensor):
+            return self.tags.get(obj, _NO_TAGS)
+        if isinstance(obj, list | tuple):
+            return frozenset().union(*(self.tags_of(item) for item in obj))
+        if isinstance(obj, dict):
+            return frozenset().union(*(self.tags_of(item) for item in obj.values()))
+        return _NO_TAGS
+
+    def tags_of_distribution(self, fn: Any) -> frozenset[Tag]:
+        """The tags of every tensor a distribution holds: its parameters, and those of the
+        distributions and transforms it wraps (``Independent``, masks, ``expand``, flows)."""
+        found: set[Tag] = set()
+        seen: set[int] = set()
+        pending = [fn]
+        while pending:
+            obj = pending.pop()
+            if id(obj) in seen:
+                continue
+            seen.add(id(obj))
+            if isinstance(obj, torch.Tensor):
+                found |= self.tags.get(obj, _NO_TAGS)
+            elif isinstance(obj, list | tuple):
+                pending.extend(obj)
+            elif isinstance(obj, dict):
+                pending.extend(obj.values())
+            elif isinstance(
+                obj, torch.distributions.Distribution | torch.distributions.transforms.Transform
+            ):
+                pending.extend(vars(obj).values())
+        return frozenset(found)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        result = func(*args, **kwargs)  # the mode is off inside its own handler
+        tags = self.tags_of(args) | self.tags_of(kwargs)
+        if not tags:
+            return result
+        in_place = _is_in_place(func, kwargs)
+        if in_place and args and isinstance(args[0], torch.Tensor):
+            self.tags[args[0]] = self.tags.get(args[0], _NO_TAGS) | tags
+        inputs = {id(item) for item in args if isinstance(item, torch.Tensor)}
+        for output in result if isinstance(result, list | tuple) else (result,):
+            # An operation that hands back one of its inputs unchanged (``x.float()`` on a
+            # float tensor) must not pass the other inputs' tags into it.
+            if isinstance(output, torch.Tensor) and (in_place or id(output) not in inputs):
+                self.tags[output] = self.tags.get(output, _NO_TAGS) | tags
+        return result
+
+
+class _RelationsMessenger(Messenger):
+    """Tags every sample and param value with its site and, at each sample site, records the
+    sites its distribution's parameters came from."""
+
+    def __init__(self) -> None:
+        self.flow = _TagFlow()
+        self.parents: dict[str, frozenset[Tag]] = {}
+
+    def __enter__(self) -> _RelationsMessenger:
+        self.flow.__enter__()
+        return super().__enter__()
+
+    def __exit__(self, exc_type, exc_value, traceback) -> None:
+        try:
+            super().__exit__(exc_type, exc_value, traceback)
+        finally:
+            self.flow.__exit__(exc_type, exc_value, traceback)
+
+    def _postprocess_sample(self, msg: Message) -> None:
+        if is_subsample_site(msg):
+            return  # mini-batch indices: part of the plate, not a random variable
+        self.parents[msg["name"]] = self.flow.tags_of_distribution(msg["fn"])
+        msg["value"] = self.flow.tag(msg["value"], ("sample", msg["name"]))
+
+    def _postprocess_param(self, msg: Message) -> None:
+        msg["value"] = self.flow.tag(msg["value"], ("param", msg["name"]))
+
+
+def trace_relations(
+    model: Callable, model_args: tuple = (), model_kwargs: dict | None = None
+) -> tuple[Trace, dict[str, Any]]:
+    """Run ``model`` once; return its trace and :func:`get_model_relations`'s dict.
+
+    >>> import engine, engine.distributions as dist
+    >>> def model():
+    ...     engine.sample("z", dist.Normal(0.0, 1.0))
+    >>> tr, relations = trace_relations(model)
+    >>> list(tr.stochastic_nodes), relations["sample_dist"]
+    (['z'], {'z': 'Normal'})
+    """
+    tracker = _RelationsMessenger()
+    with tracker:
+        model_trace = trace(model).get_trace(*model_args, **(model_kwargs or {}))
+    sites = [
+        (name, site)
+        for name, site in model_trace.nodes.items()
+        if site["type"] == "sample" and not is_subsample_site(site)
+    ]
+    order = {name: i for i, (name, _) in enumerate(sites)}
+
+    def named(tags: frozenset[Tag], kind: str) -> list[str]:
+        names = [name for tag_kind, name in tags if tag_kind == kind]
+        return sorted(names, key=lambda name: (order.get(name, len(order)), name))
+
+    plate_sample: dict[str, list[str]] = {}
+    for name, site in sites:
+        for frame in site["cond_indep_stack"]:
+            plate_sample.setdefault(frame.name, []).append(name)
+    constraints = get_param_store().get_state()["constraints"]
+    params = [name for name, site in model_trace.nodes.items() if site["type"] == "param"]
+    relations = {
+        "sample_sample": {name: named(tracker.parents[name], "sample") for name, _ in sites},
+        "sample_param": {name: named(tracker.parents[name], "param") for name, _ in sites},
+        "sample_dist": {name: type(site["fn"]).__name__ for name, site in sites},
+        "param_constraint": {name: constraints.get(name) for name in params},
+        "plate_sample": plate_sample,
+        "observed": [
+            name
+            for name, site in sites
+            if site["is_observed"] and not site["infer"].get("_deterministic", False)
+        ],
+    }
+    return model_trace, relations
+
+
+def get_model_relations(
+    model: Callable, model_args: tuple | None = None, model_kwargs: dict | None = None
+) -> dict[str, Any]:
+    """How the sites of ``model`` relate, from one run: ``sample_sample`` (each sample site:
+    the sample sites its distribution depends on), ``sample_param`` (the params it depends on),
+    ``sample_dist`` (its distribution's class name), ``param_constraint`` (each param's
+    constraint), ``plate_sample`` (each plate: its sites) and ``observed`` (the observed sites).
+    ``deterministic`` sites count as sample sites that depend on what their value was computed
+    from; they are not observed.
+
+    >>> import engine, engine.distributions as dist
+    >>> def model():
+    ...     z = engine.sample("z", dist.Categorical(torch.ones(3)))
+    ...     engine.sample("x", dist.Normal(torch.tensor([-1.0, 0.0, 1.0])[z], 1.0))
+    >>> get_model_relations(model)["sample_sample"]["x"]  # an index is a dependency too
+    ['z']
+    """
+    return trace_relations(model, model_args or (), model_kwargs)[1]
+
+
+__all__ = ["get_model_relations", "trace_relations"]
