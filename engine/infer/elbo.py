@@ -33,6 +33,15 @@ from engine.rng import preserved_rng_state
 PARTICLE_PLATE = "_num_particles_vectorized"
 
 
+def checked_pair(model_trace: Trace, guide_trace: Trace) -> tuple[Trace, Trace]:
+    """The pair, after the model/guide and site-shape checks (when structure checks are on)."""
+    if structure_checks_enabled():
+        check_model_guide_match(model_trace, guide_trace)
+        check_site_shapes(model_trace)
+        check_site_shapes(guide_trace)
+    return model_trace, guide_trace
+
+
 class ELBO:
     """Base class of the ELBO estimators.
 
@@ -82,11 +91,7 @@ class ELBO:
         """One guide draw and the model replayed on it, checked (log-probs are computed by the
         ELBO, which may need only their total)."""
         guide_trace, model_trace = guide_and_model_traces(model, guide, args, kwargs)
-        if structure_checks_enabled():
-            check_model_guide_match(model_trace, guide_trace)
-            check_site_shapes(model_trace)
-            check_site_shapes(guide_trace)
-        return model_trace, guide_trace
+        return checked_pair(model_trace, guide_trace)
 
     def _get_traces(
         self,

@@ -32,12 +32,10 @@ from typing import Any
 
 import torch
 
-from engine.distributions.validation import structure_checks_enabled
 from engine.errors import EnumerationError, describe_site
 from engine.infer.batched_log_prob import log_prob_total
-from engine.infer.elbo import ELBO
+from engine.infer.elbo import ELBO, checked_pair
 from engine.infer.enum_factors import enumerated_sites, log_density, site_factor, trace_plates
-from engine.infer.model_guide_checks import check_model_guide_match, check_site_shapes
 from engine.infer.sequential_enum import SequentialEnumMessenger, sequential_branches
 from engine.infer.sum_product import (
     Factor,
@@ -107,11 +105,7 @@ class TraceEnum_ELBO(ELBO):
         )
         model_trace = trace(model_enum(replay(model, trace=guide_trace))).get_trace(*args, **kwargs)
         _refuse_sequential_model_sites(model_trace, guide_trace)
-        if structure_checks_enabled():
-            check_model_guide_match(model_trace, guide_trace)
-            check_site_shapes(model_trace)
-            check_site_shapes(guide_trace)
-        return model_trace, guide_trace
+        return checked_pair(model_trace, guide_trace)
 
     def _particle_elbo(
         self, model_trace: Trace, guide_trace: Trace
