@@ -363,6 +363,13 @@ XSS_GRAPH_MODEL = f"""\
 a = ppl.sample({XSS_SITE!r}, dist.Normal(0.0, 1.0))
 ppl.sample("b", dist.Normal(a, 1.0))
 """
+ENUM_MODEL = """\
+%%model enum_model(ratings)
+w = ppl.sample("w", dist.Dirichlet(torch.ones(2)))
+with ppl.plate("rows", ratings.shape[0]):
+    z = ppl.sample("z", dist.Categorical(w), infer={"enumerate": "parallel"})
+    ppl.sample("x", dist.Normal(z.float(), 1.0), obs=ratings[:, 0])
+"""
 # The inspector's widget view alone (the extension takes the full bundle in JupyterLab).
 WIDGET_ONLY = """\
 from IPython.display import display
@@ -418,6 +425,12 @@ def _box(locator) -> dict:
     }
 
 
+def trace_has_no_enum_column(page) -> bool:
+    """A model with nothing enumerated shows no enum column."""
+    trace = page.locator(".ppl-lab-trace").filter(has_text="model ratings_model").first
+    return trace.locator("th[data-column='enum']").count() == 0
+
+
 def _check_graph_renderer(page) -> None:
     graph = page.locator(".ppl-lab-graph").filter(has_text="graph of ratings_model").first
     graph.wait_for(timeout=60_000)
@@ -452,6 +465,7 @@ def test_the_labextension_renders_the_trace_and_the_graph(browser, tmp_path):
             "%trace ratings_model --graph",
             XSS_GRAPH_MODEL,
             "%trace xss_graph --graph",
+            ENUM_MODEL,
             WIDGET_ONLY,
         ]
         _write_notebook(server.root / "labextension.ipynb", cells)
@@ -471,6 +485,12 @@ def test_the_labextension_renders_the_trace_and_the_graph(browser, tmp_path):
         xss_trace = page.locator(".ppl-lab-trace").filter(has_text="model xss_graph").first
         assert XSS_SITE in xss_trace.locator("tr.ppl-site").first.inner_text()
         assert page.locator(".ppl-lab-output img").count() == 0
+        # An enumerated model: the enum column appears, naming each site's enumeration dims.
+        enum_trace = page.locator(".ppl-lab-trace").filter(has_text="model enum_model").first
+        assert enum_trace.locator("th[data-column='enum']").count() == 1
+        assert "*z@-2" in enum_trace.locator("tr[data-site='z']").inner_text()
+        assert "z@-2" in enum_trace.locator("tr[data-site='x']").inner_text()
+        assert trace_has_no_enum_column(page)
         # The inspector's widget view still renders on its own.
         widget = page.locator(".ppl-inspector:not(.ppl-lab-trace)").filter(has_text="widget view")
         widget.first.wait_for(timeout=60_000)
