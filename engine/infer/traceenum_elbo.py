@@ -28,6 +28,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -44,9 +45,10 @@ from engine.infer.sum_product import (
     combine,
     contract,
     guide_sites_across_plates,
+    reduce_plates,
     total,
 )
-from engine.infer.trace_elbo import is_reparameterized, score_log_prob
+from engine.infer.trace_elbo import is_reparameterized
 from engine.infer.util import vectorize
 from engine.poutine.enum_messenger import EnumMessenger
 from engine.poutine.handlers import replay, trace
@@ -120,10 +122,17 @@ class TraceEnum_ELBO(ELBO):
         variables = {**guide_variables, **model_variables}
         model_sites = [site for _, site in model_trace.sample_sites()]
         guide_sites = [site for _, site in guide_trace.iter_stochastic_nodes()]
+        scored = [
+            site
+            for site in guide_sites
+            if _drawn(site, guide_variables) and not is_reparameterized(site)
+        ]
         # Sites that ran while no site was enumerated cannot depend on one: their total is all
-        # the ELBO needs, scored in batches as in Trace_ELBO.
-        plain_model = [site for site in model_sites if not _touched(site)]
-        plain_guide = [site for site in guide_sites if not _touched(site)]
+        # the ELBO needs, scored in batches as in Trace_ELBO. A score-function term needs every
+        # cost element by element, so then every site goes the long way.
+        touched = (lambda site: True) if scored else _touched
+        plain_model = [site for site in model_sites if not touched(site)]
+        plain_guide = [site for site in guide_sites if not touched(site)]
         model_factors = [
             site_factor(
                 site,
@@ -132,13 +141,13 @@ class TraceEnum_ELBO(ELBO):
                 plates,
             )
             for site in model_sites
-            if _touched(site)
+            if touched(site)
         ]
         costs = contract(model_factors, variables, plates, set(model_variables))
         weights: dict[str, Factor] = {}
         branch_log_weight: torch.Tensor | None = None
         for site in guide_sites:
-            if not _touched(site):
+            if not touched(site):
                 continue
             factor = site_factor(site, log_density(site), variables, plates)
             costs.append(Factor(-factor.tensor, factor.labels, factor.sites, factor.scale))
@@ -148,18 +157,46 @@ class TraceEnum_ELBO(ELBO):
             elif site["infer"].get("_sequential"):
                 term = factor.tensor.sum()
                 branch_log_weight = term if branch_log_weight is None else branch_log_weight + term
+        expected = [_expected(cost, weights, plates) for cost in costs]
         elbo = log_prob_total(plain_model) - log_prob_total(plain_guide)
-        for cost in costs:
-            elbo = elbo + _expected(cost, weights, plates)
-        if branch_log_weight is not None:
-            elbo = branch_log_weight.exp() * elbo
+        for factor in expected:
+            elbo = elbo + total(factor, plates)
+        weight = None if branch_log_weight is None else branch_log_weight.exp()
+        if weight is not None:
+            elbo = weight * elbo
         surrogate = elbo
-        for site in guide_sites:
-            if _drawn(site, guide_variables) and not is_reparameterized(site):
-                if "unscaled_log_prob" not in site:
-                    Trace._compute_site_log_prob(site)
-                surrogate = surrogate + score_log_prob(site).sum() * elbo.detach()
+        for site in scored:
+            score = site_factor(site, log_density(site), variables, plates)
+            drawn_per = tuple(label for label in score.labels if label in weights)
+            # A site drawn once per value of enumerated guide sites meets, for each value, that
+            # value's share of the expected costs.
+            seen = (
+                [_expected(cost, weights, plates, drawn_per) for cost in costs]
+                if drawn_per
+                else expected
+            )
+            term = _score_term(score, seen, plates)
+            surrogate = surrogate + (term if weight is None else weight.detach() * term)
         return elbo, surrogate
+
+
+def _score_term(score: Factor, costs: list[Factor], plates: dict[str, Plate]) -> torch.Tensor:
+    """The score-function term of a drawn guide site: each element's log-density times the
+    costs it can influence (Rao-Blackwellised by plates: element i of a plate only meets
+    element i of the costs in that plate)."""
+    term = torch.zeros(())
+    for cost in costs:
+        others = [label for label in cost.labels if label not in score.labels]
+        seen = reduce_plates(cost, others, plates)
+        elementwise = seen.tensor.detach()
+        for label in seen.labels:
+            if label in plates and plates[label].scale != 1:
+                elementwise = elementwise * plates[label].scale
+        if not (isinstance(seen.scale, float | int) and seen.scale == 1):
+            elementwise = elementwise * seen.scale
+        _, (log_q, cost_tensor) = align([score, replace(seen, tensor=elementwise)])
+        term = term + (log_q * cost_tensor).sum()
+    return term
 
 
 def _touched(site: Message) -> bool:
@@ -173,12 +210,16 @@ def _drawn(site: Message, guide_variables: dict) -> bool:
     return site["name"] not in guide_variables and not site["infer"].get("_sequential")
 
 
-def _expected(cost: Factor, weights: dict[str, Factor], plates: dict[str, Plate]) -> torch.Tensor:
-    """The total of ``cost`` over its plates, in expectation over the guide's enumerated sites
-    it depends on (weighted by their probabilities, and those of the sites they depend on)."""
-    needed = [label for label in cost.labels if label in weights]
+def _expected(
+    cost: Factor, weights: dict[str, Factor], plates: dict[str, Plate], keep: tuple[str, ...] = ()
+) -> Factor:
+    """``cost`` in expectation over the guide's enumerated sites it depends on (weighted by
+    their probabilities, and those of the sites they depend on): a factor over plates only.
+    With ``keep``, those enumerated sites are weighted but not summed out: each value's share
+    of the expectation."""
+    needed = [label for label in cost.labels if label in weights] + list(keep)
     if not needed:
-        return total(cost, plates)
+        return cost
     seen: set[str] = set()
     while needed:
         name = needed.pop()
@@ -187,12 +228,13 @@ def _expected(cost: Factor, weights: dict[str, Factor], plates: dict[str, Plate]
             needed.extend(label for label in weights[name].labels if label in weights)
     log_weight = combine([weights[name] for name in sorted(seen)])
     outside = log_weight.plates(plates) - cost.plates(plates)
-    if outside:
+    if outside and not keep:
         raise guide_sites_across_plates(sorted(seen), outside, cost.sites)
     labels, (w, c) = align([log_weight, cost])
-    expected = (w.exp() * c).sum([labels.index(label) for label in labels if label in weights])
-    kept = tuple(label for label in labels if label not in weights)
-    return total(Factor(expected, kept, cost.sites, cost.scale), plates)
+    summed = [labels.index(label) for label in labels if label in weights and label not in keep]
+    expected = (w.exp() * c).sum(summed) if summed else w.exp() * c
+    kept = tuple(label for label in labels if label not in weights or label in keep)
+    return Factor(expected, kept, cost.sites, cost.scale)
 
 
 def _refuse_sequential_model_sites(model_trace: Trace, guide_trace: Trace) -> None:
