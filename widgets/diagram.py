@@ -1,8 +1,8 @@
 """Plate diagrams: where each site, plate box and dependency edge goes, and the same diagram as
-an SVG string for the static HTML fallbacks.
+an SVG string for the model graph's static HTML fallback.
 
 The model graph and the trace inspector's JSON carry this layout, so the JupyterLab extension
-draws exactly what the fallback draws and the layout lives in one place.
+draws exactly what the graph's fallback draws and the layout lives in one place.
 
 Plates are drawn so that every box labelled with a plate holds exactly the sites in that plate,
 overlapping (non-nested) plates included. The sites are split recursively: take the plate with

@@ -20,7 +20,9 @@ Why a torch function mode rather than autograd or a tensor subclass:
   (``buffer[i] = z``), which a subclass only sees when the buffer is already one.
 
 What it cannot see: values that leave torch (``z.item()``, ``float(z)``, ``z.tolist()``) and
-Python control flow (``if z > 0:``) carry no tags, as in Pyro.
+Python control flow (``if z > 0:``) carry no tags, as in Pyro. A buffer is tagged as a whole: a
+site that reads one element of a buffer other sites were written into depends, here, on all of
+them. Writes through a view (``v = buf[0:1]; v += z``) do not reach the tensor viewed.
 
 >>> import torch, engine, engine.distributions as dist
 >>> def model():
@@ -40,6 +42,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils.weak import WeakIdKeyDictionary
 
+from engine.distributions import ExpandedDistribution, MaskedDistribution
 from engine.params import get_param_store
 from engine.poutine.handlers import trace
 from engine.poutine.trace_struct import Trace
@@ -56,11 +59,10 @@ _IN_PLACE_OPERATORS = frozenset(
 ) | {"__ixor__", "__ilshift__", "__irshift__", "__setitem__"}
 
 
-def _is_in_place(func: Callable, kwargs: dict[str, Any]) -> bool:
-    """Whether ``func`` writes into its first argument (``add_``, ``x += y``, ``x[i] = y``,
-    ``out=``)."""
+def _is_in_place(func: Callable) -> bool:
+    """Whether ``func`` writes into its first argument (``add_``, ``x += y``, ``x[i] = y``)."""
     name = getattr(func, "__name__", "")
-    if name in _IN_PLACE_OPERATORS or "out" in kwargs:
+    if name in _IN_PLACE_OPERATORS:
         return True
     return name.endswith("_") and not name.endswith("__")
 
@@ -118,10 +120,16 @@ class _TagFlow(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         result = func(*args, **kwargs)  # the mode is off inside its own handler
-        tags = self.tags_of(args) | self.tags_of(kwargs)
+        out = kwargs.get("out")
+        inputs_only = {key: value for key, value in kwargs.items() if key != "out"}
+        tags = self.tags_of(args) | self.tags_of(inputs_only)
+        if out is not None:  # ``out=`` is overwritten: it carries the inputs' tags only
+            for written in out if isinstance(out, list | tuple) else (out,):
+                if isinstance(written, torch.Tensor):
+                    self.tags[written] = tags
         if not tags:
             return result
-        in_place = _is_in_place(func, kwargs)
+        in_place = _is_in_place(func)
         if in_place and args and isinstance(args[0], torch.Tensor):
             self.tags[args[0]] = self.tags.get(args[0], _NO_TAGS) | tags
         inputs = {id(item) for item in args if isinstance(item, torch.Tensor)}
@@ -196,7 +204,7 @@ def trace_relations(
     relations = {
         "sample_sample": {name: named(tracker.parents[name], "sample") for name, _ in sites},
         "sample_param": {name: named(tracker.parents[name], "param") for name, _ in sites},
-        "sample_dist": {name: type(site["fn"]).__name__ for name, site in sites},
+        "sample_dist": {name: _distribution_name(site) for name, site in sites},
         "param_constraint": {name: constraints.get(name) for name in params},
         "plate_sample": plate_sample,
         "observed": [
@@ -208,15 +216,32 @@ def trace_relations(
     return model_trace, relations
 
 
+def _distribution_name(site: Message) -> str:
+    if site["infer"].get("_deterministic", False):
+        return "Deterministic"
+    fn = site["fn"]
+    # .to_event(), .mask() and .expand() wrap the distribution; a HalfNormal (a transformed
+    # Normal) stays a HalfNormal.
+    while isinstance(
+        fn, torch.distributions.Independent | MaskedDistribution | ExpandedDistribution
+    ):
+        fn = fn.base_dist
+    return type(fn).__name__
+
+
 def get_model_relations(
-    model: Callable, model_args: tuple | None = None, model_kwargs: dict | None = None
+    model: Callable,
+    model_args: tuple | None = None,
+    model_kwargs: dict | None = None,
+    include_deterministic: bool = False,
 ) -> dict[str, Any]:
     """How the sites of ``model`` relate, from one run: ``sample_sample`` (each sample site:
     the sample sites its distribution depends on), ``sample_param`` (the params it depends on),
     ``sample_dist`` (its distribution's class name), ``param_constraint`` (each param's
     constraint), ``plate_sample`` (each plate: its sites) and ``observed`` (the observed sites).
-    ``deterministic`` sites count as sample sites that depend on what their value was computed
-    from; they are not observed.
+    With ``include_deterministic=True``, ``deterministic`` sites count as sample sites (never
+    observed) that depend on what their value was computed from; without, as in Pyro, they are
+    left out and a site computed from one depends on that one's parents.
 
     >>> import engine, engine.distributions as dist
     >>> def model():
@@ -225,7 +250,33 @@ def get_model_relations(
     >>> get_model_relations(model)["sample_sample"]["x"]  # an index is a dependency too
     ['z']
     """
-    return trace_relations(model, model_args or (), model_kwargs)[1]
+    model_trace, relations = trace_relations(model, model_args or (), model_kwargs)
+    if include_deterministic:
+        return relations
+    deterministic = {
+        name
+        for name, site in model_trace.nodes.items()
+        if site["type"] == "sample" and site["infer"].get("_deterministic", False)
+    }
+    parents = relations["sample_sample"]
+
+    def through(names: list[str]) -> list[str]:
+        found: list[str] = []
+        for name in names:
+            for parent in through(parents[name]) if name in deterministic else [name]:
+                if parent not in found:
+                    found.append(parent)
+        return found
+
+    kept = [name for name in parents if name not in deterministic]
+    relations["sample_sample"] = {name: through(parents[name]) for name in kept}
+    for key in ("sample_param", "sample_dist"):
+        relations[key] = {name: relations[key][name] for name in kept}
+    relations["plate_sample"] = {
+        plate: [name for name in names if name not in deterministic]
+        for plate, names in relations["plate_sample"].items()
+    }
+    return relations
 
 
 __all__ = ["get_model_relations", "trace_relations"]

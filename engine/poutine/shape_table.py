@@ -106,8 +106,8 @@ def _site_row(name: str, site: Message) -> dict[str, object] | None:
 
 def site_rows(trace) -> list[dict[str, object]]:
     """One record per site: the table's columns as text, plus ``observed`` and ``log_prob_sum``
-    (None unless the trace computed it; ``"-inf"`` or ``"nan"`` as text when not finite). The
-    text table and the notebook inspector share it.
+    (None unless the trace computed it; ``"-inf"``, ``"inf"`` or ``"nan"`` as text when not
+    finite). The text table and the notebook inspector share it.
 
     >>> import engine, engine.distributions as dist
     >>> from engine import poutine

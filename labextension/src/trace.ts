@@ -36,10 +36,10 @@ function readSum(value: unknown): { shown: string; key: number | null } {
   if (typeof value === 'number') {
     return { shown: value.toPrecision(4), key: value };
   }
-  // "-inf" and "nan" arrive as text (JSON has no such numbers); null when not computed.
+  // "-inf", "inf" and "nan" arrive as text (JSON has no such numbers); null when not computed.
   const shown = text(value);
-  if (shown === '-inf') {
-    return { shown, key: -Infinity };
+  if (shown === '-inf' || shown === 'inf') {
+    return { shown, key: shown === 'inf' ? Infinity : -Infinity };
   }
   return { shown, key: null };
 }

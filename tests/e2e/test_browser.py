@@ -451,6 +451,11 @@ def _check_graph_renderer(page) -> None:
         assert plate["left"] < r["left"] and r["right"] < plate["right"]
         assert plate["top"] < r["top"] and r["bottom"] < plate["bottom"]
     assert users["left"] < items["left"] and items["top"] < users["top"]
+    # Plate labels are drawn in their plate's colour (no stylesheet rule overrides it).
+    label = svg.locator("g.ppl-plate[data-plate='users'] text.ppl-plate-label")
+    colour = label.get_attribute("fill")
+    red, green, blue = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    assert label.evaluate("(el) => getComputedStyle(el).fill") == f"rgb({red}, {green}, {blue})"
     # Pointing at a site highlights its edges.
     svg.locator("g.ppl-node[data-site='r'] circle").hover()
     assert svg.locator("g.ppl-edge.ppl-highlight").count() == 3

@@ -58,11 +58,29 @@ def test_deterministic_sites_params_and_wrapped_distributions():
         d = engine.deterministic("d", a * 3)
         engine.sample("w", dist.Normal(d, scale).to_event(1).mask(True))
 
-    relations = get_model_relations(model)
+    relations = get_model_relations(model, include_deterministic=True)
     assert relations["sample_sample"]["d"] == ["a"] and relations["sample_sample"]["w"] == ["d"]
     assert relations["sample_param"]["w"] == ["scale"]
     assert relations["param_constraint"]["scale"] is constraints.positive
     assert "d" not in relations["observed"]
+    assert relations["sample_dist"] == {"a": "Normal", "d": "Deterministic", "w": "Normal"}
+    # Pyro's default leaves deterministic sites out: w then depends on what d came from.
+    relations = get_model_relations(model)
+    assert relations["sample_sample"] == {"a": [], "w": ["a"]}
+    assert "d" not in relations["sample_dist"]
+
+
+def test_out_arguments_tag_only_the_tensor_written():
+    def model():
+        a = engine.sample("a", dist.Normal(0.0, 1.0))
+        b = engine.sample("b", dist.Normal(0.0, 1.0))
+        buffer = torch.empty(())
+        torch.add(a, b, out=buffer)
+        engine.sample("c", dist.Normal(buffer, 1.0))
+        engine.sample("d", dist.Normal(a, 1.0))
+
+    relations = get_model_relations(model)["sample_sample"]
+    assert relations["c"] == ["a", "b"] and relations["d"] == ["a"]
 
 
 def test_data_and_subsample_indices_are_not_parents():
