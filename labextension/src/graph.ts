@@ -3,9 +3,6 @@
 // laid out (overlapping plates included). Pointing at a site highlights its edges and the sites
 // at their other ends.
 
-import { IRenderMime } from '@jupyterlab/rendermime-interfaces';
-import { Widget } from '@lumino/widgets';
-
 import { element, list, readDiagram, readPlates, record, text } from './data';
 import { ISiteInfo, drawDiagram } from './diagram';
 
@@ -34,7 +31,7 @@ function highlight(root: SVGSVGElement, site: string | null): void {
   }
 }
 
-function render(data: unknown): HTMLDivElement {
+export function renderGraph(data: unknown): HTMLDivElement {
   const payload = record(data);
   const title = text(payload.title) || 'Model graph';
   const plates = readPlates(payload.plates);
@@ -53,19 +50,4 @@ function render(data: unknown): HTMLDivElement {
   }
   root.appendChild(svg);
   return root;
-}
-
-export class GraphRenderer extends Widget implements IRenderMime.IRenderer {
-  constructor(options: IRenderMime.IRendererOptions) {
-    super();
-    this.mimeType = options.mimeType;
-    this.addClass('ppl-lab-output');
-  }
-
-  renderModel(model: IRenderMime.IMimeModel): Promise<void> {
-    this.node.replaceChildren(render(model.data[this.mimeType]));
-    return Promise.resolve();
-  }
-
-  private readonly mimeType: string;
 }

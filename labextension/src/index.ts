@@ -2,10 +2,30 @@
 // MIME types (see trace.ts and graph.ts; the Python side writes the data).
 
 import { IRenderMime } from '@jupyterlab/rendermime-interfaces';
+import { Widget } from '@lumino/widgets';
 
 import { GRAPH_MIME, TRACE_MIME } from './data';
-import { GraphRenderer } from './graph';
-import { TraceRenderer } from './trace';
+import { renderGraph } from './graph';
+import { renderTrace } from './trace';
+
+// One renderer for both MIME types: it draws the data of its type with the given function.
+class DataRenderer extends Widget implements IRenderMime.IRenderer {
+  constructor(
+    options: IRenderMime.IRendererOptions,
+    private readonly draw: (data: unknown) => HTMLElement
+  ) {
+    super();
+    this.mimeType = options.mimeType;
+    this.addClass('ppl-lab-output');
+  }
+
+  renderModel(model: IRenderMime.IMimeModel): Promise<void> {
+    this.node.replaceChildren(this.draw(model.data[this.mimeType]));
+    return Promise.resolve();
+  }
+
+  private readonly mimeType: string;
+}
 
 // Lower ranks win. The inspector's bundle also holds the widget view, which
 // @jupyter-widgets/jupyterlab-manager registers at rank -10; this renderer shows the same rows
@@ -20,7 +40,7 @@ const extensions: IRenderMime.IExtension[] = [
     rendererFactory: {
       safe: true,
       mimeTypes: [TRACE_MIME],
-      createRenderer: options => new TraceRenderer(options)
+      createRenderer: options => new DataRenderer(options, renderTrace)
     },
     rank: RANK,
     dataType: 'json'
@@ -31,7 +51,7 @@ const extensions: IRenderMime.IExtension[] = [
     rendererFactory: {
       safe: true,
       mimeTypes: [GRAPH_MIME],
-      createRenderer: options => new GraphRenderer(options)
+      createRenderer: options => new DataRenderer(options, renderGraph)
     },
     rank: RANK,
     dataType: 'json'

@@ -6,9 +6,6 @@
 // tr[data-kind], svg.ppl-plate-diagram), so a page reads the same way whichever view rendered
 // the inspector; .ppl-lab-trace marks this renderer.
 
-import { IRenderMime } from '@jupyterlab/rendermime-interfaces';
-import { Widget } from '@lumino/widgets';
-
 import {
   IPlate,
   element,
@@ -272,17 +269,6 @@ class TraceView {
   }
 }
 
-export class TraceRenderer extends Widget implements IRenderMime.IRenderer {
-  constructor(options: IRenderMime.IRendererOptions) {
-    super();
-    this.mimeType = options.mimeType;
-    this.addClass('ppl-lab-output');
-  }
-
-  renderModel(model: IRenderMime.IMimeModel): Promise<void> {
-    this.node.replaceChildren(new TraceView(model.data[this.mimeType]).node);
-    return Promise.resolve();
-  }
-
-  private readonly mimeType: string;
+export function renderTrace(data: unknown): HTMLDivElement {
+  return new TraceView(data).node;
 }
