@@ -134,7 +134,7 @@ def _choose(
             view[position[label]] = table.tensor.shape[axis]
             index.append(torch.arange(table.tensor.shape[axis]).reshape(view))
         else:
-            index.append(_aligned(chosen[label], chosen_labels[label], position))
+            index.append(_aligned(chosen[label], chosen_labels[label], position, len(position)))
     logits = table.tensor[tuple(index)] if index else table.tensor
     logits = logits.expand(*shape, table.tensor.shape[-1]) if shape else logits
     if temperature == 0:
@@ -143,11 +143,12 @@ def _choose(
 
 
 def _aligned(
-    values: torch.Tensor, labels: tuple[str, ...], position: dict[str, int]
+    values: torch.Tensor, labels: tuple[str, ...], position: dict[str, int], width: int
 ) -> torch.Tensor:
-    """``values`` (one dim per plate in ``labels``) viewed on the plate layout ``position``."""
+    """``values`` (one dim per plate in ``labels``) viewed on ``width`` dims, the dim of each
+    label at ``position[label]`` and size 1 elsewhere."""
     order = sorted(range(len(labels)), key=lambda i: position[labels[i]])
-    view = [1] * len(position)
+    view = [1] * width
     for axis in order:
         view[position[labels[axis]]] = values.shape[axis]
     return values.permute(order).reshape(view) if labels else values.reshape(view)
@@ -160,9 +161,5 @@ def _site_value(site: dict, index: torch.Tensor, labels: tuple[str, ...]) -> tor
     flat_support = support.reshape((support.shape[0], *fn.event_shape))
     dims = {f.name: f.dim for f in site["cond_indep_stack"] if f.vectorized}
     width = max((-dims[label] for label in labels), default=0)
-    view = [1] * width
-    order = sorted(range(len(labels)), key=lambda i: dims[labels[i]])
-    for axis in order:
-        view[width + dims[labels[axis]]] = index.shape[axis]
-    index = index.permute(order).reshape(view) if labels else index.reshape(view)
-    return flat_support[index]
+    position = {label: width + dims[label] for label in labels}
+    return flat_support[_aligned(index, labels, position, width)]
