@@ -16,11 +16,14 @@ tensor([0., 0.], requires_grad=True)
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import difflib
 import os
 import re
 import weakref
 from collections.abc import Callable, Iterator, KeysView
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -39,9 +42,11 @@ from engine.errors import ParamError, SupportError, fmt_shape
 
 __all__ = [
     "MissingParamError",
+    "ParamSnapshot",
     "ParamStoreDict",
     "clear_param_store",
     "get_param_store",
+    "param_store_scope",
 ]
 
 InitValue = torch.Tensor | float | int | Callable[[], torch.Tensor | float | int]
@@ -50,7 +55,12 @@ _FILE_FORMAT = "pplkernel-param-store-1"
 
 
 class MissingParamError(ParamError, KeyError):
-    """A param was read before anything created it; a ``KeyError`` too, as in Pyro."""
+    """A param was read before anything created it; a ``KeyError`` too, as in Pyro.
+    ``param_name`` is the name that was asked for."""
+
+    def __init__(self, message: str, param_name: str | None = None):
+        super().__init__(message)
+        self.param_name = param_name
 
 
 class _UnconstrainedLink:
@@ -214,6 +224,16 @@ def _make_param(name: str, init: Any, constraint: Constraint, event_dim: int | N
     return _Param(_new_leaf(name, value, constraint, transform), constraint, transform, event_dim)
 
 
+@dataclass(frozen=True)
+class ParamSnapshot:
+    """A store's contents at one moment, by value: what :meth:`ParamStoreDict.transaction`
+    restores. ``params`` are the stored entries (in order), ``values`` copies of their leaves.
+    """
+
+    params: dict[str, _Param]
+    values: dict[str, torch.Tensor]
+
+
 class ParamStoreDict:
     """A mapping from param names to constrained values, stored as unconstrained leaves.
 
@@ -262,7 +282,7 @@ class ParamStoreDict:
             message += (
                 " The param store is empty (a fresh session, or after pyro.clear_param_store())."
             )
-        return MissingParamError(message)
+        return MissingParamError(message, name)
 
     def _constrained(self, param: _Param) -> torch.Tensor:
         value = param.transform(param.leaf)
@@ -417,6 +437,89 @@ class ParamStoreDict:
     def items(self) -> Iterator[tuple[str, torch.Tensor]]:
         """``(name, constrained value)`` pairs, in creation order."""
         return ((n, self._constrained(p)) for n, p in list(self._params.items()))
+
+    def snapshot(self) -> ParamSnapshot:
+        """The store's params and a copy of every value (see :meth:`restore`)."""
+        with torch.no_grad():
+            values = {name: p.leaf.detach().clone() for name, p in self._params.items()}
+        return ParamSnapshot(dict(self._params), values)
+
+    def restore(self, snapshot: ParamSnapshot) -> None:
+        """Put the store back to ``snapshot`` bit for bit: params created since are removed,
+        replaced ones come back, and every value is written back into its own leaf tensor (so
+        an optimizer or a model holding the leaf sees the restored value).
+
+        >>> import torch
+        >>> store = ParamStoreDict()
+        >>> store["x"] = torch.zeros(2)
+        >>> saved = store.snapshot()
+        >>> with torch.no_grad():
+        ...     _ = store["x"].unconstrained().add_(1.0)
+        >>> store["y"] = torch.ones(1)
+        >>> store.restore(saved)
+        >>> list(store.keys()), store["x"].tolist()
+        (['x'], [0.0, 0.0])
+        """
+        with torch.no_grad():
+            for name, param in snapshot.params.items():
+                saved = snapshot.values[name]
+                if param.leaf.shape != saved.shape or param.leaf.dtype != saved.dtype:
+                    # Changed in place beyond a copy (resize_, set_): give back a new leaf.
+                    param.leaf = saved.clone().requires_grad_(True)
+                    param.link = _UnconstrainedLink(param.leaf)
+                else:
+                    param.leaf.copy_(saved)
+                param.leaf.grad = None
+        self._params = dict(snapshot.params)
+        self._name_by_leaf_id = {id(p.leaf): name for name, p in self._params.items()}
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[ParamSnapshot]:
+        """Undo everything done to the store inside the block when the block raises (an
+        exception, a ``KeyboardInterrupt``): values, new params, replaced and deleted ones.
+
+        This is the one rollback of the engine: SVI steps, ``SVI.set_state``, loading files and
+        the notebook's magics all run inside it.
+
+        >>> import torch
+        >>> store = ParamStoreDict()
+        >>> store["x"] = torch.zeros(1)
+        >>> try:
+        ...     with store.transaction():
+        ...         store["x"] = torch.ones(1)
+        ...         store["new"] = torch.ones(1)
+        ...         raise RuntimeError("a step failed")
+        ... except RuntimeError:
+        ...     pass
+        >>> list(store.keys()), store["x"].item()
+        (['x'], 0.0)
+        """
+        saved = self.snapshot()
+        try:
+            yield saved
+        except BaseException:
+            self.restore(saved)
+            raise
+
+    def copy(self) -> ParamStoreDict:
+        """A new store holding copies of this one's params (same names, constraints and
+        values; new leaf tensors, so changing one store never moves the other).
+
+        >>> import torch
+        >>> store = ParamStoreDict()
+        >>> store["x"] = torch.zeros(1)
+        >>> other = store.copy()
+        >>> with torch.no_grad():
+        ...     _ = other["x"].unconstrained().add_(1.0)
+        >>> store["x"].item(), other["x"].item()
+        (0.0, 1.0)
+        """
+        other = ParamStoreDict()
+        with torch.no_grad():
+            for name, p in self._params.items():
+                leaf = p.leaf.detach().clone().requires_grad_(True)
+                other._commit(name, _Param(leaf, p.constraint, p.transform, p.event_dim))
+        return other
 
     def clear(self) -> None:
         """Remove every param."""
@@ -648,19 +751,48 @@ class ParamStoreDict:
 
 
 _PARAM_STORE = ParamStoreDict()
+# The store ``param`` uses: the global one, unless a ``param_store_scope`` is active in this
+# thread (a context variable, so a run stepping in a background thread keeps its own scope).
+_ACTIVE_STORE: contextvars.ContextVar[ParamStoreDict] = contextvars.ContextVar(
+    "active_param_store", default=_PARAM_STORE
+)
 
 
 def get_param_store() -> ParamStoreDict:
-    """The global param store, which ``param`` reads and writes.
+    """The param store ``param`` reads and writes: the global one, or the store of the
+    innermost :func:`param_store_scope`.
 
     >>> get_param_store() is get_param_store()
     True
     """
-    return _PARAM_STORE
+    return _ACTIVE_STORE.get()
+
+
+@contextlib.contextmanager
+def param_store_scope(store: ParamStoreDict) -> Iterator[ParamStoreDict]:
+    """Make ``store`` the param store inside the block, in this thread only.
+
+    Pyro has one global store, so two fits of one model share their params. A scope gives a
+    fit its own params under Pyro's names: the notebook's SVI runs each step in their own.
+
+    >>> import torch, engine
+    >>> own = ParamStoreDict()
+    >>> with param_store_scope(own):
+    ...     _ = engine.param("w", torch.zeros(1))
+    >>> "w" in own, "w" in get_param_store()
+    (True, False)
+    """
+    if not isinstance(store, ParamStoreDict):
+        raise ParamError(f"param_store_scope needs a ParamStoreDict, got {type(store).__name__}")
+    token = _ACTIVE_STORE.set(store)
+    try:
+        yield store
+    finally:
+        _ACTIVE_STORE.reset(token)
 
 
 def clear_param_store() -> None:
-    """Remove every param from the global store.
+    """Remove every param from the param store in use (see :func:`get_param_store`).
 
     >>> import torch
     >>> get_param_store()["tmp"] = torch.zeros(1)
@@ -668,4 +800,4 @@ def clear_param_store() -> None:
     >>> len(get_param_store())
     0
     """
-    _PARAM_STORE.clear()
+    get_param_store().clear()

@@ -145,7 +145,8 @@ class PPLMagics(Magics):
             )
             return None
         if kind == "model":
-            with engine_errors():
+            # A cell that fails leaves no param behind (one that works keeps those it made).
+            with engine_errors(), engine.get_param_store().transaction():
                 model_trace = inspection_trace(fn, *bound)
                 model_trace.compute_log_prob()
             display(TraceInspector.from_trace(model_trace, title=f"model {entry.name}"))
@@ -185,10 +186,9 @@ class PPLMagics(Magics):
         return self._start_run(name, model, options, settings, args, kwargs, replacing=run)
 
     def _start_run(self, name, model, options, settings, args, kwargs, replacing) -> SviRun:
-        """A new run, which replaces ``replacing`` only once its first steps worked; if they
-        fail, the param store is put back as it was and ``replacing`` stays."""
-        store = engine.get_param_store()
-        names_before, values_before = set(store.keys()), store.to_payload()
+        """A new run, which replaces ``replacing`` only once its first steps worked. The run
+        works in its own param store, so a failure leaves nothing behind: the notebook's store
+        and ``replacing`` stay as they were."""
         if replacing is not None:
             replacing.monitor.pause()
         run = None
@@ -199,13 +199,10 @@ class PPLMagics(Magics):
             self._step(run, options.steps)
         except BaseException:
             if run is not None:
-                run.monitor.close()
-            for extra in set(store.keys()) - names_before:
-                del store[extra]
-            store.load_payload(values_before, source="the param store before the failed %svi")
+                run.close()
             raise
         if replacing is not None:
-            self.session.discard(replacing, keep=set(run.param_names))
+            self.session.discard(replacing)
         self.session.add_run(run)
         return run
 
@@ -217,8 +214,6 @@ class PPLMagics(Magics):
 
     def _new_run(self, name: str, model: Registered, options, settings, args, kwargs) -> SviRun:
         guide, guide_entry = self._guide_for(options.guide, model)
-        if guide_entry is None:  # an autoguide: its parameters exist from here on
-            guide.setup(*args, **kwargs)
         optim = _OPTIMIZERS[options.optim]({"lr": options.lr})
         loss = _ELBOS[options.elbo](num_particles=options.particles)
         return SviRun(name, model, guide, guide_entry, optim, loss, args, kwargs, settings)

@@ -1,8 +1,15 @@
 """What ``%svi`` returns: one SVI run bound to its model, guide and arguments.
 
 ``run = %svi coin --steps 200`` gives an :class:`SviRun`: ``run.losses``, ``run.guide``,
-``run.step(n)``, ``run.predictive()``. It keeps the model and guide functions it was built on,
-so redefining the model cell does not change a run under way: the run is marked stale instead.
+``run.params``, ``run.step(n)``, ``run.predictive()``, ``run.save(path)``. It keeps the model and
+guide functions it was built on, so redefining the model cell does not change a run under way:
+the run is marked stale instead.
+
+Each run owns its params: a param store of its own (seeded with a copy of the notebook's store
+when the run starts), under Pyro's names. Stepping, ``run.guide`` and its methods,
+``run.predictive()`` and saving all work in it, so two runs of one model (two learning rates,
+say) never move each other's params, and the notebook's own ``ppl.get_param_store()`` is left
+alone.
 
 >>> import torch, engine, engine.distributions as dist
 >>> from engine.infer import Trace_ELBO
@@ -18,19 +25,62 @@ so redefining the model cell does not change a run under way: the run is marked 
 ...              (), {"flips": torch.ones(5)})
 >>> len(run.step(3).losses)
 3
+>>> sorted(run.params.keys()), "AutoNormal.locs.p" in engine.get_param_store()
+(['AutoNormal.locs.p', 'AutoNormal.scales.p'], False)
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import os
+from collections.abc import Callable
 from typing import Any
 
 from engine.infer import SVI, Predictive
+from engine.infer.autoguide import AutoGuide
 from engine.infer.elbo import ELBO
-from engine.params import get_param_store
+from engine.params import ParamStoreDict, get_param_store, param_store_scope
 from engine.poutine.handlers import block, trace
 from pplkernel.session import Registered
 from widgets.svi_monitor import SviMonitor
+
+
+class RunGuide:
+    """A run's guide, working in the run's own param store: calling it, or calling any of its
+    methods (``median()``, ``quantiles(...)``, ...), happens inside the run's scope. Other
+    attributes are the guide's own.
+
+    >>> import torch, engine
+    >>> own = ParamStoreDict()
+    >>> own["loc"] = torch.tensor(3.0)
+    >>> guide = RunGuide(lambda: engine.param("loc").item(), own)
+    >>> guide()
+    3.0
+    """
+
+    def __init__(self, guide: Callable, store: ParamStoreDict):
+        self._guide = guide
+        self._store = store
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with param_store_scope(self._store):
+            return self._guide(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._guide, name)
+        if not callable(attribute):
+            return attribute
+
+        @functools.wraps(attribute)
+        def in_scope(*args: Any, **kwargs: Any) -> Any:
+            with param_store_scope(self._store):
+                return attribute(*args, **kwargs)
+
+        return in_scope
+
+    def __repr__(self) -> str:
+        return f"RunGuide({self._guide!r})"
 
 
 class SviRun:
@@ -51,14 +101,19 @@ class SviRun:
         self.name = name
         self.model_entry = model
         self.guide_entry = guide_entry
-        self.guide = guide
         self.args, self.kwargs = args, kwargs
         self.settings = dict(settings or {})
-        self.svi = SVI(model.fn, guide, optim, loss)
+        self.params: ParamStoreDict = get_param_store().copy()
+        self.svi = SVI(model.fn, guide, optim, loss, param_store=self.params)
+        self.guide = RunGuide(guide, self.params)
         self.stale: str | None = None
-        # This run's params are the ones its guide reads. Reset deletes them (the guide makes
-        # them again from their init values on the next step) and takes a fresh optimizer.
-        self.param_names = _guide_params(guide, args, kwargs)
+        with param_store_scope(self.params):
+            if isinstance(guide, AutoGuide):  # its parameters exist from here on
+                guide.setup(*args, **kwargs)
+            # This run's own params are the ones its guide reads. Reset deletes them (the guide
+            # makes them again from their init values on the next step) and takes a fresh
+            # optimizer.
+            self.param_names = _guide_params(guide, args, kwargs)
         self._fresh_optim = copy.deepcopy(optim)
         self.display_handle: Any = None
         self.monitor = SviMonitor(
@@ -94,33 +149,36 @@ class SviRun:
         return self
 
     def own_params(self) -> dict[str, Any]:
-        """This run's params (its guide's), by name, constrained."""
-        store = get_param_store()
-        return {name: store[name] for name in self.param_names if name in store}
+        """The params this run's guide reads, by name, constrained."""
+        return {name: self.params[name] for name in self.param_names if name in self.params}
 
     def reset(self) -> None:
         """Back to the start: this run's params re-initialised, a fresh optimizer, no steps."""
-        store = get_param_store()
         for name in self.param_names:
-            if name in store:
-                del store[name]
+            if name in self.params:
+                del self.params[name]
         self.svi.optim = copy.deepcopy(self._fresh_optim)
         self.svi.losses.clear()
         self.svi.step_count = 0
 
     def predictive(self, num_samples: int = 100, **kwargs: Any) -> dict[str, Any]:
         """Posterior predictive draws of every site, from the fitted guide."""
-        predictive = Predictive(self.model, guide=self.guide, num_samples=num_samples, **kwargs)
-        return predictive(*self.args, **self.kwargs)
+        predictive = Predictive(self.model, guide=self.svi.guide, num_samples=num_samples, **kwargs)
+        with param_store_scope(self.params):
+            return predictive(*self.args, **self.kwargs)
 
-    def close(self, keep: set[str] = frozenset()) -> None:
-        """Stop a background Run, detach the monitor and remove this run's params (but those
-        in ``keep``)."""
+    def save(self, filename: str | os.PathLike[str]) -> None:
+        """Write this run's state (its params, optimizer, step, random state) to ``filename``;
+        :meth:`load` continues from it."""
+        self.svi.save(filename)
+
+    def load(self, filename: str | os.PathLike[str]) -> None:
+        """Continue from a state written by :meth:`save` (of this run or one like it)."""
+        self.svi.load(filename)
+
+    def close(self) -> None:
+        """Stop a background Run and detach the monitor (the run's params go with the run)."""
         self.monitor.close()
-        store = get_param_store()
-        for name in self.param_names:
-            if name in store and name not in keep:
-                del store[name]
 
     def mark_stale_if_built_on(self, entry: Registered) -> None:
         for own in (self.model_entry, self.guide_entry):

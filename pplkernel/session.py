@@ -90,10 +90,9 @@ class Session:
         self.runs[run.name] = run
         self.latest_run = run.name
 
-    def discard(self, run: Any, keep: set[str] = frozenset()) -> None:
-        """Forget ``run``: its background stepping stops and its params leave the store (all
-        but those named in ``keep``, which a newer run uses too)."""
-        run.close(keep)
+    def discard(self, run: Any) -> None:
+        """Forget ``run``: its background stepping stops, and its params go with it."""
+        run.close()
         if self.runs.get(run.name) is run:
             del self.runs[run.name]
         if self.latest_run == run.name:

@@ -23,9 +23,10 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -36,7 +37,7 @@ from engine.infer.elbo import ELBO
 from engine.infer.nonfinite import NonFiniteError, first_nonfinite, nonfinite_gradients
 from engine.infer.progress import Progress, ProgressEvent
 from engine.infer.util import guide_and_model_traces
-from engine.params import get_param_store
+from engine.params import ParamStoreDict, get_param_store, param_store_scope
 from engine.poutine.handlers import trace
 from engine.rng import restore_rng_state_payload, rng_state_payload
 
@@ -50,6 +51,10 @@ class SVI:
     ``on_nonfinite="raise"`` (the default) stops at a NaN or infinite loss or gradient with a
     :class:`NonFiniteError` naming where it first appeared; ``"skip"`` drops such a step instead
     (nothing changes, the step is counted in ``skipped_steps`` and reported to listeners).
+
+    ``param_store`` (not in Pyro) gives this SVI a param store of its own: its steps, losses,
+    state and files use that store instead of the global one (see
+    :func:`~engine.params.param_store_scope`), so two fits of one model keep apart.
     """
 
     def __init__(
@@ -59,6 +64,7 @@ class SVI:
         optim: Callable,
         loss: ELBO,
         on_nonfinite: str = "raise",
+        param_store: ParamStoreDict | None = None,
         **kwargs: Any,
     ):
         if on_nonfinite not in ("raise", "skip"):
@@ -70,42 +76,46 @@ class SVI:
         self.optim = optim
         self.loss = loss
         self.on_nonfinite = on_nonfinite
+        self.param_store = param_store
         self.step_count = 0
         self.losses: list[float] = []
         self.skipped_steps: list[int] = []
         self.progress = Progress()
 
+    @contextlib.contextmanager
+    def _own_store(self) -> Iterator[ParamStoreDict]:
+        """The store this SVI works in, made active for the block."""
+        if self.param_store is None:
+            yield get_param_store()
+        else:
+            with param_store_scope(self.param_store) as store:
+                yield store
+
     # -- one step --------------------------------------------------------------------------
 
     def step(self, *args: Any, **kwargs: Any) -> float:
         """Take one gradient step; returns the loss (the negative ELBO estimate)."""
-        store = get_param_store()
-        known = len(store)
         params: list[torch.Tensor] = []
-        try:
-            with trace(param_only=True) as param_capture:
-                loss = self.loss.loss_and_grads(self.model, self.guide, *args, **kwargs)
-            params = self._leaves(param_capture.trace)
-            problem = self._nonfinite_problem(loss, params, args, kwargs)
-            if problem is None:
-                self.optim(params)
-                self.loss.commit_step()
-            elif self.on_nonfinite == "raise":
-                raise NonFiniteError(problem)
-            else:
-                self.skipped_steps.append(self.step_count + 1)
-        except BaseException:
-            # Params born in a failed step were never part of a good state: take them back out.
-            for name in list(store.keys())[known:]:
-                del store[name]
-            raise
-        finally:
-            for leaf in params:
-                leaf.grad = None
-        self.step_count += 1
-        self.losses.append(loss)
-        if self.progress.active:
-            self._report(loss, params, problem)
+        with self._own_store() as store, store.transaction():
+            try:
+                with trace(param_only=True) as param_capture:
+                    loss = self.loss.loss_and_grads(self.model, self.guide, *args, **kwargs)
+                params = self._leaves(param_capture.trace)
+                problem = self._nonfinite_problem(loss, params, args, kwargs)
+                if problem is None:
+                    self.optim(params)
+                    self.loss.commit_step()
+                elif self.on_nonfinite == "raise":
+                    raise NonFiniteError(problem)
+                else:
+                    self.skipped_steps.append(self.step_count + 1)
+            finally:
+                for leaf in params:
+                    leaf.grad = None
+            self.step_count += 1
+            self.losses.append(loss)
+            if self.progress.active:
+                self._report(loss, params, problem)
         return loss
 
     @staticmethod
@@ -184,41 +194,42 @@ class SVI:
 
     def evaluate_loss(self, *args: Any, **kwargs: Any) -> float:
         """Estimate the loss without taking a step (no gradients, nothing changes)."""
-        with torch.no_grad():
+        with torch.no_grad(), self._own_store():
             return self.loss.loss(self.model, self.guide, *args, **kwargs)
 
     # -- state -----------------------------------------------------------------------------
 
     def get_state(self) -> dict[str, Any]:
         """Everything needed to continue bit for bit: params, optimizer, ELBO, step, RNG."""
-        return {
-            "format": _STATE_FORMAT,
-            "step": self.step_count,
-            "params": get_param_store().to_payload(),
-            "optim": self.optim.get_state(),
-            "elbo": self.loss.get_state(),
-            "rng": rng_state_payload(),
-        }
+        with self._own_store() as store:
+            return {
+                "format": _STATE_FORMAT,
+                "step": self.step_count,
+                "params": store.to_payload(),
+                "optim": self.optim.get_state(),
+                "elbo": self.loss.get_state(),
+                "rng": rng_state_payload(),
+            }
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore a state from :meth:`get_state` (the param store is merged, as ``load`` does).
         All or nothing: if any part is malformed, everything is put back as it was."""
         if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
             raise ValueError("not an SVI state written by SVI.get_state / SVI.save")
-        store = get_param_store()
-        before = {"params": store.to_payload(), "optim": self.optim.get_state()}
-        before_names = set(store.keys())
-        try:
-            store.load_payload(state["params"], source="the SVI state")
-            self.optim.set_state(state["optim"])
-            self.loss.set_state(state["elbo"])
-            restore_rng_state_payload(state["rng"])
-        except BaseException:
-            for name in set(store.keys()) - before_names:
-                del store[name]
-            store.load_payload(before["params"], source="the state before the failed load")
-            self.optim.set_state(before["optim"])
-            raise
+        with self._own_store() as store:
+            before = store.snapshot()
+            optim_before, elbo_before = self.optim.get_state(), self.loss.get_state()
+            try:
+                store.load_payload(state["params"], source="the SVI state")
+                self.optim.set_state(state["optim"])
+                self.loss.set_state(state["elbo"])
+                restore_rng_state_payload(state["rng"])
+            except BaseException:
+                # The store first: the optimizer finds its params by name in it.
+                store.restore(before)
+                self.optim.set_state(optim_before, exact=True)
+                self.loss.set_state(elbo_before)
+                raise
         self.step_count = state["step"]
 
     def save(self, filename: str | os.PathLike[str]) -> None:

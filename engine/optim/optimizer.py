@@ -10,6 +10,7 @@ no longer holds them, and their state is saved and restored by param name.
 from __future__ import annotations
 
 import inspect
+import math
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -47,6 +48,27 @@ class ParamGroup:
     key: str
     optimizer: Optimizer
     torch_group: dict[str, Any]
+
+
+def _check_finite(args: dict[str, Any], what: str) -> None:
+    """Refuse an optimizer argument that is NaN or infinite: ``lr=inf`` would turn every
+    parameter into inf or NaN at the first step.
+
+    >>> _check_finite({"lr": 0.1, "betas": (0.9, 0.999)}, "optim_args")
+    >>> try:
+    ...     _check_finite({"lr": float("inf")}, "optim_args")
+    ... except OptimError as error:
+    ...     print(str(error)[:32])
+    optim_args: 'lr' is inf; every o
+    """
+    for key, value in args.items():
+        numbers = value if isinstance(value, list | tuple) else (value,)
+        for number in numbers:
+            if isinstance(number, float) and not math.isfinite(number):
+                raise OptimError(
+                    f"{what}: {key!r} is {value!r}; every optimizer argument must be a finite "
+                    "number (for example {'lr': 0.01})."
+                )
 
 
 def _describe(args: OptimArgs) -> str:
@@ -100,6 +122,8 @@ class PyroOptim:
                     f"{what} must be a dict such as {{'lr': 0.01}} or a function of the param "
                     f"name returning one, got {type(args).__name__}: {args!r}"
                 )
+            if isinstance(args, dict):
+                _check_finite(args, what)
         self.optim_constructor = optim_constructor
         self.optim_args: OptimArgs = optim_args if callable(optim_args) else dict(optim_args)
         self.clip_args: OptimArgs = (
@@ -230,6 +254,7 @@ class PyroOptim:
                 f"{what} for param {name!r} returned {type(result).__name__} {result!r:.100}; "
                 "it must return a dict such as {'lr': 0.01}"
             )
+        _check_finite(result, f"{what} for param {name!r}")
         return dict(result)
 
     def _drop(self, p: torch.Tensor) -> None:
@@ -327,9 +352,11 @@ class PyroOptim:
         per_param.update(snapshot(self._pending_state))
         return {"format": FORMAT, "groups": groups, "state": per_param}
 
-    def set_state(self, state: dict[str, Any]) -> None:
+    def set_state(self, state: dict[str, Any], *, exact: bool = False) -> None:
         """Restore a :meth:`get_state` result: params already stepped take their saved state at
-        once, the others when they first appear. Names the state does not mention keep theirs.
+        once, the others when they first appear. Names the state does not mention keep theirs,
+        except with ``exact=True``, which first drops all saved state still waiting for its
+        params (a rollback to an earlier :meth:`get_state` of this optimizer).
 
         >>> import engine
         >>> engine.clear_param_store()
@@ -345,6 +372,9 @@ class PyroOptim:
         >>> engine.clear_param_store()
         """
         check_state(state)
+        if exact:
+            self._pending_state.clear()
+            self._pending_group.clear()
         store = get_param_store()
         live = {}
         for p in self._group_of:

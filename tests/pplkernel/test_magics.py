@@ -103,7 +103,8 @@ def test_svi_with_a_custom_guide_learns_the_posterior(shell):
     engine.set_rng_seed(0)
     custom = run(shell, "%svi coin --guide coin_guide --steps 800 --lr 0.05 --particles 4 --name c")
     assert set(custom.monitor.params) == {"a", "b"}
-    a, b = engine.param("a").item(), engine.param("b").item()
+    a, b = custom.params["a"].item(), custom.params["b"].item()
+    assert "a" not in engine.get_param_store()  # the run's own params, not the notebook's
     # Exact posterior: Beta(2 + 6, 2 + 2), mean 2/3. The fitted Beta's mean is close to it.
     assert abs(a / (a + b) - 2 / 3) < 0.05
 
@@ -219,11 +220,14 @@ def error_of(shell, cell, capsys):
 )
 def test_bad_magic_lines_give_one_short_message(shell, capsys, cell, expected):
     run(shell, COIN)
-    run(shell, "%svi coin --steps 2")
+    earlier = run(shell, "%svi coin --steps 2")
+    before = {name: value.detach().clone() for name, value in earlier.params.items()}
     shown = error_of(shell, cell, capsys)
     assert expected in shown
     assert "Traceback" not in shown and "File " not in shown
-    assert len(engine.get_param_store()) > 0  # the earlier run's params are still there
+    after = dict(earlier.params.items())  # the earlier run's params are as they were
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[name], after[name]) for name in before)
 
 
 def test_shape_error_in_a_model_is_short_and_names_the_site(shell, capsys):
