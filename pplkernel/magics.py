@@ -32,6 +32,7 @@ from engine.infer import autoguide as autoguides
 from engine.infer.util import guide_and_model_traces, inspection_trace
 from engine.optim import SGD, Adam, ClippedAdam
 from pplkernel import model_cells
+from pplkernel.errors import did_you_mean
 from pplkernel.magic_args import evaluate_args, parse_mcmc, parse_svi, parse_trace
 from pplkernel.runs import SviRun
 from pplkernel.session import MagicError, Registered, Session, bind_arguments
@@ -67,13 +68,13 @@ def engine_errors() -> Iterator[None]:
 
 
 def _cell_line(tb: Any) -> str:
-    """`` (in %%model NAME, line N)`` for the innermost frame of a cell-defined function."""
+    """`` (%%model NAME, line N of the cell)`` for the innermost frame of a cell's code; its
+    code numbers lines as the cell body does, in both header forms (see model_cells)."""
     found = ""
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
         if filename.startswith("<%%"):
-            # The cell's line 1 is the ``def`` line added above the body.
-            found = f" ({filename[1:-1]}, line {tb.tb_lineno - 1} of the cell)"
+            found = f" ({filename[1:-1]}, line {tb.tb_lineno} of the cell)"
         tb = tb.tb_next
     return found
 
@@ -95,12 +96,17 @@ class PPLMagics(Magics):
     def _bound(self, fn: Callable, given: list[str]) -> tuple[tuple, dict[str, Any]]:
         values = evaluate_args(given, self.namespace)
         parameters = inspect.signature(fn).parameters
+        gathering = [
+            p.name for p in parameters.values() if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
         takes_any = any(p.kind == p.VAR_KEYWORD for p in parameters.values())
         unknown = [name for name in values if name not in parameters and not takes_any]
+        unknown += [name for name in values if name in gathering]
         if unknown:
             raise MagicError(
                 f"--args {', '.join(unknown)}: '{fn.__name__}' has no such argument (its "
-                f"arguments: {', '.join(parameters) or 'none'}).",
+                f"arguments: {', '.join(parameters) or 'none'})."
+                + did_you_mean(unknown[0], [n for n in parameters if n not in gathering]),
                 "UsageError",
             )
         bound = bind_arguments(fn, self.namespace, values)
@@ -118,12 +124,16 @@ class PPLMagics(Magics):
     @cell_magic
     def model(self, line: str, cell: str) -> Any:
         """``%%model NAME(ARGS)``: the cell body is the model's body (or a cell with a ``def``)."""
-        return self._define("model", line, cell)
+        # A plain-``def`` cell runs its own top-level code: its errors are reported in one
+        # line, with the cell line, like the model's.
+        with engine_errors():
+            return self._define("model", line, cell)
 
     @cell_magic
     def guide(self, line: str, cell: str) -> Any:
         """``%%guide NAME(ARGS)``: the same for a guide."""
-        return self._define("guide", line, cell)
+        with engine_errors():
+            return self._define("guide", line, cell)
 
     def _define(self, kind: str, line: str, cell: str) -> Any:
         try:
@@ -168,6 +178,7 @@ class PPLMagics(Magics):
             self._step(run, options.steps)
             return run
         model = self.session.model(options.model)
+        self._check_guide(options.guide)
         args, kwargs = self._bound(model.fn, options.args)
         name = options.name or options.model
         settings = {
@@ -254,6 +265,8 @@ class PPLMagics(Magics):
         draw of the guide when given); ``%trace MODEL --graph``: its model graph."""
         options = parse_trace(line)
         model = self.session.model(options.model)
+        if options.guide is not None:
+            self._check_guide(options.guide)
         args, kwargs = self._bound(model.fn, options.args)
         with engine_errors():
             if options.graph:
@@ -265,6 +278,19 @@ class PPLMagics(Magics):
                 _, model_trace = guide_and_model_traces(model.fn, guide, args, kwargs)
             model_trace.compute_log_prob()
         return TraceInspector.from_trace(model_trace, title=f"trace of {model.name}")
+
+    def _check_guide(self, name: str) -> None:
+        """Refuse a ``--guide`` that is neither an autoguide nor a ``%%guide`` (before anything
+        starts), naming both kinds."""
+        if name in _AUTOGUIDES or name in self.session.guides:
+            return
+        defined = ", ".join(sorted(self.session.guides)) or "none yet"
+        raise MagicError(
+            f"No guide named '{name}' (defined guides: {defined}; autoguides: "
+            f"{', '.join(_AUTOGUIDES)}).{did_you_mean(name, [*self.session.guides, *_AUTOGUIDES])}"
+            f" Define it in a `%%guide {name}(...)` cell first, or pick an autoguide.",
+            "NameError",
+        )
 
     def _guide_for(self, name: str, model: Registered) -> tuple[Callable, Registered | None]:
         """The guide ``--guide name`` means, and its ``%%guide`` entry (None for an autoguide)."""
@@ -286,7 +312,8 @@ class PPLMagics(Magics):
             print("pplkernel session reset: no models, guides or runs; param store cleared.")
             return
         if command:
-            raise MagicError(f"%ppl takes nothing or `reset`, got '{command}'.", "UsageError")
+            hint = did_you_mean(command, ["reset"])
+            raise MagicError(f"%ppl takes nothing or `reset`, got '{command}'.{hint}", "UsageError")
         print(self.describe())
 
     def describe(self) -> str:

@@ -19,16 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pplkernel.errors import MagicError, did_you_mean
 from pplkernel.model_cells import source_digest
-
-
-class MagicError(Exception):
-    """An error a magic reports as one short message (no traceback): bad flags, an unknown
-    model, and the engine's own errors (re-raised as this, with the original as the cause)."""
-
-    def __init__(self, message: str, kind: str = "Error"):
-        super().__init__(message)
-        self.kind = kind
 
 
 @dataclass
@@ -79,8 +71,8 @@ class Session:
         if name not in table:
             known = ", ".join(sorted(table)) or "none yet"
             raise MagicError(
-                f"No {kind} named '{name}' (defined {kind}s: {known}). Define it in a "
-                f"`%%{kind} {name}(...)` cell first.",
+                f"No {kind} named '{name}' (defined {kind}s: {known}).{did_you_mean(name, table)} "
+                f"Define it in a `%%{kind} {name}(...)` cell first.",
                 "NameError",
             )
         return table[name]
@@ -119,7 +111,8 @@ def bind_arguments(
 ) -> tuple[tuple, dict[str, Any]] | list[str]:
     """Arguments for ``fn``: each parameter from ``given`` (``--args``), else from the notebook
     variable of the same name, else its default. Returns ``(args, kwargs)``, or the list of
-    parameters that have no value.
+    parameters that have no value. A ``**kwargs`` parameter receives the ``given`` names that
+    match no other parameter (nothing given is dropped).
 
     >>> def model(x, y=None, scale=1.0):
     ...     pass
@@ -127,9 +120,14 @@ def bind_arguments(
     ((), {'x': 3, 'y': None, 'scale': 2.0})
     >>> bind_arguments(model, {}, {})
     ['x']
+    >>> def open_model(x, **options):
+    ...     pass
+    >>> bind_arguments(open_model, {}, {"x": 1, "depth": 2})
+    ((), {'x': 1, 'depth': 2})
     """
     args, kwargs, missing = [], {}, []
-    for param in inspect.signature(fn).parameters.values():
+    parameters = inspect.signature(fn).parameters
+    for param in parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
         if param.name in given:
@@ -147,4 +145,6 @@ def bind_arguments(
             kwargs[param.name] = value
     if missing:
         return missing
+    if any(param.kind == param.VAR_KEYWORD for param in parameters.values()):
+        kwargs.update((name, value) for name, value in given.items() if name not in parameters)
     return tuple(args), kwargs
