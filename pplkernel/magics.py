@@ -139,7 +139,7 @@ class PPLMagics(Magics):
         try:
             header = model_cells.parse_header(line)
             if header.name is None:
-                fn = model_cells.function_from_cell(cell, self.namespace)
+                fn = model_cells.function_from_cell(cell, self.namespace, kind)
             else:
                 fn = model_cells.function_from_body(header, cell, self.namespace, kind)
         except model_cells.CellError as error:
