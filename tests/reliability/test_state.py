@@ -346,3 +346,23 @@ def test_reading_a_runs_param_from_the_notebook_says_where_it_lives(shell, capsy
     assert "'AutoNormal.locs.p' is in run 'fitted'" in shown
     assert "run.params['AutoNormal.locs.p']" in shown
     run_cell(shell, 'fitted.params["AutoNormal.locs.p"]')
+
+
+GUIDE = """\
+%%guide coin_guide(flips)
+a = ppl.param("a", torch.tensor(2.0), constraint=constraints.positive)
+ppl.sample("p", dist.Beta(a, 2.0))
+"""
+
+
+def test_calling_a_fitted_guide_directly_notes_that_it_reads_the_notebooks_store(shell, capsys):
+    run_cell(shell, COIN)
+    run_cell(shell, GUIDE)
+    run_cell(shell, "fitted = %svi coin --guide coin_guide --steps 20 --lr 0.1")
+    capsys.readouterr()
+    run_cell(shell, "coin_guide(flips)")
+    note = capsys.readouterr().out
+    assert "created param 'a'" in note and "run 'coin' holds a fitted 'a'" in note
+    # Through the run, the fitted value is used, and nothing is noted.
+    run_cell(shell, "fitted.guide(flips)")
+    assert "Note" not in capsys.readouterr().out
