@@ -262,13 +262,17 @@ class PPLMagics(Magics):
     @line_magic
     def trace(self, line: str) -> TraceInspector | ModelGraph:
         """``%trace MODEL [--guide G]``: the inspector of one run of the model (replayed on one
-        draw of the guide when given); ``%trace MODEL --graph``: its model graph."""
+        draw of the guide when given); ``%trace MODEL --graph``: its model graph. Only a look:
+        params the model or guide create for it are removed again."""
         options = parse_trace(line)
         model = self.session.model(options.model)
         if options.guide is not None:
             self._check_guide(options.guide)
         args, kwargs = self._bound(model.fn, options.args)
-        with engine_errors():
+        store = engine.get_param_store()
+        before = store.snapshot()
+        with engine_errors(), contextlib.ExitStack() as undo:
+            undo.callback(store.restore, before)
             if options.graph:
                 return ModelGraph.from_model(model.fn, args, kwargs, title=f"graph of {model.name}")
             if options.guide is None:

@@ -366,3 +366,16 @@ def test_calling_a_fitted_guide_directly_notes_that_it_reads_the_notebooks_store
     # Through the run, the fitted value is used, and nothing is noted.
     run_cell(shell, "fitted.guide(flips)")
     assert "Note" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "line", ["%trace coin --guide auto_normal", "%trace coin --guide coin_guide", "%trace coin"]
+)
+def test_trace_is_only_a_look_and_leaves_the_store_as_it_was(shell, line):
+    engine.param("kept", torch.tensor([1.0, -1.0]))
+    run_cell(shell, COIN)
+    run_cell(shell, GUIDE)
+    before = values_of()
+    inspector = run_cell(shell, line)
+    assert inspector is not None
+    assert_same_values(before)
