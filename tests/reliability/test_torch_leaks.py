@@ -14,17 +14,14 @@ from engine import poutine
 from engine.errors import ArgumentError, ShapeError
 from engine.infer import SVI, Trace_ELBO
 from engine.optim import Adam
-
-
-def store_snapshot() -> dict[str, torch.Tensor]:
-    return {name: value.detach().clone() for name, value in pyro.get_param_store().items()}
+from tests.reliability.support import assert_same_values, values_of
 
 
 @pytest.fixture
 def store_with_params() -> dict[str, torch.Tensor]:
     pyro.param("p", torch.tensor(0.3), constraint=dist.constraints.unit_interval)
     pyro.param("loc", torch.tensor([1.0, 2.0]))
-    return store_snapshot()
+    return values_of()
 
 
 def score(fn, obs):
@@ -208,10 +205,7 @@ def test_refused_in_the_engines_words(store_with_params, run, error, fragments):
     for fragment in fragments:
         assert fragment in message, (fragment, message)
     assert "Subtraction" not in message and "not callable" not in message
-    after = store_snapshot()
-    assert list(after) == list(store_with_params)
-    for name, value in store_with_params.items():
-        assert torch.equal(after[name], value), name
+    assert_same_values(store_with_params)
 
 
 @pytest.mark.parametrize(
