@@ -8,6 +8,7 @@ trace attaches the shape table of the sites seen so far (see :meth:`PPLError.att
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterable, Sequence
 
 
@@ -48,7 +49,8 @@ class ShapeError(PPLError, ValueError):
 
 
 class SiteNameError(PPLError, ValueError, RuntimeError):
-    """Two sites in one run share a name (a ``RuntimeError`` too, as Pyro raises)."""
+    """Two sites in one run share a name (a ``RuntimeError`` too, as Pyro raises), or a name
+    given to inference (a key of ``posterior_samples``) is a near miss of a site's name."""
 
 
 class PlateError(PPLError, ValueError):
@@ -85,6 +87,32 @@ class SupportError(PPLError, ValueError):
 
 class ParamError(PPLError, ValueError):
     """A ``param`` declared inconsistently (another constraint, an infeasible initial value)."""
+
+
+class ArgumentError(PPLError, ValueError, TypeError):
+    """An argument the engine cannot use as given: a site name that is not a string, a tensor
+    where a distribution belongs, a count that is not a whole number, a value whose dtype the
+    distribution cannot score.
+
+    Python raises ``TypeError`` for some of these and ``ValueError`` for others, so this is both:
+    an existing ``except`` clause of either kind still catches it.
+    """
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """A sentence suggesting the candidates closest to a mistyped ``name``, or ''.
+
+    >>> did_you_mean("muu", ["mu", "sigma"])
+    " Did you mean 'mu'?"
+    >>> did_you_mean("Mu", ["mu", "sigma"])
+    " Did you mean 'mu'?"
+    >>> did_you_mean("zzz", ["mu"])
+    ''
+    """
+    # Compared without case, so that a capital is as close as any other one-letter slip.
+    by_folded = {str(c).casefold(): str(c) for c in candidates}
+    close = difflib.get_close_matches(str(name).casefold(), list(by_folded), n=3)
+    return f" Did you mean {' or '.join(repr(by_folded[c]) for c in close)}?" if close else ""
 
 
 def fmt_shape(shape: Iterable[int]) -> str:

@@ -3,8 +3,9 @@
 An observation whose shape broadcasts *up* the distribution's batch shape (an (N, 1) obs against
 an (N,) batch gives an N x N log-prob) is silent in torch and costs Pyro users hours. Here it is
 an error that names the site, its plates and the shapes, and says how to fix it. The check is
-pure shape arithmetic, so it stays on even with validation off. (Values outside the support are
-caught by torch's own check when the density is scored; the trace adds the site's name to it.)
+pure shape arithmetic, so it stays on even with validation off, as does the refusal of a
+complex observation. (Values outside the support are caught by torch's own check when the
+density is scored; the trace adds the site's name to it.)
 
 >>> import torch, engine, engine.distributions as dist
 >>> with engine.plate("data", 3):
@@ -18,15 +19,25 @@ from __future__ import annotations
 
 import torch
 
-from engine.errors import ShapeError, describe_site, fmt_shape, index_with_plate_hint
+from engine.distributions.explain import complex_value_problem
+from engine.errors import (
+    ArgumentError,
+    ShapeError,
+    describe_site,
+    fmt_shape,
+    index_with_plate_hint,
+)
 from engine.runtime import Message
 
 
 def check_observed_site(msg: Message) -> None:
-    """Raise if an observed site's value does not fit, or would broadcast up, its distribution."""
+    """Raise if an observed site's value does not fit, or would broadcast up, its distribution,
+    or is complex (torch would score it and give a complex log-density)."""
     fn, value = msg["fn"], msg["value"]
     if not isinstance(fn, torch.distributions.Distribution) or not isinstance(value, torch.Tensor):
         return
+    if value.is_complex():
+        raise ArgumentError(f"{_where(msg)}: {complex_value_problem(value)}")
     if value.shape != fn.batch_shape + fn.event_shape:
         _check_shape(msg, fn, value)
 

@@ -21,6 +21,7 @@ import contextvars
 import difflib
 import os
 import re
+import warnings
 import weakref
 from collections.abc import Callable, Iterator, KeysView
 from dataclasses import dataclass
@@ -138,6 +139,26 @@ def _as_value(name: str, init: Any) -> torch.Tensor:
     raise ParamError(
         f"param {name!r}: the initial value must be a tensor, a number, or a function of no "
         f"arguments returning one; got a {type(init).__name__}"
+    )
+
+
+def _warn_if_init_ignored(name: str, init: Any, value: torch.Tensor) -> None:
+    """Warn when an existing param is declared with an initial value of another shape."""
+    if isinstance(init, torch.Tensor):
+        shape = init.shape
+    elif isinstance(init, int | float):
+        shape = torch.Size()
+    else:
+        return
+    if shape == value.shape:
+        return
+    warnings.warn(
+        f"param {name!r} already exists with shape {fmt_shape(value.shape)}; the initial value "
+        f"given now has shape {fmt_shape(shape)} and is ignored (an existing param keeps its "
+        "value). If the model changed, remove the old value first: "
+        f"del pyro.get_param_store()[{name!r}], or pyro.clear_param_store().",
+        UserWarning,
+        stacklevel=3,
     )
 
 
@@ -299,7 +320,11 @@ class ParamStoreDict:
         """Return the constrained value of param ``name``, creating it from ``init_tensor`` if new.
 
         ``init_tensor`` is a tensor, a number, or a function of no arguments called only when the
-        param does not exist yet. An existing param keeps its value and ignores ``init_tensor``.
+        param does not exist yet. An existing param keeps its value and ignores ``init_tensor``,
+        as in Pyro; when the ignored initial value has another shape than the stored value (the
+        model changed, or a store was loaded), a ``UserWarning`` names the param and both shapes.
+        It is a warning, not an error, because Pyro code that re-declares a param this way still
+        runs with the stored value.
         ``constraint=None`` means unspecified: ``constraints.real`` for a new param, no check for
         an existing one; an explicit constraint must equal the one the param was created with.
         ``event_dim`` is kept as metadata of a new param (see :meth:`get_event_dim`).
@@ -341,6 +366,8 @@ class ParamStoreDict:
             )
         value = param.transform(param.leaf)
         value.unconstrained = param.link
+        if init_tensor is not None and not callable(init_tensor):
+            _warn_if_init_ignored(name, init_tensor, value)
         return value
 
     def get_event_dim(self, name: str) -> int | None:

@@ -16,8 +16,9 @@ from typing import Any
 
 import torch
 
+from engine.argument_checks import check_name, check_sample_fn
 from engine.distributions import Delta, Unit
-from engine.errors import ShapeError, fmt_shape
+from engine.errors import ArgumentError, ShapeError, fmt_shape
 from engine.observation_checks import check_observed_site
 from engine.params import get_param_store
 from engine.poutine.plate_messenger import PlateMessenger
@@ -38,10 +39,20 @@ def sample(
     ``obs_mask`` (a bool tensor over the batch) observes only where it is True; the other entries
     become a latent site ``f"{name}_unobserved"`` that inference imputes.
 
+    ``name`` must be a string and ``fn`` a distribution (any callable that draws is accepted);
+    ``infer`` a dict such as ``{"enumerate": "parallel"}``.
+
     >>> import engine.distributions as dist
     >>> sample("z", dist.Bernoulli(1.0))
     tensor(1.)
     """
+    check_name(name, "sample site")
+    check_sample_fn(name, fn)
+    if infer is not None and not isinstance(infer, dict):
+        raise ArgumentError(
+            f"Site {name!r}: infer= takes a dict of options, got the {type(infer).__name__} "
+            f"{infer!r}. Fix: e.g. infer={{'enumerate': 'parallel'}}."
+        )
     if obs_mask is not None:
         return _sample_partially_observed(name, fn, obs, obs_mask, infer)
     if not handlers_active():
@@ -64,9 +75,15 @@ def sample(
 
 def _sample_partially_observed(name, fn, obs, obs_mask, infer) -> torch.Tensor:
     if obs is None:
-        raise ValueError(f"Site '{name}': obs_mask needs obs (the values where the mask is True)")
-    if obs_mask.dtype != torch.bool:
-        raise TypeError(f"Site '{name}': obs_mask must be a bool tensor, got {obs_mask.dtype}")
+        raise ArgumentError(
+            f"Site '{name}': obs_mask needs obs (the values where the mask is True)"
+        )
+    if not isinstance(obs_mask, torch.Tensor) or obs_mask.dtype != torch.bool:
+        got = obs_mask.dtype if isinstance(obs_mask, torch.Tensor) else type(obs_mask).__name__
+        raise ArgumentError(
+            f"Site '{name}': obs_mask must be a bool tensor, got {got}. Fix: e.g. "
+            "obs_mask=~torch.isnan(data)."
+        )
     event_mask = obs_mask.reshape(obs_mask.shape + (1,) * len(fn.event_shape))
     imputed = sample(f"{name}_unobserved", fn.mask(~obs_mask), infer=infer)
     # Entries the mask hides may hold anything (NaN placeholders): give the observed site the
@@ -86,13 +103,14 @@ def param(
 
     ``constraint`` defaults to real for a new parameter; for an existing one, a constraint that
     differs from the stored one is an error. ``init_tensor`` may be a function, called only when
-    the parameter is created.
+    the parameter is created. ``name`` must be a string.
 
     >>> import engine
     >>> engine.clear_param_store()
     >>> param("w", torch.zeros(2))
     tensor([0., 0.], requires_grad=True)
     """
+    check_name(name, "param")
     store = get_param_store()
     if not handlers_active():
         return store.get_param(name, init_tensor, constraint, event_dim)
@@ -126,6 +144,11 @@ def deterministic(name: str, value: torch.Tensor, event_dim: int | None = None) 
     >>> deterministic("double", torch.tensor(2.0) * 2)
     tensor(4.)
     """
+    if not isinstance(value, torch.Tensor):
+        raise ArgumentError(
+            f"deterministic({name!r}, ...) records a tensor, got the {type(value).__name__} "
+            f"{value!r}. Fix: wrap it, e.g. torch.as_tensor(value)."
+        )
     if not handlers_active():
         return value
     event_dim = value.dim() if event_dim is None else event_dim

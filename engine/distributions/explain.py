@@ -4,6 +4,10 @@ torch already checks arguments (in ``Distribution.__init__``) and scored values 
 ``_validate_sample``); the engine does not check twice. Only once torch has raised do these
 functions look again at the offending tensor, to name the distribution, the parameter, its shape,
 the constraint in plain words, how many entries break it, the first few of them, and the fix.
+
+The same goes for dtypes torch does not handle: a bool or integer value that a density cannot do
+float arithmetic with, and complex values or parameters (which torch scores into a complex
+log-density, or fails on inside a constraint check).
 """
 
 from __future__ import annotations
@@ -16,7 +20,14 @@ import torch
 from torch.distributions import constraints
 from torch.distributions.utils import lazy_property
 
-from engine.errors import DistributionArgumentError, PPLError, ShapeError, SupportError, fmt_shape
+from engine.errors import (
+    ArgumentError,
+    DistributionArgumentError,
+    PPLError,
+    ShapeError,
+    SupportError,
+    fmt_shape,
+)
 
 _MAX_SHOWN = 3
 _VALIDATING_CODE = torch.distributions.Distribution.__init__.__code__
@@ -354,4 +365,112 @@ def sample_error(dist: torch.distributions.Distribution, value: Any, err: ValueE
         f"{words} (constraint {support!r}), but {broken}.\n"
         f"Fix: pass values inside the support (check the observed data or the value given to "
         f"this site), or choose a distribution whose support contains them."
+    )
+
+
+def complex_value_problem(value: torch.Tensor) -> str:
+    """What is wrong with a complex value to score, and the fix, for a message.
+
+    >>> complex_value_problem(torch.zeros(2, dtype=torch.complex64))[:39]
+    'the value is complex (dtype complex64, '
+    """
+    return (
+        f"the value is complex (dtype {str(value.dtype).removeprefix('torch.')}, shape "
+        f"{fmt_shape(value.shape)}). Densities are defined for real values: torch would score "
+        "it and return a complex log-density. Fix: pass a real tensor (value.real, value.abs(), "
+        "or the real and imaginary parts as two sites)."
+    )
+
+
+def _complex_arguments(dist: Any, init: Callable | None, args: tuple, kwargs: dict) -> list[str]:
+    """The names of the complex tensors among a constructor's arguments (or the built dist's)."""
+    named: dict[str, Any] = {}
+    if init is not None:
+        try:
+            named = dict(inspect.signature(init).bind(dist, *args, **kwargs).arguments)
+        except TypeError:
+            named = {}
+    else:
+        named = dict(vars(dist))
+    return [
+        name
+        for name, value in named.items()
+        if isinstance(value, torch.Tensor) and value.is_complex()
+    ]
+
+
+def _complex_argument_message(name: str, params: list[str]) -> str:
+    listed = ", ".join(f"'{p}'" for p in params)
+    which = f"parameter {listed} is" if len(params) == 1 else f"parameters {listed} are"
+    return (
+        f"{name}: {which} complex; distributions take real parameters and "
+        "would give a complex log-density. Fix: pass real tensors (x.real, x.abs())."
+    )
+
+
+def complex_argument_error(
+    dist: Any, init: Callable, args: tuple, kwargs: dict
+) -> ArgumentError | None:
+    """The error to raise when constructing ``dist`` failed because an argument is complex
+    (torch's constraint checks are not implemented for complex dtypes), else None."""
+    params = _complex_arguments(dist, init, args, kwargs)
+    if not params:
+        return None
+    return ArgumentError(_complex_argument_message(type(dist).__name__, params))
+
+
+def complex_log_prob_error(dist: Any, value: Any) -> ArgumentError:
+    """The error for a log-density that came out complex: a complex value or complex parameters.
+
+    >>> d = torch.distributions.Normal(0.0, 1.0)
+    >>> str(complex_log_prob_error(d, torch.tensor(1j)))[:38]
+    'Normal: the value is complex (dtype co'
+    """
+    name = type(dist).__name__
+    if isinstance(value, torch.Tensor) and value.is_complex():
+        return ArgumentError(f"{name}: {complex_value_problem(value)}")
+    params = _complex_arguments(dist, None, (), {})
+    if not params:
+        return ArgumentError(
+            f"{name}: the log-density came out complex for a real value, so one of the "
+            "parameters is complex. Fix: pass real tensors (x.real, x.abs())."
+        )
+    return ArgumentError(_complex_argument_message(name, params))
+
+
+def _floating_dtype(dist: Any) -> torch.dtype:
+    """The floating dtype of a distribution's parameters (the default dtype if it has none)."""
+    for value in vars(dist).values():
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            return value.dtype
+    return torch.get_default_dtype()
+
+
+def value_dtype_error(
+    dist: Any, value: Any, score: Callable[[torch.Tensor], torch.Tensor]
+) -> ArgumentError | None:
+    """The error to raise when scoring a bool or integer ``value`` failed because of its dtype
+    (torch computes some densities in floating point without converting the value, and fails
+    with a message about tensor arithmetic); None when the dtype is not the cause.
+
+    ``score`` is the failed log-density; the dtype is to blame when it succeeds on the value
+    converted to the distribution's floating dtype.
+
+    >>> d = torch.distributions.Bernoulli(0.5)
+    >>> str(value_dtype_error(d, torch.tensor(True), d.log_prob))[:48]
+    'Bernoulli cannot score a value of dtype torch.bo'
+    """
+    if not isinstance(value, torch.Tensor) or value.is_floating_point() or value.is_complex():
+        return None
+    dtype = _floating_dtype(dist)
+    try:
+        score(value.to(dtype))
+    except (RuntimeError, TypeError, ValueError):
+        return None  # it fails for another reason too: torch's own error says more
+    example = "True/False become 1./0." if value.dtype == torch.bool else "same numbers"
+    return ArgumentError(
+        f"{type(dist).__name__} cannot score a value of dtype {value.dtype} (shape "
+        f"{fmt_shape(value.shape)}): torch computes this log-density in floating point and "
+        f"does not convert the value. Fix: convert the data to the distribution's dtype, e.g. "
+        f"obs=data.to({dtype}) or data.float() ({example})."
     )

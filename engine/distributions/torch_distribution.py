@@ -21,11 +21,17 @@ import torch
 from torch.distributions import constraints
 
 from engine.distributions.distribution import Distribution
-from engine.distributions.explain import argument_error, sample_error
+from engine.distributions.explain import (
+    argument_error,
+    complex_argument_error,
+    complex_log_prob_error,
+    sample_error,
+    value_dtype_error,
+)
 from engine.distributions.score_parts import ScoreParts
 from engine.distributions.util import broadcast_shape, scale_and_mask
 from engine.distributions.validation import in_trusted_run
-from engine.errors import DistributionArgumentError, ShapeError, fmt_shape
+from engine.errors import ArgumentError, DistributionArgumentError, PPLError, ShapeError, fmt_shape
 
 # The wrapped torch classes are built in torch_wrappers, which imports this module; ``to_event``
 # finds the wrapped ``Independent`` here, filled in by :func:`register_wrapper`.
@@ -75,7 +81,7 @@ class TorchDistributionMixin(Distribution):
         >>> dist.Normal(torch.zeros(3), 1.0).expand_by((4,)).batch_shape
         torch.Size([4, 3])
         """
-        return self.expand(torch.Size(sample_shape) + self.batch_shape)
+        return self.expand(_as_shape(sample_shape, self, "expand_by") + self.batch_shape)
 
     def to_event(self, reinterpreted_batch_ndims: int | None = None) -> TorchDistributionMixin:
         """Declare the ``n`` rightmost batch dims to be event dims (all of them when ``None``).
@@ -94,6 +100,11 @@ class TorchDistributionMixin(Distribution):
             if reinterpreted_batch_ndims is None
             else reinterpreted_batch_ndims
         )
+        if not isinstance(n, int) or isinstance(n, bool):
+            raise ArgumentError(
+                f"{type(self).__name__}.to_event({n!r}): the number of batch dims to turn into "
+                f"event dims must be an int (the batch_shape is {fmt_shape(self.batch_shape)})."
+            )
         if n == 0:
             return self
         if n > len(self.batch_shape):
@@ -135,9 +146,24 @@ class TorchDistributionMixin(Distribution):
 class _TorchHooks:
     """Put in front of a torch class: readable errors and an ``expand`` that always works.
 
-    Each method defers to torch's and only acts when torch raises, so the success path costs one
-    extra Python call.
+    Each method defers to torch's and only acts when torch raises (or, for ``log_prob``, returns
+    a complex density), so the success path costs one extra Python call.
     """
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        try:
+            log_prob = super().log_prob(value)
+        except PPLError:
+            raise
+        except (RuntimeError, TypeError) as err:
+            # A bool or integer value that torch cannot do float arithmetic with.
+            replacement = value_dtype_error(self, value, super().log_prob)
+            if replacement is None:
+                raise
+            raise replacement from err
+        if isinstance(log_prob, torch.Tensor) and log_prob.is_complex():
+            raise complex_log_prob_error(self, value)
+        return log_prob
 
     def _validate_sample(self, value: torch.Tensor) -> None:
         try:
@@ -159,6 +185,11 @@ class _TorchHooks:
             if _instance is not None:
                 raise
             return ExpandedDistribution(self, batch_shape)
+        except (RuntimeError, TypeError, ShapeError):
+            # torch's message speaks of tensors (and a wrapper's base_dist of its own shapes):
+            # say which distribution and which shapes the user asked for.
+            _check_expandable(self, _as_shape(batch_shape, self, "expand"))
+            raise
 
 
 def translating_init(init: Callable) -> Callable:
@@ -189,6 +220,12 @@ def translating_init(init: Callable) -> Callable:
             init(self, *args, **kwargs)
         except ValueError as err:
             raise argument_error(self, err, init, args, kwargs) from None
+        except (NotImplementedError, RuntimeError, TypeError) as err:
+            # torch's constraint checks are not implemented for complex tensors.
+            replacement = complex_argument_error(self, init, args, kwargs)
+            if replacement is None:
+                raise
+            raise replacement from err
 
     __init__.__wrapped__ = init
     __init__.__doc__ = init.__doc__
@@ -289,7 +326,8 @@ class MaskedDistribution(_OverBaseDistribution):
         super().__init__(batch_shape, base_dist.event_shape, validate_args=False)
 
     def expand(self, batch_shape: Sequence[int], _instance: Any = None) -> MaskedDistribution:
-        batch_shape = torch.Size(batch_shape)
+        batch_shape = _as_shape(batch_shape, self, "expand")
+        _check_expandable(self, batch_shape)
         mask = self._mask if isinstance(self._mask, bool) else self._mask.expand(batch_shape)
         return MaskedDistribution(self.base_dist.expand(batch_shape), mask)
 
@@ -422,13 +460,34 @@ class ExpandedDistribution(_OverBaseDistribution):
 
 
 def _check_expandable(d: torch.distributions.Distribution, batch_shape: torch.Size) -> None:
+    """Raise a :class:`ShapeError` naming ``d`` and both shapes unless ``batch_shape`` is a
+    broadcast of ``d``'s batch shape."""
     old = d.batch_shape
     fits = len(old) <= len(batch_shape) and all(
         o in (1, b) for o, b in zip(reversed(old), reversed(batch_shape), strict=False)
     )
     if not fits:
+        example = (batch_shape[0] if batch_shape else 2, *old)
+        name = type(d).__name__
+        if isinstance(d, _OverBaseDistribution):
+            name += f" of {type(d.base_dist).__name__}"
         raise ShapeError(
-            f"Cannot expand {type(d).__name__} with batch_shape {fmt_shape(old)} to "
+            f"Cannot expand {name} with batch_shape {fmt_shape(old)} to "
             f"{fmt_shape(batch_shape)}: aligned from the right, each existing dim must be 1 or "
-            "equal to the new size."
+            "equal to the new size, and new dims can only be added on the left. Fix: ask for "
+            f"a shape that ends in {fmt_shape(old)}, e.g. .expand({list(example)}) or "
+            f".expand_by([{example[0]}]), or give the parameters the shape you need."
         )
+
+
+def _as_shape(shape: Any, d: torch.distributions.Distribution, method: str) -> torch.Size:
+    """``shape`` as a ``torch.Size``, or an error naming the distribution and the method."""
+    try:
+        return torch.Size(shape)
+    except TypeError:
+        raise ShapeError(
+            f"{type(d).__name__}.{method}({shape!r}): a shape is a list or tuple of ints, e.g. "
+            f".{method}([{shape!r}]) for one dim of size {shape!r}."
+            if isinstance(shape, int)
+            else f"{type(d).__name__}.{method}({shape!r}): a shape is a list or tuple of ints."
+        ) from None

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from engine.errors import ShapeError, fmt_shape
+from engine.errors import ShapeError, SiteNameError, did_you_mean, fmt_shape
 from engine.infer.util import max_plate_nesting_of, vectorize
 from engine.poutine.handlers import block, condition, trace
 from engine.poutine.trace_struct import Trace
@@ -106,7 +106,14 @@ class Predictive(torch.nn.Module):
         """Draw ``num_samples`` predictions; the model gets ``*args, **kwargs`` (``__call__``)."""
         samples, return_sites = self._posterior_draws(args, kwargs)
         return _predict(
-            self.model, samples, self.num_samples, return_sites, self._runs, args, kwargs
+            self.model,
+            samples,
+            self.num_samples,
+            return_sites,
+            self._runs,
+            args,
+            kwargs,
+            check_keys=self.guide is None,
         )
 
     def get_samples(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -126,6 +133,8 @@ class Predictive(torch.nn.Module):
         samples, _ = self._posterior_draws(args, kwargs)
         with torch.no_grad():
             layout = _Layout(self.model, samples, self.num_samples, args, kwargs)
+            if self.guide is None:
+                layout.check_sample_keys(samples)
             draws = layout.shaped_draws(samples, vectorized=True)
             return _vectorized_trace(self.model, draws, self.num_samples, layout, args, kwargs)
 
@@ -219,9 +228,10 @@ class _Layout:
         if return_sites:
             unknown = sorted(set(return_sites) - set(self.sites) - {_RETURN})
             if unknown:
+                hints = "".join(did_you_mean(name, self.sites) for name in unknown)
                 raise ValueError(
-                    f"return_sites names {unknown}, which the model does not sample; its sites "
-                    f"are {sorted(self.sites)} (and '_RETURN' for its return value)."
+                    f"return_sites names {unknown}, which the model does not sample.{hints} Its "
+                    f"sites are {sorted(self.sites)} (and '_RETURN' for its return value)."
                 )
             chosen = [name for name in self.sites if name in return_sites]
             return [*chosen, _RETURN] if _RETURN in return_sites else chosen
@@ -230,6 +240,32 @@ class _Layout:
             for name, site in self.sites.items()
             if not _is_factor(site) and (return_sites is None or name not in samples)
         ]
+
+    def check_sample_keys(self, samples: dict[str, torch.Tensor]) -> None:
+        """Refuse a key of ``posterior_samples`` that is a near miss of a site it leaves out
+        (a misspelling: that site would silently be drawn from its prior); warn about any other
+        key that names no site (Pyro ignores such keys, and they can be legitimate, e.g. a site
+        on a branch this run did not take). Keys starting with '_' (``_RETURN``, an autoguide's
+        internal sites) are left alone."""
+        unknown = [key for key in samples if key not in self.sites and not key.startswith("_")]
+        if not unknown:
+            return
+        left_out = [name for name in self.sites if name not in samples]
+        for key in unknown:
+            hint = did_you_mean(key, left_out)
+            if hint:
+                raise SiteNameError(
+                    f"posterior_samples[{key!r}] names no site of the model.{hint} As given, "
+                    f"{key!r} would be ignored and the site it was meant for drawn from its "
+                    f"prior. Fix: rename the key. The model's sample sites are "
+                    f"{sorted(self.sites)}."
+                )
+        warnings.warn(
+            f"posterior_samples has {unknown}, which name(s) no site of the model (its sample "
+            f"sites are {sorted(self.sites)}); Predictive ignores them.",
+            UserWarning,
+            stacklevel=4,
+        )
 
     def site_shape(self, name: str, vectorized: bool) -> torch.Size:
         """A site's value shape per draw: padded to the plate nesting when vectorised."""
@@ -290,10 +326,14 @@ def _predict(
     runs: _Runs,
     args: tuple,
     kwargs: dict,
+    check_keys: bool = False,
 ) -> dict[str, Any]:
-    """Draw the returned sites of ``fn``, conditioned on ``samples``."""
+    """Draw the returned sites of ``fn``, conditioned on ``samples`` (whose keys are checked
+    against ``fn``'s sites when ``check_keys``: the user's ``posterior_samples``)."""
     with torch.no_grad():
         layout = _Layout(fn, samples, num_samples, args, kwargs, return_sites)
+        if check_keys:
+            layout.check_sample_keys(samples)
         if not runs.parallel:
             return _predict_sequential(fn, samples, layout, args, kwargs)
         return _predict_vectorized(fn, samples, layout, runs.batch_size, args, kwargs)

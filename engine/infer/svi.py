@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from engine.argument_checks import as_count
 from engine.atomic_file import atomic_torch_save, safe_torch_load
 from engine.distributions.validation import trusted_run
 from engine.infer.elbo import ELBO
@@ -182,7 +183,14 @@ class SVI:
         **kwargs: Any,
     ) -> list[float]:
         """Take ``num_steps`` steps; returns their losses. ``callback(event)`` is called after
-        each step (it sees a :class:`ProgressEvent`); returning True stops the run early."""
+        each step (it sees a :class:`ProgressEvent`); returning True stops the run early.
+        ``num_steps`` must be a whole number >= 0 (a negative one is refused, not read as 0)."""
+        num_steps = as_count(
+            num_steps,
+            "SVI.run: num_steps",
+            minimum=0,
+            fix="It is the number of optimisation steps to take, e.g. svi.run(1000, data).",
+        )
         losses = []
         for _ in range(num_steps):
             losses.append(self.step(*args, **kwargs))

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 
 import torch
 
+from engine.argument_checks import as_count, check_name
 from engine.distributions import TorchDistribution, constraints
 from engine.errors import PlateError, ShapeError, describe_plates, fmt_shape
 from engine.poutine.broadcast_messenger import broadcast_to_frames
@@ -114,12 +115,11 @@ class PlateMessenger(Messenger):
         use_cuda: bool | None = None,
         device: torch.device | str | None = None,
     ):
-        if not isinstance(name, str):
-            raise TypeError(f"plate name must be a string, got {type(name).__name__}")
-        if dim is not None and (not isinstance(dim, int) or dim >= 0):
+        check_name(name, "plate")
+        if dim is not None and (not isinstance(dim, int) or isinstance(dim, bool) or dim >= 0):
             raise PlateError(
-                f"Plate '{name}' got dim={dim!r}; plate dims count from the right and are "
-                "negative (-1 is the rightmost batch dim)."
+                f"Plate '{name}' got dim={dim!r}; a plate's dim is a negative int, counted from "
+                "the right (-1 is the rightmost batch dim), or None to let the plate choose."
             )
         if use_cuda and device is None:
             device = "cuda"
@@ -136,28 +136,62 @@ class PlateMessenger(Messenger):
         self._counter: int | None = None
 
     def _resolve_sizes(self, size, subsample_size, subsample) -> tuple[int, torch.Tensor | None]:
+        """The full size and the mini-batch indices (None: no subsampling), after checking that
+        the sizes are positive whole numbers and the subsample fits the plate."""
+        if subsample is not None:
+            subsample = self._checked_subsample(subsample)
         if size is None:
             if subsample is None:
                 raise PlateError(f"Plate '{self.name}' needs a size (or a `subsample` tensor).")
             size = int(subsample.shape[0])
-        size = int(size)
-        if size < 0:
-            raise PlateError(f"Plate '{self.name}' got a negative size {size}.")
+        size = as_count(
+            size,
+            f"Plate '{self.name}': size",
+            minimum=1,
+            error=PlateError,
+            fix="A plate's size is the number of its elements (an int >= 1), e.g. len(data).",
+        )
+        if subsample_size is not None:
+            subsample_size = as_count(
+                subsample_size,
+                f"Plate '{self.name}': subsample_size",
+                minimum=1,
+                error=PlateError,
+                fix="It is the number of elements in each mini-batch (an int >= 1).",
+            )
+        drawn = subsample_size if subsample is None else int(subsample.shape[0])
+        if drawn is not None and drawn > size:
+            given = "subsample_size" if subsample is None else "the `subsample` tensor's length"
+            raise PlateError(
+                f"Plate '{self.name}': {given} is {drawn}, more than the plate's size {size}; a "
+                "mini-batch is drawn from the plate's elements without repetition. Fix: make it "
+                f"at most {size}, or pass the full size as the plate's size."
+            )
         if subsample is not None:
-            subsample = torch.as_tensor(subsample)
-            if subsample.dim() != 1:
-                raise ShapeError(
-                    f"Plate '{self.name}': `subsample` must be a 1-d tensor of indices, got shape "
-                    f"{fmt_shape(subsample.shape)}."
+            if subsample_size is not None and subsample_size != drawn:
+                raise PlateError(
+                    f"Plate '{self.name}' got subsample_size={subsample_size} and a `subsample` "
+                    f"of {drawn} indices; they must agree (often the model and the guide ask "
+                    "for different mini-batch sizes). Fix: pass one of them, or make them equal."
                 )
             return size, subsample
-        if subsample_size is None or subsample_size >= size:
+        if subsample_size is None or subsample_size == size:
             return size, None
-        if subsample_size <= 0:
-            raise PlateError(
-                f"Plate '{self.name}' got subsample_size={subsample_size}; it must be positive."
+        return size, self._draw_indices(size, subsample_size)
+
+    def _checked_subsample(self, subsample) -> torch.Tensor:
+        subsample = torch.as_tensor(subsample)
+        if subsample.dim() != 1:
+            raise ShapeError(
+                f"Plate '{self.name}': `subsample` must be a 1-d tensor of indices, got shape "
+                f"{fmt_shape(subsample.shape)}."
             )
-        return size, self._draw_indices(size, int(subsample_size))
+        if subsample.is_floating_point() or subsample.is_complex() or subsample.dtype == torch.bool:
+            raise PlateError(
+                f"Plate '{self.name}': `subsample` holds the indices of the mini-batch and must "
+                f"be an integer tensor, got dtype {subsample.dtype}. Fix: subsample.long()."
+            )
+        return subsample
 
     def _draw_indices(self, size: int, subsample_size: int) -> torch.Tensor:
         sampler = SubsampleIndices(size, subsample_size, self.device)

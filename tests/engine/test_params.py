@@ -88,7 +88,8 @@ def test_existing_param_ignores_init_and_returns_current_value(store):
     store.get_param("x", torch.zeros(2))
     with torch.no_grad():
         store["x"].unconstrained().add_(5.0)
-    value = store.get_param("x", torch.ones(7))
+    with pytest.warns(UserWarning, match=r"'x' already exists with shape \(2,\).*\(7,\)"):
+        value = store.get_param("x", torch.ones(7))
     assert value.shape == (2,)
     assert torch.equal(value.detach(), torch.full((2,), 5.0))
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from engine.distributions.validation import trusted_run
-from engine.errors import PPLError, fmt_shape
+from engine.errors import PPLError, did_you_mean, fmt_shape
 
 
 class MCMCError(PPLError, ValueError):
@@ -68,9 +68,19 @@ class FlatLayout:
     def points_from_values(self, values: dict[str, Any], num_chains: int) -> torch.Tensor:
         """Starting points (C, D) from unconstrained ``values`` (Pyro's ``initial_params``):
         each of a site's unconstrained shape (every chain starts there) or with a leading dim of
-        ``num_chains`` (one value per chain). Each chain's energy and gradient must be finite."""
+        ``num_chains`` (one value per chain). Each chain's energy and gradient must be finite.
+        A key that is not a latent site is refused (Pyro fails on it with a bare KeyError)."""
         names = [slot.name for slot in self.slots]
         missing = [name for name in names if name not in values]
+        unknown = [key for key in values if key not in names]
+        if unknown:
+            hints = "".join(did_you_mean(key, missing or names) for key in unknown)
+            raise MCMCError(
+                f"initial_params gives {unknown}, which {'is' if len(unknown) == 1 else 'are'} "
+                f"not a latent site of the model.{hints} The latent sites are {names}"
+                f"{f', and {missing} got no value' if missing else ''}; observed and "
+                "deterministic sites take no starting value. Fix: rename or drop the key(s)."
+            )
         if missing:
             raise MCMCError(
                 f"initial_params has no value for {missing}; give every latent site ({names}) "
