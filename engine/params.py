@@ -21,6 +21,7 @@ import contextvars
 import difflib
 import os
 import re
+import threading
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, KeysView
@@ -783,6 +784,11 @@ _PARAM_STORE = ParamStoreDict()
 _ACTIVE_STORE: contextvars.ContextVar[ParamStoreDict] = contextvars.ContextVar(
     "active_param_store", default=_PARAM_STORE
 )
+# How many scopes are open in all threads. While none is, the global store is the answer
+# without reading the context variable, which torch.compile cannot trace (a graph break in
+# every compiled guide that reads a param).
+_open_scopes = 0
+_open_scopes_lock = threading.Lock()
 
 
 def get_param_store() -> ParamStoreDict:
@@ -792,6 +798,8 @@ def get_param_store() -> ParamStoreDict:
     >>> get_param_store() is get_param_store()
     True
     """
+    if not _open_scopes:
+        return _PARAM_STORE
     return _ACTIVE_STORE.get()
 
 
@@ -811,11 +819,16 @@ def param_store_scope(store: ParamStoreDict) -> Iterator[ParamStoreDict]:
     """
     if not isinstance(store, ParamStoreDict):
         raise ParamError(f"param_store_scope needs a ParamStoreDict, got {type(store).__name__}")
+    global _open_scopes
+    with _open_scopes_lock:
+        _open_scopes += 1
     token = _ACTIVE_STORE.set(store)
     try:
         yield store
     finally:
         _ACTIVE_STORE.reset(token)
+        with _open_scopes_lock:
+            _open_scopes -= 1
 
 
 def clear_param_store() -> None:

@@ -16,6 +16,7 @@ alone.
 >>> from engine.infer.autoguide import AutoNormal
 >>> from engine.optim import Adam
 >>> from pplkernel.session import Registered
+>>> engine.clear_param_store()
 >>> def coin(flips):
 ...     p = engine.sample("p", dist.Beta(2.0, 2.0))
 ...     with engine.plate("n", len(flips)):

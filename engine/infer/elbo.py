@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from engine.distributions.validation import structure_checks_enabled
+from engine.infer.elbo_module import ELBOModule
 from engine.infer.model_guide_checks import check_model_guide_match, check_site_shapes
 from engine.infer.util import guess_max_plate_nesting, guide_and_model_traces, vectorize
 from engine.poutine.trace_struct import Trace
@@ -66,6 +67,11 @@ class ELBO:
         self.vectorize_particles = vectorize_particles
         self.strict_enumeration_warning = strict_enumeration_warning
         self.retain_graph = retain_graph
+
+    def __call__(self, model: Callable, guide: Callable) -> ELBOModule:
+        """This ELBO bound to ``model`` and ``guide``, as a module whose forward is the loss
+        (see :mod:`engine.infer.elbo_module`)."""
+        return ELBOModule(model, guide, self)
 
     def get_state(self) -> dict[str, Any]:
         """State carried from step to step (none here; baselines in TraceGraph_ELBO)."""

@@ -53,6 +53,11 @@ class SVI:
     :class:`NonFiniteError` naming where it first appeared; ``"skip"`` drops such a step instead
     (nothing changes, the step is counted in ``skipped_steps`` and reported to listeners).
 
+    ``loss`` is an ELBO (``svi.elbo``), or, as in Pyro, any callable ``loss(model, guide, *args,
+    **kwargs)`` returning a differentiable loss (a custom objective); ``svi.loss(model, guide,
+    *args)`` then estimates the loss, as Pyro's ``svi.loss`` does. ``loss_and_grads`` replaces
+    how a step turns the loss into gradients (by default: ``backward`` on the loss).
+
     ``param_store`` (not in Pyro) gives this SVI a param store of its own: its steps, losses,
     state and files use that store instead of the global one (see
     :func:`~engine.params.param_store_scope`), so two fits of one model keep apart.
@@ -63,19 +68,29 @@ class SVI:
         model: Callable,
         guide: Callable,
         optim: Callable,
-        loss: ELBO,
+        loss: ELBO | Callable[..., Any],
+        loss_and_grads: Callable[..., Any] | None = None,
         on_nonfinite: str = "raise",
         param_store: ParamStoreDict | None = None,
         **kwargs: Any,
     ):
         if on_nonfinite not in ("raise", "skip"):
             raise ValueError(f"on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}")
-        if not isinstance(loss, ELBO):
-            raise TypeError(f"loss must be an ELBO such as Trace_ELBO(), got {type(loss).__name__}")
+        if not callable(loss):
+            raise TypeError(
+                "loss must be an ELBO such as Trace_ELBO(), or a function loss(model, guide, "
+                f"*args, **kwargs) returning a loss tensor; got {type(loss).__name__}"
+            )
         self.model = model
         self.guide = guide
         self.optim = optim
-        self.loss = loss
+        self.elbo: ELBO | None = loss if isinstance(loss, ELBO) else None
+        self.loss: Callable[..., Any] = loss.loss if self.elbo is not None else loss
+        if loss_and_grads is None:
+            loss_and_grads = (
+                self.elbo.loss_and_grads if self.elbo is not None else self._backward_of_loss
+            )
+        self.loss_and_grads = loss_and_grads
         self.on_nonfinite = on_nonfinite
         self.param_store = param_store
         self.step_count = 0
@@ -92,6 +107,15 @@ class SVI:
             with param_store_scope(self.param_store) as store:
                 yield store
 
+    def _backward_of_loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any):
+        """A custom loss's step: the loss, and its gradient accumulated into the params."""
+        loss = self.loss(model, guide, *args, **kwargs)
+        if isinstance(loss, torch.Tensor):
+            if loss.requires_grad:
+                loss.backward(retain_graph=True)
+            return loss.item()
+        return float(loss)
+
     # -- one step --------------------------------------------------------------------------
 
     def step(self, *args: Any, **kwargs: Any) -> float:
@@ -100,12 +124,13 @@ class SVI:
         with self._own_store() as store, store.transaction():
             try:
                 with trace(param_only=True) as param_capture:
-                    loss = self.loss.loss_and_grads(self.model, self.guide, *args, **kwargs)
+                    loss = self.loss_and_grads(self.model, self.guide, *args, **kwargs)
                 params = self._leaves(param_capture.trace)
                 problem = self._nonfinite_problem(loss, params, args, kwargs)
                 if problem is None:
                     self.optim(params)
-                    self.loss.commit_step()
+                    if self.elbo is not None:
+                        self.elbo.commit_step()
                 elif self.on_nonfinite == "raise":
                     raise NonFiniteError(problem)
                 else:
@@ -203,7 +228,8 @@ class SVI:
     def evaluate_loss(self, *args: Any, **kwargs: Any) -> float:
         """Estimate the loss without taking a step (no gradients, nothing changes)."""
         with torch.no_grad(), self._own_store():
-            return self.loss.loss(self.model, self.guide, *args, **kwargs)
+            loss = self.loss(self.model, self.guide, *args, **kwargs)
+        return loss.item() if isinstance(loss, torch.Tensor) else float(loss)
 
     # -- state -----------------------------------------------------------------------------
 
@@ -215,7 +241,7 @@ class SVI:
                 "step": self.step_count,
                 "params": store.to_payload(),
                 "optim": self.optim.get_state(),
-                "elbo": self.loss.get_state(),
+                "elbo": self._elbo_state(),
                 "rng": rng_state_payload(),
             }
 
@@ -226,19 +252,26 @@ class SVI:
             raise ValueError("not an SVI state written by SVI.get_state / SVI.save")
         with self._own_store() as store:
             before = store.snapshot()
-            optim_before, elbo_before = self.optim.get_state(), self.loss.get_state()
+            optim_before, elbo_before = self.optim.get_state(), self._elbo_state()
             try:
                 store.load_payload(state["params"], source="the SVI state")
                 self.optim.set_state(state["optim"])
-                self.loss.set_state(state["elbo"])
+                self._set_elbo_state(state["elbo"])
                 restore_rng_state_payload(state["rng"])
             except BaseException:
                 # The store first: the optimizer finds its params by name in it.
                 store.restore(before)
                 self.optim.set_state(optim_before, exact=True)
-                self.loss.set_state(elbo_before)
+                self._set_elbo_state(elbo_before)
                 raise
         self.step_count = state["step"]
+
+    def _elbo_state(self) -> dict[str, Any]:
+        return {} if self.elbo is None else self.elbo.get_state()
+
+    def _set_elbo_state(self, state: dict[str, Any]) -> None:
+        if self.elbo is not None:
+            self.elbo.set_state(state)
 
     def save(self, filename: str | os.PathLike[str]) -> None:
         """Write the state atomically; it loads with ``torch.load(..., weights_only=True)``."""

@@ -143,7 +143,7 @@ def test_shape_error_after_compiling_is_the_engines_own_and_changes_nothing():
     assert before.keys() == after.keys()
     assert all(torch.equal(before[name], after[name]) for name in before)
     assert svi.step_count == 3
-    assert not svi.loss._eager_only  # the model was at fault, not the compiler
+    assert not svi.elbo._eager_only  # the model was at fault, not the compiler
     svi.step(x, y)
 
 

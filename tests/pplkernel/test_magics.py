@@ -127,7 +127,7 @@ def test_enumerated_model_shows_its_enum_dims_and_svi_sums_them_out(shell):
     assert "*z@-2" in inspector["text/html"]  # the inspector runs the model enumerated
     svi_run = run(shell, "%svi mixture --elbo enum --guide auto_delta --steps 5")
     assert len(svi_run.losses) == 5 and all(torch.isfinite(torch.tensor(svi_run.losses)))
-    assert type(svi_run.svi.loss).__name__ == "TraceEnum_ELBO"
+    assert type(svi_run.svi.elbo).__name__ == "TraceEnum_ELBO"
     assert sorted(svi_run.guide.median(shell.user_ns["data"])) == ["locs", "weights"]
 
 
