@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from engine.atomic_file import atomic_torch_save, safe_torch_load
+from engine.atomic_file import atomic_torch_save, content_error, load_state_file
 from engine.optim.errors import OptimError
 
 FORMAT = "pplkernel-optim-1"
@@ -120,7 +120,8 @@ def check_state(state: Any) -> None:
 
 
 def save_state(state: dict[str, Any], filename: str | os.PathLike[str]) -> None:
-    """Write ``state`` to ``filename`` atomically (a crash never leaves a half-written file).
+    """Write ``state`` to ``filename`` atomically (a crash never leaves a half-written file; a
+    failure is a :class:`~engine.errors.StateFileAccessError` naming ``filename``).
 
     >>> import tempfile
     >>> path = os.path.join(tempfile.mkdtemp(), "optim.pt")
@@ -128,14 +129,20 @@ def save_state(state: dict[str, Any], filename: str | os.PathLike[str]) -> None:
     >>> load_state(path)["format"]
     'pplkernel-optim-1'
     """
-    atomic_torch_save(state, filename)
+    atomic_torch_save(state, filename, what="the optimizer state")
 
 
 def load_state(
     filename: str | os.PathLike[str],
     map_location: str | torch.device | dict | Callable | None = None,
 ) -> dict[str, Any]:
-    """Read a state written by :func:`save_state`, with ``weights_only=True`` (no code runs)."""
-    state = safe_torch_load(filename, map_location, "an optimizer state", OptimError)
-    check_state(state)
+    """Read a state written by :func:`save_state`, with ``weights_only=True`` (no code runs).
+    A file that cannot be read or used raises a :class:`~engine.errors.StateFileError` naming it.
+    """
+    path = os.fspath(filename)
+    state = load_state_file(path, FORMAT, map_location)
+    try:
+        check_state(state)
+    except OptimError as err:
+        raise content_error(path, FORMAT, err.message) from err
     return state
