@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from engine.atomic_file import atomic_torch_save, content_error, load_state_file
+from engine.errors import fmt_shape
 from engine.optim.errors import OptimError
 
 FORMAT = "pplkernel-optim-1"
@@ -85,6 +86,37 @@ def param_state_for(
         return value
 
     return {key: place(value, key) for key, value in state.items()}
+
+
+# Per-param optimizer state that is not shaped like its param: scalars (step counts, ASGD's eta
+# and mu, NAdam's mu_product) and Adafactor's factored second moments of params with two or more
+# dims (row statistics with the last dim reduced to 1, column statistics with the one before it).
+_SCALAR_KEYS = frozenset({"step", "eta", "mu", "mu_product"})
+_FACTORED_KEYS = {"row_var": -1, "col_var": -2}
+
+
+def state_misfit(saved: dict[str, Any], param: torch.Tensor) -> str | None:
+    """Why one param's saved optimizer state cannot be ``param``'s (its tensors are shaped for a
+    param of another shape), or None when it fits. torch's fused and foreach kernels do not
+    check, so a misfit would silently update the wrong numbers.
+
+    >>> state_misfit({"step": torch.tensor(1.0), "exp_avg": torch.zeros(3)}, torch.zeros(2))
+    "its 'exp_avg' has shape (3,) but the param has shape (2,)"
+    >>> state_misfit({"row_var": torch.zeros(4, 1)}, torch.zeros(4, 5)) is None
+    True
+    """
+    for key, value in saved.items():
+        if not isinstance(value, torch.Tensor) or key in _SCALAR_KEYS:
+            continue
+        expected = list(param.shape)
+        if key in _FACTORED_KEYS and param.dim() >= 2:
+            expected[_FACTORED_KEYS[key]] = 1
+        if list(value.shape) != expected:
+            return (
+                f"its {key!r} has shape {fmt_shape(value.shape)} but the param has shape "
+                f"{fmt_shape(param.shape)}"
+            )
+    return None
 
 
 def check_state(state: Any) -> None:

@@ -212,6 +212,12 @@ def _bad_numpy_rng(state: dict) -> None:
     state["rng"]["numpy"][1] = torch.zeros(5, dtype=torch.int64)  # 624 words belong here
 
 
+def _other_shape_optim(state: dict) -> None:
+    for entry in state["state"].values():
+        entry["exp_avg"] = torch.zeros(3)
+        entry["exp_avg_sq"] = torch.zeros(3)
+
+
 LOADERS: dict[str, Callable[[World, Path], None]] = {
     "params": lambda w, path: pyro.get_param_store().load(path),
     "svi": lambda w, path: w.svi.load(path),
@@ -475,6 +481,13 @@ LOAD_CASES: list[tuple[str, str, Callable[[World], Path], type, list[str]]] = [
         StateFileContentError,
         ["'constraints'"],
     ),
+    (
+        "optim-state-other-shapes",
+        "optim",
+        lambda w: edited_state(w.optim_file, w.folder / "s.pt", _other_shape_optim),
+        StateFileContentError,
+        ["does not fit", "has shape (3,)", "(2,)"],
+    ),
 ]
 
 
@@ -581,6 +594,20 @@ def test_a_param_of_another_shape_loads_with_a_warning_naming_it(world: World):
         store.load(other)
     assert store["loc"].shape == (3,)  # loading replaces, as in Pyro
     assert loc.shape == (2,)
+
+
+def test_a_waiting_optimizer_state_of_another_shape_is_dropped_with_a_warning(world: World):
+    saved = world.svi.optim.get_state()  # made for a 'loc' of shape (2,)
+    pyro.clear_param_store()
+    loc = pyro.param("loc", torch.zeros(3)).unconstrained()
+    waiting = Adam({"lr": 0.1})
+    waiting.set_state(saved)  # 'loc' has not been stepped: its state waits for it
+    loc.grad = torch.ones(3)
+    with pytest.warns(UserWarning, match=r"'loc' is dropped: its 'exp_avg' has shape \(2,\)"):
+        waiting([loc])
+    # A fresh Adam state: the first step moves every entry by the learning rate.
+    assert torch.allclose(loc.detach(), torch.full((3,), -0.1))
+    assert waiting.get_state()["state"]["loc"]["exp_avg"].shape == (3,)
 
 
 # -- saves that fail ---------------------------------------------------------------------------
