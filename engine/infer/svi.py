@@ -264,7 +264,8 @@ class SVI:
         state = load_state_file(path, _STATE_FORMAT, map_location)
         entries = {"step": int, "params": dict, "optim": dict, "elbo": dict, "rng": dict}
         require_entries(state, entries, path, _STATE_FORMAT)
-        before = get_param_store().get_state()["params"]
+        with self._own_store() as store:
+            before = store.get_state()["params"]
         try:
             # Tried first, and undone: set_state restores the generators last, after everything
             # else, so a malformed generator state must not reach it.

@@ -383,9 +383,6 @@ class PyroOptim:
         >>> engine.clear_param_store()
         """
         check_state(state)
-        if exact:
-            self._pending_state.clear()
-            self._pending_group.clear()
         store = get_param_store()
         live = {}
         for p in self._group_of:
@@ -401,6 +398,9 @@ class PyroOptim:
                     "saved for other params (another model, or before the param changed shape): "
                     "load the param store saved with it, or start with a fresh optimizer."
                 )
+        if exact:
+            self._pending_state.clear()
+            self._pending_group.clear()
         for entry in state["groups"]:
             saved = snapshot({key: value for key, value in entry.items() if key != "params"})
             restored = False

@@ -33,7 +33,8 @@ from engine.errors import (
     StateFileNotFoundError,
 )
 from engine.infer import SVI, Trace_ELBO
-from engine.optim import Adam
+from engine.optim import Adam, OptimError
+from engine.params import ParamStoreDict
 
 
 def model():
@@ -594,6 +595,28 @@ def test_a_param_of_another_shape_loads_with_a_warning_naming_it(world: World):
         store.load(other)
     assert store["loc"].shape == (3,)  # loading replaces, as in Pyro
     assert loc.shape == (2,)
+
+
+def test_an_svi_with_a_store_of_its_own_loads_into_that_store(world: World):
+    own = ParamStoreDict()
+    svi = SVI(model, guide, Adam({"lr": 0.1}), Trace_ELBO(), param_store=own)
+    own["loc"] = torch.zeros(3)  # not the shape the file holds
+    global_before = snapshot(world)
+    with pytest.warns(UserWarning, match=r"replaces param 'loc' of shape \(3,\) with one of shape"):
+        svi.load(world.svi_file)
+    assert own["loc"].shape == (2,) and svi.step_count == world.svi.step_count
+    assert_unchanged(global_before, world)
+
+
+def test_a_misfit_state_changes_nothing_even_as_an_exact_restore(world: World):
+    optim = world.svi.optim
+    optim.set_state({"format": "pplkernel-optim-1", "groups": [], "state": {"later": {}}})
+    before = snapshot(world)  # the optimizer state includes the one waiting for 'later'
+    misfit = optim.get_state()
+    misfit["state"]["loc"]["exp_avg"] = torch.zeros(5)
+    with pytest.raises(OptimError, match=r"'loc' does not fit it: its 'exp_avg' has shape \(5,\)"):
+        optim.set_state(misfit, exact=True)
+    assert_unchanged(before, world)
 
 
 def test_a_waiting_optimizer_state_of_another_shape_is_dropped_with_a_warning(world: World):
