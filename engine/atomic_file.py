@@ -13,7 +13,6 @@ file holds something unusable.
 
 from __future__ import annotations
 
-import difflib
 import errno
 import os
 import pickle
@@ -29,6 +28,7 @@ from engine.errors import (
     StateFileContentError,
     StateFileError,
     StateFileNotFoundError,
+    did_you_mean,
     fmt_shape,
 )
 from engine.file_kinds import (
@@ -165,20 +165,18 @@ def atomic_torch_save(
 
 
 def _missing_file_problem(path: str) -> str:
+    """Why ``path`` is not there, ending with a close match among the files beside it."""
     folder = os.path.dirname(path)
     if folder and not os.path.isdir(folder):
-        return f"the folder {folder!r} does not exist"
+        return f"the folder {folder!r} does not exist."
     problem = "there is no such file"
+    if not os.path.isabs(path):
+        problem += f" (relative paths start in the current folder, {os.getcwd()!r})"
     try:
         names = os.listdir(folder or ".")
     except OSError:
         names = []
-    close = difflib.get_close_matches(os.path.basename(path), names, n=1, cutoff=0.75)
-    if close:
-        problem += f" (did you mean {os.path.join(folder, close[0])!r}?)"
-    if not os.path.isabs(path):
-        problem += f"; relative paths start in the current folder, {os.getcwd()!r}"
-    return problem
+    return problem + "." + did_you_mean(os.path.basename(path), names)
 
 
 def _load_access_error(path: str, what: str, err: OSError) -> StateFileAccessError:
@@ -199,7 +197,9 @@ def _load_access_error(path: str, what: str, err: OSError) -> StateFileAccessErr
         problem = f"you may not read it ({_reason(err)})"
     else:
         problem = f"it could not be read ({_reason(err)})"
-    return error_class(f"cannot load {path!r} as {what}: {problem}.", path, code)
+    if not problem.endswith((".", "?")):
+        problem += "."
+    return error_class(f"cannot load {path!r} as {what}: {problem}", path, code)
 
 
 def _content_error(path: str, what: str, problem: str) -> StateFileContentError:
