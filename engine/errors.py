@@ -9,6 +9,7 @@ trace attaches the shape table of the sites seen so far (see :meth:`PPLError.att
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Callable, Iterable, Sequence
 
 
@@ -113,6 +114,52 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     by_folded = {str(c).casefold(): str(c) for c in candidates}
     close = difflib.get_close_matches(str(name).casefold(), list(by_folded), n=3)
     return f" Did you mean {' or '.join(repr(by_folded[c]) for c in close)}?" if close else ""
+
+
+class StateFileError(PPLError):
+    """A saved-state file (param store, SVI state, optimizer state) that could not be written or
+    read. ``path`` is the file the user named, never the temporary file a save writes first.
+
+    Two kinds are raised, each also the builtin a user would catch:
+    :class:`StateFileAccessError` (an ``OSError``) when the file system refuses (no such file, a
+    folder, no permission, disk full) and :class:`StateFileContentError` (a ``ValueError``) when
+    the file is there but what it holds cannot be used (empty, cut short, damaged, another kind of
+    file, another version). Neither leaves anything changed: not the file, not the state in memory.
+
+    >>> issubclass(StateFileAccessError, OSError), issubclass(StateFileContentError, ValueError)
+    (True, True)
+    """
+
+    def __init__(self, message: str, path: str):
+        super().__init__(message)
+        self.path = path
+
+
+class StateFileAccessError(StateFileError, OSError):
+    """The file system refused to read or write a state file; ``errno`` says why.
+
+    >>> import errno
+    >>> err = StateFileAccessError("cannot save ...", "p.pt", errno.ENOSPC)
+    >>> err.errno == errno.ENOSPC, err.filename
+    (True, 'p.pt')
+    """
+
+    def __init__(self, message: str, path: str, errno: int | None = None):
+        super().__init__(message, path)
+        # Set by hand: OSError's own constructor would word str() itself ("[Errno 28] ...").
+        self.errno = errno
+        self.strerror = None if errno is None else os.strerror(errno)
+        self.filename = path
+
+
+class StateFileNotFoundError(StateFileAccessError, FileNotFoundError):
+    """A state file, or the folder it should be saved in, does not exist (a
+    ``FileNotFoundError`` too, as ``torch.load`` raises)."""
+
+
+class StateFileContentError(StateFileError, ValueError):
+    """A state file that exists but cannot be used: empty, cut short, damaged, a file of another
+    kind, or one written by another version."""
 
 
 def fmt_shape(shape: Iterable[int]) -> str:

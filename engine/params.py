@@ -33,7 +33,12 @@ from torch.distributions import constraints, transform_to
 from torch.distributions.constraints import Constraint
 from torch.distributions.transforms import Transform
 
-from engine.atomic_file import atomic_torch_save, safe_torch_load
+from engine.atomic_file import (
+    atomic_torch_save,
+    content_error,
+    load_state_file,
+    warn_replaced_shapes,
+)
 from engine.constraint_codec import (
     constraints_equal,
     decode_constraint,
@@ -717,19 +722,27 @@ class ParamStoreDict:
         }
 
     def load_payload(self, payload: Any, source: str = "the payload") -> None:
-        """Merge params from :meth:`to_payload`'s output; same-named params are replaced."""
+        """Merge params from :meth:`to_payload`'s output; same-named params are replaced.
+
+        All or nothing: a malformed payload raises :class:`ParamError` naming ``source`` and
+        leaves the store as it was.
+        """
         if not isinstance(payload, dict) or payload.get("format") != _FILE_FORMAT:
             raise ParamError(
                 f"{source} is not a param store file written by ParamStoreDict.save (it lacks "
                 "the format marker)."
             )
+        for key in ("params", "constraints", "event_dims"):
+            if not isinstance(payload.get(key), dict):
+                raise ParamError(f"{source} has no {key!r} dict, so it is not a whole param store")
         decoded = {}
         for name, data in payload["constraints"].items():
             try:
                 decoded[name] = decode_constraint(data)
             except ParamError as err:
                 raise ParamError(
-                    f"cannot load param {name!r} from {source}: {err.message}"
+                    f"param {name!r} in {source} has a constraint that cannot be read: "
+                    f"{err.message}"
                 ) from err
         self.set_state(
             {
@@ -753,7 +766,7 @@ class ParamStoreDict:
         >>> sorted(torch.load(path, weights_only=True)["params"])
         ['x']
         """
-        atomic_torch_save(self.to_payload(), filename)
+        atomic_torch_save(self.to_payload(), filename, what="the param store")
 
     def load(
         self,
@@ -763,6 +776,9 @@ class ParamStoreDict:
         """Merge params saved by :meth:`save` into the store; same-named params are replaced.
 
         ``map_location`` is passed to ``torch.load`` (e.g. ``"cpu"`` for a file saved on a GPU).
+        A file that cannot be read or used raises a :class:`~engine.errors.StateFileError` naming
+        it and what is wrong, and the store stays as it was. Replacing a param by one of another
+        shape warns.
 
         >>> import os, tempfile, torch
         >>> store = ParamStoreDict()
@@ -774,8 +790,14 @@ class ParamStoreDict:
         >>> store["x"]
         tensor([1., 1.], requires_grad=True)
         """
-        payload = safe_torch_load(filename, map_location, "a param store", ParamError)
-        self.load_payload(payload, source=repr(os.fspath(filename)))
+        path = os.fspath(filename)
+        payload = load_state_file(path, _FILE_FORMAT, map_location)
+        before = self.get_state()["params"]
+        try:
+            self.load_payload(payload, source="the file")
+        except ParamError as err:
+            raise content_error(path, _FILE_FORMAT, err.message.rstrip(".")) from err
+        warn_replaced_shapes(before, payload["params"], path)
 
 
 _PARAM_STORE = ParamStoreDict()

@@ -67,13 +67,35 @@ def rng_state_payload() -> dict[str, Any]:
 
 
 def restore_rng_state_payload(payload: dict[str, Any]) -> None:
-    """Restore a state written by :func:`rng_state_payload`."""
-    kind, keys, position, has_gauss, cached = payload["numpy"]
-    version, internal, gauss = payload["random"]
-    state = dict(payload)
-    state["numpy"] = (kind, keys.numpy().astype(np.uint32), position, has_gauss, cached)
-    state["random"] = (version, tuple(internal), gauss)
-    set_rng_state(state)
+    """Restore a state written by :func:`rng_state_payload`.
+
+    All or nothing: a malformed payload raises and leaves every generator as it was (the
+    generators are set one after another, so a failure part way would otherwise leave some
+    moved).
+
+    >>> import torch
+    >>> set_rng_seed(5)
+    >>> broken = {**rng_state_payload(), "random": [3, [0, 0, 0], None]}  # torch's part is fine
+    >>> set_rng_seed(2)
+    >>> a = torch.rand(1); set_rng_seed(2)
+    >>> restore_rng_state_payload(broken)
+    Traceback (most recent call last):
+    ...
+    ValueError: state vector is the wrong size
+    >>> bool(torch.rand(1) == a)  # torch's generator was set, then put back
+    True
+    """
+    before = get_rng_state()
+    try:
+        kind, keys, position, has_gauss, cached = payload["numpy"]
+        version, internal, gauss = payload["random"]
+        state = dict(payload)
+        state["numpy"] = (kind, keys.numpy().astype(np.uint32), position, has_gauss, cached)
+        state["random"] = (version, tuple(internal), gauss)
+        set_rng_state(state)
+    except BaseException:
+        set_rng_state(before)
+        raise
 
 
 @contextlib.contextmanager

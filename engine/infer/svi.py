@@ -32,15 +32,22 @@ from typing import Any
 import torch
 
 from engine.argument_checks import as_count
-from engine.atomic_file import atomic_torch_save, safe_torch_load
+from engine.atomic_file import (
+    atomic_torch_save,
+    content_error,
+    load_state_file,
+    require_entries,
+    warn_replaced_shapes,
+)
 from engine.distributions.validation import trusted_run
+from engine.errors import PPLError
 from engine.infer.elbo import ELBO
 from engine.infer.nonfinite import NonFiniteError, first_nonfinite, nonfinite_gradients
 from engine.infer.progress import Progress, ProgressEvent
 from engine.infer.util import guide_and_model_traces
 from engine.params import ParamStoreDict, get_param_store, param_store_scope
 from engine.poutine.handlers import trace
-from engine.rng import restore_rng_state_payload, rng_state_payload
+from engine.rng import preserved_rng_state, restore_rng_state_payload, rng_state_payload
 
 _STATE_FORMAT = "pplkernel-svi-state-v1"
 
@@ -274,9 +281,39 @@ class SVI:
             self.elbo.set_state(state)
 
     def save(self, filename: str | os.PathLike[str]) -> None:
-        """Write the state atomically; it loads with ``torch.load(..., weights_only=True)``."""
-        atomic_torch_save(self.get_state(), filename)
+        """Write the state atomically; it loads with ``torch.load(..., weights_only=True)``.
+        A failed save raises a :class:`~engine.errors.StateFileAccessError` naming ``filename``
+        and keeps the file already there."""
+        atomic_torch_save(self.get_state(), filename, what="the SVI state")
 
     def load(self, filename: str | os.PathLike[str], map_location: Any = None) -> None:
-        """Restore the state saved by :meth:`save`."""
-        self.set_state(safe_torch_load(filename, map_location, "an SVI state"))
+        """Restore the state saved by :meth:`save`.
+
+        A file that cannot be read or used raises a :class:`~engine.errors.StateFileError`
+        naming it and what is wrong; the params, the optimizer, the step count and the random
+        generators then stay as they were.
+        """
+        path = os.fspath(filename)
+        state = load_state_file(path, _STATE_FORMAT, map_location)
+        entries = {"step": int, "params": dict, "optim": dict, "elbo": dict, "rng": dict}
+        require_entries(state, entries, path, _STATE_FORMAT)
+        with self._own_store() as store:
+            before = store.get_state()["params"]
+        try:
+            # Tried first, and undone: set_state restores the generators last, after everything
+            # else, so a malformed generator state must not reach it.
+            with preserved_rng_state():
+                restore_rng_state_payload(state["rng"])
+        except Exception as err:
+            raise content_error(
+                path, _STATE_FORMAT, f"its random generators' state ('rng') is malformed ({err})"
+            ) from err
+        try:
+            self.set_state(state)
+        except Exception as err:
+            # set_state put everything back; say which file did not fit, and how.
+            detail = err.message if isinstance(err, PPLError) else f"{type(err).__name__}: {err}"
+            raise content_error(
+                path, _STATE_FORMAT, f"its contents do not fit ({detail.rstrip('.')})"
+            ) from err
+        warn_replaced_shapes(before, state["params"]["params"], path)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
+from engine.atomic_file import content_error
 from engine.optim.errors import OptimError
 from engine.optim.grad_clipping import clip_grads_
 from engine.optim.implementation import fastest_flags
@@ -30,6 +32,7 @@ from engine.optim.state import (
     param_state_for,
     save_state,
     snapshot,
+    state_misfit,
 )
 from engine.params import get_param_store
 
@@ -302,7 +305,15 @@ class PyroOptim:
                 self._restore_group(group, saved_group)
                 restore_group = False
             saved = self._pending_state.pop(name, None)
-            if saved is not None:
+            misfit = None if saved is None else state_misfit(saved, p)
+            if misfit is not None:
+                warnings.warn(
+                    f"the optimizer state loaded for param {name!r} is dropped: {misfit} (it "
+                    "was saved for another model, or before the param changed shape). The param's "
+                    "optimizer state starts afresh.",
+                    stacklevel=5,  # whoever stepped the optimizer (SVI.step, or the user)
+                )
+            elif saved is not None:
                 group.optimizer.state[p] = param_state_for(saved, p, group.torch_group)
 
     def _restore_group(self, group: ParamGroup, saved: dict[str, Any]) -> None:
@@ -372,15 +383,24 @@ class PyroOptim:
         >>> engine.clear_param_store()
         """
         check_state(state)
-        if exact:
-            self._pending_state.clear()
-            self._pending_group.clear()
         store = get_param_store()
         live = {}
         for p in self._group_of:
             name = store.param_name(p)
             if name is not None:
                 live[name] = p
+        # Checked before anything changes: a state that does not fit is not applied at all.
+        for name, saved in state["state"].items():
+            misfit = None if name not in live else state_misfit(saved, live[name])
+            if misfit is not None:
+                raise OptimError(
+                    f"the optimizer state for param {name!r} does not fit it: {misfit}. It was "
+                    "saved for other params (another model, or before the param changed shape): "
+                    "load the param store saved with it, or start with a fresh optimizer."
+                )
+        if exact:
+            self._pending_state.clear()
+            self._pending_group.clear()
         for entry in state["groups"]:
             saved = snapshot({key: value for key, value in entry.items() if key != "params"})
             restored = False
@@ -424,5 +444,13 @@ class PyroOptim:
         >>> list(fresh.get_state()["state"])
         ['loc']
         >>> engine.clear_param_store()
+
+        A file that cannot be read or used, or whose state does not fit the params, raises a
+        :class:`~engine.errors.StateFileError` naming it; the optimizer then stays as it was.
         """
-        self.set_state(load_state(filename, map_location))
+        path = os.fspath(filename)
+        state = load_state(path, map_location)
+        try:
+            self.set_state(state)
+        except OptimError as err:
+            raise content_error(path, FORMAT, err.message.rstrip(".")) from err

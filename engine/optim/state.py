@@ -19,7 +19,8 @@ from typing import Any
 
 import torch
 
-from engine.atomic_file import atomic_torch_save, safe_torch_load
+from engine.atomic_file import atomic_torch_save, content_error, load_state_file
+from engine.errors import fmt_shape
 from engine.optim.errors import OptimError
 
 FORMAT = "pplkernel-optim-1"
@@ -87,6 +88,37 @@ def param_state_for(
     return {key: place(value, key) for key, value in state.items()}
 
 
+# Per-param optimizer state that is not shaped like its param: scalars (step counts, ASGD's eta
+# and mu, NAdam's mu_product) and Adafactor's factored second moments of params with two or more
+# dims (row statistics with the last dim reduced to 1, column statistics with the one before it).
+_SCALAR_KEYS = frozenset({"step", "eta", "mu", "mu_product"})
+_FACTORED_KEYS = {"row_var": -1, "col_var": -2}
+
+
+def state_misfit(saved: dict[str, Any], param: torch.Tensor) -> str | None:
+    """Why one param's saved optimizer state cannot be ``param``'s (its tensors are shaped for a
+    param of another shape), or None when it fits. torch's fused and foreach kernels do not
+    check, so a misfit would silently update the wrong numbers.
+
+    >>> state_misfit({"step": torch.tensor(1.0), "exp_avg": torch.zeros(3)}, torch.zeros(2))
+    "its 'exp_avg' has shape (3,) but the param has shape (2,)"
+    >>> state_misfit({"row_var": torch.zeros(4, 1)}, torch.zeros(4, 5)) is None
+    True
+    """
+    for key, value in saved.items():
+        if not isinstance(value, torch.Tensor) or key in _SCALAR_KEYS:
+            continue
+        expected = list(param.shape)
+        if key in _FACTORED_KEYS and param.dim() >= 2:
+            expected[_FACTORED_KEYS[key]] = 1
+        if list(value.shape) != expected:
+            return (
+                f"its {key!r} has shape {fmt_shape(value.shape)} but the param has shape "
+                f"{fmt_shape(param.shape)}"
+            )
+    return None
+
+
 def check_state(state: Any) -> None:
     """Raise :class:`OptimError` unless ``state`` has the form ``get_state`` returns.
 
@@ -120,7 +152,8 @@ def check_state(state: Any) -> None:
 
 
 def save_state(state: dict[str, Any], filename: str | os.PathLike[str]) -> None:
-    """Write ``state`` to ``filename`` atomically (a crash never leaves a half-written file).
+    """Write ``state`` to ``filename`` atomically (a crash never leaves a half-written file; a
+    failure is a :class:`~engine.errors.StateFileAccessError` naming ``filename``).
 
     >>> import tempfile
     >>> path = os.path.join(tempfile.mkdtemp(), "optim.pt")
@@ -128,14 +161,20 @@ def save_state(state: dict[str, Any], filename: str | os.PathLike[str]) -> None:
     >>> load_state(path)["format"]
     'pplkernel-optim-1'
     """
-    atomic_torch_save(state, filename)
+    atomic_torch_save(state, filename, what="the optimizer state")
 
 
 def load_state(
     filename: str | os.PathLike[str],
     map_location: str | torch.device | dict | Callable | None = None,
 ) -> dict[str, Any]:
-    """Read a state written by :func:`save_state`, with ``weights_only=True`` (no code runs)."""
-    state = safe_torch_load(filename, map_location, "an optimizer state", OptimError)
-    check_state(state)
+    """Read a state written by :func:`save_state`, with ``weights_only=True`` (no code runs).
+    A file that cannot be read or used raises a :class:`~engine.errors.StateFileError` naming it.
+    """
+    path = os.fspath(filename)
+    state = load_state_file(path, FORMAT, map_location)
+    try:
+        check_state(state)
+    except OptimError as err:
+        raise content_error(path, FORMAT, err.message) from err
     return state
