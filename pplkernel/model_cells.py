@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import inspect
+import linecache
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,10 +98,14 @@ def function_from_cell(cell: str, namespace: dict[str, Any]) -> Callable:
 
 def _compile(source: str, filename: str):
     try:
-        return compile(source, filename, "exec")
+        code = compile(source, filename, "exec")
     except SyntaxError as error:
         where = f"line {error.lineno}" if error.lineno else "the cell"
         raise CellError(f"Syntax error at {where}: {error.msg}.") from None
+    # Like IPython for its cells: tracebacks, and the engine's search for the site a failing
+    # line was building, can then read the cell's source.
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    return code
 
 
 def source_digest(fn: Callable) -> str:
