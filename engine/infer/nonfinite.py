@@ -18,7 +18,7 @@ fine); a NaN argument always counts.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -38,17 +38,18 @@ class NonFiniteError(PPLError, ValueError):
 
     def __init__(self, message: str):
         super().__init__(message)
-        render = getattr(message, "render_table", None)
-        if render is not None:
-            self.attach_site_table(render, heading=message.table_heading)
+        table = getattr(message, "table", None)
+        if table:
+            self.attach_site_table(lambda: table, heading=message.table_heading)
 
 
 class NonFiniteReport(str):
     """The text of a non-finite problem, carrying the table of the sites up to its culprit
-    (``render_table``, rendered only when shown) for the :class:`NonFiniteError` raised with it.
-    Being a ``str``, it goes wherever the text goes (progress listeners, monitors)."""
+    for the :class:`NonFiniteError` raised with it. Being a ``str``, it goes wherever the text
+    goes (progress listeners, monitors); the table is rendered already, so a report kept by a
+    monitor for every skipped step holds no traces or tensors."""
 
-    render_table: Callable[[], str] | None = None
+    table: str | None = None
     table_heading: str | None = None
 
 
@@ -86,7 +87,7 @@ class NonFiniteSite:
     def attach_to(self, text: str) -> NonFiniteReport:
         """``text`` as a report carrying the table of the sites up to this one."""
         report = NonFiniteReport(text)
-        report.render_table = self.trace_through_site().format_shapes
+        report.table = self.trace_through_site().format_shapes()
         report.table_heading = (
             f"Sites of the {self.role} up to the first non-finite value (the last, "
             f"'{self.site['name']}'):"

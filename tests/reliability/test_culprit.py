@@ -330,6 +330,22 @@ def test_a_run_that_goes_bad_keeps_its_earlier_steps():
     assert svi.step_count == 3 and len(svi.losses) == 3
 
 
+def test_a_skipped_step_reports_the_culprit_to_listeners_and_changes_nothing():
+    pyro.enable_validation(False)
+    svi = _svi(log_of_negative, normal_guide, on_nonfinite="skip")
+    pyro.param("a_loc", torch.tensor(0.5))
+    events = []
+    svi.progress.subscribe(events.append)
+    before = store_snapshot()
+    svi.step()
+    message = events[-1].info["message"]
+    assert events[-1].info["skipped"] and svi.skipped_steps == [1]
+    assert "model site 'y' (no plate)" in message and at_line("nan-loc") in message
+    assert type(message) is not str and "Sites" not in message  # the table rides along
+    assert message.table.splitlines()[-1].split()[0] == "y"
+    assert_store_unchanged(before)
+
+
 # -- model/guide mismatches come before what they cause -------------------------------------
 
 
