@@ -10,22 +10,41 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+
+from engine.source_lines import describe_location
 
 
 class PPLError(Exception):
-    """Base of the engine's own errors: a message plus, optionally, the sites recorded so far.
+    """Base of the engine's own errors: a message plus, optionally, where it was raised (the
+    site, the model or the guide, the user's line) and the sites recorded so far.
+
+    The trace a model runs in fills in the where (see :mod:`engine.poutine.error_context`);
+    everything is rendered only when the message is read.
 
     >>> str(PPLError("bad"))
     'bad'
+    >>> error = PPLError("bad")
+    >>> error.role = "guide"
+    >>> error.locate("model.py", 3)
+    >>> print(error)
+    bad
+    Raised in the guide, at line 3 of model.py.
     """
 
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
         self._render_site_table: Callable[[], str] | None = None
+        self._table_heading = "Sites recorded before the error:"
+        # Filled in on the way out of the run that raised it, when the message lacks them.
+        self.site: str | None = None  # the site whose distribution was being built
+        self.plates: list = []  # plate frames around the raising call, innermost first
+        self.role: str | None = None  # "model" or "guide"
+        self.location: tuple[str, int] | None = None  # the user's (filename, line)
 
-    def attach_site_table(self, render: Callable[[], str]) -> None:
+    def attach_site_table(self, render: Callable[[], str], heading: str | None = None) -> None:
         """Attach the shape table of the sites seen before the error (the innermost trace wins).
 
         The table is rendered only when the message is read, so errors that are caught and
@@ -33,16 +52,64 @@ class PPLError(Exception):
         """
         if self._render_site_table is None:
             self._render_site_table = render
+            if heading is not None:
+                self._table_heading = heading
+
+    def locate(self, filename: str, lineno: int) -> None:
+        """Record the user's line the error was raised at (the innermost one wins)."""
+        if self.location is None:
+            self.location = (filename, lineno)
 
     @property
     def site_table(self) -> str | None:
         return None if self._render_site_table is None else self._render_site_table()
 
+    def where(self) -> str:
+        """``Raised in the model, at line 3 of model.py.``, or '' when nothing is known."""
+        parts = []
+        if self.role:
+            parts.append(f"in the {self.role}")
+        if self.location is not None:
+            parts.append(f"at {describe_location(*self.location)}")
+        return f"Raised {', '.join(parts)}." if parts else ""
+
     def __str__(self) -> str:
+        text = self.message
+        if self.site is not None:
+            plates = describe_plates(list(reversed(self.plates)))
+            text = f"Site '{self.site}' ({plates}): {text}"
+        where = self.where()
+        if where:
+            text = f"{text}\n{where}"
         table = self.site_table
         if not table:
-            return self.message
-        return f"{self.message}\n\nSites recorded before the error:\n{table}"
+            return text
+        return f"{text}\n\n{self._table_heading}\n{table}"
+
+
+@contextmanager
+def raised_in(role: str) -> Iterator[None]:
+    """Mark the engine errors raised in this block as coming from ``role`` ("model", "guide"),
+    unless an inner block already said.
+
+    >>> try:
+    ...     with raised_in("guide"):
+    ...         raise PPLError("bad")
+    ... except PPLError as error:
+    ...     error.role
+    'guide'
+    """
+    try:
+        yield
+    except PPLError as error:
+        blame(error, role)
+        raise
+
+
+def blame(error: PPLError, role: str) -> None:
+    """Say that ``error`` came from ``role`` ("model", "guide"), unless it already says."""
+    if error.role is None:
+        error.role = role
 
 
 class ShapeError(PPLError, ValueError):
@@ -79,7 +146,15 @@ def markov_window_error(site: dict, holder: str, dim: int) -> EnumerationError:
 
 
 class DistributionArgumentError(PPLError, ValueError):
-    """A distribution was given parameters outside their constraints."""
+    """A distribution was given parameters outside their constraints.
+
+    ``distribution`` is the (half-built) distribution that refused them, when known: a trace
+    shows it as the row of the site it was built for.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.distribution: object = None
 
 
 class SupportError(PPLError, ValueError):

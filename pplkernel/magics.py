@@ -18,6 +18,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
 
 import engine
+from engine.distributions.validation import structure_checks_enabled
 from engine.errors import PPLError
 from engine.infer import (
     HMC,
@@ -29,8 +30,10 @@ from engine.infer import (
     TraceMeanField_ELBO,
 )
 from engine.infer import autoguide as autoguides
+from engine.infer.model_guide_checks import check_model_guide_match
 from engine.infer.util import guide_and_model_traces, inspection_trace
 from engine.optim import SGD, Adam, ClippedAdam
+from engine.source_lines import register_location_namer
 from pplkernel import model_cells
 from pplkernel.errors import did_you_mean
 from pplkernel.magic_args import evaluate_args, parse_mcmc, parse_svi, parse_trace
@@ -63,20 +66,45 @@ def engine_errors() -> Iterator[None]:
     except (MagicError, KeyboardInterrupt):
         raise
     except Exception as error:
-        where = "" if isinstance(error, PPLError) else _cell_line(error.__traceback__)
+        if isinstance(error, PPLError):
+            # The engine words the line itself (through _cell_location), before its site table.
+            cell = _innermost_cell_frame(error.__traceback__)
+            if cell is not None:
+                error.locate(*cell)
+            where = ""
+        else:
+            where = _cell_line(error.__traceback__)
         raise MagicError(f"{error}{where}", type(error).__name__) from error
 
 
-def _cell_line(tb: Any) -> str:
-    """`` (%%model NAME, line N of the cell)`` for the innermost frame of a cell's code; its
-    code numbers lines as the cell body does, in both header forms (see model_cells)."""
-    found = ""
+def _innermost_cell_frame(tb: Any) -> tuple[str, int] | None:
+    """``(filename, line)`` of the innermost frame of a cell-defined function, if any."""
+    found = None
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
         if filename.startswith("<%%"):
-            found = f" ({filename[1:-1]}, line {tb.tb_lineno} of the cell)"
+            found = (filename, tb.tb_lineno)
         tb = tb.tb_next
     return found
+
+
+def _cell_location(filename: str, lineno: int) -> str | None:
+    """``%%model NAME, line N of the cell`` for a line of a cell-defined function (None for
+    other code)."""
+    if not filename.startswith("<%%"):
+        return None
+    # The cell's code numbers its lines as the cell body does (see model_cells).
+    return f"{filename[1:-1]}, line {lineno} of the cell"
+
+
+def _cell_line(tb: Any) -> str:
+    """`` (%%model NAME, line N of the cell)`` for the innermost frame of a cell-defined
+    function."""
+    cell = _innermost_cell_frame(tb)
+    return "" if cell is None else f" ({_cell_location(*cell)})"
+
+
+register_location_namer(_cell_location)
 
 
 @magics_class
@@ -279,7 +307,9 @@ class PPLMagics(Magics):
                 model_trace = inspection_trace(model.fn, args, kwargs)
             else:
                 guide, _ = self._guide_for(options.guide, model)
-                _, model_trace = guide_and_model_traces(model.fn, guide, args, kwargs)
+                guide_trace, model_trace = guide_and_model_traces(model.fn, guide, args, kwargs)
+                if structure_checks_enabled():  # as SVI would: a mismatch is named by site
+                    check_model_guide_match(model_trace, guide_trace)
             model_trace.compute_log_prob()
         return TraceInspector.from_trace(model_trace, title=f"trace of {model.name}")
 

@@ -26,6 +26,7 @@ import hashlib
 import inspect
 import io
 import keyword
+import linecache
 import re
 import textwrap
 import tokenize
@@ -207,7 +208,9 @@ def function_from_body(
         )
     definition = ast.parse(f"def {header.name}({header.params}): pass").body[0]
     definition.body = statements  # numbered from 1 like the body, the `def` shares line 1
-    code = _compile(ast.Module(body=[definition], type_ignores=[]), f"<%%{kind} {header.name}>")
+    code = _compile(
+        ast.Module(body=[definition], type_ignores=[]), f"<%%{kind} {header.name}>", dedented
+    )
     try:
         exec(code, namespace)  # runs only the `def`: the defaults and annotations
     except Exception as error:
@@ -236,7 +239,7 @@ def function_from_cell(cell: str, namespace: dict[str, Any], kind: str = "model"
             "This cell defines no function. Either write `%%model NAME(ARGS)` on the first line "
             "and the model's body below it, or define the model with `def NAME(...):` in the cell."
         )
-    exec(_compile(tree, f"<%%{kind} {names[-1]}>"), namespace)
+    exec(_compile(tree, f"<%%{kind} {names[-1]}>", cell), namespace)
     fn = namespace.get(names[-1])
     if not callable(fn):
         raise CellError(
@@ -275,11 +278,16 @@ def _parse(source: str) -> ast.Module:
         raise CellError(_syntax_message(error)) from None
 
 
-def _compile(tree: ast.Module, filename: str) -> types.CodeType:
+def _compile(tree: ast.Module, filename: str, source: str) -> types.CodeType:
+    """Compile ``tree`` (parsed from ``source``, whose lines its line numbers count)."""
     try:
-        return compile(tree, filename, "exec")
+        code = compile(tree, filename, "exec")
     except (SyntaxError, ValueError) as error:
         raise CellError(_syntax_message(error)) from None
+    # Like IPython for its cells: tracebacks, and the engine's search for the site a failing
+    # line was building, can then read the cell's source.
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    return code
 
 
 def _syntax_message(error: SyntaxError | ValueError) -> str:

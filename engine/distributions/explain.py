@@ -305,18 +305,25 @@ def argument_error(
     Normal: parameter 'scale' (shape ()) must be positive
     """
     if isinstance(err, PPLError):
+        # A nested constructor failed first (LogNormal builds a Normal): the outermost
+        # distribution is the one the user wrote.
+        if isinstance(err, DistributionArgumentError):
+            err.distribution = dist
         return err
     name = type(dist).__name__
     found = _first_violation(dist, init, args, kwargs or {}) if _from_validation(err) else None
     if found is None:
-        return DistributionArgumentError(f"{name}: {err}")
-    param, value, constraint, ok = found
-    words, how = describe_constraint(constraint, param)
-    return DistributionArgumentError(
-        f"{name}: parameter '{param}' (shape {fmt_shape(value.shape)}) must be {words} "
-        f"(constraint {constraint!r}), but {_violations(value, ok, constraint.event_dim)}.\n"
-        f"Fix: {param} must be {words}: {how}."
-    )
+        error = DistributionArgumentError(f"{name}: {err}")
+    else:
+        param, value, constraint, ok = found
+        words, how = describe_constraint(constraint, param)
+        error = DistributionArgumentError(
+            f"{name}: parameter '{param}' (shape {fmt_shape(value.shape)}) must be {words} "
+            f"(constraint {constraint!r}), but {_violations(value, ok, constraint.event_dim)}.\n"
+            f"Fix: {param} must be {words}: {how}."
+        )
+    error.distribution = dist
+    return error
 
 
 def sample_error(dist: torch.distributions.Distribution, value: Any, err: ValueError) -> Exception:

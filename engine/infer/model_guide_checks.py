@@ -22,10 +22,14 @@ names every offending site.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch.distributions import constraints
 
-from engine.errors import PPLError, ShapeError, describe_site, fmt_shape
+from engine.distributions.validation import structure_checks_enabled
+from engine.errors import PPLError, ShapeError, blame, describe_site, fmt_shape
 from engine.poutine.trace_struct import Trace, log_prob_shape
 from engine.runtime import Message, is_subsample_site
 
@@ -126,8 +130,9 @@ def _broadcastable(a: torch.Size, b: torch.Size) -> bool:
     return all(x == y or 1 in (x, y) for x, y in zip(reversed(a), reversed(b), strict=False))
 
 
-def check_model_guide_match(model_trace: Trace, guide_trace: Trace) -> None:
-    """Raise :class:`ModelGuideMismatchError` listing every site where model and guide disagree."""
+def _mismatches(model_trace: Trace, guide_trace: Trace, complete: bool = True) -> list[str]:
+    """Every disagreement between the two traces; with ``complete=False`` the model stopped
+    early, so a guide site it never reached is not (yet) a problem."""
     model_latent = _latent_sites(model_trace)
     guide_latent = _latent_sites(guide_trace)
     problems = []
@@ -151,10 +156,11 @@ def check_model_guide_match(model_trace: Trace, guide_trace: Trace) -> None:
             continue  # a guide's own helper variable (a flat latent vector), not a model site
         model_site = model_trace.nodes.get(name)
         if model_site is None or model_site["type"] != "sample":
-            problems.append(
-                f"site '{name}' is sampled by the guide but the model has no such sample site. "
-                "Check the spelling, or remove it from the guide."
-            )
+            if complete:
+                problems.append(
+                    f"site '{name}' is sampled by the guide but the model has no such sample "
+                    "site. Check the spelling, or remove it from the guide."
+                )
         elif model_site["is_observed"]:
             problems.append(
                 f"site '{name}' is sampled by the guide but observed in the model. A guide "
@@ -165,9 +171,74 @@ def check_model_guide_match(model_trace: Trace, guide_trace: Trace) -> None:
                 problem = check(name, model_site, site)
                 if problem:
                     problems.append(problem)
+    return problems
+
+
+def _mismatch_error(
+    problems: list[str], model_trace: Trace, guide_trace: Trace
+) -> ModelGuideMismatchError:
+    listed = "\n".join(f"  - {problem}" for problem in problems)
+    error = ModelGuideMismatchError(f"The model and the guide do not match:\n{listed}")
+    error.attach_site_table(
+        lambda: (
+            f"{guide_trace.format_shapes(title='Guide')}\n\n"
+            f"{model_trace.format_shapes(title='Model (replayed on the guide)')}"
+        ),
+        heading="Sites of the guide and of the model:",
+    )
+    return error
+
+
+def check_model_guide_match(model_trace: Trace, guide_trace: Trace) -> None:
+    """Raise :class:`ModelGuideMismatchError` listing every site where model and guide disagree."""
+    problems = _mismatches(model_trace, guide_trace)
     if problems:
-        listed = "\n".join(f"  - {problem}" for problem in problems)
-        raise ModelGuideMismatchError(f"The model and the guide do not match:\n{listed}")
+        raise _mismatch_error(problems, model_trace, guide_trace)
+
+
+def run_guide(guide_run: Callable, args: tuple, kwargs: dict[str, Any]) -> Trace:
+    """Run ``guide_run`` (a traced guide) and return its trace; an engine error it raises says
+    it came from the guide."""
+    try:  # not `with raised_in(...)`: a try costs nothing on the SVI hot path
+        return guide_run.get_trace(*args, **kwargs)
+    except PPLError as error:
+        blame(error, "guide")
+        raise
+
+
+def run_model_on_guide(
+    model_run: Callable, guide_trace: Trace, args: tuple, kwargs: dict[str, Any]
+) -> Trace:
+    """Run ``model_run`` (a traced model replayed on ``guide_trace``) and return its trace.
+
+    When the model fails, a mismatch with the guide at a site it had already reached (a value
+    of the wrong shape, or outside the model's support) is what went wrong first: that is the
+    error raised, with the model's own error (say, a shape error at the next observed site,
+    which the wrong value caused) as its cause.
+    """
+    try:
+        return model_run.get_trace(*args, **kwargs)
+    except Exception as error:
+        if isinstance(error, PPLError):
+            blame(error, "model")
+        if not structure_checks_enabled():
+            raise
+        problems = _mismatches(model_run.trace, guide_trace, complete=False)
+        if not problems:
+            raise
+        mismatch = _mismatch_error(problems, model_run.trace, guide_trace)
+        mismatch.message += (
+            "\nThe model then stopped with an error that follows from this, so fix the guide "
+            f"first: {type(error).__name__}: {_first_line(error)}"
+        )
+        raise mismatch from error
+
+
+def _first_line(error: BaseException) -> str:
+    """What went wrong, without the fix (which would be the wrong fix here)."""
+    text = (error.message if isinstance(error, PPLError) else str(error)).strip()
+    first = text.splitlines()[0] if text else "(no message)"
+    return first.split(" Fix: ")[0]
 
 
 def check_site_shapes(trace: Trace) -> None:

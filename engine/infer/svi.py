@@ -42,12 +42,18 @@ from engine.atomic_file import (
 from engine.distributions.validation import trusted_run
 from engine.errors import PPLError
 from engine.infer.elbo import ELBO
-from engine.infer.nonfinite import NonFiniteError, first_nonfinite, nonfinite_gradients
+from engine.infer.nonfinite import (
+    NonFiniteError,
+    NonFiniteSite,
+    find_first_nonfinite,
+    nonfinite_gradients,
+)
 from engine.infer.progress import Progress, ProgressEvent
 from engine.infer.util import guide_and_model_traces
 from engine.params import ParamStoreDict, get_param_store, param_store_scope
 from engine.poutine.handlers import trace
 from engine.rng import preserved_rng_state, restore_rng_state_payload, rng_state_payload
+from engine.source_lines import SourceLines
 
 _STATE_FORMAT = "pplkernel-svi-state-v1"
 
@@ -175,10 +181,10 @@ class SVI:
         store = get_param_store()
         names = {id(leaf): name for name, leaf in store.named_parameters()}
         bad_grads = nonfinite_gradients((names.get(id(p), "?"), p) for p in params)
-        where = self._locate_nonfinite_site(args, kwargs)
+        culprit = self._locate_nonfinite_site(args, kwargs)
         lines = [f"SVI step {self.step_count + 1}: the loss is {loss}."]
-        if where:
-            lines.append(f"First non-finite value: {where}.")
+        if culprit is not None:
+            lines.append(f"First non-finite value: {culprit.describe()}.")
         if bad_grads:
             lines.append("Non-finite gradients: " + "; ".join(bad_grads) + ".")
         lines.append(
@@ -186,17 +192,28 @@ class SVI:
             "it with constraints.positive), log of 0, a learning rate too large, or data with "
             "NaNs. Pass on_nonfinite='skip' to SVI to skip such steps instead."
         )
-        return "\n".join(lines)
+        text = "\n".join(lines)
+        return text if culprit is None else culprit.attach_to(text)
 
-    def _locate_nonfinite_site(self, args, kwargs) -> str | None:
+    def _locate_nonfinite_site(self, args, kwargs) -> NonFiniteSite | None:
         # Re-run with the same random state as the failed step would be wrong (it is gone);
         # a fresh draw usually meets the same problem, and is only used to point at a site.
         # Checks are off: an invalid argument must show up as the NaN it causes, not raise.
-        with torch.no_grad(), trusted_run():
-            guide_trace, model_trace = guide_and_model_traces(self.model, self.guide, args, kwargs)
-            for tr in (guide_trace, model_trace):
-                tr.compute_log_prob()
-        return first_nonfinite([("guide", guide_trace), ("model", model_trace)])
+        # The RNG is put back, so that looking costs the run none of its draws.
+        guide_lines, model_lines = SourceLines(), SourceLines()
+        try:
+            with torch.no_grad(), trusted_run(), preserved_rng_state():
+                guide_trace, model_trace = guide_and_model_traces(
+                    model_lines(self.model), guide_lines(self.guide), args, kwargs
+                )
+                for tr in (guide_trace, model_trace):
+                    tr.compute_log_prob()
+        except Exception:  # the step's own error says what matters; this only points
+            return None
+        return find_first_nonfinite(
+            [("guide", guide_trace), ("model", model_trace)],
+            {"guide": guide_lines.lines, "model": model_lines.lines},
+        )
 
     def _report(self, loss: float, params: list[torch.Tensor], problem: str | None) -> None:
         snapshot = None

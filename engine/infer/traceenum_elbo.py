@@ -37,6 +37,7 @@ from engine.errors import EnumerationError, describe_site
 from engine.infer.batched_log_prob import log_prob_total
 from engine.infer.elbo import ELBO, checked_pair
 from engine.infer.enum_factors import enumerated_sites, log_density, site_factor, trace_plates
+from engine.infer.model_guide_checks import run_guide, run_model_on_guide
 from engine.infer.sequential_enum import SequentialEnumMessenger, sequential_branches
 from engine.infer.sum_product import (
     Factor,
@@ -99,13 +100,14 @@ class TraceEnum_ELBO(ELBO):
         kwargs: dict[str, Any],
     ) -> tuple[Trace, Trace]:
         guide_enum = EnumMessenger(self._first_enum_dim())
-        guide_trace = trace(guide_enum(choices(guide))).get_trace(*args, **kwargs)
+        guide_trace = run_guide(trace(guide_enum(choices(guide))), args, kwargs)
         used = [site.dim for site in guide_enum.enumerated.values()]
         model_enum = EnumMessenger(
             min(used, default=self._first_enum_dim() + 1) - 1,
             enumerated_elsewhere=guide_enum.enumerated,
         )
-        model_trace = trace(model_enum(replay(model, trace=guide_trace))).get_trace(*args, **kwargs)
+        model_run = trace(model_enum(replay(model, trace=guide_trace)))
+        model_trace = run_model_on_guide(model_run, guide_trace, args, kwargs)
         _refuse_sequential_model_sites(model_trace, guide_trace)
         return checked_pair(model_trace, guide_trace)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from engine.infer.model_guide_checks import run_guide, run_model_on_guide
 from engine.poutine.enum_messenger import EnumMessenger
 from engine.poutine.handlers import replay, trace
 from engine.poutine.plate_messenger import PlateMessenger
@@ -62,6 +63,10 @@ def guide_and_model_traces(
 ) -> tuple[Trace, Trace]:
     """Run the guide, then the model replayed on the guide's draws: ``(guide_trace, model_trace)``.
 
+    An engine error says whether the guide or the model raised it, and a model that fails
+    after a site where the guide disagrees with it reports that mismatch instead (see
+    :func:`~engine.infer.model_guide_checks.run_model_on_guide`).
+
     >>> import engine, engine.distributions as dist
     >>> def model():
     ...     engine.sample("z", dist.Normal(0.0, 1.0))
@@ -69,8 +74,10 @@ def guide_and_model_traces(
     >>> bool(g.nodes["z"]["value"] == m.nodes["z"]["value"])
     True
     """
-    guide_trace = trace(guide).get_trace(*args, **kwargs)
-    model_trace = trace(replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+    guide_trace = run_guide(trace(guide), args, kwargs)
+    model_trace = run_model_on_guide(
+        trace(replay(model, trace=guide_trace)), guide_trace, args, kwargs
+    )
     return guide_trace, model_trace
 
 

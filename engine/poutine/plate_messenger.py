@@ -25,7 +25,7 @@ import torch
 
 from engine.argument_checks import as_count, check_name
 from engine.distributions import TorchDistribution, constraints
-from engine.errors import PlateError, ShapeError, describe_plates, fmt_shape
+from engine.errors import PlateError, PPLError, ShapeError, describe_plates, fmt_shape
 from engine.poutine.broadcast_messenger import broadcast_to_frames
 from engine.poutine.dim_allocator import PLATE_DIMS
 from engine.runtime import (
@@ -233,6 +233,8 @@ class PlateMessenger(Messenger):
         return self.indices
 
     def __exit__(self, exc_type, exc_value, traceback) -> None:
+        if isinstance(exc_value, PPLError) and self._frame() not in exc_value.plates:
+            exc_value.plates.append(self._frame())  # the plates around the raising call
         try:
             super().__exit__(exc_type, exc_value, traceback)
         finally:

@@ -146,9 +146,16 @@ def shown_columns(rows: list[dict[str, object]]) -> list[str]:
     return [column for column in COLUMNS if column != "enum" or enumerated]
 
 
-def format_site_table(trace, title: str = "Trace shapes") -> str:
-    """Render ``trace`` (a :class:`~engine.poutine.trace_struct.Trace`) as an aligned text table."""
+def format_site_table(trace, title: str = "Trace shapes", culprit: Message | None = None) -> str:
+    """Render ``trace`` (a :class:`~engine.poutine.trace_struct.Trace`) as an aligned text table.
+
+    ``culprit`` is a site the trace never recorded because an error stopped it (its distribution
+    refused its arguments): it is shown last, with ``-`` for the value and log-prob it never got.
+    """
     records = site_rows(trace)
+    if culprit is not None and (row := _site_row(culprit["name"], culprit)) is not None:
+        row.update(value="-", log_prob="-")
+        records.append(row)
     header = shown_columns(records)
     rows = [[str(row[column]) for column in header] for row in records]
     if not rows:

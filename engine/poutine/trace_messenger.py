@@ -2,7 +2,8 @@
 
 Besides recording, the trace guards the run: a plate name used with two sizes is an error, and any
 error raised while recording leaves with the shape table of the sites seen so far, because that
-table is what a user needs to find a shape bug.
+table is what a user needs to find a shape bug, and with the user's line and the culprit site
+(:mod:`engine.poutine.error_context`).
 
 >>> import engine, engine.distributions as dist
 >>> from engine import poutine
@@ -18,12 +19,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from engine.errors import PlateError, PPLError, describe_plates
-from engine.poutine.block_messenger import NonlocalExit
+from engine.errors import PlateError, describe_plates
+from engine.poutine.error_context import annotate_error
 from engine.poutine.trace_struct import Trace
 from engine.runtime import Message, Messenger
-
-_TABLE_NOTE_FLAG = "_pplkernel_site_table_noted"
 
 
 class TraceMessenger(Messenger):
@@ -52,8 +51,8 @@ class TraceMessenger(Messenger):
         return super().__enter__()
 
     def __exit__(self, exc_type, exc_value, traceback) -> None:
-        if exc_value is not None and self.trace.nodes:
-            _attach_site_table(exc_value, self.trace)
+        if exc_value is not None:
+            annotate_error(exc_value, self.trace, traceback)
         super().__exit__(exc_type, exc_value, traceback)
 
     def __call__(self, fn: Callable) -> TraceHandler:
@@ -110,20 +109,6 @@ class TraceHandler:
         """Run the function once with these arguments and return its trace."""
         self(*args, **kwargs)
         return self.msngr.trace
-
-
-def _attach_site_table(error: BaseException, trace: Trace) -> None:
-    if isinstance(error, NonlocalExit) or not any(
-        site["type"] in ("sample", "param") for site in trace.nodes.values()
-    ):
-        return  # escape's control flow, or nothing recorded yet: no table to show
-    if isinstance(error, PPLError):
-        error.attach_site_table(trace.format_shapes)
-    elif isinstance(error, Exception) and not getattr(error, _TABLE_NOTE_FLAG, False):
-        # Torch's own shape errors (a bad matmul in the model) are the commonest; a note keeps
-        # their message and type intact while showing where the model had got to.
-        error.add_note(trace.format_shapes(title="Sites recorded before the error"))
-        setattr(error, _TABLE_NOTE_FLAG, True)
 
 
 __all__ = ["TraceHandler", "TraceMessenger"]

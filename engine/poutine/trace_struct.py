@@ -169,11 +169,12 @@ class Trace:
         site["log_prob"] = log_prob
         site["log_prob_sum"] = log_prob.sum()
 
-    def format_shapes(self, title: str = "Trace shapes") -> str:
-        """A table of every site's distribution, shapes, log-prob shape and plates."""
+    def format_shapes(self, title: str = "Trace shapes", culprit: Message | None = None) -> str:
+        """A table of every site's distribution, shapes, log-prob shape and plates (and, last,
+        ``culprit``: a site an error kept from being recorded)."""
         from engine.poutine.shape_table import format_site_table
 
-        return format_site_table(self, title=title)
+        return format_site_table(self, title=title, culprit=culprit)
 
 
 def _describe_kind(site: Message) -> str:

@@ -37,12 +37,15 @@ import torch
 from engine.constraint_codec import describe_constraint
 from engine.distributions import biject_to
 from engine.distributions.validation import trusted_run
+from engine.errors import raised_in
 from engine.infer.autoguide.initialization import InitMessenger, init_to_uniform
 from engine.infer.mcmc.flat_layout import FlatLayout, MCMCError, SiteSlot
+from engine.infer.nonfinite import find_first_nonfinite
 from engine.infer.util import max_plate_nesting_of, sum_except_plate, vectorize
 from engine.poutine.handlers import trace
 from engine.poutine.trace_struct import Trace
 from engine.runtime import Message, Messenger, is_subsample_site
+from engine.source_lines import SourceLines
 
 CHAIN_PLATE = "_mcmc_chains"
 
@@ -166,7 +169,7 @@ class Potential(FlatLayout):
             _checked_bijection(site)  # a site HMC cannot move on fails here, by name
             return strategy(site)
 
-        with torch.no_grad():
+        with torch.no_grad(), raised_in("model"):
             model = InitMessenger(checked_strategy)(self.model)
             return trace(model).get_trace(*self.model_args, **self.model_kwargs)
 
@@ -208,10 +211,12 @@ class Potential(FlatLayout):
 
     # -- running the model -------------------------------------------------------------------
 
-    def _run(self, z: torch.Tensor, batched: bool) -> tuple[Trace, torch.Tensor]:
-        """Run the model on the rows of ``z`` (B, D): all at once under the chain plate when
-        ``batched``, else on a single row (B = 1) exactly as written. Returns the trace and the
-        summed log|Jacobian| per row."""
+    def _run(
+        self, z: torch.Tensor, batched: bool, wrap: Callable | None = None
+    ) -> tuple[Trace, torch.Tensor]:
+        """Run the model (wrapped by ``wrap``, if given) on the rows of ``z`` (B, D): all at once
+        under the chain plate when ``batched``, else on a single row (B = 1) exactly as written.
+        Returns the trace and the summed log|Jacobian| per row."""
         rows = z.shape[0]
         pieces = {}
         for slot, u in zip(self.slots, self.unconstrained_sites(z).values(), strict=True):
@@ -221,7 +226,7 @@ class Potential(FlatLayout):
             else:
                 pieces[slot.name] = u.reshape(slot.unconstrained_shape)
         place = _PlaceLatents(pieces)
-        model = place(self.model)
+        model = place(self.model if wrap is None else wrap(self.model))
         if batched:
             model = vectorize(model, rows, self.max_plate_nesting, CHAIN_PLATE)
         model_trace = trace(model).get_trace(*self.model_args, **self.model_kwargs)
@@ -360,13 +365,19 @@ class Potential(FlatLayout):
         return torch.cat(parts, dim=-1)
 
     def _describe_nonfinite_start(self, z: torch.Tensor) -> str:
-        with torch.no_grad(), trusted_run():
-            densities = self.log_densities(z)
-        bad = [
-            f"'{name}' ({value.item()})"
-            for name, value in densities.items()
-            if not bool(torch.isfinite(value).all())
-        ]
-        if not bad:
-            return " (every log density is finite there: the gradient is not)"
-        return " (non-finite log densities at the last point: " + ", ".join(bad) + ")"
+        lines = SourceLines()
+        try:
+            with torch.no_grad(), trusted_run():
+                model_trace, log_jacobian = self._run(z, False, wrap=lines)
+                model_trace.compute_log_prob()
+        except Exception:  # the caller's error says what matters; this only points
+            return ""
+        culprit = find_first_nonfinite([("model", model_trace)], {"model": lines.lines})
+        if culprit is not None:
+            return f" (at the last point tried, the first non-finite value: {culprit.describe()})"
+        if not bool(torch.isfinite(log_jacobian).all()):
+            return (
+                " (the log|Jacobian| of the map from unconstrained space is not finite there: "
+                "the point is at the edge of a support)"
+            )
+        return " (every log density is finite there: the gradient is not)"
