@@ -1,6 +1,7 @@
 // The MCMC monitor: a row per chain (progress, draws/s, step size, tree depth, divergences,
 // colour by state), live log-density and trace plots per chain, running R-hat / ESS, and a Stop
-// button. Updates arrive in batched "update" messages; the traits hold the final state.
+// button. Updates arrive in batched "update" messages; the traits hold the final state (the plots'
+// histories at most a fixed number of iterations, evenly spaced: `lp_iterations` says which).
 // Messages that arrive before the view renders are buffered in initialize(). The axes come from
 // Python with the data; drawChart and svgElement are widgets/axes.js, put in front of this file.
 
@@ -12,11 +13,12 @@ const STATE_COLORS = { warmup: "#fff6d5", sample: "#e3f1ff", done: "#e4f7e4", st
 const STATES = new Map();
 
 function initialize({ model }) {
-  const state = { chains: [], lp: [], traces: {}, traceIterations: [], axes: {}, rhat: null, ess: null, status: "waiting", views: new Set() };
+  const state = { chains: [], lp: [], lpIterations: [], traces: {}, traceIterations: [], axes: {}, rhat: null, ess: null, status: "waiting", views: new Set() };
   STATES.set(model.get("_uid"), state);
   const fromTraits = () => {
     state.chains = model.get("chains");
     state.lp = model.get("lp").map((values) => [...values]);
+    state.lpIterations = [...model.get("lp_iterations")];
     state.traces = {};
     for (const [name, chains] of Object.entries(model.get("traces"))) state.traces[name] = chains.map((v) => [...v]);
     state.traceIterations = [...model.get("trace_iterations")];
@@ -33,6 +35,7 @@ function initialize({ model }) {
       state.chains = msg.chains;
       if (state.status !== "stopping") state.status = "running";
       msg.lp.forEach((values, c) => { (state.lp[c] = state.lp[c] || []).push(...values); });
+      state.lpIterations.push(...msg.lp_iterations);
       for (const [name, values] of Object.entries(msg.trace || {})) {
         state.traces[name] = state.traces[name] || values.map(() => []);
         values.forEach((v, c) => state.traces[name][c].push(v));
@@ -41,8 +44,6 @@ function initialize({ model }) {
       if (msg.axes) state.axes = msg.axes;
       if ("rhat" in msg) state.rhat = msg.rhat;
       if ("ess" in msg) state.ess = msg.ess;
-    } else if (msg.type === "finished") {
-      state.status = msg.status;
     }
     state.views.forEach((draw) => draw());
   });
@@ -105,7 +106,7 @@ function render({ model, el }) {
     }
     plots.replaceChildren();
     const lpBox = document.createElement("div");
-    lpBox.append(document.createTextNode("log density"), plot("ppl-lp", state.lp, (i) => i + 1, state.axes.iteration, state.axes.lp));
+    lpBox.append(document.createTextNode("log density"), plot("ppl-lp", state.lp, (i) => state.lpIterations[i], state.axes.iteration, state.axes.lp));
     plots.appendChild(lpBox);
     const traceX = (i) => state.traceIterations[i];
     for (const [name, chains] of Object.entries(state.traces)) {

@@ -3,11 +3,14 @@ divergences, state), live log-density and trace plots, running R-hat and ESS, an
 
 It listens to an :class:`~engine.infer.MCMC`'s progress events; per-iteration numbers go to the
 browser in batches (at most ``max_rate`` a second), the traits hold the last state (what a saved
-notebook shows). R-hat (max) and bulk ESS (min) over the unconstrained coordinates are
-recomputed from the draws so far about once a second. Stop asks the run to end after its current
-iteration; it reaches a run in a background thread (``%mcmc`` runs it so). The plots' axes
-(ticks and labels, :mod:`widgets.axes`) travel with the data, in the ``axes`` trait and in an
-update whenever they change; the x axis counts iterations, warm-up included.
+notebook shows). However long the run, the plots' histories hold at most ``max_points``
+iterations (:mod:`widgets.history`: evenly spaced, the first and the latest kept), so the
+kernel's memory and the saved notebook stay the same size. R-hat (max) and bulk ESS (min) over
+the unconstrained coordinates are recomputed from the draws so far about once a second. Stop
+asks the run to end after its current iteration; it reaches a run in a background thread
+(``%mcmc`` runs it so). The plots' axes (ticks and labels, :mod:`widgets.axes`) travel with the
+data, in the ``axes`` trait and in an update whenever they change; the x axis counts iterations,
+warm-up included.
 
 >>> import torch, engine, engine.distributions as dist
 >>> from engine.infer import MCMC, NUTS
@@ -34,22 +37,30 @@ from engine.infer import MCMC
 from engine.infer.mcmc.diagnostics import ess_bulk, split_rhat
 from engine.infer.progress import ProgressEvent
 from widgets.axes import Extent, esm_with_axes, linear_axis
+from widgets.history import Thinned
 from widgets.html import HtmlFallback, escape, table
 from widgets.throttle import Throttle
 
 _MAX_TRACED_SITES = 4
 _DIAGNOSTICS_EVERY_S = 1.0
 
+# One iteration's log densities, per chain: (iteration, [lp or None]); one trace reading at
+# an update: (iteration, {site: [value or None per chain]}).
+LpRow = tuple[int, list[float | None]]
+TraceRow = tuple[int, dict[str, list[float | None]]]
+
 
 class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
-    """Live view of one MCMC run (see the module docstring)."""
+    """Live view of one MCMC run (see the module docstring); ``max_points`` bounds the
+    iterations each plot keeps."""
 
     _esm = esm_with_axes("mcmc_monitor.js")
     title = traitlets.Unicode("").tag(sync=True)
     # Ties the state the ESM builds in initialize() to every view of this widget.
     _uid = traitlets.Unicode().tag(sync=True)
     chains = traitlets.List().tag(sync=True)  # one dict per chain
-    lp = traitlets.List().tag(sync=True)  # per chain: log density per iteration
+    lp = traitlets.List().tag(sync=True)  # per chain: log density at each kept iteration
+    lp_iterations = traitlets.List(traitlets.Int()).tag(sync=True)  # the kept iterations
     traces = traitlets.Dict().tag(sync=True)  # site -> per chain: values at each update
     trace_iterations = traitlets.List(traitlets.Int()).tag(sync=True)  # of each trace value
     # {"iteration": x axis, "lp": y axis, "traces": {site: y axis}}
@@ -59,12 +70,14 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
     status = traitlets.Unicode("waiting").tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
 
-    def __init__(self, mcmc: MCMC, *, title: str = "", max_rate: float = 20.0):
+    def __init__(
+        self, mcmc: MCMC, *, title: str = "", max_rate: float = 20.0, max_points: int = 1000
+    ):
+        lp_rows: Thinned[LpRow] = Thinned(max_points, label="max_points")
         super().__init__(title=title, _uid=uuid.uuid4().hex)
         self.mcmc = mcmc
-        self._lp: list[list[float]] = []
-        self._traces: dict[str, list[list[float]]] = {}
-        self._trace_iterations: list[int] = []
+        self._lp_rows = lp_rows
+        self._trace_rows: Thinned[TraceRow] = Thinned(max_points, label="max_points")
         self._lp_extent = Extent()
         self._trace_extents: dict[str, Extent] = {}
         self._sent_axes: dict[str, Any] = {}
@@ -79,24 +92,40 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
 
     def _on_event(self, event: ProgressEvent) -> None:
         if event.info.get("phase") in ("done", "stopped", "failed"):
-            self._throttle.flush()
             self._finish(event.info["phase"], event.info.get("error", ""))
             return
         self._throttle.add(event)
 
     def _send_batch(self, events: list[ProgressEvent]) -> None:
+        new_lp, trace_point = self._record(events)
+        message = {
+            "type": "update",
+            "chains": self._rows,
+            "lp": new_lp,
+            "lp_iterations": [event.step for event in events],
+            "trace": trace_point,
+            "trace_iteration": events[-1].step,
+            **self._diagnostics(),
+        }
+        axes = self._axes()
+        if axes != self._sent_axes:  # ticks change seldom: send them only then
+            message["axes"] = self._sent_axes = axes
+        self.send(message)
+
+    def _record(
+        self, events: list[ProgressEvent]
+    ) -> tuple[list[list[float | None]], dict[str, list[float | None]]]:
+        """Put a batch of iterations into the history and the chains' rows; the chains' point
+        is read once, at its end. Returns the batch's log densities (per chain) and that
+        point."""
         info = events[-1].info
         per_chain = info["chains"]
         chains = info["num_chains"]
-        if not self._lp:
-            self._lp = [[] for _ in range(chains)]
-        new_lp = [
-            [_finite_or_none(event.info["chains"]["lp"][c]) for event in events]
-            for c in range(chains)
-        ]
-        for c in range(chains):
-            self._lp[c].extend(new_lp[c])
-            self._lp_extent.add(new_lp[c])
+        lps = [[_finite_or_none(value) for value in event.info["chains"]["lp"]] for event in events]
+        for event, lp in zip(events, lps, strict=True):
+            self._lp_rows.append((event.step, lp))
+            self._lp_extent.add(lp)
+        new_lp = [list(chain) for chain in zip(*lps, strict=True)]
         elapsed = max(info["elapsed_s"], 1e-9)
         iteration = events[-1].step
         self._rows = [
@@ -116,21 +145,10 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
             for c in range(chains)
         ]
         trace_point = self._trace_point()
-        self._trace_iterations.append(iteration)
-        message = {
-            "type": "update",
-            "chains": self._rows,
-            "lp": new_lp,
-            "trace": trace_point,
-            "trace_iteration": iteration,
-            **self._diagnostics(),
-        }
-        axes = self._axes()
-        if axes != self._sent_axes:  # ticks change seldom: send them only then
-            message["axes"] = self._sent_axes = axes
-        self.send(message)
+        self._trace_rows.append((iteration, trace_point))
+        return new_lp, trace_point
 
-    def _trace_point(self) -> dict[str, list[float]]:
+    def _trace_point(self) -> dict[str, list[float | None]]:
         """The first element of (up to four) sites, per chain, at the chains' current point."""
         kernel = self.mcmc.kernel
         values = kernel.site_values(kernel.z)
@@ -138,19 +156,17 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
         for name, value in list(values.items())[:_MAX_TRACED_SITES]:
             first = [_finite_or_none(x) for x in value.reshape(value.shape[0], -1)[:, 0].tolist()]
             point[name] = first
-            per_chain = self._traces.setdefault(name, [[] for _ in first])
-            for c, number in enumerate(first):
-                per_chain[c].append(number)
             self._trace_extents.setdefault(name, Extent()).add(first)
         return point
 
     def _axes(self) -> dict[str, Any]:
-        """The plots' axes so far. ``lp[c][i]`` is iteration ``i + 1`` (a monitor watches one
-        run from its start); the traces, sampled at each update, share that iteration axis."""
-        if not self._lp or not self._lp[0]:
+        """The plots' axes so far: the iterations (a monitor watches one run from its start),
+        which the traces, sampled at each update, share."""
+        rows = self._lp_rows.rows()
+        if not rows:
             return {}
         axes: dict[str, Any] = {
-            "iteration": linear_axis(1, len(self._lp[0]), 6, integer=True),
+            "iteration": linear_axis(rows[0][0], rows[-1][0], 6, integer=True),
             "traces": {
                 name: linear_axis(extent.low, extent.high, 4)
                 for name, extent in self._trace_extents.items()
@@ -174,6 +190,11 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
         return {"rhat": rhat, "ess": ess}
 
     def _finish(self, phase: str, error: str = "") -> None:
+        """The final state into the traits: one message, the iterations not sent yet
+        included."""
+        pending = self._throttle.take()
+        if pending:
+            self._record(pending)
         draws = self.mcmc.draws_so_far()
         self._last_diagnostics = -math.inf
         final = self._diagnostics()
@@ -183,13 +204,15 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
                 row["state"] = phase if not row["divergences"] else f"{phase}, diverging"
                 row["draws"] = row["draws"] if draws is None else draws.shape[1]
             self.chains = [dict(row) for row in self._rows]
-            self.lp = [list(values) for values in self._lp]
-            self.traces = {name: [list(v) for v in chains] for name, chains in self._traces.items()}
-            self.trace_iterations = list(self._trace_iterations)
-            self.axes = self._axes()
+            lp_rows, trace_rows = self._lp_rows.rows(), self._trace_rows.rows()
+            self.lp = [list(chain) for chain in zip(*(lp for _, lp in lp_rows), strict=True)]
+            self.lp_iterations = [iteration for iteration, _ in lp_rows]
+            self.traces = _per_site(trace_rows)
+            self.trace_iterations = [iteration for iteration, _ in trace_rows]
+            self.axes = self._sent_axes = self._axes()
             self.status = phase
             self.error = error
-        self.send({"type": "finished", "status": phase})
+        self._throttle.mark_sent()
         if self.display_handle is not None:  # the static fallback shows the final state
             self.display_handle.update(self)
 
@@ -202,7 +225,8 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
                 self.status = "stopping"
 
     def close(self) -> None:
-        self._unsubscribe()
+        if hasattr(self, "_unsubscribe"):  # not when __init__ refused its arguments
+            self._unsubscribe()
         super().close()
 
     # -- static view -------------------------------------------------------------------------
@@ -238,6 +262,17 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
             f"<div class='ppl-mcmc'><b>{escape(self.title or 'MCMC')}</b>: "
             f"{escape(self.status)}{escape(summary)}{table(header, rows)}</div>"
         )
+
+
+def _per_site(rows: list[TraceRow]) -> dict[str, list[list[float | None]]]:
+    """``{site: [values per chain]}`` from the trace readings."""
+    traces: dict[str, list[list[float | None]]] = {}
+    for _, point in rows:
+        for name, per_chain in point.items():
+            chains = traces.setdefault(name, [[] for _ in per_chain])
+            for values, number in zip(chains, per_chain, strict=True):
+                values.append(number)
+    return traces
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -1,6 +1,7 @@
 // The SVI monitor: an ELBO (loss) curve with log scale and smoothing, parameter traces, the
 // Step / Run / Pause / Reset buttons, and markers for non-finite steps. Points arrive in
-// batched "append" messages; the traits hold the whole history once a stretch of steps ends.
+// batched "append" messages; the traits hold the history once a stretch of steps ends (at most
+// a fixed number of points, evenly spaced: `num_steps` counts the steps, kept or not).
 // Messages that arrive before the view renders are buffered in initialize(). The axes come from
 // Python with the data; drawChart and svgElement are widgets/axes.js, put in front of this file.
 
@@ -9,11 +10,12 @@
 const STATES = new Map();
 
 function initialize({ model }) {
-  const state = { steps: [], losses: [], params: {}, paramSteps: [], axes: {}, views: new Set() };
+  const state = { steps: [], losses: [], count: 0, params: {}, paramSteps: [], axes: {}, views: new Set() };
   STATES.set(model.get("_uid"), state);
   const fromTraits = () => {
     state.steps = [...model.get("steps")];
     state.losses = model.get("losses").map((x) => (x === null ? NaN : x));
+    state.count = model.get("num_steps");
     state.params = {};
     state.paramSteps = [...model.get("param_steps")];
     state.axes = model.get("axes");
@@ -28,6 +30,7 @@ function initialize({ model }) {
     if (msg.type === "append") {
       state.steps.push(...msg.steps);
       state.losses.push(...msg.losses.map((x) => (x === null ? NaN : x)));
+      state.count += msg.steps.length;
       state.paramSteps.push(msg.steps[msg.steps.length - 1]);
       if (msg.axes) state.axes = msg.axes;
       for (const [name, summary] of Object.entries(msg.params || {})) {
@@ -37,7 +40,7 @@ function initialize({ model }) {
         }
       }
     } else if (msg.type === "reset") {
-      state.steps = []; state.losses = []; state.params = {}; state.paramSteps = []; state.axes = {};
+      state.steps = []; state.losses = []; state.count = 0; state.params = {}; state.paramSteps = []; state.axes = {};
     }
     state.views.forEach((draw) => draw());
   });
@@ -108,7 +111,7 @@ function render({ model, el }) {
     logBox.checked = model.get("log_scale");
     const status = model.get("status");
     const last = state.losses.length ? state.losses[state.losses.length - 1] : NaN;
-    info.textContent = ` ${status} · ${state.steps.length} steps` + (Number.isFinite(last) ? ` · loss ${last.toPrecision(6)}` : "");
+    info.textContent = ` ${status} · ${state.count} steps` + (Number.isFinite(last) ? ` · loss ${last.toPrecision(6)}` : "");
     root.dataset.points = String(state.steps.length);
     root.dataset.status = status;
     smoothing.value = String(model.get("smoothing"));

@@ -1,13 +1,16 @@
 """The SVI monitor: a live ELBO curve, parameter traces, and Step / Run / Pause / Reset buttons.
 
 It listens to an :class:`~engine.infer.SVI`'s progress events. New points go to the browser as
-small batched messages (at most ``max_rate`` a second); the whole history is written into the
-traits when a stretch of steps ends (:meth:`SviMonitor.sync`), so a saved notebook shows the
-final curve. The buttons work while the kernel is idle: Run steps in a background thread until
-Pause. Steps whose loss or gradient is not finite are marked with the message that names the
-site. The charts' axes (ticks and labels, :mod:`widgets.axes`) travel with the data, in the
-``axes`` trait and in a message whenever they change. The log scale needs every loss positive:
-when some loss is zero or negative (an ELBO loss can be), the chart stays linear and says so.
+small batched messages (at most ``max_rate`` a second); the history is written into the traits
+when a stretch of steps ends (:meth:`SviMonitor.sync`, one message that also carries the points
+not sent yet), so a saved notebook shows the final curve. However long the run, the history
+holds at most ``max_points`` points per curve (:mod:`widgets.history`: evenly spaced, the first
+and the latest kept), so the kernel's memory and the saved notebook stay the same size. The
+buttons work while the kernel is idle: Run steps in a background thread until Pause. Steps whose
+loss or gradient is not finite are marked with the message that names the site. The charts' axes
+(ticks and labels, :mod:`widgets.axes`) travel with the data, in the ``axes`` trait and in a
+message whenever they change. The log scale needs every loss positive: when some loss is zero or
+negative (an ELBO loss can be), the chart stays linear and says so.
 
 >>> import torch, engine, engine.distributions as dist
 >>> from engine.infer import SVI, Trace_ELBO
@@ -39,6 +42,7 @@ from engine.infer import SVI, NonFiniteError
 from engine.infer.progress import ProgressEvent
 from engine.params import get_param_store
 from widgets.axes import Extent, esm_with_axes, linear_axis, log_axis, svg_chart
+from widgets.history import Thinned
 from widgets.html import HtmlFallback, escape
 from widgets.throttle import Throttle
 
@@ -46,6 +50,11 @@ from widgets.throttle import Throttle
 # a handful of numbers.
 _MAX_TRACED_PARAMS = 8
 _MAX_ELEMENTS = 4
+
+# One recorded step: (step, loss or None when not finite); one parameter reading:
+# (step, {name: {element: value}}).
+LossRow = tuple[int, float | None]
+ParamRow = tuple[int, dict[str, dict[str, float]]]
 
 
 def _param_summary(value: torch.Tensor) -> dict[str, float]:
@@ -60,14 +69,16 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
 
     ``args``/``kwargs`` are the model arguments each step uses; ``on_reset`` (optional) puts
     the run back to its start when Reset is clicked; ``param_source`` returns the current
-    parameters ``{name: tensor}`` to trace.
+    parameters ``{name: tensor}`` to trace. ``max_points`` bounds the points kept per curve
+    (in the traits, the static chart and the kernel's memory).
     """
 
     _esm = esm_with_axes("svi_monitor.js")
     title = traitlets.Unicode("").tag(sync=True)
     # Ties the state the ESM builds in initialize() to every view of this widget.
     _uid = traitlets.Unicode().tag(sync=True)
-    steps = traitlets.List(traitlets.Int()).tag(sync=True)
+    steps = traitlets.List(traitlets.Int()).tag(sync=True)  # of the points kept (thinned)
+    num_steps = traitlets.Int(0).tag(sync=True)  # steps recorded, kept or not
     losses = traitlets.List().tag(sync=True)  # floats; None for a non-finite loss
     params = traitlets.Dict().tag(sync=True)  # name -> {element: [values]}
     param_steps = traitlets.List(traitlets.Int()).tag(sync=True)
@@ -88,15 +99,16 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
         on_reset: Callable[[], None] | None = None,
         param_source: Callable[[], dict[str, torch.Tensor]] | None = None,
         max_rate: float = 20.0,
+        max_points: int = 1000,
     ):
+        losses: Thinned[LossRow] = Thinned(max_points, label="max_points")
         super().__init__(title=title, _uid=uuid.uuid4().hex)
         self.svi = svi
         self.args, self.kwargs = tuple(args), dict(kwargs or {})
         self._on_reset = on_reset
         self._param_source = param_source or _store_params
-        self._history: dict[str, list] = {"steps": [], "losses": []}
-        self._param_history: dict[str, dict[str, list[float]]] = {}
-        self._param_steps: list[int] = []
+        self._losses = losses
+        self._param_rows: Thinned[ParamRow] = Thinned(max_points, label="max_points")
         self._loss_extent = Extent()
         self._param_extents: dict[str, Extent] = {}
         self._sent_axes: dict[str, Any] = {}
@@ -112,41 +124,39 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
         self._throttle.add((event.step, float(event.loss), event.info.get("message")))
 
     def _send_points(self, batch: list[tuple[int, float, str | None]]) -> None:
-        steps = [step for step, _, _ in batch]
-        losses = [loss if math.isfinite(loss) else None for _, loss, _ in batch]
-        self._history["steps"].extend(steps)
-        self._history["losses"].extend(losses)
-        self._loss_extent.add(losses)
-        for step, _, skipped_because in batch:
-            if skipped_because is not None:
-                self._mark(step, f"step skipped: {skipped_because}")
-        current = self._record_params(steps[-1])
+        steps, losses, current = self._record(batch)
         message = {"type": "append", "steps": steps, "losses": losses, "params": current}
         axes = self._axes()
         if axes != self._sent_axes:  # ticks change seldom: send them only then
             message["axes"] = self._sent_axes = axes
         self.send(message)
 
-    def _record_params(self, step: int) -> dict[str, dict[str, float]]:
+    def _record(
+        self, batch: list[tuple[int, float, str | None]]
+    ) -> tuple[list[int], list[float | None], dict[str, dict[str, float]]]:
+        """Put a batch of steps into the history; the parameters are read once, at its end."""
+        steps = [step for step, _, _ in batch]
+        losses = [loss if math.isfinite(loss) else None for _, loss, _ in batch]
+        self._losses.extend(zip(steps, losses, strict=True))
+        self._loss_extent.add(losses)
+        for step, _, skipped_because in batch:
+            if skipped_because is not None:
+                self._mark(step, f"step skipped: {skipped_because}")
         current = {}
         for name, value in list(self._param_source().items())[:_MAX_TRACED_PARAMS]:
-            summary = _param_summary(value)
-            current[name] = summary
-            traces = self._param_history.setdefault(name, {})
-            for element, number in summary.items():
-                traces.setdefault(element, []).append(number)
-            self._param_extents.setdefault(name, Extent()).add(summary.values())
-        self._param_steps.append(step)
-        return current
+            current[name] = _param_summary(value)
+            self._param_extents.setdefault(name, Extent()).add(current[name].values())
+        self._param_rows.append((steps[-1], current))
+        return steps, losses, current
 
     def _axes(self) -> dict[str, Any]:
         """The charts' axes for the history so far: the parameter traces share the ELBO
         chart's step axis."""
-        steps, loss = self._history["steps"], self._loss_extent
-        if not steps:
+        rows, loss = self._losses.rows(), self._loss_extent
+        if not rows:
             return {}
         axes: dict[str, Any] = {
-            "steps": linear_axis(steps[0], steps[-1], 6, integer=True),
+            "steps": linear_axis(rows[0][0], rows[-1][0], 6, integer=True),
             "params": {
                 name: linear_axis(extent.low, extent.high, 3)
                 for name, extent in self._param_extents.items()
@@ -162,15 +172,20 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
         self.nonfinite = [*self.nonfinite, {"step": step, "message": message}]
 
     def sync(self) -> None:
-        """Send pending points and write the whole history into the traits (what a saved
-        notebook keeps)."""
-        self._throttle.flush()
+        """Write the history into the traits (what a saved notebook keeps), the points not
+        sent yet included: one message, which the rate counts."""
+        pending = self._throttle.take()
+        if pending:
+            self._record(pending)
+        rows, param_rows = self._losses.rows(), self._param_rows.rows()
         with self.hold_sync():
-            self.steps = list(self._history["steps"])
-            self.losses = list(self._history["losses"])
-            self.params = {name: dict(traces) for name, traces in self._param_history.items()}
-            self.param_steps = list(self._param_steps)
-            self.axes = self._axes()
+            self.steps = [step for step, _ in rows]
+            self.losses = [loss for _, loss in rows]
+            self.params = _param_traces(param_rows)
+            self.param_steps = [step for step, _ in param_rows]
+            self.num_steps = self._losses.count
+            self.axes = self._sent_axes = self._axes()
+        self._throttle.mark_sent()
 
     # -- driving the run ---------------------------------------------------------------------
 
@@ -228,8 +243,9 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
         self.pause()
         if self._on_reset is not None:
             self._on_reset()
-        self._history = {"steps": [], "losses": []}
-        self._param_history, self._param_steps = {}, []
+        self._throttle.take()  # points of the old history not sent yet: gone with it
+        self._losses.clear()
+        self._param_rows.clear()
         self._loss_extent, self._param_extents, self._sent_axes = Extent(), {}, {}
         self.nonfinite = []
         self.status = "idle"
@@ -251,8 +267,9 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
             self.reset()
 
     def close(self) -> None:
-        self.pause()
-        self._unsubscribe()
+        if hasattr(self, "_unsubscribe"):  # not when __init__ refused its arguments
+            self.pause()
+            self._unsubscribe()
         super().close()
 
     # -- static view -------------------------------------------------------------------------
@@ -260,12 +277,13 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
     def to_html(self) -> str:
         """A static summary with the loss curve as an inline SVG (for frontends without
         widgets and for saved notebooks)."""
-        losses = [x for x in self._history["losses"] if x is not None] or [
+        losses = [loss for _, loss in self._losses.rows() if loss is not None] or [
             x for x in self.losses if x is not None
         ]
-        summary = f"{len(self._history['steps']) or len(self.steps)} steps"
+        summary = f"{self._losses.count or self.num_steps} steps"
         if losses:
-            summary += f", last loss {losses[-1]:.6g}, lowest {min(losses):.6g}"
+            lowest = self._loss_extent.low if self._loss_extent else min(losses)
+            summary += f", last loss {losses[-1]:.6g}, lowest {lowest:.6g}"
         marks = "".join(
             f"<li>step {int(mark['step'])}: {escape(mark['message'])}</li>"
             for mark in self.nonfinite
@@ -281,11 +299,7 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
         if "loss" not in axes:
             return ""
         log = self.log_scale and axes["loss_log"] is not None
-        points = [
-            (step, loss)
-            for step, loss in zip(self._history["steps"], self._history["losses"], strict=True)
-            if loss is not None
-        ]
+        points = [(step, loss) for step, loss in self._losses.rows() if loss is not None]
         return svg_chart(
             [step for step, _ in points],
             [loss for _, loss in points],
@@ -295,6 +309,17 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
             height=120,
             label="loss",
         )
+
+
+def _param_traces(rows: list[ParamRow]) -> dict[str, dict[str, list[float]]]:
+    """``{name: {element: values}}`` from the parameter readings (a parameter first seen late
+    has values for the last readings only)."""
+    traces: dict[str, dict[str, list[float]]] = {}
+    for _, summary in rows:
+        for name, elements in summary.items():
+            for element, number in elements.items():
+                traces.setdefault(name, {}).setdefault(element, []).append(number)
+    return traces
 
 
 def _store_params() -> dict[str, torch.Tensor]:

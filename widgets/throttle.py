@@ -44,6 +44,17 @@ class Throttle:
         if self._clock() - self._last >= self.interval_s:
             self.flush()
 
+    def take(self) -> list[Any]:
+        """Hand the pending items to the caller instead of sending them (it sends them its own
+        way, with :meth:`mark_sent`)."""
+        batch, self._pending = self._pending, []
+        return batch
+
+    def mark_sent(self) -> None:
+        """Count a message the caller sent itself: the next batch waits a full interval, so
+        the two together stay within the rate."""
+        self._last = self._clock()
+
     def flush(self) -> None:
         """Send whatever is pending now."""
         self._last = self._clock()

@@ -33,11 +33,13 @@ def test_a_row_per_chain_and_the_final_state_in_traits():
     assert [row["chain"] for row in monitor.chains] == [0, 1, 2]
     assert all(row["draws"] == 120 and row["iteration"] == 150 for row in monitor.chains)
     assert [len(values) for values in monitor.lp] == [150, 150, 150]
+    assert monitor.lp_iterations == list(range(1, 151))
     assert set(monitor.traces) == {"mu", "scale"}
     assert monitor.rhat is not None and monitor.rhat < 1.1 and monitor.ess > 30
     updates = [message for message in monitor.sent if message["type"] == "update"]
-    assert updates and monitor.sent[-1] == {"type": "finished", "status": "done"}
-    assert updates[-1]["trace_iteration"] == 150
+    # Every iteration went out (max_rate 1e9); the end is told by the traits, not a message.
+    assert updates and monitor.sent[-1] is updates[-1]
+    assert updates[-1]["trace_iteration"] == 150 and updates[-1]["lp_iterations"] == [150]
 
 
 def brackets(axis, values):
@@ -62,13 +64,13 @@ def test_axes_bracket_the_iterations_log_density_and_traces():
     assert sent[-1] == axes and len(sent) < len(monitor.sent) - 1  # only when they change
 
 
-def test_updates_are_batched():
+def test_iterations_not_sent_yet_go_out_with_the_final_traits():
     engine.set_rng_seed(1)
-    mcmc, monitor = watched(60, max_rate=1e-9)  # one batch, at the end
+    mcmc, monitor = watched(60, max_rate=1e-9)  # no batch during the run
     mcmc.run()
-    updates = [message for message in monitor.sent if message["type"] == "update"]
-    assert len(updates) == 1  # everything went out at the end, in one batch
-    assert [len(values) for values in updates[0]["lp"]] == [90, 90, 90]
+    assert monitor.sent == []  # no separate batch: the final trait write carries everything
+    assert [len(values) for values in monitor.lp] == [90, 90, 90]
+    assert monitor.lp_iterations == list(range(1, 91)) and monitor.trace_iterations == [90]
 
 
 def test_stop_button_ends_a_background_run_and_keeps_the_draws():
@@ -111,3 +113,32 @@ def test_a_failing_run_shows_its_error():
         mcmc.run()
         mcmc.get_samples()
     assert monitor.status in ("failed", "waiting")
+
+
+def test_a_long_run_keeps_at_most_max_points_iterations_in_traits():
+    engine.set_rng_seed(5)
+    mcmc = MCMC(NUTS(model), num_samples=100, warmup_steps=30, num_chains=2)
+    monitor = McmcMonitor(mcmc, max_rate=1e9, max_points=16)  # an update per iteration
+    sent = []
+    monitor.send = lambda content, buffers=None: sent.append(content)
+    mcmc.run()
+    iterations = monitor.lp_iterations
+    assert len(iterations) <= 16 and iterations[0] == 1 and iterations[-1] == 130
+    assert all(len(chain) == len(iterations) for chain in monitor.lp)
+    # The kept values are those of their iterations, as the live updates sent them.
+    live = {i: [chain[0] for chain in m["lp"]] for m in sent for i in m["lp_iterations"]}
+    assert [list(values) for values in zip(*monitor.lp, strict=True)] == [
+        live[i] for i in iterations
+    ]
+    assert len(monitor.trace_iterations) <= 16 and monitor.trace_iterations[-1] == 130
+    assert all(len(chain) == len(monitor.trace_iterations) for chain in monitor.traces["mu"])
+    assert monitor.axes["iteration"]["ticks"][-1] >= 130
+    assert all(row["draws"] == 100 for row in monitor.chains)
+
+
+@pytest.mark.parametrize("bad", [1, 0, 2.5, None])
+def test_max_points_below_two_is_refused_by_name(bad):
+    mcmc = MCMC(NUTS(model), num_samples=10, warmup_steps=5)
+    with pytest.raises(ValueError, match=rf"max_points must be an integer of at least 2.*{bad!r}"):
+        McmcMonitor(mcmc, max_points=bad)
+    assert not mcmc.progress.active  # nothing left listening to the run

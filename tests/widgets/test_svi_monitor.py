@@ -1,6 +1,8 @@
 """The SVI monitor's Python side: batched messages, traits for saved notebooks, the buttons'
 commands (Run in a background thread, Pause, Reset), non-finite markers and the HTML fallback."""
 
+import json
+import re
 import time
 
 import pytest
@@ -11,6 +13,7 @@ import engine.distributions as dist
 from engine.infer import SVI, NonFiniteError, Trace_ELBO
 from engine.optim import Adam
 from widgets.svi_monitor import SviMonitor
+from widgets.throttle import Throttle
 
 DATA = torch.tensor([0.5, 1.5, 1.0])
 
@@ -36,14 +39,13 @@ def monitor():
     monitor.close()
 
 
-def test_steps_are_sent_in_batches_and_kept_in_traits(monitor):
-    throttled = SviMonitor(monitor.svi, (DATA,), max_rate=1e-9)  # one batch per sync
+def test_points_not_sent_yet_go_out_with_the_traits(monitor):
+    throttled = SviMonitor(monitor.svi, (DATA,), max_rate=1e-9)  # no batch during the steps
     sent = []
     throttled.send = lambda content, buffers=None: sent.append(content)
     throttled.step(25)
-    appends = [message for message in sent if message["type"] == "append"]
-    assert len(appends) == 1 and appends[0]["steps"] == list(range(1, 26))
-    assert throttled.steps == list(range(1, 26))
+    assert sent == []  # no separate batch: the trait write at the end carries the 25 steps
+    assert throttled.steps == list(range(1, 26)) and throttled.num_steps == 25
     assert throttled.losses == pytest.approx(monitor.svi.losses)
     assert set(throttled.params) == {"loc"}
     throttled.close()
@@ -141,3 +143,50 @@ def test_a_negative_loss_has_no_log_axis_and_the_static_chart_stays_linear():
     assert monitor.axes["loss_log"] is None and brackets(monitor.axes["loss"], monitor.losses)
     assert "data-axis='y' data-scale='linear'" in monitor.to_html()
     monitor.close()
+
+
+def history_bytes(monitor):
+    """What the history traits add to a saved notebook."""
+    state = monitor.get_state(["steps", "losses", "params", "param_steps"])
+    return len(json.dumps(state))
+
+
+def test_a_long_run_keeps_at_most_max_points_in_traits_and_the_static_chart():
+    svi = SVI(model, guide, Adam({"lr": 0.05}), Trace_ELBO())
+    monitor = SviMonitor(svi, (DATA,), max_rate=1e9, max_points=20)  # a reading per step
+    monitor.step(200)
+    size_at_200 = history_bytes(monitor)
+    monitor.step(200)
+    steps = monitor.steps
+    assert len(steps) <= 20 and steps[0] == 1 and steps[-1] == 400 and monitor.num_steps == 400
+    assert monitor.losses == [svi.losses[step - 1] for step in steps]  # the losses of those steps
+    assert len(monitor.param_steps) <= 20 and monitor.param_steps[-1] == 400
+    assert len(monitor.params["loc"]["0"]) == len(monitor.param_steps)
+    assert history_bytes(monitor) <= 1.1 * size_at_200  # twice the steps, the same size
+    html = monitor.to_html()
+    assert "400 steps" in html and f"lowest {min(svi.losses):.6g}" in html
+    points = re.search(r"<polyline[^>]* points='([^']*)'", html).group(1).split()
+    assert len(points) == len(steps)
+    monitor.close()
+
+
+def test_the_trait_write_at_the_end_of_a_stretch_counts_toward_the_rate(monitor):
+    now = [0.0]
+    monitor._throttle = Throttle(monitor._send_points, interval_s=1.0, clock=lambda: now[0])
+    now[0] = 5.0
+    monitor.step(1)  # its batch goes out (5 s since the last message), then the traits
+    now[0] = 5.5
+    monitor.step(1)  # too soon for a batch: step 2 goes out with the traits
+    now[0] = 6.2  # 1.2 s after the last batch, but 0.7 s after the last trait write
+    monitor.step(1)
+    appends = [message["steps"] for message in monitor.sent if message["type"] == "append"]
+    assert appends == [[1]]
+    assert monitor.steps == [1, 2, 3] and monitor.num_steps == 3
+
+
+@pytest.mark.parametrize("bad", [1, 0, 2.5, None])
+def test_max_points_below_two_is_refused_by_name(bad):
+    svi = SVI(model, guide, Adam({"lr": 0.05}), Trace_ELBO())
+    with pytest.raises(ValueError, match=rf"max_points must be an integer of at least 2.*{bad!r}"):
+        SviMonitor(svi, (DATA,), max_points=bad)
+    assert not svi.progress.active  # nothing left listening to the run
