@@ -175,7 +175,8 @@ def _fmt_values(values: torch.Tensor) -> str:
     return fmt(values.detach().cpu().tolist())
 
 
-def _check_support(name: str, value: torch.Tensor, constraint: Constraint) -> None:
+def _support_problem(name: str, value: torch.Tensor, constraint: Constraint) -> str | None:
+    """What lies outside ``constraint`` in the initial ``value``, in words (None when nothing)."""
     event_dim = constraint.event_dim
     described = describe_constraint(constraint)
     if value.dim() < event_dim:
@@ -193,7 +194,7 @@ def _check_support(name: str, value: torch.Tensor, constraint: Constraint) -> No
                 f"checked against {described}: {err}"
             ) from err
         if bool(ok.all()):
-            return
+            return None
         bad = ~ok
         event_shape = value.shape[value.dim() - event_dim :]
         # Tensor bounds can broadcast the check wider than the value itself.
@@ -206,22 +207,43 @@ def _check_support(name: str, value: torch.Tensor, constraint: Constraint) -> No
         what = f"{count} of {total} events (each of shape {fmt_shape(event_shape)})"
         shown = f"first bad event: {_fmt_values(bad_values[0])}"
     nan_hint = " NaN lies outside every support." if bool(bad_values.isnan().any()) else ""
-    raise SupportError(
+    return (
         f"param {name!r}: {what} of the initial value (shape {fmt_shape(value.shape)}) lie "
-        f"outside the support of {described}; {shown}.{nan_hint} Pass an initial value inside "
-        "the support, or declare the param with a constraint that admits it."
+        f"outside the support of {described}; {shown}.{nan_hint}"
     )
 
 
 def _new_leaf(
     name: str, value: torch.Tensor, constraint: Constraint, transform: Transform
 ) -> torch.Tensor:
-    """The unconstrained leaf for a constrained value, after checking the value may live there."""
-    _check_support(name, value, constraint)
+    """The unconstrained leaf for a constrained value, after checking the value may live there.
+
+    As in Pyro, an initial value outside the support that the constraint's transform still
+    maps to a finite unconstrained value (an unnormalised vector for a simplex) is accepted,
+    with a warning: the param starts at the point of the support the transform maps it to.
+    One it cannot map is an error naming the param.
+    """
+    problem = _support_problem(name, value, constraint)
     with torch.no_grad():
         unconstrained = transform.inv(value)
         finite = torch.isfinite(unconstrained)
-        if not bool(finite.all()):
+        if problem is not None:
+            if not bool(finite.all()):
+                raise SupportError(
+                    f"{problem} The constraint's transform cannot map it into the support. Pass "
+                    "an initial value inside the support, or declare the param with a "
+                    "constraint that admits it."
+                )
+            mapped = transform(unconstrained)
+            warnings.warn(
+                f"{problem} It was mapped into the support, as Pyro does: the param starts at "
+                f"{_fmt_values(mapped.reshape(-1)[:6])}"
+                f"{' ...' if mapped.numel() > 6 else ''}. Pass a value inside the support to "
+                "start exactly where you mean.",
+                UserWarning,
+                stacklevel=5,
+            )
+        elif not bool(finite.all()):
             count = int((~finite).sum())
             raise SupportError(
                 f"param {name!r}: the initial value (shape {fmt_shape(value.shape)}) lies on the "

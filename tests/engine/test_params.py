@@ -153,13 +153,23 @@ def test_initial_value_outside_support_raises_support_error(store):
     assert_unchanged(store, before)
 
 
-def test_event_constraint_support_error_counts_events(store):
-    bad = torch.tensor([[0.5, 0.5], [0.9, 0.9], [0.2, 0.2]])
+def test_an_unnormalised_simplex_init_is_mapped_onto_it_counting_events(store):
+    # Pyro accepts this (its enumeration tutorial does it): the transform normalises the rows.
+    unnormalised = torch.tensor([[0.5, 0.5], [0.9, 0.9], [0.2, 0.2]])
+    with pytest.warns(UserWarning) as caught:
+        value = store.get_param("probs", unnormalised, constraints.simplex)
+    message = str(caught[0].message)
+    assert "param 'probs'" in message and "2 of 3 events (each of shape (2,))" in message
+    assert "first bad event: [0.9, 0.9]" in message and "mapped into the support" in message
+    assert torch.allclose(value, torch.full((3, 2), 0.5))
+
+
+def test_an_init_the_transform_cannot_map_is_refused_counting_events(store):
+    bad = torch.tensor([[0.5, 0.5], [-1.0, 2.0]])
     with pytest.raises(SupportError) as info:
         store.get_param("probs", bad, constraints.simplex)
     message = str(info.value)
-    assert "2 of 3 events (each of shape (2,))" in message
-    assert "first bad event: [0.9, 0.9]" in message
+    assert "1 of 2 events (each of shape (2,))" in message and "cannot map" in message
     assert "probs" not in store
 
 
