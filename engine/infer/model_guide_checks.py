@@ -22,6 +22,7 @@ names every offending site.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -68,6 +69,9 @@ def _real_valued(constraint: constraints.Constraint) -> bool:
 
 
 def _support_problem(name: str, model_site: Message, guide_site: Message) -> str | None:
+    """A guide that draws from the whole real line for a site the model bounds: as in Pyro,
+    it may go on (a warning naming the site) while its draws stay inside the model's support,
+    and is an error once a draw falls outside, which the model cannot score."""
     model_fn, guide_fn = model_site["fn"], guide_site["fn"]
     if not all(isinstance(fn, torch.distributions.Distribution) for fn in (model_fn, guide_fn)):
         return None
@@ -79,14 +83,24 @@ def _support_problem(name: str, model_site: Message, guide_site: Message) -> str
     # that draws from the whole real line can propose values the model cannot score.
     if type(_unwrap(guide_fn)).__name__ == "Delta":
         return None
-    if _real_valued(guide_support) and not _real_valued(model_support):
-        return (
-            f"site '{name}': the guide's {type(guide_fn).__name__} draws from the whole real line, "
-            f"but the model's {type(model_fn).__name__} has support {_strip(model_support)}. "
-            "Use a guide distribution with the same support (e.g. LogNormal or Gamma for a "
-            "positive site, Beta for the unit interval), or an autoguide, which transforms."
-        )
-    return None
+    if not _real_valued(guide_support) or _real_valued(model_support):
+        return None
+    wider = (
+        f"site '{name}': the guide's {type(guide_fn).__name__} draws from the whole real line, "
+        f"but the model's {type(model_fn).__name__} has support {_strip(model_support)}."
+    )
+    fix = (
+        "Use a guide distribution with the same support (e.g. LogNormal or Gamma for a "
+        "positive site, Beta for the unit interval), or an autoguide, which transforms."
+    )
+    value = guide_site["value"]
+    with torch.no_grad():
+        inside = model_support.check(value) if isinstance(value, torch.Tensor) else None
+    if inside is None or bool(inside.all()):
+        warnings.warn(f"{wider} It runs while its draws stay inside. {fix}", stacklevel=2)
+        return None
+    outside = value.detach().reshape(-1)[~inside.reshape(-1)][:3].tolist()
+    return f"{wider} It drew {outside} (outside), which the model cannot score. {fix}"
 
 
 def _shape_problem(name: str, model_site: Message, guide_site: Message) -> str | None:
