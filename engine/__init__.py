@@ -18,6 +18,7 @@ from engine.distributions.validation import (
     is_validation_enabled,
     validation_enabled,
 )
+from engine.infer.render import render_model
 from engine.params import get_param_store
 from engine.poutine.handlers import condition, do, markov
 from engine.primitives import (
@@ -52,6 +53,7 @@ __all__ = [
     "param",
     "plate",
     "poutine",
+    "render_model",
     "sample",
     "set_rng_seed",
     "subsample",
