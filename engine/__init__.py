@@ -12,7 +12,7 @@
 (['p'], ['obs'])
 """
 
-from engine import distributions, infer, ops, optim, poutine
+from engine import distributions, infer, ops, optim, poutine, util
 from engine.distributions.validation import (
     enable_validation,
     is_validation_enabled,
@@ -57,5 +57,6 @@ __all__ = [
     "sample",
     "set_rng_seed",
     "subsample",
+    "util",
     "validation_enabled",
 ]
