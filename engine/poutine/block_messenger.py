@@ -106,8 +106,8 @@ class NonlocalExit(Exception):
 
         The handlers the exit passed through were already exited on the way out (their
         ``__exit__`` restores the stack), so this reaches only those the catching code runs
-        inside; the engine's own handlers keep no state an escape leaves stale, and a user's
-        ``Messenger`` subclass may define ``_reset``.
+        inside: a ``trace`` around the retried calls forgets the sites of the aborted run
+        (``TraceMessenger._reset``), and a user's ``Messenger`` subclass may define ``_reset``.
         """
         for handler in reversed(handler_stack()):
             reset = getattr(handler, "_reset", None)
