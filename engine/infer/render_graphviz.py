@@ -17,6 +17,7 @@ only when that package is installed.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import graphviz
@@ -57,6 +58,21 @@ class ModelDigraph(graphviz.Digraph):
                 "engine's own drawing of the model."
             )
         return _fallback_bundle(self.diagram, note, include, exclude)
+
+    def unflatten(self, *args: Any, **kwargs: Any) -> Any:
+        """Graphviz's ``unflatten`` (a better aspect ratio for wide graphs, as Pyro's tutorial
+        shows); where Graphviz's ``unflatten`` program is missing, a warning and this graph
+        as it is, so the cell still shows a picture."""
+        try:
+            return super().unflatten(*args, **kwargs)
+        except graphviz.ExecutableNotFound:
+            warnings.warn(
+                "Graphviz's `unflatten` program was not found, so the graph is shown as it is; "
+                f"install Graphviz ({_INSTALL}) to unflatten it.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return self
 
     def copy(self) -> ModelDigraph:
         """A copy that keeps the fallback drawing (``graphviz`` copies only its own state)."""
