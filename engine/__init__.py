@@ -12,12 +12,13 @@
 (['p'], ['obs'])
 """
 
-from engine import distributions, infer, ops, optim, poutine
+from engine import distributions, infer, ops, optim, poutine, util
 from engine.distributions.validation import (
     enable_validation,
     is_validation_enabled,
     validation_enabled,
 )
+from engine.infer.render import render_model
 from engine.params import get_param_store
 from engine.poutine.handlers import condition, do, markov
 from engine.primitives import (
@@ -52,8 +53,10 @@ __all__ = [
     "param",
     "plate",
     "poutine",
+    "render_model",
     "sample",
     "set_rng_seed",
     "subsample",
+    "util",
     "validation_enabled",
 ]

@@ -237,6 +237,13 @@ class StateFileContentError(StateFileError, ValueError):
     kind, or one written by another version."""
 
 
+class RenderError(PPLError, RuntimeError, ValueError):
+    """A model picture could not be written to a file: Graphviz (the ``graphviz`` package or
+    its ``dot`` program) is missing, or the file name names no format Graphviz writes. A
+    ``RuntimeError`` as Graphviz's own ``ExecutableNotFound`` is, and a ``ValueError`` as its
+    unknown-format error is."""
+
+
 def fmt_shape(shape: Iterable[int]) -> str:
     """Write a shape the way users type it.
 

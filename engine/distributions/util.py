@@ -1,12 +1,19 @@
-"""Small tensor helpers shared by the distributions and, later, by the inference code.
+"""Small tensor helpers shared by the distributions and the inference code; also Pyro's import
+path ``pyro.distributions.util`` (``broadcast_shape``, ``logsumexp``, ``sum_rightmost``,
+``sum_leftmost``, ``scale_and_mask``, ``copy_docs_from``, ...).
 
 They live here rather than in ``engine.ops`` because the distributions package sits below every
 other engine package and must import none of them.
+
+>>> import math
+>>> x = torch.ones(2, 3, 4)
+>>> sum_leftmost(x, 1).shape, sum_rightmost(x, -1).shape
+(torch.Size([3, 4]), torch.Size([2]))
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from numbers import Number
 
 import torch
@@ -14,42 +21,156 @@ import torch
 from engine.errors import ShapeError, fmt_shape
 
 
-def broadcast_shape(*shapes: Iterable[int]) -> torch.Size:
-    """Broadcast shapes the way torch broadcasts tensors, raising a readable ``ShapeError``.
+def broadcast_shape(*shapes: Iterable[int], strict: bool = False) -> torch.Size:
+    """Broadcast shapes the way torch broadcasts tensors (``np.broadcast`` for shapes), raising
+    a readable ``ShapeError`` (a ``ValueError``). With ``strict=True`` shapes may only be
+    extended on the left, never a size-1 dim resized.
 
     Plain Python on purpose: ``torch.broadcast_shapes`` costs microseconds per call, and shapes
     are broadcast for every site of every step.
 
     >>> broadcast_shape((3, 1), (4,))
     torch.Size([3, 4])
+    >>> broadcast_shape((4,), (3, 4), strict=True)
+    torch.Size([3, 4])
     """
     shapes = [tuple(s) for s in shapes]
     # No ``max(..., default=0)``: torch.compile cannot trace that keyword.
     ndim = max([len(s) for s in shapes] or [0])
-    out = [1] * ndim
+    out: list[int | None] = [None] * ndim  # None: no shape has reached this dim yet
     for shape in shapes:
         for i, size in enumerate(shape, start=ndim - len(shape)):
-            if size == out[i] or size == 1:
-                continue
-            if out[i] != 1:
+            current = out[i]
+            if current is None or size == current:
+                out[i] = size
+            elif strict or (size != 1 and current != 1):
                 listed = ", ".join(fmt_shape(s) for s in shapes)
+                rule = "equal" if strict else "equal or one of them 1"
                 raise ShapeError(
-                    f"Shapes {listed} do not broadcast: aligned from the right, each pair of dims "
-                    "must be equal or one of them 1."
+                    f"Shapes {listed} do not broadcast{' strictly' if strict else ''}: aligned "
+                    f"from the right, each pair of dims must be {rule}."
                 )
-            out[i] = size
+            elif current == 1:
+                out[i] = size
     return torch.Size(out)
 
 
-def sum_rightmost(value: torch.Tensor | Number, dim: int) -> torch.Tensor | Number:
-    """Sum out the ``dim`` rightmost dims of ``value`` (numbers pass through untouched).
+def _dims_to_sum(value: torch.Tensor, dim: int | float) -> int:
+    """``dim`` as a count of dims to sum: negative counts keep ``-dim`` dims, inf sums all."""
+    if dim < 0:
+        dim += value.dim()
+    return value.dim() if dim >= value.dim() else int(dim)
+
+
+def sum_rightmost(value: torch.Tensor | Number, dim: int | float) -> torch.Tensor | Number:
+    """Sum out the ``dim`` rightmost dims of ``value`` (numbers pass through untouched): 0 sums
+    nothing, ``math.inf`` everything, and a negative ``dim`` keeps the ``-dim`` leftmost dims.
 
     >>> sum_rightmost(torch.ones(2, 3, 4), 2).shape
     torch.Size([2])
+    >>> sum_rightmost(torch.ones(2, 3, 4), -2).shape, sum_rightmost(torch.ones(2, 3), float("inf"))
+    (torch.Size([2, 3]), tensor(6.))
     """
     if isinstance(value, Number) or dim == 0:
         return value
+    dim = _dims_to_sum(value, dim)
+    if dim == 0:
+        return value
     return value.reshape((*value.shape[: value.dim() - dim], -1)).sum(-1)
+
+
+def sum_leftmost(value: torch.Tensor | Number, dim: int | float) -> torch.Tensor | Number:
+    """Sum out the ``dim`` leftmost dims of ``value`` (numbers pass through untouched): 0 sums
+    nothing, ``math.inf`` everything, and a negative ``dim`` keeps the ``-dim`` rightmost dims.
+
+    >>> x = torch.ones(2, 3, 4)
+    >>> sum_leftmost(x, 2).shape, sum_leftmost(x, -1).shape, sum_leftmost(x, float("inf"))
+    (torch.Size([4]), torch.Size([4]), tensor(24.))
+    """
+    if isinstance(value, Number) or dim == 0:
+        return value
+    dim = _dims_to_sum(value, dim)
+    if dim == 0:
+        return value
+    return value.reshape((-1, *value.shape[dim:])).sum(0)
+
+
+def logsumexp(tensor: torch.Tensor, dim: int = -1, keepdim: bool = False) -> torch.Tensor:
+    """``log(sum(exp(tensor)))`` along ``dim`` (the last by default), computed without
+    overflow; all ``-inf`` gives ``-inf``.
+
+    >>> logsumexp(torch.tensor([[0.0, 0.0], [1000.0, -float("inf")]])).tolist()
+    [0.6931471824645996, 1000.0]
+    >>> logsumexp(torch.full((2,), -float("inf")))
+    tensor(-inf)
+    """
+    return torch.logsumexp(tensor, dim=dim, keepdim=keepdim)
+
+
+def scalar_like(prototype: torch.Tensor, fill_value: float) -> torch.Tensor:
+    """A 0-dim tensor holding ``fill_value`` with ``prototype``'s dtype and device.
+
+    >>> scalar_like(torch.zeros(3, dtype=torch.float64), 2)
+    tensor(2., dtype=torch.float64)
+    """
+    return torch.tensor(fill_value, dtype=prototype.dtype, device=prototype.device)
+
+
+def eye_like(value: torch.Tensor, m: int, n: int | None = None) -> torch.Tensor:
+    """An ``m x n`` (``m x m`` by default) identity matrix with ``value``'s dtype and device.
+
+    >>> eye_like(torch.zeros((), dtype=torch.float64), 2, 3)
+    tensor([[1., 0., 0.],
+            [0., 1., 0.]], dtype=torch.float64)
+    """
+    return torch.eye(m, m if n is None else n, dtype=value.dtype, device=value.device)
+
+
+def copy_docs_from(source_class: type, full_text: bool = False) -> Callable[[type], type]:
+    """A class decorator: every public method or property of the decorated class without a
+    docstring gets one from ``source_class``'s attribute of the same name: a pointer to it
+    (``"See :meth:`module.Class.name`"``), or its whole text with ``full_text=True`` (a source
+    docstring that is itself a pointer is copied as it is).
+
+    >>> class Base:
+    ...     def sample(self):
+    ...         "Draw a value."
+    >>> @copy_docs_from(Base)
+    ... class Mine(Base):
+    ...     def sample(self):
+    ...         return 1
+    >>> Mine.sample.__doc__
+    'See :meth:`engine.distributions.util.Base.sample`'
+    """
+
+    def decorate(destination: type) -> type:
+        for name in dir(destination):
+            if name.startswith("_"):
+                continue
+            attribute = destination.__dict__.get(name, getattr(destination, name))
+            function = getattr(attribute, "__func__", attribute)
+            source_doc = getattr(getattr(source_class, name, None), "__doc__", None)
+            if not source_doc or getattr(function, "__doc__", None):
+                continue
+            if full_text or source_doc.startswith("See "):
+                doc = source_doc
+            else:
+                doc = f"See :meth:`{source_class.__module__}.{source_class.__qualname__}.{name}`"
+            if isinstance(attribute, property):
+                # A property's docstring is read-only: replace the property with a documented one.
+                setattr(
+                    destination,
+                    name,
+                    property(attribute.fget, attribute.fset, attribute.fdel, doc),
+                )
+            else:
+                try:
+                    function.__doc__ = doc
+                except (AttributeError, TypeError):
+                    continue  # a builtin's docstring cannot be set
+        return destination
+
+    return decorate
 
 
 def is_identically_zero(x: object) -> bool:

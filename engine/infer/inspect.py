@@ -189,7 +189,8 @@ def trace_relations(
         for name, site in model_trace.nodes.items()
         if site["type"] == "sample" and not is_subsample_site(site)
     ]
-    order = {name: i for i, (name, _) in enumerate(sites)}
+    # Parents are listed in the order the model reached them, params included (as Pyro does).
+    order = {name: i for i, name in enumerate(model_trace.nodes)}
 
     def named(tags: frozenset[Tag], kind: str) -> list[str]:
         names = [name for tag_kind, name in tags if tag_kind == kind]

@@ -2,9 +2,10 @@
 
 ``Adam({"lr": 0.01})`` and its siblings (every ``torch.optim`` optimizer but LBFGS),
 ``ClippedAdam``, the LR schedulers (every ``torch.optim.lr_scheduler`` class, e.g.
-``ExponentialLR``), and the generic ``PyroOptim`` and ``PyroLRScheduler``. An optimizer is called
-as ``optim(params)`` on unconstrained param-store leaves with gradients; it saves and loads its
-state by param name.
+``ExponentialLR``), and the generic ``PyroOptim`` and ``PyroLRScheduler``;
+``engine.optim.multi`` holds Pyro's ``MultiOptimizer`` family (stepped with the loss itself).
+An optimizer is called as ``optim(params)`` on unconstrained param-store leaves with gradients;
+it saves and loads its state by param name.
 
 >>> import torch, engine, engine.optim as optim
 >>> engine.clear_param_store()
@@ -17,6 +18,7 @@ tensor([-0.1000, -0.1000, -0.1000])
 >>> engine.clear_param_store()
 """
 
+from engine.optim import multi
 from engine.optim.errors import OptimError
 from engine.optim.named_optimizers import TORCH_OPTIMIZERS, ClippedAdam
 from engine.optim.optimizer import PyroOptim
@@ -30,6 +32,7 @@ __all__ = [
     "OptimError",
     "PyroLRScheduler",
     "PyroOptim",
+    "multi",
     *TORCH_OPTIMIZERS,
     *TORCH_SCHEDULERS,
 ]

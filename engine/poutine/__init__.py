@@ -5,6 +5,18 @@
 True
 """
 
+# Pyro's submodules, reachable as attributes as in Pyro (``poutine.util.enum_extend``,
+# ``poutine.messenger.Messenger``, ``poutine.runtime.NonlocalExit``).
+from engine.poutine import condition_messenger as condition_messenger
+from engine.poutine import do_messenger as do_messenger
+from engine.poutine import escape_messenger as escape_messenger
+from engine.poutine import mask_messenger as mask_messenger
+from engine.poutine import messenger as messenger
+from engine.poutine import runtime as runtime
+from engine.poutine import scale_messenger as scale_messenger
+from engine.poutine import substitute_messenger as substitute_messenger
+from engine.poutine import uncondition_messenger as uncondition_messenger
+from engine.poutine import util as util
 from engine.poutine.block_messenger import BlockMessenger, EscapeMessenger, NonlocalExit
 from engine.poutine.broadcast_messenger import BroadcastMessenger
 from engine.poutine.conditioning import (
@@ -25,6 +37,7 @@ from engine.poutine.handlers import (
     lift,
     markov,
     mask,
+    queue,
     replay,
     scale,
     seed,
@@ -77,6 +90,7 @@ __all__ = [
     "lift",
     "markov",
     "mask",
+    "queue",
     "replay",
     "scale",
     "seed",

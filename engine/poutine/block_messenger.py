@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from engine.runtime import Message, Messenger, is_subsample_site
+from engine.runtime import Message, Messenger, handler_stack, is_subsample_site
 
 SitePredicate = Callable[[Message], bool]
 
@@ -89,11 +89,32 @@ class BlockMessenger(Messenger):
 
 
 class NonlocalExit(Exception):
-    """Raised by ``escape`` to leave a run at a site; ``site`` holds that site's message."""
+    """Raised by ``escape`` to leave a run at a site; ``site`` holds that site's message.
+
+    >>> NonlocalExit({"name": "z"}).site["name"]
+    'z'
+    """
 
     def __init__(self, site: Message):
         super().__init__(f"escaped at site {site['name']!r}")
         self.site = site
+
+    def reset_stack(self) -> None:
+        """Let the handlers still active where the exit is caught drop per-run state before the
+        model is run again (Pyro's ``reset_stack``, which ``poutine.queue`` calls): each one's
+        ``_reset()``, innermost first, up to a ``block`` that hides the escaped site.
+
+        The handlers the exit passed through were already exited on the way out (their
+        ``__exit__`` restores the stack), so this reaches only those the catching code runs
+        inside: a ``trace`` around the retried calls forgets the sites of the aborted run
+        (``TraceMessenger._reset``), and a user's ``Messenger`` subclass may define ``_reset``.
+        """
+        for handler in reversed(handler_stack()):
+            reset = getattr(handler, "_reset", None)
+            if callable(reset):
+                reset()
+            if isinstance(handler, BlockMessenger) and handler.hide_fn(self.site):
+                break
 
 
 class EscapeMessenger(Messenger):

@@ -14,12 +14,18 @@ returns the messenger, to use as ``with poutine.X(...):`` or as a decorator ``@p
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
-from engine.poutine.block_messenger import BlockMessenger, EscapeMessenger, SitePredicate
+from engine.poutine.block_messenger import (
+    BlockMessenger,
+    EscapeMessenger,
+    NonlocalExit,
+    SitePredicate,
+)
 from engine.poutine.broadcast_messenger import BroadcastMessenger
 from engine.poutine.conditioning import (
     ConditionMessenger,
@@ -35,6 +41,7 @@ from engine.poutine.replay_messenger import ReplayMessenger
 from engine.poutine.seed_messenger import SeedMessenger
 from engine.poutine.trace_messenger import TraceHandler, TraceMessenger
 from engine.poutine.trace_struct import Trace
+from engine.poutine.util import discrete_escape, enum_extend
 from engine.poutine.weighting import MaskMessenger, ScaleMessenger
 from engine.runtime import Messenger
 
@@ -186,3 +193,79 @@ def _markov_steps(messenger: MarkovMessenger, steps: Iterable) -> Iterator:
     for step in steps:
         with messenger:
             yield step
+
+
+class _TraceQueue(Protocol):
+    def get(self) -> Trace: ...
+    def put(self, item: Trace) -> None: ...
+    def empty(self) -> bool: ...
+
+
+def queue(
+    fn: Callable | None = None,
+    queue: _TraceQueue | None = None,
+    max_tries: int | None = None,
+    extend_fn: Callable[..., list[Trace]] | None = None,
+    escape_fn: Callable[[Trace, dict], bool] | None = None,
+    num_samples: int | None = None,
+) -> Any:
+    """Sequential enumeration: each call of the wrapped ``fn`` takes a partial trace from
+    ``queue`` (anything with ``get``, ``put`` and ``empty``, such as ``queue.Queue``), replays
+    it, and runs on until ``escape_fn(partial_trace, site)`` (default
+    :func:`~engine.poutine.util.discrete_escape`: a discrete latent site not in the partial
+    trace) stops it at a new site. Then ``extend_fn(partial_trace, site, num_samples=...)``
+    (default :func:`~engine.poutine.util.enum_extend`: one trace per value of the site) puts
+    the longer partial traces back into the queue and the next one is tried, up to
+    ``max_tries`` (default a million) times. The first run that reaches the end returns.
+
+    Put an empty ``Trace()`` in the queue first; keep calling (``trace(queue(fn, q))``) while
+    the queue is not empty to visit every execution of a model with discrete choices.
+
+    >>> import queue as queues, torch, engine as pyro, engine.distributions as dist
+    >>> def coin():
+    ...     return pyro.sample("c", dist.Bernoulli(0.3))
+    >>> q = queues.Queue()
+    >>> q.put(Trace())
+    >>> runs = trace(queue(coin, queue=q))
+    >>> seen = []
+    >>> while not q.empty():
+    ...     seen.append(runs.get_trace().nodes["c"]["value"].item())
+    >>> seen
+    [0.0, 1.0]
+    """
+    if queue is None:
+        raise ValueError("poutine.queue needs a queue of partial traces (put a Trace() in it)")
+    tries = int(1e6) if max_tries is None else max_tries
+    extend = enum_extend if extend_fn is None else extend_fn
+    stop_at = discrete_escape if escape_fn is None else escape_fn
+
+    def wrapper(wrapped: Callable) -> Callable:
+        @functools.wraps(wrapped)
+        def run_next(*args: Any, **kwargs: Any) -> Any:
+            for _ in range(tries):
+                if queue.empty():
+                    raise ValueError(
+                        "poutine.queue: the queue of partial traces is empty, so no run is "
+                        "left to try (put a Trace() in it before the first call, and stop "
+                        "calling once it is empty)."
+                    )
+                partial = queue.get()
+                recorder = trace(
+                    escape(
+                        replay(wrapped, trace=partial),
+                        escape_fn=functools.partial(stop_at, partial),
+                    )
+                )
+                try:
+                    return recorder(*args, **kwargs)
+                except NonlocalExit as exit:
+                    exit.reset_stack()
+                    for extended in extend(
+                        recorder.trace.copy(), exit.site, num_samples=num_samples
+                    ):
+                        queue.put(extended)
+            raise ValueError(f"poutine.queue: max_tries ({tries}) exceeded")
+
+        return run_next
+
+    return wrapper(fn) if fn is not None else wrapper

@@ -55,6 +55,15 @@ class TraceMessenger(Messenger):
             annotate_error(exc_value, self.trace, traceback)
         super().__exit__(exc_type, exc_value, traceback)
 
+    def _reset(self) -> None:
+        """Forget the sites of a run left by an escape (``NonlocalExit.reset_stack``), keeping
+        the run's ``_INPUT`` node: the next run records afresh."""
+        fresh = Trace()
+        if "_INPUT" in self.trace.nodes:
+            fresh.add_node("_INPUT", **self.trace.nodes["_INPUT"])
+        self.trace = fresh
+        self._plate_sizes = {}
+
     def __call__(self, fn: Callable) -> TraceHandler:
         return TraceHandler(self, fn)
 

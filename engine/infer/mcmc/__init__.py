@@ -6,6 +6,9 @@ warm-up adaptation, and the diagnostics of their draws.
 'HMC'
 """
 
+# Pyro's submodules, reachable as attributes as in Pyro (``pyro.infer.mcmc.util.summary``).
+from engine.infer.mcmc import api as api
+from engine.infer.mcmc import util as util
 from engine.infer.mcmc.flat_layout import MCMCError
 from engine.infer.mcmc.hmc import HMC
 from engine.infer.mcmc.mcmc import MCMC

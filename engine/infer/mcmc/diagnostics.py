@@ -295,6 +295,44 @@ def split_rhat(x: _Tensor) -> _Tensor:
     return torch.where(_any_nan(x), torch.full_like(rhat, math.nan), rhat)
 
 
+def split_gelman_rubin(x: _Tensor) -> _Tensor:
+    """The classic split Gelman-Rubin R-hat: each chain split in two halves, then the
+    between- and within-chain variances of the draws themselves (not rank-normalised, unlike
+    :func:`split_rhat`). This is what Pyro's ``summary`` reports as ``r_hat``. Fewer than four
+    draws give NaN.
+
+    >>> x = torch.randn(4, 400, generator=torch.Generator().manual_seed(5))
+    >>> bool(abs(split_gelman_rubin(x) - 1) < 0.02)
+    True
+    >>> bool(split_gelman_rubin(x + torch.arange(4.0)[:, None]) > 1.5)
+    True
+    """
+    x = _as_draws(x)
+    if _too_few(x):
+        return _nan(x)
+    return _rhat(_split(x))
+
+
+def hpdi(x: _Tensor, prob: float = 0.9, dim: int = 0) -> _Tensor:
+    """The highest posterior density interval: the narrowest interval between two draws along
+    ``dim`` that holds ``int(prob * n)`` steps of the ``n`` sorted draws. Returns the lower and
+    upper ends stacked along ``dim`` (Pyro's ``pyro.ops.stats.hpdi``).
+
+    >>> hpdi(torch.tensor([0.0, 1.0, 1.1, 1.2, 1.3, 10.0]), prob=0.5)
+    tensor([1.0000, 1.3000])
+    """
+    x = torch.as_tensor(x)
+    if not 0.0 < prob <= 1.0:
+        raise ValueError(f"hpdi: prob must lie in (0, 1]; got {prob}")
+    ordered = x.sort(dim).values
+    n = x.shape[dim]
+    span = min(int(prob * n), n - 1)  # prob=1: the whole range, first to last draw
+    starts = ordered.narrow(dim, 0, n - span)
+    ends = ordered.narrow(dim, span, n - span)
+    first = (ends - starts).argmin(dim, keepdim=True)
+    return torch.cat([ordered.gather(dim, first), ordered.gather(dim, first + span)], dim)
+
+
 def mcse_mean(x: _Tensor) -> _Tensor:
     """Monte Carlo standard error of the posterior mean: ``std / sqrt(ess)``, with the ESS of
     split (not rank-normalised) chains, as ArviZ's ``az.mcse(..., method="mean")``.
