@@ -12,7 +12,7 @@
 (['p'], ['obs'])
 """
 
-from engine import distributions, infer, ops, optim, poutine
+from engine import distributions, infer, nn, ops, optim, poutine
 from engine.distributions.validation import (
     enable_validation,
     is_validation_enabled,
@@ -47,6 +47,7 @@ __all__ = [
     "is_validation_enabled",
     "markov",
     "module",
+    "nn",
     "ops",
     "optim",
     "param",
