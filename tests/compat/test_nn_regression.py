@@ -80,11 +80,11 @@ def guide_moments(guide, name):
         return loc.detach(), None
     # Copies: a real-valued param reads as the store's own tensor, which later steps change.
     loc = store[f"{name}.loc"].detach().clone()
+    sd = store[f"{name}.scale"]
     if isinstance(guide, AutoMultivariateNormal):
-        tril = store[f"{name}.scale_tril"]
+        # As in Pyro 1.9: the Cholesky factor is scale[:, None] * (a unit lower triangular).
+        tril = sd[:, None] * store[f"{name}.scale_tril"]
         sd = (tril @ tril.T).diagonal().sqrt()
-    else:
-        sd = store[f"{name}.scale"]
     return loc, sd.detach().clone()
 
 
