@@ -12,7 +12,7 @@
 (['p'], ['obs'])
 """
 
-from engine import distributions, infer, ops, optim, poutine, util
+from engine import distributions, infer, nn, ops, optim, poutine, util
 from engine.distributions.validation import (
     enable_validation,
     is_validation_enabled,
@@ -48,6 +48,7 @@ __all__ = [
     "is_validation_enabled",
     "markov",
     "module",
+    "nn",
     "ops",
     "optim",
     "param",

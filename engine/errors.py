@@ -244,6 +244,12 @@ class RenderError(PPLError, RuntimeError, ValueError):
     unknown-format error is."""
 
 
+class ModuleError(PPLError, TypeError, ValueError):
+    """A ``PyroModule`` attribute declared with something it cannot use (a prior that is neither
+    a distribution nor a function of the module), or a module tree it cannot name. A
+    ``TypeError`` too, as Pyro raises for such a prior."""
+
+
 def fmt_shape(shape: Iterable[int]) -> str:
     """Write a shape the way users type it.
 
