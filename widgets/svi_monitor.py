@@ -4,7 +4,10 @@ It listens to an :class:`~engine.infer.SVI`'s progress events. New points go to 
 small batched messages (at most ``max_rate`` a second); the whole history is written into the
 traits when a stretch of steps ends (:meth:`SviMonitor.sync`), so a saved notebook shows the
 final curve. The buttons work while the kernel is idle: Run steps in a background thread until
-Pause. Steps whose loss or gradient is not finite are marked with the message that names the
+Pause. Every step, from the buttons or from a cell, holds the run's
+:class:`~widgets.run_lock.RunLock` (a cell stepping the run pauses a background Run first), so
+two threads never step one SVI at once and whoever holds the lock sees the params after a whole
+step. Steps whose loss or gradient is not finite are marked with the message that names the
 site. The charts' axes (ticks and labels, :mod:`widgets.axes`) travel with the data, in the
 ``axes`` trait and in a message whenever they change. The log scale needs every loss positive:
 when some loss is zero or negative (an ELBO loss can be), the chart stays linear and says so.
@@ -37,9 +40,11 @@ import traitlets
 
 from engine.infer import SVI, NonFiniteError
 from engine.infer.progress import ProgressEvent
+from engine.interrupts import deferred_interrupt
 from engine.params import get_param_store
 from widgets.axes import Extent, esm_with_axes, linear_axis, log_axis, svg_chart
 from widgets.html import HtmlFallback, escape
+from widgets.run_lock import RunLock
 from widgets.throttle import Throttle
 
 # Parameters shown as traces: at most this many, each summarised by its mean when larger than
@@ -60,7 +65,8 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
 
     ``args``/``kwargs`` are the model arguments each step uses; ``on_reset`` (optional) puts
     the run back to its start when Reset is clicked; ``param_source`` returns the current
-    parameters ``{name: tensor}`` to trace.
+    parameters ``{name: tensor}`` to trace; ``lock`` is the run's lock, when others (a
+    notebook run reading its params) share it.
     """
 
     _esm = esm_with_axes("svi_monitor.js")
@@ -88,6 +94,7 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
         on_reset: Callable[[], None] | None = None,
         param_source: Callable[[], dict[str, torch.Tensor]] | None = None,
         max_rate: float = 20.0,
+        lock: RunLock | None = None,
     ):
         super().__init__(title=title, _uid=uuid.uuid4().hex)
         self.svi = svi
@@ -101,8 +108,15 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
         self._param_extents: dict[str, Extent] = {}
         self._sent_axes: dict[str, Any] = {}
         self._throttle = Throttle(self._send_points, interval_s=1.0 / max_rate)
+        self.lock = RunLock() if lock is None else lock
         self._pause = threading.Event()
         self._runner: threading.Thread | None = None
+        # Set when the background loop has ended. Waited on instead of Thread.join: in Python
+        # 3.11 a stop (KeyboardInterrupt) landing in join() marks a thread that still runs as
+        # ended, and a second loop could start beside it.
+        self._runner_done = threading.Event()
+        self._runner_done.set()
+        self._starting = threading.Lock()  # two quick Run clicks start one loop
         self._unsubscribe = svi.progress.subscribe(self._on_event)
         self.on_msg(self._on_command)
 
@@ -164,56 +178,81 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
     def sync(self) -> None:
         """Send pending points and write the whole history into the traits (what a saved
         notebook keeps)."""
-        self._throttle.flush()
-        with self.hold_sync():
-            self.steps = list(self._history["steps"])
-            self.losses = list(self._history["losses"])
-            self.params = {name: dict(traces) for name, traces in self._param_history.items()}
-            self.param_steps = list(self._param_steps)
-            self.axes = self._axes()
+        # Under the lock, so no step adds points halfway; whole, so a stop pressed now cannot
+        # leave the traits disagreeing with each other.
+        with self.lock.hold(), deferred_interrupt():
+            self._throttle.flush()
+            with self.hold_sync():
+                self.steps = list(self._history["steps"])
+                self.losses = list(self._history["losses"])
+                self.params = {name: dict(traces) for name, traces in self._param_history.items()}
+                self.param_steps = list(self._param_steps)
+                self.axes = self._axes()
 
     # -- driving the run ---------------------------------------------------------------------
 
     def step(self, num_steps: int = 1) -> None:
         """Take ``num_steps`` steps here and now (the Step button takes one); a background Run
         is paused first, so two threads never step the same SVI."""
-        if self._runner is not None and self._runner.is_alive():
+        if not self._runner_done.is_set():
             self.pause()
-        try:
-            for _ in range(num_steps):
-                self.svi.step(*self.args, **self.kwargs)
-        except NonFiniteError as error:
-            self._mark(self.svi.step_count + 1, str(error))
-            raise
-        finally:
-            self.sync()
+        # Held for all the steps: a Run clicked meanwhile waits for them (its loop, should a
+        # pause above have timed out, checks for the pause inside its turn and ends).
+        with self.lock.hold():
+            try:
+                for _ in range(num_steps):
+                    self.svi.step(*self.args, **self.kwargs)
+            except NonFiniteError as error:
+                self._mark(self.svi.step_count + 1, str(error))
+                raise
+            finally:
+                self.sync()
 
     def run(self) -> None:
-        """Step in a background thread until :meth:`pause` (the Run button)."""
-        if self._runner is not None and self._runner.is_alive():
-            return
-        self._pause.clear()
-        self.status = "running"
-        self._runner = threading.Thread(target=self._run_until_paused, daemon=True)
-        self._runner.start()
+        """Step in a background thread until :meth:`pause` (the Run button). Run clicked while
+        a paused loop is still finishing its step starts again once that step is done."""
+        with self._starting:
+            if not self._runner_done.is_set():
+                if not self._pause.is_set():
+                    return  # already running
+                self._runner_done.wait()
+            self._pause.clear()
+            self.status = "running"
+            done = self._runner_done = threading.Event()
+            self._runner = threading.Thread(
+                target=self._run_until_paused, args=(done,), daemon=True
+            )
+            self._runner.start()
 
-    def _run_until_paused(self) -> None:
+    def _run_until_paused(self, done: threading.Event) -> None:
         try:
-            while not self._pause.is_set():
-                self.svi.step(*self.args, **self.kwargs)
+            while True:
+                with self.lock.background_turn():
+                    if self._pause.is_set():  # checked in the turn: a step waited for it
+                        break
+                    self.svi.step(*self.args, **self.kwargs)
         except NonFiniteError as error:
             self._mark(self.svi.step_count + 1, str(error))
+        except KeyboardInterrupt:  # raised by the model's own code: signals go elsewhere
+            self._mark(
+                self.svi.step_count + 1,
+                "interrupted by a KeyboardInterrupt; the steps before this one are kept",
+            )
         except Exception as error:  # shown on the widget; the run stays as it was
             self._mark(self.svi.step_count + 1, f"{type(error).__name__}: {error}")
         finally:
-            self.sync()
-            self.status = "paused" if self._pause.is_set() else "stopped"
+            try:
+                self.sync()
+                self.status = "paused" if self._pause.is_set() else "stopped"
+            finally:
+                done.set()
 
     def pause(self, timeout: float | None = 10.0) -> None:
-        """Stop a background run after its current step."""
+        """Stop a background run after its current step (waiting up to ``timeout`` seconds
+        for that step to end)."""
         self._pause.set()
-        if self._runner is not None:
-            self._runner.join(timeout)
+        if self._runner is not threading.current_thread():
+            self._runner_done.wait(timeout)
 
     def reset(self) -> None:
         """Pause, put the run back to its start (``on_reset``) and clear the history.
@@ -226,15 +265,17 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
         []
         """
         self.pause()
-        if self._on_reset is not None:
-            self._on_reset()
-        self._history = {"steps": [], "losses": []}
-        self._param_history, self._param_steps = {}, []
-        self._loss_extent, self._param_extents, self._sent_axes = Extent(), {}, {}
-        self.nonfinite = []
-        self.status = "idle"
-        self.sync()
-        self.send({"type": "reset"})
+        with self.lock.hold():
+            self._throttle.flush()  # the last points belong to the history cleared now
+            if self._on_reset is not None:
+                self._on_reset()
+            self._history = {"steps": [], "losses": []}
+            self._param_history, self._param_steps = {}, []
+            self._loss_extent, self._param_extents, self._sent_axes = Extent(), {}, {}
+            self.nonfinite = []
+            self.status = "idle"
+            self.sync()
+            self.send({"type": "reset"})
 
     def _on_command(self, widget: Any, content: dict, buffers: Any) -> None:
         if content.get("type") != "command":
