@@ -11,12 +11,16 @@ when the run starts), under Pyro's names. Stepping, ``run.guide`` and its method
 say) never move each other's params, and the notebook's own ``ppl.get_param_store()`` is left
 alone.
 
+While the monitor's Run button steps a run in the background, a cell may step it, save it or
+read it: each holds the run's lock (:class:`~widgets.run_lock.RunLock`), so it sees, and saves,
+the params after a whole step.
+
 >>> import torch, engine, engine.distributions as dist
 >>> from engine.infer import Trace_ELBO
 >>> from engine.infer.autoguide import AutoNormal
 >>> from engine.optim import Adam
 >>> from pplkernel.session import Registered
->>> engine.clear_param_store()
+>>> engine.clear_param_store()  # a run starts from a copy of the notebook's store
 >>> def coin(flips):
 ...     p = engine.sample("p", dist.Beta(2.0, 2.0))
 ...     with engine.plate("n", len(flips)):
@@ -32,10 +36,11 @@ alone.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from engine.infer import SVI, Predictive
@@ -44,12 +49,14 @@ from engine.infer.elbo import ELBO
 from engine.params import ParamStoreDict, get_param_store, param_store_scope
 from engine.poutine.handlers import block, trace
 from pplkernel.session import Registered
+from widgets.run_lock import RunLock
 from widgets.svi_monitor import SviMonitor
 
 
 class RunGuide:
     """A run's guide, working in the run's own param store: calling it, or calling any of its
-    methods (``median()``, ``quantiles(...)``, ...), happens inside the run's scope. Other
+    methods (``median()``, ``quantiles(...)``, ...), happens inside the run's scope (holding the
+    run's ``lock``, when given, so a background Run is not halfway through a step). Other
     attributes are the guide's own.
 
     >>> import torch, engine
@@ -60,12 +67,19 @@ class RunGuide:
     3.0
     """
 
-    def __init__(self, guide: Callable, store: ParamStoreDict):
+    def __init__(self, guide: Callable, store: ParamStoreDict, lock: RunLock | None = None):
         self._guide = guide
         self._store = store
+        self._lock = lock
+
+    @contextlib.contextmanager
+    def _in_run(self) -> Iterator[None]:
+        held = self._lock.hold() if self._lock else contextlib.nullcontext()
+        with held, param_store_scope(self._store):
+            yield
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        with param_store_scope(self._store):
+        with self._in_run():
             return self._guide(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
@@ -75,7 +89,7 @@ class RunGuide:
 
         @functools.wraps(attribute)
         def in_scope(*args: Any, **kwargs: Any) -> Any:
-            with param_store_scope(self._store):
+            with self._in_run():
                 return attribute(*args, **kwargs)
 
         return in_scope
@@ -106,7 +120,8 @@ class SviRun:
         self.settings = dict(settings or {})
         self.params: ParamStoreDict = get_param_store().copy()
         self.svi = SVI(model.fn, guide, optim, loss, param_store=self.params)
-        self.guide = RunGuide(guide, self.params)
+        self.lock = RunLock()  # shared with the monitor's background Run
+        self.guide = RunGuide(guide, self.params, self.lock)
         self.stale: str | None = None
         with param_store_scope(self.params):
             if isinstance(guide, AutoGuide):  # its parameters exist from here on
@@ -124,6 +139,7 @@ class SviRun:
             title=f"SVI run '{name}'",
             on_reset=self.reset,
             param_source=self.own_params,
+            lock=self.lock,
         )
 
     @property
@@ -155,27 +171,30 @@ class SviRun:
 
     def reset(self) -> None:
         """Back to the start: this run's params re-initialised, a fresh optimizer, no steps."""
-        for name in self.param_names:
-            if name in self.params:
-                del self.params[name]
-        self.svi.optim = copy.deepcopy(self._fresh_optim)
-        self.svi.losses.clear()
-        self.svi.step_count = 0
+        with self.lock.hold():
+            for name in self.param_names:
+                if name in self.params:
+                    del self.params[name]
+            self.svi.optim = copy.deepcopy(self._fresh_optim)
+            self.svi.losses.clear()
+            self.svi.step_count = 0
 
     def predictive(self, num_samples: int = 100, **kwargs: Any) -> dict[str, Any]:
         """Posterior predictive draws of every site, from the fitted guide."""
         predictive = Predictive(self.model, guide=self.svi.guide, num_samples=num_samples, **kwargs)
-        with param_store_scope(self.params):
+        with self.lock.hold(), param_store_scope(self.params):
             return predictive(*self.args, **self.kwargs)
 
     def save(self, filename: str | os.PathLike[str]) -> None:
         """Write this run's state (its params, optimizer, step, random state) to ``filename``;
         :meth:`load` continues from it."""
-        self.svi.save(filename)
+        with self.lock.hold():  # params and optimizer of one and the same step
+            self.svi.save(filename)
 
     def load(self, filename: str | os.PathLike[str]) -> None:
         """Continue from a state written by :meth:`save` (of this run or one like it)."""
-        self.svi.load(filename)
+        with self.lock.hold():
+            self.svi.load(filename)
 
     def close(self) -> None:
         """Stop a background Run and detach the monitor (the run's params go with the run)."""

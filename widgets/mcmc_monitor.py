@@ -26,6 +26,7 @@ warm-up included.
 from __future__ import annotations
 
 import math
+import threading
 import time
 import uuid
 from typing import Any
@@ -43,6 +44,7 @@ from widgets.throttle import Throttle
 
 _MAX_TRACED_SITES = 4
 _DIAGNOSTICS_EVERY_S = 1.0
+_ENDED = ("done", "stopped", "failed")
 
 # One iteration's log densities, per chain: (iteration, [lp or None]); one trace reading at
 # an update: (iteration, {site: [value or None per chain]}).
@@ -85,13 +87,16 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
         self._last_diagnostics = -math.inf
         self._throttle = Throttle(self._send_batch, interval_s=1.0 / max_rate)
         self.display_handle: Any = None  # set by whoever displays it: updated at the end
+        # Stop (the kernel's thread) and the run's end (the sampling thread) both set the
+        # status: under this lock, a Stop arriving as the run ends cannot leave "stopping".
+        self._status_lock = threading.Lock()
         self._unsubscribe = mcmc.progress.subscribe(self._on_event)
         self.on_msg(self._on_command)
 
     # -- listening ---------------------------------------------------------------------------
 
     def _on_event(self, event: ProgressEvent) -> None:
-        if event.info.get("phase") in ("done", "stopped", "failed"):
+        if event.info.get("phase") in _ENDED:
             self._finish(event.info["phase"], event.info.get("error", ""))
             return
         self._throttle.add(event)
@@ -210,7 +215,8 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
             self.traces = _per_site(trace_rows)
             self.trace_iterations = [iteration for iteration, _ in trace_rows]
             self.axes = self._sent_axes = self._axes()
-            self.status = phase
+            with self._status_lock:
+                self.status = phase
             self.error = error
         self._throttle.mark_sent()
         if self.display_handle is not None:  # the static fallback shows the final state
@@ -221,8 +227,9 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
     def _on_command(self, widget: Any, content: dict, buffers: Any) -> None:
         if content.get("type") == "command" and content.get("command") == "stop":
             self.mcmc.request_stop()
-            if self.mcmc.running:
-                self.status = "stopping"
+            with self._status_lock:
+                if self.mcmc.running and self.status not in _ENDED:
+                    self.status = "stopping"
 
     def close(self) -> None:
         if hasattr(self, "_unsubscribe"):  # not when __init__ refused its arguments

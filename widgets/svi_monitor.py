@@ -6,11 +6,14 @@ when a stretch of steps ends (:meth:`SviMonitor.sync`, one message that also car
 not sent yet), so a saved notebook shows the final curve. However long the run, the history
 holds at most ``max_points`` points per curve (:mod:`widgets.history`: evenly spaced, the first
 and the latest kept), so the kernel's memory and the saved notebook stay the same size. The
-buttons work while the kernel is idle: Run steps in a background thread until Pause. Steps whose
-loss or gradient is not finite are marked with the message that names the site. The charts' axes
-(ticks and labels, :mod:`widgets.axes`) travel with the data, in the ``axes`` trait and in a
-message whenever they change. The log scale needs every loss positive: when some loss is zero or
-negative (an ELBO loss can be), the chart stays linear and says so.
+buttons work while the kernel is idle: Run steps in a background thread until Pause. Every step,
+from the buttons or from a cell, holds the run's :class:`~widgets.run_lock.RunLock` (a cell
+stepping the run pauses a background Run first), so two threads never step one SVI at once and
+whoever holds the lock sees the params after a whole step. Steps whose loss or gradient is not
+finite are marked with the message that names the site. The charts' axes (ticks and labels,
+:mod:`widgets.axes`) travel with the data, in the ``axes`` trait and in a message whenever they
+change. The log scale needs every loss positive: when some loss is zero or negative (an ELBO
+loss can be), the chart stays linear and says so.
 
 >>> import torch, engine, engine.distributions as dist
 >>> from engine.infer import SVI, Trace_ELBO
@@ -40,10 +43,12 @@ import traitlets
 
 from engine.infer import SVI, NonFiniteError
 from engine.infer.progress import ProgressEvent
+from engine.interrupts import deferred_interrupt
 from engine.params import get_param_store
 from widgets.axes import Extent, esm_with_axes, linear_axis, log_axis, svg_chart
 from widgets.history import Thinned
 from widgets.html import HtmlFallback, escape
+from widgets.run_lock import RunLock
 from widgets.throttle import Throttle
 
 # Parameters shown as traces: at most this many, each summarised by its mean when larger than
@@ -70,7 +75,8 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
     ``args``/``kwargs`` are the model arguments each step uses; ``on_reset`` (optional) puts
     the run back to its start when Reset is clicked; ``param_source`` returns the current
     parameters ``{name: tensor}`` to trace. ``max_points`` bounds the points kept per curve
-    (in the traits, the static chart and the kernel's memory).
+    (in the traits, the static chart and the kernel's memory); ``lock`` is the run's lock, when
+    others (a notebook run reading its params) share it.
     """
 
     _esm = esm_with_axes("svi_monitor.js")
@@ -100,6 +106,7 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
         param_source: Callable[[], dict[str, torch.Tensor]] | None = None,
         max_rate: float = 20.0,
         max_points: int = 1000,
+        lock: RunLock | None = None,
     ):
         losses: Thinned[LossRow] = Thinned(max_points, label="max_points")
         super().__init__(title=title, _uid=uuid.uuid4().hex)
@@ -113,8 +120,15 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
         self._param_extents: dict[str, Extent] = {}
         self._sent_axes: dict[str, Any] = {}
         self._throttle = Throttle(self._send_points, interval_s=1.0 / max_rate)
+        self.lock = RunLock() if lock is None else lock
         self._pause = threading.Event()
         self._runner: threading.Thread | None = None
+        # Set when the background loop has ended. Waited on instead of Thread.join: in Python
+        # 3.11 a stop (KeyboardInterrupt) landing in join() marks a thread that still runs as
+        # ended, and a second loop could start beside it.
+        self._runner_done = threading.Event()
+        self._runner_done.set()
+        self._starting = threading.Lock()  # two quick Run clicks start one loop
         self._unsubscribe = svi.progress.subscribe(self._on_event)
         self.on_msg(self._on_command)
 
@@ -174,61 +188,86 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
     def sync(self) -> None:
         """Write the history into the traits (what a saved notebook keeps), the points not
         sent yet included: one message, which the rate counts."""
-        pending = self._throttle.take()
-        if pending:
-            self._record(pending)
-        rows, param_rows = self._losses.rows(), self._param_rows.rows()
-        with self.hold_sync():
-            self.steps = [step for step, _ in rows]
-            self.losses = [loss for _, loss in rows]
-            self.params = _param_traces(param_rows)
-            self.param_steps = [step for step, _ in param_rows]
-            self.num_steps = self._losses.count
-            self.axes = self._sent_axes = self._axes()
-        self._throttle.mark_sent()
+        # Under the lock, so no step adds points halfway; whole, so a stop pressed now cannot
+        # leave the traits disagreeing with each other.
+        with self.lock.hold(), deferred_interrupt():
+            pending = self._throttle.take()
+            if pending:
+                self._record(pending)
+            rows, param_rows = self._losses.rows(), self._param_rows.rows()
+            with self.hold_sync():
+                self.steps = [step for step, _ in rows]
+                self.losses = [loss for _, loss in rows]
+                self.params = _param_traces(param_rows)
+                self.param_steps = [step for step, _ in param_rows]
+                self.num_steps = self._losses.count
+                self.axes = self._sent_axes = self._axes()
+            self._throttle.mark_sent()
 
     # -- driving the run ---------------------------------------------------------------------
 
     def step(self, num_steps: int = 1) -> None:
         """Take ``num_steps`` steps here and now (the Step button takes one); a background Run
         is paused first, so two threads never step the same SVI."""
-        if self._runner is not None and self._runner.is_alive():
+        if not self._runner_done.is_set():
             self.pause()
-        try:
-            for _ in range(num_steps):
-                self.svi.step(*self.args, **self.kwargs)
-        except NonFiniteError as error:
-            self._mark(self.svi.step_count + 1, str(error))
-            raise
-        finally:
-            self.sync()
+        # Held for all the steps: a Run clicked meanwhile waits for them (its loop, should a
+        # pause above have timed out, checks for the pause inside its turn and ends).
+        with self.lock.hold():
+            try:
+                for _ in range(num_steps):
+                    self.svi.step(*self.args, **self.kwargs)
+            except NonFiniteError as error:
+                self._mark(self.svi.step_count + 1, str(error))
+                raise
+            finally:
+                self.sync()
 
     def run(self) -> None:
-        """Step in a background thread until :meth:`pause` (the Run button)."""
-        if self._runner is not None and self._runner.is_alive():
-            return
-        self._pause.clear()
-        self.status = "running"
-        self._runner = threading.Thread(target=self._run_until_paused, daemon=True)
-        self._runner.start()
+        """Step in a background thread until :meth:`pause` (the Run button). Run clicked while
+        a paused loop is still finishing its step starts again once that step is done."""
+        with self._starting:
+            if not self._runner_done.is_set():
+                if not self._pause.is_set():
+                    return  # already running
+                self._runner_done.wait()
+            self._pause.clear()
+            self.status = "running"
+            done = self._runner_done = threading.Event()
+            self._runner = threading.Thread(
+                target=self._run_until_paused, args=(done,), daemon=True
+            )
+            self._runner.start()
 
-    def _run_until_paused(self) -> None:
+    def _run_until_paused(self, done: threading.Event) -> None:
         try:
-            while not self._pause.is_set():
-                self.svi.step(*self.args, **self.kwargs)
+            while True:
+                with self.lock.background_turn():
+                    if self._pause.is_set():  # checked in the turn: a step waited for it
+                        break
+                    self.svi.step(*self.args, **self.kwargs)
         except NonFiniteError as error:
             self._mark(self.svi.step_count + 1, str(error))
+        except KeyboardInterrupt:  # raised by the model's own code: signals go elsewhere
+            self._mark(
+                self.svi.step_count + 1,
+                "interrupted by a KeyboardInterrupt; the steps before this one are kept",
+            )
         except Exception as error:  # shown on the widget; the run stays as it was
             self._mark(self.svi.step_count + 1, f"{type(error).__name__}: {error}")
         finally:
-            self.sync()
-            self.status = "paused" if self._pause.is_set() else "stopped"
+            try:
+                self.sync()
+                self.status = "paused" if self._pause.is_set() else "stopped"
+            finally:
+                done.set()
 
     def pause(self, timeout: float | None = 10.0) -> None:
-        """Stop a background run after its current step."""
+        """Stop a background run after its current step (waiting up to ``timeout`` seconds
+        for that step to end)."""
         self._pause.set()
-        if self._runner is not None:
-            self._runner.join(timeout)
+        if self._runner is not threading.current_thread():
+            self._runner_done.wait(timeout)
 
     def reset(self) -> None:
         """Pause, put the run back to its start (``on_reset``) and clear the history.
@@ -241,16 +280,17 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
         []
         """
         self.pause()
-        if self._on_reset is not None:
-            self._on_reset()
-        self._throttle.take()  # points of the old history not sent yet: gone with it
-        self._losses.clear()
-        self._param_rows.clear()
-        self._loss_extent, self._param_extents, self._sent_axes = Extent(), {}, {}
-        self.nonfinite = []
-        self.status = "idle"
-        self.sync()
-        self.send({"type": "reset"})
+        with self.lock.hold():
+            if self._on_reset is not None:
+                self._on_reset()
+            self._throttle.take()  # points of the old history not sent yet: gone with it
+            self._losses.clear()
+            self._param_rows.clear()
+            self._loss_extent, self._param_extents, self._sent_axes = Extent(), {}, {}
+            self.nonfinite = []
+            self.status = "idle"
+            self.sync()
+            self.send({"type": "reset"})
 
     def _on_command(self, widget: Any, content: dict, buffers: Any) -> None:
         if content.get("type") != "command":

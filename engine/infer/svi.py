@@ -50,6 +50,7 @@ from engine.infer.nonfinite import (
 )
 from engine.infer.progress import Progress, ProgressEvent
 from engine.infer.util import guide_and_model_traces
+from engine.interrupts import deferred_interrupt
 from engine.params import ParamStoreDict, get_param_store, param_store_scope
 from engine.poutine.handlers import trace
 from engine.rng import preserved_rng_state, restore_rng_state_payload, rng_state_payload
@@ -134,25 +135,31 @@ class SVI:
     def step(self, *args: Any, **kwargs: Any) -> float:
         """Take one gradient step; returns the loss (the negative ELBO estimate)."""
         params: list[torch.Tensor] = []
-        with self._own_store() as store, store.transaction():
-            try:
-                with trace(param_only=True) as param_capture:
-                    loss = self.loss_and_grads(self.model, self.guide, *args, **kwargs)
-                params = self._leaves(param_capture.trace)
-                problem = self._nonfinite_problem(loss, params, args, kwargs)
-                if problem is None:
-                    self.optim(params)
-                    if self.elbo is not None:
-                        self.elbo.commit_step()
-                elif self.on_nonfinite == "raise":
-                    raise NonFiniteError(problem)
-                else:
-                    self.skipped_steps.append(self.step_count + 1)
-            finally:
-                for leaf in params:
-                    leaf.grad = None
-            self.step_count += 1
-            self.losses.append(loss)
+        with self._own_store() as store, contextlib.ExitStack() as whole_step:
+            with store.transaction():
+                try:
+                    with trace(param_only=True) as param_capture:
+                        loss = self.loss_and_grads(self.model, self.guide, *args, **kwargs)
+                    params = self._leaves(param_capture.trace)
+                    problem = self._nonfinite_problem(loss, params, args, kwargs)
+                    # Up to here a stop (KeyboardInterrupt) is undone by the transaction. From
+                    # here the step is taken (or counted as skipped) whole: the optimizer's
+                    # update, the count, the loss and the listeners, then the stop.
+                    whole_step.enter_context(deferred_interrupt())
+                    if problem is None:
+                        self.optim(params)
+                        if self.elbo is not None:
+                            self.elbo.commit_step()
+                    elif self.on_nonfinite == "raise":
+                        raise NonFiniteError(problem)
+                    else:
+                        self.skipped_steps.append(self.step_count + 1)
+                finally:
+                    for leaf in params:
+                        leaf.grad = None
+                self.step_count += 1
+                self.losses.append(loss)
+            # Reported once committed: a listener that fails cannot undo half of the step.
             if self.progress.active:
                 self._report(loss, params, problem)
         return loss

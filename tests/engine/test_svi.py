@@ -137,16 +137,21 @@ def test_model_guide_mismatch_is_an_error_and_changes_nothing():
     assert len(pyro.get_param_store()) == 0
 
 
-def test_guide_with_real_support_for_a_positive_site():
+def test_guide_with_real_support_for_a_positive_site_warns_then_fails_outside():
     def model():
         pyro.sample("scale", dist.HalfNormal(1.0))
 
-    def guide():
-        pyro.sample("scale", dist.Normal(pyro.param("m", torch.tensor(1.0)), 0.1))
+    def guide(loc):
+        pyro.sample("scale", dist.Normal(pyro.param("m", torch.tensor(loc)), 0.1))
 
-    svi = SVI(model, guide, Adam({"lr": 0.1}), Trace_ELBO())
-    with pytest.raises(ModelGuideMismatchError, match="LogNormal"):
-        svi.step()
+    # Draws near 1 stay positive: it runs, as in Pyro, with a warning naming the site.
+    svi = SVI(model, guide, Adam({"lr": 0.01}), Trace_ELBO())
+    with pytest.warns(UserWarning, match="site 'scale'.*LogNormal"):
+        svi.step(1.0)
+    # Draws near -1 fall outside the model's support: an error naming the site.
+    pyro.clear_param_store()
+    with pytest.raises(ModelGuideMismatchError, match="site 'scale'.*outside"):
+        svi.step(-1.0)
 
 
 def test_progress_events_and_param_snapshots():

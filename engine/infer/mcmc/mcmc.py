@@ -6,6 +6,8 @@ process per chain: multiprocessing hangs in notebooks). Each iteration is report
 divergences and acceptance, and a last event says how the run ended (phase ``"done"``,
 ``"stopped"`` or ``"failed"``). A KeyboardInterrupt (the notebook's stop button) ends the run
 cleanly between iterations: the draws made so far are kept, and ``mcmc.interrupted`` is set.
+A run is not resumed afterwards: ``run`` again starts a new one from warm-up (as in Pyro); until
+then ``get_samples()``, ``summary()`` and the rest use the draws kept.
 
 >>> import torch, engine, engine.distributions as dist
 >>> from engine.infer.mcmc import NUTS
@@ -31,6 +33,7 @@ import torch
 from engine.infer.mcmc.diagnostics import format_summary, summary
 from engine.infer.mcmc.hmc import HMC
 from engine.infer.progress import Progress, ProgressEvent
+from engine.interrupts import deferred_interrupt
 
 # Per-iteration statistics kept for every draw, under ArviZ's sample_stats names.
 _STAT_NAMES = {
@@ -93,6 +96,10 @@ class MCMC:
         self._live: tuple[torch.Tensor, int] | None = None
         self._background: threading.Thread | None = None
         self._background_error: BaseException | None = None
+        # Set when the background run has ended. Waiting is done on this, never on
+        # Thread.join: in Python 3.11 a KeyboardInterrupt landing in join() marks the thread as
+        # ended while it still runs, and the results would be read before the run wrote them.
+        self._finished = threading.Event()
         self._stats: dict[str, torch.Tensor] = {}
         self._samples: dict[str, torch.Tensor] | None = None
 
@@ -159,19 +166,21 @@ class MCMC:
             failure = f"{type(error).__name__}: {error}"
             raise
         finally:
-            self.num_leapfrog_steps = leapfrog_steps  # per chain, warm-up and sampling
-            self._draws = draws[:, :kept]
-            # An interruption can land between a draw's statistics: keep whole draws only.
-            self._stats = {
-                _STAT_NAMES[name]: torch.stack(values[:kept], dim=1)
-                for name, values in stats.items()
-                if values[:kept]
-            }
-            self._samples = None
-            if self.progress.active:
-                info = {"phase": ended, "kept": kept, "num_chains": chains, "error": failure}
-                self.progress.emit(ProgressEvent("mcmc", kept + self.warmup_steps, info=info))
-            self._live = None
+            # Kept whole even when the stop button is pressed again right now.
+            with deferred_interrupt():
+                self.num_leapfrog_steps = leapfrog_steps  # per chain, warm-up and sampling
+                self._draws = draws[:, :kept]
+                # An interruption can land between a draw's statistics: keep whole draws only.
+                self._stats = {
+                    _STAT_NAMES[name]: torch.stack(values[:kept], dim=1)
+                    for name, values in stats.items()
+                    if values[:kept]
+                }
+                self._samples = None
+                if self.progress.active:
+                    info = {"phase": ended, "kept": kept, "num_chains": chains, "error": failure}
+                    self.progress.emit(ProgressEvent("mcmc", kept + self.warmup_steps, info=info))
+                self._live = None
 
     def run_in_background(self, *args: Any, **kwargs: Any) -> None:
         """:meth:`run` with the sampling in a thread, so the caller (a notebook) stays free: a
@@ -179,26 +188,30 @@ class MCMC:
         potential, placing the chains) happens here, so a broken model raises at once; the
         results (``get_samples`` and the rest) wait for the run to end, and an error during
         sampling is raised there."""
-        if self._background is not None and self._background.is_alive():
+        if self.running:
             raise RuntimeError("this MCMC is already running")
         self._stop.clear()
         self._setup(args, kwargs)
+        finished = threading.Event()
 
         def target() -> None:
             try:
                 self._sample()
             except BaseException as error:  # handed to whoever asks for the results
                 self._background_error = error
+            finally:
+                finished.set()
 
         self._background_error = None
         self._draws = None
+        self._finished = finished
         self._background = threading.Thread(target=target, daemon=True)
         self._background.start()
 
     @property
     def running(self) -> bool:
         """Whether a background run is still going."""
-        return self._background is not None and self._background.is_alive()
+        return self._background is not None and not self._finished.is_set()
 
     def wait(self) -> None:
         """Wait for a background run to end (an interrupt while waiting stops the run, and the
@@ -206,11 +219,10 @@ class MCMC:
         if self._background is None:
             return
         try:
-            while self._background.is_alive():
-                self._background.join(0.1)
+            self._finished.wait()
         except KeyboardInterrupt:
             self.request_stop()
-            self._background.join()
+            self._finished.wait()
         error, self._background_error = self._background_error, None
         if error is not None:
             raise error
