@@ -1,5 +1,5 @@
 """``engine.infer``: inference algorithms (SVI, ELBOs, autoguides, MCMC, Predictive, importance,
-CSIS).
+CSIS; the Resampler lives in ``engine.infer.resampler``, as in Pyro).
 
 >>> from engine.infer import SVI, Trace_ELBO
 >>> Trace_ELBO().num_particles
@@ -8,6 +8,7 @@ CSIS).
 
 from engine.errors import EnumerationError
 from engine.infer import autoguide
+from engine.infer import resampler as resampler
 from engine.infer.abstract_infer import TracePosterior
 from engine.infer.autoguide.initialization import (
     init_to_feasible,
