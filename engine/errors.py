@@ -121,6 +121,15 @@ class SiteNameError(PPLError, ValueError, RuntimeError):
     given to inference (a key of ``posterior_samples``) is a near miss of a site's name."""
 
 
+class ObservationNameError(SiteNameError, KeyError):
+    """Code looked up an observed value by a name the model does not observe (CSIS hands its
+    guide the observed values by site name). A ``KeyError`` too, as a plain dict raises.
+
+    >>> str(ObservationNameError("no 'y'"))
+    "no 'y'"
+    """
+
+
 class PlateError(PPLError, ValueError):
     """Plates that collide: the same dim, or the same name with different sizes."""
 

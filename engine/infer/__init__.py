@@ -1,4 +1,5 @@
-"""``engine.infer``: inference algorithms (SVI, ELBOs, autoguides, MCMC, Predictive, importance).
+"""``engine.infer``: inference algorithms (SVI, ELBOs, autoguides, MCMC, Predictive, importance,
+CSIS; the Resampler lives in ``engine.infer.resampler``, as in Pyro).
 
 >>> from engine.infer import SVI, Trace_ELBO
 >>> Trace_ELBO().num_particles
@@ -7,6 +8,7 @@
 
 from engine.errors import EnumerationError
 from engine.infer import autoguide
+from engine.infer import resampler as resampler
 from engine.infer.abstract_infer import TracePosterior
 from engine.infer.autoguide.initialization import (
     init_to_feasible,
@@ -16,6 +18,7 @@ from engine.infer.autoguide.initialization import (
     init_to_uniform,
     init_to_value,
 )
+from engine.infer.csis import CSIS
 from engine.infer.discrete import infer_discrete
 from engine.infer.elbo import ELBO
 from engine.infer.empirical_marginal import EmpiricalMarginal
@@ -38,6 +41,7 @@ from engine.infer.tracegraph_elbo import TraceGraph_ELBO
 from engine.infer.tracemeanfield_elbo import TraceMeanField_ELBO
 
 __all__ = [
+    "CSIS",
     "ELBO",
     "HMC",
     "MCMC",

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from engine.infer.abstract_infer import TracePosterior
+from engine.infer.model_guide_checks import check_guide_latents
 from engine.poutine.handlers import replay, trace
 from engine.poutine.trace_struct import Trace
 from engine.runtime import Message
@@ -59,7 +60,7 @@ class Importance(TracePosterior):
         else:
             guide_trace = trace(self.guide).get_trace(*args, **kwargs)
             model_trace = trace(replay(self.model, trace=guide_trace)).get_trace(*args, **kwargs)
-            _check_guide_sites(guide_trace, model_trace)
+            check_guide_latents(guide_trace, model_trace, type(self).__name__)
             guide_log_prob = guide_trace.log_prob_sum()
             guided = set(guide_trace.stochastic_nodes)
 
@@ -68,21 +69,3 @@ class Importance(TracePosterior):
             return site["is_observed"] or name in guided
 
         return model_trace, model_trace.log_prob_sum(in_weight) - guide_log_prob
-
-
-def _check_guide_sites(guide_trace: Trace, model_trace: Trace) -> None:
-    """Every guide latent must be a latent of the model, or the weights are wrong."""
-    model_latents = set(model_trace.stochastic_nodes)
-    problems = []
-    for name, site in guide_trace.iter_stochastic_nodes():
-        if name in model_latents or site["infer"].get("is_auxiliary", False):
-            continue
-        in_model = model_trace.nodes.get(name)
-        kind = "observes" if in_model is not None and in_model["is_observed"] else "has no"
-        problems.append(f"'{name}' (the model {kind} such site)")
-    if problems:
-        raise ValueError(
-            f"Importance: the guide samples {', '.join(problems)}. Each guide latent must be a "
-            "latent site of the model, or the importance weights are wrong: rename or remove "
-            "it, or mark a helper variable with infer={'is_auxiliary': True}."
-        )

@@ -210,6 +210,46 @@ def check_model_guide_match(model_trace: Trace, guide_trace: Trace) -> None:
         raise _mismatch_error(problems, model_trace, guide_trace)
 
 
+def check_guide_latents(guide_trace: Trace, model_trace: Trace, algorithm: str) -> None:
+    """Raise :class:`ModelGuideMismatchError` when the guide samples a site that is not a latent
+    site of the model: importance weights (``Importance``, ``CSIS``) would then be wrong. Unlike
+    :func:`check_model_guide_match` a guide may leave model latents out: the model draws those
+    from their prior, and their density cancels from the weight.
+
+    >>> import engine, engine.distributions as dist
+    >>> from engine import poutine
+    >>> def model():
+    ...     engine.sample("z", dist.Normal(0.0, 1.0))
+    >>> def guide():
+    ...     engine.sample("w", dist.Normal(0.0, 1.0))
+    >>> guide_trace = poutine.trace(guide).get_trace()
+    >>> model_trace = poutine.trace(model).get_trace()
+    >>> try:
+    ...     check_guide_latents(guide_trace, model_trace, "Importance")
+    ... except ModelGuideMismatchError as error:
+    ...     print(str(error)[:55])
+    Importance: the guide samples 'w' (the model has no suc
+    """
+    model_latents = set(model_trace.stochastic_nodes)
+    problems = []
+    for name, site in guide_trace.iter_stochastic_nodes():
+        if name in model_latents or site["infer"].get("is_auxiliary", False):
+            continue
+        in_model = model_trace.nodes.get(name)
+        observed = in_model is not None and in_model["is_observed"]
+        problems.append(
+            f"'{name}' (the model {'observes that' if observed else 'has no such'} site)"
+        )
+    if problems:
+        error = ModelGuideMismatchError(
+            f"{algorithm}: the guide samples {', '.join(problems)}. Each guide latent must be a "
+            "latent site of the model, or the importance weights are wrong: rename or remove "
+            "it, or mark a helper variable with infer={'is_auxiliary': True}."
+        )
+        blame(error, "guide")
+        raise error
+
+
 def run_guide(guide_run: Callable, args: tuple, kwargs: dict[str, Any]) -> Trace:
     """Run ``guide_run`` (a traced guide) and return its trace; an engine error it raises says
     it came from the guide."""

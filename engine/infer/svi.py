@@ -53,6 +53,7 @@ from engine.infer.util import guide_and_model_traces
 from engine.interrupts import deferred_interrupt
 from engine.params import ParamStoreDict, get_param_store, param_store_scope
 from engine.poutine.handlers import trace
+from engine.poutine.trace_struct import Trace
 from engine.rng import preserved_rng_state, restore_rng_state_payload, rng_state_payload
 from engine.source_lines import SourceLines
 
@@ -76,6 +77,10 @@ class SVI:
     state and files use that store instead of the global one (see
     :func:`~engine.params.param_store_scope`), so two fits of one model keep apart.
     """
+
+    # How a failed step names itself and the way out: CSIS trains its guide with these steps.
+    _step_label = "SVI step"
+    _skip_hint = " Pass on_nonfinite='skip' to SVI to skip such steps instead."
 
     def __init__(
         self,
@@ -189,7 +194,7 @@ class SVI:
         names = {id(leaf): name for name, leaf in store.named_parameters()}
         bad_grads = nonfinite_gradients((names.get(id(p), "?"), p) for p in params)
         culprit = self._locate_nonfinite_site(args, kwargs)
-        lines = [f"SVI step {self.step_count + 1}: the loss is {loss}."]
+        lines = [f"{self._step_label} {self.step_count + 1}: the loss is {loss}."]
         if culprit is not None:
             lines.append(f"First non-finite value: {culprit.describe()}.")
         if bad_grads:
@@ -197,7 +202,7 @@ class SVI:
         lines.append(
             "No parameter was changed. Common causes: a scale or rate that reaches 0 (constrain "
             "it with constraints.positive), log of 0, a learning rate too large, or data with "
-            "NaNs. Pass on_nonfinite='skip' to SVI to skip such steps instead."
+            "NaNs." + self._skip_hint
         )
         text = "\n".join(lines)
         return text if culprit is None else culprit.attach_to(text)
@@ -210,7 +215,7 @@ class SVI:
         guide_lines, model_lines = SourceLines(), SourceLines()
         try:
             with torch.no_grad(), trusted_run(), preserved_rng_state():
-                guide_trace, model_trace = guide_and_model_traces(
+                guide_trace, model_trace = self._diagnostic_traces(
                     model_lines(self.model), guide_lines(self.guide), args, kwargs
                 )
                 for tr in (guide_trace, model_trace):
@@ -221,6 +226,13 @@ class SVI:
             [("guide", guide_trace), ("model", model_trace)],
             {"guide": guide_lines.lines, "model": model_lines.lines},
         )
+
+    def _diagnostic_traces(
+        self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
+    ) -> tuple[Trace, Trace]:
+        """A fresh ``(guide trace, model trace)`` of one particle, searched for the first
+        non-finite value after a failed step."""
+        return guide_and_model_traces(model, guide, args, kwargs)
 
     def _report(self, loss: float, params: list[torch.Tensor], problem: str | None) -> None:
         snapshot = None

@@ -145,7 +145,7 @@ def test_errors():
     def observing_guide(y):
         pyro.sample("obs", dist.Normal(torch.zeros(len(y)), 1.0))
 
-    with pytest.raises(ValueError, match=r"'obs' \(the model observes such site\)"):
+    with pytest.raises(ValueError, match=r"'obs' \(the model observes that site\)"):
         Importance(model, observing_guide, num_samples=2).run(Y)
     with pytest.raises(ValueError, match=r"call \.run"):
         Importance(model).get_log_normalizer()
