@@ -138,7 +138,7 @@ def test_model_guide_mismatch_is_an_error_and_changes_nothing():
 
 
 def test_guide_with_real_support_for_a_positive_site_warns_then_fails_outside():
-    def model():
+    def model(loc):
         pyro.sample("scale", dist.HalfNormal(1.0))
 
     def guide(loc):
@@ -146,11 +146,11 @@ def test_guide_with_real_support_for_a_positive_site_warns_then_fails_outside():
 
     # Draws near 1 stay positive: it runs, as in Pyro, with a warning naming the site.
     svi = SVI(model, guide, Adam({"lr": 0.01}), Trace_ELBO())
-    with pytest.warns(UserWarning, match="site 'scale'.*LogNormal"):
+    with pytest.warns(UserWarning, match=r"site 'scale'.*LogNormal"):
         svi.step(1.0)
     # Draws near -1 fall outside the model's support: an error naming the site.
     pyro.clear_param_store()
-    with pytest.raises(ModelGuideMismatchError, match="site 'scale'.*outside"):
+    with pytest.raises(ModelGuideMismatchError, match=r"site 'scale'.*outside"):
         svi.step(-1.0)
 
 
