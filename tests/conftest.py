@@ -1,6 +1,9 @@
-"""Shared fixtures: every test starts with an empty param store, fixed seeds and validation on."""
+"""Shared fixtures: every test starts with an empty param store, fixed seeds and validation on;
+``shell`` is an IPython shell with the extension loaded, as a notebook has it."""
 
 import pytest
+import torch
+from IPython.core.interactiveshell import InteractiveShell
 
 import engine
 
@@ -13,3 +16,16 @@ def fresh_engine_state():
     yield
     engine.clear_param_store()
     engine.enable_validation(True)
+
+
+@pytest.fixture
+def shell():
+    InteractiveShell.clear_instance()
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "pplkernel")
+    shell.user_ns["flips"] = torch.tensor([1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0])
+    displayed = []
+    shell.display_pub.publish = lambda data, metadata=None, **kwargs: displayed.append(data)
+    shell.displayed = displayed
+    yield shell
+    InteractiveShell.clear_instance()

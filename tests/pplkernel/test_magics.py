@@ -20,19 +20,6 @@ with ppl.plate("flips", len(flips)):
 """
 
 
-@pytest.fixture
-def shell():
-    InteractiveShell.clear_instance()
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "pplkernel")
-    shell.user_ns["flips"] = torch.tensor([1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0])
-    displayed = []
-    shell.display_pub.publish = lambda data, metadata=None, **kwargs: displayed.append(data)
-    shell.displayed = displayed
-    yield shell
-    InteractiveShell.clear_instance()
-
-
 def run(shell, cell):
     """Run a cell; return its result, raising the error it showed (if any)."""
     result = shell.run_cell(cell)

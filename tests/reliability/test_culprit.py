@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from IPython.core.interactiveshell import InteractiveShell
 
 import engine as pyro
 import engine.distributions as dist
@@ -27,6 +26,7 @@ from engine.infer.model_guide_checks import ModelGuideMismatchError
 from engine.infer.nonfinite import NonFiniteError
 from engine.optim import Adam
 from pplkernel.session import MagicError
+from tests.reliability.support import COIN, run_cell
 
 _SOURCE = Path(__file__).read_text().splitlines()
 
@@ -452,36 +452,10 @@ def test_mcmc_set_up_names_a_site_whose_distribution_refuses_its_arguments():
 
 # -- the magics ------------------------------------------------------------------------------
 
-COIN = """\
-%%model coin(flips)
-p = ppl.sample("p", dist.Beta(2.0, 2.0))
-with ppl.plate("flips", len(flips)):
-    ppl.sample("obs", dist.Bernoulli(p), obs=flips)
-"""
-
-
-@pytest.fixture
-def shell():
-    InteractiveShell.clear_instance()
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "pplkernel")
-    shell.user_ns["flips"] = torch.tensor([1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0])
-    shell.display_pub.publish = lambda data, metadata=None, **kwargs: None
-    yield shell
-    InteractiveShell.clear_instance()
-
-
-def run(shell, cell):
-    result = shell.run_cell(cell)
-    error = result.error_in_exec or result.error_before_exec
-    if error is not None:
-        raise error
-    return result.result
-
 
 def magic_error(shell, cell) -> MagicError:
     with pytest.raises(MagicError) as info:
-        run(shell, cell)
+        run_cell(shell, cell)
     return info.value
 
 
@@ -581,9 +555,9 @@ MAGIC_CASES = {
 def test_magics_name_the_culprit_and_its_cell_line(shell, name):
     case = MAGIC_CASES[name]
     for cell in case.cells:
-        run(shell, cell)
-    run(shell, COIN.replace("coin(", "kept("))
-    earlier = run(shell, "%svi kept --steps 2")  # a run the failure must leave alone
+        run_cell(shell, cell)
+    run_cell(shell, COIN.replace("coin(", "kept("))
+    earlier = run_cell(shell, "%svi kept --steps 2")  # a run the failure must leave alone
     before, steps = store_snapshot(), earlier.step_count
     pyro.enable_validation(case.validate)
     error = magic_error(shell, case.failing)
