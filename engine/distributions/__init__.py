@@ -12,6 +12,12 @@ and compound counts, ...), and the ``constraints``, ``transforms`` and ``kl`` su
 """
 
 from engine.distributions import constraints, kl, transforms
+from engine.distributions.conditional import (
+    ConditionalDistribution,
+    ConditionalTransform,
+    ConditionalTransformedDistribution,
+    ConditionalTransformModule,
+)
 from engine.distributions.conjugate import BetaBinomial, GammaPoisson
 from engine.distributions.delta import Delta
 from engine.distributions.distribution import Distribution
@@ -26,6 +32,7 @@ from engine.distributions.torch_distribution import (
     TorchDistribution,
     TorchDistributionMixin,
 )
+from engine.distributions.torch_transform import ComposeTransformModule, TransformModule
 from engine.distributions.torch_wrappers import *  # noqa: F403  (one class per torch distribution)
 from engine.distributions.torch_wrappers import __all__ as _wrapped
 from engine.distributions.transforms import biject_to, transform_to
@@ -43,6 +50,11 @@ from engine.distributions.zero_inflated import (
 
 __all__ = [
     "BetaBinomial",
+    "ComposeTransformModule",
+    "ConditionalDistribution",
+    "ConditionalTransform",
+    "ConditionalTransformModule",
+    "ConditionalTransformedDistribution",
     "Delta",
     "Distribution",
     "Empirical",
@@ -54,6 +66,7 @@ __all__ = [
     "ScoreParts",
     "TorchDistribution",
     "TorchDistributionMixin",
+    "TransformModule",
     "Unit",
     "ZeroInflatedDistribution",
     "ZeroInflatedNegativeBinomial",

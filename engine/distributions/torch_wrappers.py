@@ -23,6 +23,7 @@ from engine.distributions.torch_distribution import (
     register_wrapper,
     translating_init,
 )
+from engine.distributions.torch_transform import clear_transform_cache
 
 # torch's examples print random draws: shown in our docstrings without their prompts, so doctest
 # does not collect them as tests that could never pass.
@@ -30,6 +31,19 @@ _EXAMPLE_PROMPT = re.compile(r"^(\s*)>>> ", re.MULTILINE)
 
 # Abstract bases: nothing to construct, and ``Distribution`` is Pyro's name for its own base.
 _ABSTRACT = (torch.distributions.Distribution, torch.distributions.ExponentialFamily)
+
+
+def clear_cache(self: torch.distributions.TransformedDistribution) -> None:
+    """Forget the cached ``(x, y)`` pair of each transform (Pyro's ``clear_cache``: a flow
+    trained in a loop calls it after each optimizer step).
+
+    >>> flow = TransformedDistribution(Normal(0.0, 1.0), [torch.distributions.ExpTransform(1)])
+    >>> y = flow.rsample(); flow.clear_cache()
+    >>> flow.transforms[0]._cached_x_y
+    (None, None)
+    """
+    for transform in self.transforms:
+        clear_transform_cache(transform)
 
 
 def wrap_torch_distribution(torch_cls: type) -> type:
@@ -48,6 +62,8 @@ def wrap_torch_distribution(torch_cls: type) -> type:
             + _EXAMPLE_PROMPT.sub(r"\1", torch_cls.__doc__ or "")
         ),
     }
+    if issubclass(torch_cls, torch.distributions.TransformedDistribution):
+        namespace["clear_cache"] = clear_cache
     return type(torch_cls.__name__, (_TorchHooks, torch_cls, TorchDistributionMixin), namespace)
 
 

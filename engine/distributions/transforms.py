@@ -1,4 +1,6 @@
-"""Transforms: every one of ``torch.distributions.transforms``, Pyro's few extras, and the
+"""Transforms: every one of ``torch.distributions.transforms``, Pyro's extras, the normalizing
+flows of Pyro's flows tutorial (``Spline``, ``SplineCoupling``, ``AffineAutoregressive`` and
+their conditional forms, each with its ``T.spline(...)``-style helper), and the
 ``biject_to``/``transform_to`` registrations for the extra constraints.
 
 ``transform_to(c)`` maps unconstrained space onto constraint ``c`` (used for constrained params);
@@ -25,6 +27,21 @@ from torch.distributions.transforms import (
 from torch.distributions.transforms import __all__ as _torch_all
 
 from engine.distributions import constraints
+from engine.distributions.affine_autoregressive import (
+    AffineAutoregressive,
+    ConditionalAffineAutoregressive,
+    affine_autoregressive,
+    conditional_affine_autoregressive,
+)
+from engine.distributions.spline import (
+    ConditionalSpline,
+    ConditionedSpline,
+    Spline,
+    conditional_spline,
+    spline,
+)
+from engine.distributions.spline_coupling import SplineCoupling, spline_coupling
+from engine.distributions.torch_transform import ComposeTransformModule, TransformModule
 
 
 class OrderedTransform(Transform):
@@ -151,3 +168,20 @@ __all__ = sorted(
         "transform_to",
     }
 )
+# The normalizing flows (listed here, as a literal, so linters see the imports above are used).
+__all__ += [
+    "AffineAutoregressive",
+    "ComposeTransformModule",
+    "ConditionalAffineAutoregressive",
+    "ConditionalSpline",
+    "ConditionedSpline",
+    "Spline",
+    "SplineCoupling",
+    "TransformModule",
+    "affine_autoregressive",
+    "conditional_affine_autoregressive",
+    "conditional_spline",
+    "spline",
+    "spline_coupling",
+]
+__all__.sort()

@@ -171,6 +171,11 @@ class PyroOptim:
                 self._clip(passed)
             for optimizer in self._optimizers:
                 optimizer.step()
+            # torch's fused kernels write the params in place without bumping their version
+            # counters (foreach and per-tensor steps do bump them); bump them here so whatever
+            # keys on versions sees the update: autograd's check of saved tensors, and the
+            # cached (x, y) pair of a normalizing flow (engine.distributions.torch_transform).
+            torch.autograd.graph.increment_version(list(passed))
         finally:
             for p, grad in idle:
                 p.grad = grad

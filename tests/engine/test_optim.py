@@ -97,6 +97,24 @@ def test_fused_kernel_where_torch_has_one_and_foreach_elsewhere():
     assert fastest_flags(TorchClippedAdam, {"lr": 0.1}, cpu, f32) == {}
 
 
+def test_a_step_bumps_the_version_of_each_param_even_with_the_fused_kernel():
+    # torch's fused kernels update in place without bumping versions; autograd's check of saved
+    # tensors and the flows' caches rely on them, so the wrapper bumps them itself.
+    leaves = list(make_params().values())
+    wrapper = optim.Adam({"lr": 0.1})
+    set_grads(leaves, 0)
+    before = [p._version for p in leaves]
+    wrapper(leaves)
+    assert wrapper._optimizers[0].defaults.get("fused") is True
+    assert all(p._version > v for p, v in zip(leaves, before, strict=True))
+    # A graph that saved a param before the step now refuses to backpropagate a stale value.
+    saved = (leaves[0] * leaves[0]).sum()
+    set_grads(leaves, 0)
+    wrapper(leaves)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        saved.backward()
+
+
 def test_one_torch_optimizer_and_one_group_for_all_params():
     leaves = list(make_params().values())
     wrapper = optim.Adam({"lr": 0.01, "betas": (0.9, 0.999)})
