@@ -120,7 +120,9 @@ class MCMC:
     def _sample(self) -> None:
         kernel, chains = self.kernel, self.num_chains
         draws = kernel.z.new_empty((chains, self.num_samples, kernel.z.shape[-1]))
-        stats: dict[str, list[torch.Tensor]] = {name: [] for name in _STAT_NAMES}
+        # Per statistic, one (chains, num_samples) tensor allocated at its first draw: lists of
+        # small tensors would hold about 2 KB per draw until the run ends.
+        stats: dict[str, torch.Tensor] = {}
         divergences = torch.zeros(chains, dtype=torch.long, device=kernel.z.device)
         leapfrog_steps = torch.zeros_like(divergences)
         kept = 0
@@ -141,7 +143,12 @@ class MCMC:
                     draws[:, kept] = kernel.z
                     for name in _STAT_NAMES:
                         if name in step_stats:
-                            stats[name].append(step_stats[name])
+                            value = torch.as_tensor(step_stats[name])
+                            if name not in stats:
+                                stats[name] = value.new_empty(
+                                    (chains, self.num_samples, *value.shape[1:])
+                                )
+                            stats[name][:, kept] = value
                     kept += 1
                     self._live = (draws, kept)
                 if self.hook_fn is not None:
@@ -172,9 +179,7 @@ class MCMC:
                 self._draws = draws[:, :kept]
                 # An interruption can land between a draw's statistics: keep whole draws only.
                 self._stats = {
-                    _STAT_NAMES[name]: torch.stack(values[:kept], dim=1)
-                    for name, values in stats.items()
-                    if values[:kept]
+                    _STAT_NAMES[name]: values[:, :kept] for name, values in stats.items() if kept
                 }
                 self._samples = None
                 if self.progress.active:
