@@ -12,7 +12,7 @@ fine); a NaN argument always counts.
 >>> tr = Trace()
 >>> tr.add_node("x", name="x", type="sample", value=torch.tensor(float("nan")), is_observed=False,
 ...             infer={}, cond_indep_stack=(), log_prob=torch.tensor(0.0), fn=None)
->>> first_nonfinite([("guide", tr)])
+>>> find_first_nonfinite([("guide", tr)]).describe()
 "guide site 'x' (no plate): its value is not finite (1 of 1 entries: nan)"
 """
 
@@ -165,12 +165,6 @@ def find_first_nonfinite(
                 location = (lines or {}).get(role, {}).get(site["name"])
                 return NonFiniteSite(role, site, what, count, total, kinds, tr, location)
     return None
-
-
-def first_nonfinite(traces: Iterable[tuple[str, Trace]]) -> str | None:
-    """Describe the first non-finite argument, value or log-prob, in execution order."""
-    found = find_first_nonfinite(traces)
-    return None if found is None else found.describe()
 
 
 def nonfinite_gradients(named_params: Iterable[tuple[str, torch.Tensor]]) -> list[str]:
