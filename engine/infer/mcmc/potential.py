@@ -14,6 +14,11 @@ leading dim breaks (``x @ w`` with a batch of ``w``, ``w[0]`` meaning ``w[..., 0
 vmap cannot batch (it branches on a value) runs once per chain. Which of the three works is
 checked on two points when the potential is built (:attr:`Potential.batching`).
 
+Discrete sites marked for parallel enumeration (``config_enumerate``) are not moved at all: each
+run enumerates them in dims of their own and the sum-product of :mod:`engine.infer.sum_product`
+sums them out of the log density, so HMC moves on the marginal of the continuous sites (Pyro's
+"collapsed" NUTS). Their posterior is drawn afterwards with ``infer_discrete``.
+
 >>> import torch, engine, engine.distributions as dist
 >>> def model():
 ...     engine.sample("s", dist.LogNormal(0.0, 1.0))
@@ -39,15 +44,23 @@ from engine.distributions import biject_to
 from engine.distributions.validation import trusted_run
 from engine.errors import raised_in
 from engine.infer.autoguide.initialization import InitMessenger, init_to_uniform
+from engine.infer.enum_factors import enumerated_sites, log_density, site_factor, trace_plates
 from engine.infer.mcmc.flat_layout import FlatLayout, MCMCError, SiteSlot
 from engine.infer.nonfinite import find_first_nonfinite
+from engine.infer.sum_product import contract, total
 from engine.infer.util import max_plate_nesting_of, sum_except_plate, vectorize
+from engine.poutine.enum_messenger import EnumMessenger
 from engine.poutine.handlers import trace
 from engine.poutine.trace_struct import Trace
 from engine.runtime import Message, Messenger, is_subsample_site
 from engine.source_lines import SourceLines
 
 CHAIN_PLATE = "_mcmc_chains"
+
+
+def _summed_out(site: Message) -> bool:
+    """Whether HMC leaves a site to enumeration: a latent site marked ``"parallel"``."""
+    return site["infer"].get("enumerate") == "parallel" and not site["is_observed"]
 
 
 def _checked_bijection(site: Message) -> torch.distributions.transforms.Transform:
@@ -59,8 +72,9 @@ def _checked_bijection(site: Message) -> torch.distributions.transforms.Transfor
     if discrete:
         raise MCMCError(
             f"Site '{name}' ({type(fn).__name__}, support {describe_constraint(fn.support)}) is "
-            "discrete: HMC and NUTS move through continuous space only. Marginalise it out by "
-            "hand (sum its probabilities into the likelihood), or observe it."
+            "discrete: HMC and NUTS move through continuous space only. Mark it for "
+            "enumeration so that it is summed out (`infer={'enumerate': 'parallel'}` on the "
+            "site, or `@config_enumerate` on the model), or observe it."
         )
     try:
         return biject_to(fn.support)
@@ -151,6 +165,7 @@ class Potential(FlatLayout):
         self.max_plate_nesting = (
             max_plate_nesting_of(prototype) if max_plate_nesting is None else max_plate_nesting
         )
+        self.enumerated = [name for name, site in prototype.sample_sites() if _summed_out(site)]
         # Each latent site's constrained shape and batch rank, and each deterministic site's shape.
         self._shapes: dict[str, torch.Size] = {}
         self._batch_ranks: dict[str, int] = {}
@@ -183,6 +198,8 @@ class Potential(FlatLayout):
                 )
             if site["type"] != "sample":
                 continue
+            if _summed_out(site):
+                continue
             shape = site["value"].shape
             self._shapes[name] = shape
             if site["is_observed"]:
@@ -206,6 +223,7 @@ class Potential(FlatLayout):
             for name, site in model_trace.nodes.items()
             if site["type"] == "sample"
             and not is_subsample_site(site)
+            and not _summed_out(site)
             and (not site["is_observed"] or site["infer"].get("_deterministic", False))
         ]
 
@@ -229,6 +247,8 @@ class Potential(FlatLayout):
         model = place(self.model if wrap is None else wrap(self.model))
         if batched:
             model = vectorize(model, rows, self.max_plate_nesting, CHAIN_PLATE)
+        if self.enumerated:
+            model = EnumMessenger(-self.max_plate_nesting - 1 - int(batched))(model)
         model_trace = trace(model).get_trace(*self.model_args, **self.model_kwargs)
         log_jacobian = z.new_zeros(rows)
         for jacobian in place.log_jacobians:
@@ -238,7 +258,11 @@ class Potential(FlatLayout):
     def _log_densities(self, z: torch.Tensor, batched: bool) -> dict[str, torch.Tensor]:
         model_trace, log_jacobian = self._run(z, batched)
         densities = {}
+        if self.enumerated:
+            densities.update(self._enumerated_log_density(model_trace, batched, z.shape[0]))
         for name, site in model_trace.sample_sites():
+            if site["infer"].get("_enum_dims"):
+                continue  # ran while a site was enumerated: part of the sum above
             if "log_prob" not in site:
                 Trace._compute_site_log_prob(site)
             if batched:
@@ -248,6 +272,23 @@ class Potential(FlatLayout):
                 densities[name] = site["log_prob_sum"].reshape(1)
         densities["log|J|"] = log_jacobian
         return densities
+
+    def _enumerated_log_density(
+        self, model_trace: Trace, batched: bool, rows: int
+    ) -> dict[str, torch.Tensor]:
+        """The log density of every site that ran while a site was enumerated, with the
+        enumerated sites summed out, per row: ``{"sum over z, ...": (rows,)}``."""
+        plates = trace_plates(model_trace)
+        variables = enumerated_sites(model_trace)
+        factors = [
+            site_factor(site, log_density(site, masked=name not in variables), variables, plates)
+            for name, site in model_trace.sample_sites()
+            if site["infer"].get("_enum_dims")
+        ]
+        marginal = torch.zeros(rows, dtype=self.dtype, device=self.device)
+        for factor in contract(factors, variables, plates, set(variables)):
+            marginal = marginal + total(factor, plates, keep=CHAIN_PLATE if batched else None)
+        return {f"sum over {', '.join(variables)}": marginal}
 
     def _site_values(self, z: torch.Tensor, batched: bool) -> dict[str, torch.Tensor]:
         with torch.no_grad():
