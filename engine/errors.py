@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
+from engine.runtime import ARBITRARY_SIZE
 from engine.source_lines import describe_location
 
 
@@ -282,7 +283,7 @@ def describe_plates(frames: Sequence) -> str:
         return "no plate"
     parts = []
     for frame in frames:
-        size = f"size {frame.size}"
+        size = "no size" if frame.size == ARBITRARY_SIZE else f"size {frame.size}"
         if frame.full_size is not None and frame.full_size != frame.size:
             size += f" of {frame.full_size}"
         where = f"dim {frame.dim}" if frame.vectorized else "sequential"

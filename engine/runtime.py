@@ -31,6 +31,10 @@ from typing import Any, NamedTuple
 Message = dict[str, Any]
 
 
+ARBITRARY_SIZE = -1
+"""The size a plate made without one records (Pyro's and torch's "any size" convention)."""
+
+
 class CondIndepStackFrame(NamedTuple):
     """One plate a site sits in: its name, batch dim (``None`` when sequential), size, iteration
     counter (sequential plates) and full size before subsampling."""

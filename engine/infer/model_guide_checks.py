@@ -32,7 +32,7 @@ from torch.distributions import constraints
 from engine.distributions.validation import structure_checks_enabled
 from engine.errors import PPLError, ShapeError, blame, describe_site, fmt_shape
 from engine.poutine.trace_struct import Trace, log_prob_shape
-from engine.runtime import Message, is_subsample_site
+from engine.runtime import ARBITRARY_SIZE, Message, is_subsample_site
 
 VINDEX_HINT = (
     "When an enumerated value indexes a tensor, use Vindex (engine.ops.indexing): "
@@ -315,7 +315,7 @@ def check_site_shapes(trace: Trace) -> None:
             size = shape[dim]
             frame = declared.get(dim)
             if frame is not None:
-                if size not in (1, frame.size):
+                if size not in (1, frame.size) and frame.size != ARBITRARY_SIZE:
                     raise ShapeError(
                         f"Site {describe_site(site)}: its log-prob has shape {fmt_shape(shape)}, "
                         f"size {size} at dim {dim} where plate '{frame.name}' has size "

@@ -18,11 +18,18 @@ from collections.abc import Sequence
 import torch
 
 from engine.errors import ShapeError, describe_plates, fmt_shape, index_with_plate_hint
-from engine.runtime import CondIndepStackFrame, Message, Messenger, is_subsample_site
+from engine.runtime import (
+    ARBITRARY_SIZE,
+    CondIndepStackFrame,
+    Message,
+    Messenger,
+    is_subsample_site,
+)
 
 
 def broadcast_to_frames(msg: Message, frames: Sequence[CondIndepStackFrame]) -> None:
-    """Expand ``msg["fn"]`` so that each vectorised frame's dim has the frame's size."""
+    """Expand ``msg["fn"]`` so that each vectorised frame's dim has the frame's size (for a plate
+    without a size: the size of the observed value at that dim, if the site is observed)."""
     fn = msg["fn"]
     if not isinstance(fn, torch.distributions.Distribution):
         return
@@ -31,18 +38,30 @@ def broadcast_to_frames(msg: Message, frames: Sequence[CondIndepStackFrame]) -> 
     for frame in frames:
         if frame.dim is None:
             continue
+        size = frame.size if frame.size != ARBITRARY_SIZE else _observed_size(msg, frame.dim)
+        if size is None:
+            continue
         if len(batch_shape) < -frame.dim:
             batch_shape = [1] * (-frame.dim - len(batch_shape)) + batch_shape
             changed = True
         current = batch_shape[frame.dim]
-        if current == frame.size:
+        if current == size:
             continue
         if current != 1:
             raise ShapeError(_mismatch_message(msg, frame, current))
-        batch_shape[frame.dim] = frame.size
+        batch_shape[frame.dim] = size
         changed = True
     if changed:
         msg["fn"] = fn.expand(torch.Size(batch_shape))
+
+
+def _observed_size(msg: Message, dim: int) -> int | None:
+    """The size of an observed site's value at batch dim ``dim`` (None: latent, or no such dim)."""
+    value, fn = msg["value"], msg["fn"]
+    if not msg["is_observed"] or not isinstance(value, torch.Tensor):
+        return None
+    batch_rank = value.dim() - len(fn.event_shape)
+    return value.shape[batch_rank + dim] if batch_rank >= -dim else None
 
 
 def _mismatch_message(msg: Message, frame: CondIndepStackFrame, current: int) -> str:

@@ -29,6 +29,7 @@ from engine.errors import PlateError, PPLError, ShapeError, describe_plates, fmt
 from engine.poutine.broadcast_messenger import broadcast_to_frames
 from engine.poutine.dim_allocator import PLATE_DIMS
 from engine.runtime import (
+    ARBITRARY_SIZE,
     CondIndepStackFrame,
     Message,
     Messenger,
@@ -99,6 +100,10 @@ class PlateMessenger(Messenger):
     random mini-batch is drawn and log densities are scaled up by ``size / subsample_size``.
     ``param(..., event_dim=k)`` inside a subsampled plate returns the mini-batch's rows.
 
+    Without a size (Pyro's "arbitrary size", recorded as size -1) the plate only claims its dim:
+    an observed site takes the size its data has there, a latent site keeps its own batch shape,
+    and ``with`` gives ``None`` instead of indices.
+
     >>> import engine, engine.distributions as dist
     >>> with engine.plate("data", 5, dim=-1) as idx:
     ...     engine.sample("x", dist.Normal(0.0, 1.0)).shape
@@ -141,8 +146,14 @@ class PlateMessenger(Messenger):
         if subsample is not None:
             subsample = self._checked_subsample(subsample)
         if size is None:
+            if subsample is None and subsample_size is None:
+                return ARBITRARY_SIZE, None
             if subsample is None:
-                raise PlateError(f"Plate '{self.name}' needs a size (or a `subsample` tensor).")
+                raise PlateError(
+                    f"Plate '{self.name}' has subsample_size={subsample_size} but no size: a "
+                    "mini-batch is drawn from the plate's elements, so the plate needs their "
+                    "number. Fix: plate(name, len(data), subsample_size=...)."
+                )
             size = int(subsample.shape[0])
         size = as_count(
             size,
@@ -203,6 +214,7 @@ class PlateMessenger(Messenger):
     @property
     def indices(self) -> torch.Tensor:
         """The indices of the current mini-batch (all of ``range(size)`` without subsampling)."""
+        self._require_size()
         if self._indices is not None:
             return self._indices
         if self._all_indices is None:
@@ -230,7 +242,7 @@ class PlateMessenger(Messenger):
         except BaseException:
             self._free_dim()
             raise
-        return self.indices
+        return None if self.full_size == ARBITRARY_SIZE else self.indices
 
     def __exit__(self, exc_type, exc_value, traceback) -> None:
         if isinstance(exc_value, PPLError) and self._frame() not in exc_value.plates:
@@ -260,7 +272,15 @@ class PlateMessenger(Messenger):
                 self._counter = None
 
     def __len__(self) -> int:
+        self._require_size()
         return self.subsample_size
+
+    def _require_size(self) -> None:
+        if self.full_size == ARBITRARY_SIZE:
+            raise PlateError(
+                f"Plate '{self.name}' has no size, so it has no indices or length, and cannot "
+                "be iterated. Fix: give it a size, plate(name, len(data))."
+            )
 
     def _frame(self) -> CondIndepStackFrame:
         dim = self._held_dim if self._counter is None else None
