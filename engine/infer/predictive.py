@@ -50,7 +50,9 @@ class Predictive(torch.nn.Module):
     model's return value) only when asked for. Sites keep the model's batch layout: each value has
     shape ``(num_samples,) + (1,) * k + site_shape``, where ``k`` pads a site outside some plates
     to the model's plate nesting. Sites observed with data return that data: call the model with
-    ``obs=None`` to predict them.
+    ``obs=None`` to predict them. A ``deterministic`` site is never fixed by
+    ``posterior_samples``: it is recomputed from the other sites and returned
+    (``mcmc.get_samples()`` holds deterministic sites, where Pyro's does not).
 
     ``parallel=True`` draws all samples in one run of the model under an outer plate (the model
     must declare every batch dim with a plate); ``batch_size`` then caps the draws per run.
@@ -135,7 +137,7 @@ class Predictive(torch.nn.Module):
             layout = _Layout(self.model, samples, self.num_samples, args, kwargs)
             if self.guide is None:
                 layout.check_sample_keys(samples)
-            draws = layout.shaped_draws(samples, vectorized=True)
+            draws = layout.shaped_draws(layout.conditioning(samples), vectorized=True)
             return _vectorized_trace(self.model, draws, self.num_samples, layout, args, kwargs)
 
     def _posterior_draws(
@@ -219,6 +221,9 @@ class _Layout:
             for name, site in probe.nodes.items()
             if site["type"] == "sample" and not is_subsample_site(site)
         }
+        self.deterministic = {
+            name for name, site in self.sites.items() if site["infer"].get("_deterministic")
+        }
         self.return_value = probe.nodes[_RETURN]["value"]
         self.returned = self._returned_sites(return_sites, samples)
 
@@ -238,8 +243,13 @@ class _Layout:
         return [
             name
             for name, site in self.sites.items()
-            if not _is_factor(site) and (return_sites is None or name not in samples)
+            if not _is_factor(site)
+            and (return_sites is None or name not in samples or name in self.deterministic)
         ]
+
+    def conditioning(self, samples: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The draws that condition the model: all but its deterministic sites' values."""
+        return {name: value for name, value in samples.items() if name not in self.deterministic}
 
     def check_sample_keys(self, samples: dict[str, torch.Tensor]) -> None:
         """Refuse a key of ``posterior_samples`` that is a near miss of a site it leaves out
@@ -334,6 +344,7 @@ def _predict(
         layout = _Layout(fn, samples, num_samples, args, kwargs, return_sites)
         if check_keys:
             layout.check_sample_keys(samples)
+        samples = layout.conditioning(samples)
         if not runs.parallel:
             return _predict_sequential(fn, samples, layout, args, kwargs)
         return _predict_vectorized(fn, samples, layout, runs.batch_size, args, kwargs)

@@ -25,7 +25,7 @@ those tensors in place. The param store stays the one source of truth: after
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -266,9 +266,18 @@ class AutoGuide(torch.nn.Module):
         """Precompute what a call needs for these sites; return the parameters to create."""
         raise NotImplementedError
 
-    def _prototype(self, args: tuple, kwargs: dict, init_fn: InitFn) -> Trace:
+    def _prototype(
+        self, args: tuple, kwargs: dict, init_fn: InitFn, known: Collection[str] | None = None
+    ) -> Trace:
+        """One run of the model with its latent sites placed by ``init_fn``. With ``known``
+        (a guide already set up), only those sites are: any other latent site (an observed
+        site called with ``obs=None`` to predict it) is drawn from its prior, as the guide
+        does not cover it."""
+
         @functools.wraps(init_fn)
         def checked_init(site: Message) -> torch.Tensor:
+            if known is not None and site["name"] not in known:
+                return site["fn"].sample()
             # Refuse a site the guide cannot cover before the strategy trips over it.
             self._bijection(site)
             return init_fn(site)
@@ -505,7 +514,7 @@ class AutoGuide(torch.nn.Module):
 
     def _check_site_shapes(self, args: tuple, kwargs: dict) -> None:
         with preserved_rng_state():
-            prototype = self._prototype(args, kwargs, init_to_feasible)
+            prototype = self._prototype(args, kwargs, init_to_feasible, known=self._site_shapes)
         changes = []
         for name, old_shape in self._site_shapes.items():
             site = prototype.nodes.get(name)
