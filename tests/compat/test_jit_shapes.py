@@ -39,14 +39,19 @@ def compiled_graphs() -> int:
 
 
 class CountingBackend:
-    """The "eager" backend (each graph runs as traced), counting graphs built and run."""
+    """The "eager" backend (each graph runs as traced), counting graphs built and run, and
+    noting for each graph whether it is generic in some size (takes a symbolic int)."""
 
     def __init__(self):
-        self.built = 0
         self.runs = 0
+        self.generic = []
+
+    @property
+    def built(self):
+        return len(self.generic)
 
     def __call__(self, graph_module, example_inputs):
-        self.built += 1
+        self.generic.append(any(isinstance(x, torch.SymInt) for x in example_inputs))
 
         def run(*args):
             self.runs += 1
@@ -129,6 +134,7 @@ def test_a_plate_of_varying_size_compiles_twice_for_any_number_of_sizes():
         for _ in range(2):  # each new size: one eager step, then compiled
             svi.step(data[n], size=n)
     assert backend.built == compiled_graphs() == 2
+    assert backend.generic == [False, True]
     assert backend.runs == len(sizes) * 2 - 5
 
 
@@ -261,6 +267,7 @@ def test_varying_length_hmm_gives_traceenum_elbos_loss_and_gradients():
         for name in eager_grads:
             torch.testing.assert_close(jit_grads[name], eager_grads[name], rtol=1e-5, atol=1e-6)
     assert backend.built == compiled_graphs() == 3  # one graph per length
+    assert backend.generic == [False] * 3  # other sites at each length: compiled for its sizes
     assert backend.runs == len(lengths) - 3  # every step but each length's first ran compiled
 
 
