@@ -49,19 +49,27 @@ own meaning). The decision comes from measurements (``benchmarks/run_jit_shapes.
 
 * Pyro's JIT tutorial's HMM, 750 steps over lengths 24, 48 and 72: every length compiles
   whatever the setting, since its sites differ. Compiled for their sizes, the three variants
-  took 286 s to build and then ran a step in 1.0 to 1.9 ms; with automatic dynamic shapes,
-  270 s and 1.6 to 3.2 ms (the symbolic sizes get specialised to each length anyway, and the
-  code is slower); with ``dynamic=True`` the graph broke into 39 pieces that ran 15 to 25
-  times slower than the static ones.
-* Its Normal model on plates of 5 sizes, 1,000 steps: 5 compilations for their sizes (29.8 s),
-  2 with automatic dynamic shapes (20 s), 1 with ``dynamic=True`` (19 s; 0.7 ms a step against
-  0.5 for a static variant).
+  took 286 s to build and then ran a step in 1.0 to 1.9 ms; with torch's automatic dynamic
+  shapes, 271 s and 1.6 to 3.2 ms (the symbolic sizes are specialised to each length anyway,
+  and the code is slower); with ``dynamic=True`` the step broke into 39 graphs that ran 20 to 30
+  times slower than the static ones (measured on a busier machine).
+* Its Normal model on plates of 5 sizes, 1,000 steps: 5 compilations for their sizes (30 s),
+  2 with automatic dynamic shapes (21 to 24 s), 1 with ``dynamic=True`` (20 s, but 0.7 ms a
+  step against 0.5 for a static variant, and no better on the HMM).
+* An HMM over 9 lengths (6 to 22), 540 steps: 8 variants (190 s), the ninth length eager.
 
-So the compiled ELBOs compile for the sizes when the sites change and go dynamic when they do
-not. Compiling remains the cost that decides short runs: the tutorial's HMM runs in 20 s eagerly
-on the same machine (TraceEnum_ELBO), in 72 s with ``jit_options={"backend": "aot_eager"}`` and
-Pyro's ``torch.jit`` trace in 25 s; the inductor-compiled steps are 10 to 25 times faster
-than eager ones, which pays for their compilation after some ten thousand steps.
+So a compiled ELBO compiles for the sizes when the sites change and goes dynamic when they do
+not. Before, graph breaks (torch.compile could not trace the sum-product) split a step into 44
+to 50 graphs, each length compiled many of them again, and the compiled steps ran slower than
+eager ones (the tutorial's HMM: 149 s of compiling, 23 to 69 ms a step against 19 to 62 eagerly;
+the plates of 5 sizes: 19 graphs, 3.5 ms a step).
+
+Compiling remains the cost that decides short runs: inductor builds a long HMM in a minute or
+more, and its steps, 10 to 25 times faster than eager ones, pay for that only after some
+thousands of steps. The tutorial's HMM takes 20 s with the eager ``TraceEnum_ELBO``, 72 s with
+``jit_options={"backend": "aot_eager"}`` (steps twice as fast as eager, each length compiled in
+about 20 s), 287 s with the default backend, and 25 s with Pyro's ``torch.jit`` trace; for runs
+of a few thousand steps, use the eager ELBO or the ``aot_eager`` backend.
 
 >>> import torch, engine, engine.distributions as dist
 >>> def model():
