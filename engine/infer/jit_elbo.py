@@ -280,7 +280,10 @@ class JitTraceGraph_ELBO(_CompiledEstimate, TraceGraph_ELBO):
 
 class JitTraceEnum_ELBO(_CompiledEstimate, TraceEnum_ELBO):
     """:class:`~engine.infer.TraceEnum_ELBO`, compiled (see the module docstring).
+    ``max_compiled_shapes`` bounds how many argument shapes it compiles (an HMM compiles each
+    length); further shapes run eagerly.
 
-    >>> JitTraceEnum_ELBO(max_plate_nesting=1).max_plate_nesting
-    1
+    >>> elbo = JitTraceEnum_ELBO(max_plate_nesting=1, max_compiled_shapes=3)
+    >>> elbo.max_plate_nesting, elbo.max_compiled_shapes
+    (1, 3)
     """
