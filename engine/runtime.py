@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import types
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -277,8 +278,32 @@ def effectful(fn: Callable | None = None, type: str | None = None) -> Callable:
     return effect
 
 
+def wraps(fn: Callable) -> Callable[[Callable], Callable]:
+    """``functools.wraps`` for handlers: name, docstring and ``__wrapped__`` always, and the
+    wrapped object's ``__dict__`` only when it is a function (whose attributes describe it). An
+    object's ``__dict__`` is its state (an autoguide's parameters, caches and sets of checked
+    shapes): copying it into every wrapper costs time on every call and makes compiled code
+    depend on each of those attributes.
+
+    >>> class Guide:
+    ...     def __init__(self):
+    ...         self.cache = {}
+    ...     def __call__(self):
+    ...         return 1
+    >>> guide = Guide()
+    >>> @wraps(guide)
+    ... def wrapper():
+    ...     return guide()
+    >>> wrapper.__wrapped__ is guide, "cache" in wrapper.__dict__
+    (True, False)
+    """
+    if isinstance(fn, types.FunctionType | types.MethodType):
+        return functools.wraps(fn)
+    return functools.wraps(fn, updated=())
+
+
 def _bind(messenger: Messenger, fn: Callable) -> Callable:
-    @functools.wraps(fn)
+    @wraps(fn)
     def run_under_handler(*args: Any, **kwargs: Any) -> Any:
         with messenger:
             return fn(*args, **kwargs)

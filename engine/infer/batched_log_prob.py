@@ -109,8 +109,11 @@ def log_prob_total(sites: Sequence[Message]) -> torch.Tensor:
     """The summed, scaled and masked log-density of ``sites`` (sample-site messages)."""
     groups: dict[Hashable, list[Message]] = {}
     singles: list[Message] = []
+    # Compiled code has no per-op Python cost to save, and grouping by shape would tie it to
+    # the shapes it was traced with (torch.compile cannot hash a dynamic size).
+    compiling = torch.compiler.is_compiling()
     for site in sites:
-        key = _group_key(site)
+        key = None if compiling else _group_key(site)
         if key is None:
             singles.append(site)
         else:

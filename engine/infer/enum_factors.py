@@ -62,9 +62,11 @@ def _residual_scale(site: Message) -> float | torch.Tensor:
     """The site's scale without its vectorised plates' subsampling factors (those are applied
     when the sum-product multiplies a factor out over the plate)."""
     plate_scale = math.prod(
-        frame.full_size / frame.size
-        for frame in site["cond_indep_stack"]
-        if frame.vectorized and frame.full_size is not None
+        [  # a list: torch.compile cannot hand a generator to math.prod
+            frame.full_size / frame.size
+            for frame in site["cond_indep_stack"]
+            if frame.vectorized and frame.full_size is not None
+        ]
     )
     scale = site["scale"]
     return scale if plate_scale == 1 else scale / plate_scale

@@ -164,12 +164,11 @@ def total(factor: Factor, plates: dict[str, Plate], keep: str | None = None) -> 
     return _scaled(reduce_plates(factor, summed, plates))
 
 
-def _elimination_cost(name: str, factors: list[Factor]) -> int:
-    """The number of entries of the table that eliminating ``name`` would build."""
+def _table_size(factors: list[Factor]) -> int:
+    """The number of entries of the table that combining ``factors`` would build."""
     sizes: dict[str, int] = {}
     for factor in factors:
-        if name in factor.labels:
-            sizes.update(zip(factor.labels, factor.tensor.shape, strict=True))
+        sizes.update(zip(factor.labels, factor.tensor.shape, strict=True))
     cost = 1
     for size in sizes.values():
         cost *= size
@@ -182,17 +181,29 @@ def _eliminate_all(
     semiring: str,
     record: Callable[[Elimination], None] | None,
 ) -> list[Factor]:
-    """Sum (or max) ``names`` out of ``factors``, one site at a time, cheapest first."""
-    factors = list(factors)
-    remaining = set(names)
-    while remaining:
-        name = min(remaining, key=lambda n: (_elimination_cost(n, factors), n))
-        remaining.discard(name)
-        touching = [f for f in factors if name in f.labels]
-        if not touching:
+    """Sum (or max) ``names`` out of ``factors``, one site at a time, cheapest first.
+
+    Each site's cost (the size of the table its elimination builds) is kept up to date as
+    factors come and go, and only for the sites of the table just built: recomputing every cost
+    at every step is cubic in the number of sites, which a long HMM (and torch.compile, tracing
+    every step in Python) pays dearly.
+    """
+    live = dict(enumerate(factors))  # insertion order: the order the factors are combined in
+    next_key = len(factors)
+    touching: dict[str, list[int]] = {name: [] for name in names}
+    for key, factor in live.items():
+        for label in factor.labels:
+            if label in touching:
+                touching[label].append(key)
+    costs = {name: _table_size([live[key] for key in keys]) for name, keys in touching.items()}
+    while costs:
+        # (cost, name) pairs rather than min(..., key=...), which torch.compile cannot trace.
+        _, name = min([(cost, n) for n, cost in costs.items()])
+        del costs[name]
+        keys = touching.pop(name)
+        if not keys:
             continue  # a site with a single value: nothing depends on which
-        factors = [f for f in factors if name not in f.labels]
-        table = combine(touching)
+        table = combine([live.pop(key) for key in keys])
         axis = table.labels.index(name)
         if record is not None:
             order = [i for i in range(len(table.labels)) if i != axis] + [axis]
@@ -201,8 +212,15 @@ def _eliminate_all(
             record(Elimination(name, moved))
         tensor = table.tensor.amax(axis) if semiring == "max" else table.tensor.logsumexp(axis)
         labels = table.labels[:axis] + table.labels[axis + 1 :]
-        factors.append(Factor(tensor, labels, table.sites, table.scale))
-    return factors
+        live[next_key] = Factor(tensor, labels, table.sites, table.scale)
+        gone = set(keys)
+        for label in labels:
+            if label in touching:
+                touching[label] = [key for key in touching[label] if key not in gone]
+                touching[label].append(next_key)
+                costs[label] = _table_size([live[key] for key in touching[label]])
+        next_key += 1
+    return list(live.values())
 
 
 def _components(factors: list[Factor], names: set[str]) -> list[tuple[list[Factor], set[str]]]:
@@ -210,13 +228,16 @@ def _components(factors: list[Factor], names: set[str]) -> list[tuple[list[Facto
     groups: list[tuple[list[Factor], set[str]]] = []
     for factor in factors:
         shared = names.intersection(factor.labels)
-        merged = [group for group in groups if group[1] & shared]
         members, labels = [factor], set(shared)
-        for group in merged:
-            groups.remove(group)
-            members = group[0] + members
-            labels |= group[1]
-        groups.append((members, labels))
+        kept = []
+        for group in groups:
+            if group[1] & shared:
+                members = group[0] + members
+                labels |= group[1]
+            else:
+                kept.append(group)
+        # A new list rather than list.remove: torch.compile cannot compare the groups.
+        groups = [*kept, (members, labels)]
     return groups
 
 
@@ -239,7 +260,12 @@ def contract(
         by_plates.setdefault(factor.plates(plates), []).append(factor)
     done: list[Factor] = []
     while by_plates:
-        here = max(by_plates, key=len)
+        # The innermost plate set first (the first of the largest, as max(..., key=len) would
+        # pick; written out because torch.compile cannot trace max with a key).
+        here = next(iter(by_plates))
+        for candidate in by_plates:
+            if len(candidate) > len(here):
+                here = candidate
         at_here = by_plates.pop(here)
         local = {name for name in eliminate if variables[name].plates == here}
         for members, names in _components(at_here, local):

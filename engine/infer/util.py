@@ -10,7 +10,6 @@ torch.Size([5, 3])
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +20,7 @@ from engine.poutine.enum_messenger import EnumMessenger
 from engine.poutine.handlers import replay, trace
 from engine.poutine.plate_messenger import PlateMessenger
 from engine.poutine.trace_struct import Trace
-from engine.runtime import Message
+from engine.runtime import Message, wraps
 
 
 def max_plate_nesting_of(*traces: Trace) -> int:
@@ -96,7 +95,7 @@ def vectorize(
     """Run ``fn`` under a plate of size ``num`` left of its own plates (``dim=-max-1``), so that
     every site gets ``num`` independent draws along that dim."""
 
-    @functools.wraps(fn)
+    @wraps(fn)
     def vectorized(*args: Any, **kwargs: Any) -> Any:
         with PlateMessenger(name, num, dim=-max_plate_nesting - 1):
             return fn(*args, **kwargs)

@@ -38,6 +38,7 @@ from engine.constraint_codec import describe_constraint
 from engine.distributions import biject_to
 from engine.errors import PPLError, ShapeError, describe_plates, fmt_shape
 from engine.infer.autoguide.initialization import InitFn, InitMessenger, init_to_feasible
+from engine.infer.shape_signature import shape_signature
 from engine.params import get_param_store
 from engine.poutine.handlers import block, trace
 from engine.poutine.plate_messenger import PlateMessenger
@@ -152,25 +153,6 @@ def _is_identity(transform: Transform) -> bool:
     )
 
 
-def _signature(value: Any) -> Any:
-    """What about the model's arguments can change its sites' shapes: tensor shapes, and the
-    values of ints, bools, strings and None (floats are left out: an annealing factor passed on
-    every step must not count as a change)."""
-    if isinstance(value, torch.Tensor):
-        return value.shape
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, tuple | list):
-        if len(value) > 16:
-            return type(value), len(value)
-        return type(value), tuple(_signature(v) for v in value)
-    if isinstance(value, dict):
-        if len(value) > 16:
-            return dict, tuple(value)
-        return dict, tuple((k, _signature(v)) for k, v in value.items())
-    return type(value)
-
-
 def _plate_sizes(frames: Iterable[CondIndepStackFrame]) -> tuple[tuple[str, int], ...]:
     return tuple((f.name, f.size if f.full_size is None else f.full_size) for f in frames)
 
@@ -260,7 +242,7 @@ class AutoGuide(torch.nn.Module):
         for site in sites:
             for frame in site.frames:
                 self._frames.setdefault(frame.name, frame)
-        self._checked_signatures = {_signature((args, kwargs))}
+        self._checked_signatures = {shape_signature((args, kwargs))}
 
     def _setup_sites(self, sites: list[LatentSite]) -> list[GuideParam]:
         """Precompute what a call needs for these sites; return the parameters to create."""
@@ -505,7 +487,12 @@ class AutoGuide(torch.nn.Module):
         if not self.is_set_up:
             self.setup(*args, **kwargs)
             return
-        signature = _signature((args, kwargs))
+        if torch.compiler.is_compiling():
+            # Compiled code (the JIT ELBOs) runs only shapes that already ran eagerly, checked
+            # there; reading the set of checked signatures here would tie every compiled variant
+            # to how many there are, and compile all of them again when one more is added.
+            return
+        signature = shape_signature((args, kwargs))
         if signature not in self._checked_signatures:
             self._check_site_shapes(args, kwargs)
             if len(self._checked_signatures) >= _MAX_REMEMBERED_SIGNATURES:
