@@ -358,3 +358,18 @@ def test_an_error_in_the_models_own_code_names_the_cell_line(shell, capsys):
     out = error_of(shell, cell, capsys)  # the cell runs the model at once: flips is defined
     assert out.startswith("AttributeError") and "(%%model typo, line 2 of the cell)" in out
     assert "Traceback" not in out
+
+
+def test_mcmc_magic_sums_out_enumerated_sites(shell):
+    run(shell, "data = torch.tensor([-0.2, 0.1, 3.1, 2.8])")
+    run(
+        shell,
+        "%%model mixture(data)\n"
+        "mu = ppl.sample('mu', dist.Normal(0.0, 3.0))\n"
+        "with ppl.plate('data', len(data)):\n"
+        "    z = ppl.sample('z', dist.Bernoulli(0.5), infer={'enumerate': 'parallel'})\n"
+        "    ppl.sample('obs', dist.Normal(mu + 3.0 * z, 1.0), obs=data)\n",
+    )
+    engine.set_rng_seed(1)
+    mcmc = run(shell, "%mcmc mixture --samples 50 --warmup 50")
+    assert set(mcmc.get_samples()) == {"mu"}
