@@ -162,8 +162,13 @@ class PredictiveCheck:
             label = "replicated" if i == 0 else None
             ax.plot(grid, _density(row, grid), color="tab:blue", alpha=0.3, lw=0.7, label=label)
         if data is not None:
-            ax.plot(grid, _density(data.flatten().double(), grid), color="black", lw=2.5,
-                    label="observed")
+            ax.plot(
+                grid,
+                _density(data.flatten().double(), grid),
+                color="black",
+                lw=2.5,
+                label="observed",
+            )
         ax.set_xlabel(name)
         ax.set_ylabel("density")
 
@@ -179,19 +184,27 @@ class PredictiveCheck:
     def _draw_bars(self, ax: Any, name: str) -> None:
         replicas = self.draws.replicated[name].reshape(self.draws.num_samples, -1).long()
         data = self.draws.observed[name]
-        pooled = replicas.flatten() if data is None else torch.cat([replicas.flatten(),
-                                                                   data.flatten().long()])
+        pooled = (
+            replicas.flatten()
+            if data is None
+            else torch.cat([replicas.flatten(), data.flatten().long()])
+        )
         values = torch.arange(pooled.min().item(), pooled.max().item() + 1)
         # counts[i, k]: how often replica i takes values[k]
         counts = (replicas.unsqueeze(-1) == values).sum(dim=1).double()
         low, median, high = torch.quantile(counts, torch.tensor([0.05, 0.5, 0.95]).double(), dim=0)
         if data is not None:
             seen = (data.flatten().long().unsqueeze(-1) == values).sum(dim=0)
-            ax.bar(values.numpy(), seen.numpy(), color="0.75", edgecolor="black",
-                   label="observed")
-        ax.errorbar(values.numpy(), median.numpy(),
-                    yerr=[(median - low).numpy(), (high - median).numpy()], fmt="o",
-                    color="tab:blue", capsize=3, label="replicated (median, 90%)")
+            ax.bar(values.numpy(), seen.numpy(), color="0.75", edgecolor="black", label="observed")
+        ax.errorbar(
+            values.numpy(),
+            median.numpy(),
+            yerr=[(median - low).numpy(), (high - median).numpy()],
+            fmt="o",
+            color="tab:blue",
+            capsize=3,
+            label="replicated (median, 90%)",
+        )
         ax.set_xlabel(name)
         ax.set_ylabel("count")
 
@@ -201,14 +214,28 @@ class PredictiveCheck:
         replicas = self.draws.replicated[name].double()
         levels = torch.tensor([q for pair in _INTERVALS for q in pair]).double()
         q = torch.quantile(replicas, levels, dim=0)
-        ax.vlines(x.numpy(), q[0].numpy(), q[1].numpy(), color="tab:blue", alpha=0.35, lw=1.5,
-                  label="replicated 90%")
-        ax.vlines(x.numpy(), q[2].numpy(), q[3].numpy(), color="tab:blue", lw=3.5,
-                  label="replicated 50%")
+        ax.vlines(
+            x.numpy(),
+            q[0].numpy(),
+            q[1].numpy(),
+            color="tab:blue",
+            alpha=0.35,
+            lw=1.5,
+            label="replicated 90%",
+        )
+        ax.vlines(
+            x.numpy(), q[2].numpy(), q[3].numpy(), color="tab:blue", lw=3.5, label="replicated 50%"
+        )
         data = self.draws.observed[name]
         if data is not None:
-            ax.scatter(x.numpy(), data.double().cpu().numpy(), color="black", s=14, zorder=3,
-                       label="observed")
+            ax.scatter(
+                x.numpy(),
+                data.double().cpu().numpy(),
+                color="black",
+                s=14,
+                zorder=3,
+                label="observed",
+            )
         ax.set_xlabel(x_name)
         ax.set_ylabel(name)
 
