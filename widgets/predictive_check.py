@@ -182,6 +182,9 @@ class PredictiveCheck:
         ax.set_ylabel("replicas")
 
     def _draw_bars(self, ax: Any, name: str) -> None:
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # counts of whole values
         replicas = self.draws.replicated[name].reshape(self.draws.num_samples, -1).long()
         data = self.draws.observed[name]
         pooled = (
