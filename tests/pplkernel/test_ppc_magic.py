@@ -191,3 +191,23 @@ def test_a_model_without_data_says_how_to_give_it(shell, capsys):
     run(shell, '%%model lonely()\nppl.sample("s", dist.HalfNormal(1.0))\n')
     shown = error_of(shell, "%ppc lonely", capsys)
     assert "'lonely' observes no site" in shown and "--args" in shown
+
+
+def test_an_mcmc_run_still_sampling_is_refused_until_it_ends(level, capsys):
+    mcmc = run(level, "%mcmc level --samples 20000 --warmup 20000 --chains 1")
+    try:
+        shown = error_of(level, "%ppc level", capsys)
+        assert "The MCMC run of 'level' is still sampling" in shown
+    finally:
+        with pytest.warns(RuntimeWarning, match="interrupted"):  # the draws so far are kept
+            mcmc.request_stop()
+            mcmc.wait()
+
+
+def test_a_stale_run_is_checked_with_a_note(level, capsys):
+    run(level, "%svi level --steps 3")
+    run(level, LEVEL.replace("10.0", "20.0"))
+    capsys.readouterr()
+    check = run(level, "%ppc level --samples 10")
+    assert "Note: model 'level' was redefined" in capsys.readouterr().out
+    assert check.draws.source.startswith("SVI run 'level'")
