@@ -121,13 +121,15 @@ def replicate(
         draws = Predictive(free, parallel=True, **predictive_args)(*args, **kwargs)
     except ShapeError:
         draws = Predictive(free, **predictive_args)(*args, **kwargs)
+    # A check holds small tensors that are drawn and summarised on the CPU, wherever the model
+    # ran.
     observed = {
-        name: site["value"].detach() if site["is_observed"] else None
+        name: site["value"].detach().cpu() if site["is_observed"] else None
         for name, site in sites.items()
     }
     replicated = {}
     for name, site in sites.items():
-        value = draws[name]
+        value = draws[name].detach().cpu()
         # Predictive pads a site to the plate nesting; the replicas take the site's own shape.
         replicated[name] = value.reshape(value.shape[0], *torch.as_tensor(site["value"]).shape)
     discrete = {name: _is_discrete(site) for name, site in sites.items()}
@@ -196,7 +198,7 @@ def choose_covariate(
                 f"--x {wanted}: the covariate must be a 1-d tensor with one value per "
                 f"observation (length {needed}), but '{wanted}' is {shape}."
             )
-        return wanted, value.detach()
+        return wanted, value.detach().cpu()
     for name, value in arguments.items():
         if (
             isinstance(value, torch.Tensor)
@@ -205,7 +207,7 @@ def choose_covariate(
             and value.numel() in lengths
             and not any(_same_data(value, d) for d in data)
         ):
-            return name, value.detach()
+            return name, value.detach().cpu()
     return None
 
 
@@ -213,4 +215,5 @@ def _same_data(value: torch.Tensor, data: torch.Tensor) -> bool:
     """Whether an argument holds the data itself (then it is no covariate)."""
     if value is data:
         return True
-    return value.shape == data.shape and value.dtype == data.dtype and torch.equal(value, data)
+    same = value.shape == data.shape and value.dtype == data.dtype
+    return same and torch.equal(value.detach().cpu(), data)
