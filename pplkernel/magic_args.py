@@ -1,5 +1,6 @@
-"""The flags of ``%svi``, ``%mcmc`` and ``%trace`` (shared/DESIGN.md section 4), read into plain
-namespaces, and the ``--args NAME=EXPR`` pairs evaluated in the notebook.
+"""The flags of ``%svi``, ``%mcmc``, ``%trace``, ``%ppc`` and ``%prior`` (shared/DESIGN.md
+section 4), read into plain namespaces, and the ``--args NAME=EXPR`` pairs evaluated in the
+notebook.
 
 Every mistake is one :class:`~pplkernel.errors.MagicError` that names the flag and the value
 and says what is allowed: an unknown flag (with the closest known one), a missing value, a flag
@@ -250,6 +251,21 @@ _TRACE_FLAGS = (
 )
 
 
+_PPC_FLAGS = (
+    Flag("--run", _name, None, "--run fast"),
+    Flag("--samples", _positive_int, 500, "--samples 500"),
+    Flag("--x", _name, None, "--x weight"),
+    _ARGS,
+)
+
+_PRIOR_FLAGS = (
+    Flag("--explore", str, (), "--explore mu0=-5:5 sigma=0.1:3", many=True),
+    Flag("--samples", _positive_int, 300, "--samples 300"),
+    Flag("--x", _name, None, "--x weight"),
+    _ARGS,
+)
+
+
 def parse_svi(line: str) -> SimpleNamespace:
     """``%svi MODEL [flags]``, ``%svi step [N]`` or ``%svi reset``."""
     words = _split(line, "%svi")
@@ -298,6 +314,68 @@ def parse_trace(line: str) -> SimpleNamespace:
             "not change it: drop --guide."
         )
     return options
+
+
+def parse_ppc(line: str) -> SimpleNamespace:
+    """``%ppc MODEL [--run NAME] [--samples N] [--x NAME]``.
+
+    >>> options = parse_ppc("coin --run fast")
+    >>> options.model, options.run, options.samples
+    ('coin', 'fast', 500)
+    """
+    return parse_flags("%ppc", line, _PPC_FLAGS)
+
+
+def parse_prior(line: str) -> SimpleNamespace:
+    """``%prior MODEL --explore name=low:high ... [--samples N] [--x NAME]``; ``explore`` is
+    read into ``{name: (low, high)}``.
+
+    >>> parse_prior("heights --explore mu0=150:190 sigma=1:20").explore
+    {'mu0': (150.0, 190.0), 'sigma': (1.0, 20.0)}
+    >>> parse_prior("heights --explore mu0=190:150")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pplkernel.errors.MagicError: %prior --explore mu0=190:150: the low end must be below the ...
+    """
+    options = parse_flags("%prior", line, _PRIOR_FLAGS)
+    if not options.explore:
+        raise _usage_error(
+            "%prior needs the hyperparameters to explore: write `%prior MODEL --explore "
+            "name=low:high ...`, for example `--explore mu0=-5:5 sigma=0.1:3`."
+        )
+    ranges: dict[str, tuple[float, float]] = {}
+    for pair in options.explore:
+        name, low, high = _read_range(pair)
+        if name in ranges:
+            raise _usage_error(f"%prior --explore {name} is given twice: give each name once.")
+        ranges[name] = (low, high)
+    options.explore = ranges
+    return options
+
+
+def _read_range(pair: str) -> tuple[str, float, float]:
+    """``"mu0=-5:5"`` -> ``("mu0", -5.0, 5.0)``, or the UsageError that says what is wrong."""
+    form = "name=low:high, for example `mu0=-5:5`"
+    name, equals, span = pair.partition("=")
+    name = name.strip()
+    if not equals or not name.isidentifier() or keyword.iskeyword(name):
+        raise _usage_error(f"%prior --explore takes {form}; got '{pair}'.")
+    low_text, colon, high_text = span.partition(":")
+    try:
+        low, high = float(low_text), float(high_text)
+    except ValueError:
+        low = high = math.nan
+    if not colon or not (math.isfinite(low) and math.isfinite(high)):
+        raise _usage_error(
+            f"%prior --explore {pair}: the range must be two finite numbers, {form}."
+        )
+    if low >= high:
+        raise _usage_error(
+            f"%prior --explore {pair}: the low end must be below the high end; write "
+            f"`{name}={min(low, high):g}:{max(low, high):g}`"
+            + (" (or widen it)." if low == high else ".")
+        )
+    return name, low, high
 
 
 def evaluate_args(pairs: list[str], namespace: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""The magics: ``%%model``, ``%%guide``, ``%svi``, ``%mcmc``, ``%trace`` and ``%ppl``
-(shared/DESIGN.md section 4 is the grammar; ``%trace MODEL --graph`` shows the model graph).
+"""The magics: ``%%model``, ``%%guide``, ``%svi``, ``%mcmc``, ``%trace``, ``%ppc``, ``%prior``
+and ``%ppl`` (shared/DESIGN.md section 4 is the grammar; ``%trace MODEL --graph`` shows the
+model graph).
 
 Each magic turns its line into engine calls and shows a widget; anything that goes wrong
 becomes a :class:`~pplkernel.session.MagicError`, shown as one short message (see
@@ -33,13 +34,24 @@ from engine.infer import autoguide as autoguides
 from engine.infer.model_guide_checks import check_model_guide_match
 from engine.infer.util import guide_and_model_traces, inspection_trace
 from engine.optim import SGD, Adam, ClippedAdam
+from engine.params import param_store_scope
 from engine.source_lines import register_location_namer
-from pplkernel import model_cells
+from pplkernel import model_cells, predictive
 from pplkernel.errors import did_you_mean
-from pplkernel.magic_args import evaluate_args, parse_mcmc, parse_svi, parse_trace
+from pplkernel.magic_args import (
+    evaluate_args,
+    parse_mcmc,
+    parse_ppc,
+    parse_prior,
+    parse_svi,
+    parse_trace,
+)
 from pplkernel.runs import SviRun
 from pplkernel.session import MagicError, Registered, Session, bind_arguments
 from widgets import McmcMonitor, ModelGraph, TraceInspector
+from widgets.predictive_check import PredictiveCheck
+from widgets.predictive_draws import PredictiveDraws, choose_covariate, replicate
+from widgets.prior_explorer import PriorExplorer
 
 _AUTOGUIDES = {
     "auto_normal": autoguides.AutoNormal,
@@ -122,7 +134,24 @@ class PPLMagics(Magics):
         return self.shell.user_ns
 
     def _bound(self, fn: Callable, given: list[str]) -> tuple[tuple, dict[str, Any]]:
-        values = evaluate_args(given, self.namespace)
+        """``fn``'s arguments: ``--args`` pairs, else notebook variables, else defaults."""
+        return self._bound_values(fn, evaluate_args(given, self.namespace))
+
+    def _bound_values(self, fn: Callable, values: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
+        self._check_given(fn, values)
+        bound = bind_arguments(fn, self.namespace, values)
+        if isinstance(bound, list):
+            names = ", ".join(bound)
+            raise MagicError(
+                f"'{fn.__name__}' needs {names}: define notebook variables of those names, or "
+                f"pass them with `--args {bound[0]}=...`.",
+                "UsageError",
+            )
+        return bound
+
+    @staticmethod
+    def _check_given(fn: Callable, values: dict[str, Any]) -> None:
+        """Refuse ``--args`` names that are not arguments of ``fn``."""
         parameters = inspect.signature(fn).parameters
         gathering = [
             p.name for p in parameters.values() if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
@@ -137,15 +166,6 @@ class PPLMagics(Magics):
                 + did_you_mean(unknown[0], [n for n in parameters if n not in gathering]),
                 "UsageError",
             )
-        bound = bind_arguments(fn, self.namespace, values)
-        if isinstance(bound, list):
-            names = ", ".join(bound)
-            raise MagicError(
-                f"'{fn.__name__}' needs {names}: define notebook variables of those names, or "
-                f"pass them with `--args {bound[0]}=...`.",
-                "UsageError",
-            )
-        return bound
 
     # -- %%model and %%guide ---------------------------------------------------------------
 
@@ -313,6 +333,104 @@ class PPLMagics(Magics):
             model_trace.compute_log_prob()
         return TraceInspector.from_trace(model_trace, title=f"trace of {model.name}")
 
+    # -- %ppc and %prior ---------------------------------------------------------------------
+
+    @line_magic
+    def ppc(self, line: str) -> PredictiveCheck:
+        """``%ppc MODEL [--run NAME] [--samples N] [--x NAME]``: replicated data against the
+        observed data, from the model's latest run (or the run named), or from its prior when
+        it has no run. Only a look: the param stores and the runs stay as they were."""
+        options = parse_ppc(line)
+        model = self.session.model(options.model)
+        run = predictive.find_run(self.session, model.name, options.run)
+        if run is None:
+            args, kwargs = self._bound(model.fn, options.args)
+            with engine_errors(), _store_kept():
+                draws = replicate(model.fn, args, kwargs, options.samples)
+        elif isinstance(run, SviRun):
+            if run.stale:
+                print(f"Note: {run.stale}")
+            kwargs = self._run_arguments(run.model, run.kwargs, options.args)
+            source = f"SVI run '{run.name}' ({run.step_count} steps)"
+            with engine_errors(), run.lock.hold(), param_store_scope(run.params), _store_kept():
+                draws = replicate(
+                    run.model, run.args, kwargs, options.samples, guide=run.svi.guide, source=source
+                )
+        else:
+            draws = self._mcmc_draws(model, run, options)
+        with engine_errors():
+            draws.covariate = choose_covariate(draws.arguments, draws, options.x)
+            check = PredictiveCheck(draws, title=f"'{model.name}'")
+            check.png()  # drawn now, so a failure is reported by this magic
+        return check
+
+    def _run_arguments(self, fn: Callable, kwargs: dict[str, Any], given: list[str]) -> dict:
+        """A run's keyword arguments, with ``--args`` replacing some (new inputs, new data)."""
+        values = evaluate_args(given, self.namespace)
+        self._check_given(fn, values)
+        return {**kwargs, **values}
+
+    def _mcmc_draws(self, model: Registered, mcmc: MCMC, options: Any) -> PredictiveDraws:
+        if mcmc.running:
+            raise MagicError(
+                f"The MCMC run of '{model.name}' is still sampling: wait for it to end (or stop "
+                "it with the monitor's Stop button), then run %ppc again.",
+                "UsageError",
+            )
+        fn, args, kwargs = predictive.mcmc_arguments(mcmc)
+        kwargs = self._run_arguments(fn, kwargs, options.args)
+        source = f"MCMC ({mcmc.num_chains} chains)"
+        with engine_errors(), _store_kept():
+            samples = mcmc.get_samples()
+            return replicate(
+                fn, args, kwargs, options.samples, posterior_samples=samples, source=source
+            )
+
+    @line_magic
+    def prior(self, line: str) -> PriorExplorer:
+        """``%prior MODEL --explore name=low:high ... [--samples N] [--x NAME]``: sliders for
+        the named hyperparameters (model arguments, or notebook constants the model reads) over
+        the prior predictive, redrawn when a slider moves. A constant is rebound in the
+        notebook only while a picture is drawn."""
+        options = parse_prior(line)
+        model = self.session.model(options.model)
+        fn = model.fn
+        values = evaluate_args(options.args, self.namespace)
+        self._check_given(fn, values)
+        parameters = inspect.signature(fn).parameters
+        current = {}
+        for name in options.explore:
+            if name in values:
+                current[name] = values[name]
+            elif name in self.namespace:
+                current[name] = self.namespace[name]
+            elif name in parameters and parameters[name].default is not parameters[name].empty:
+                current[name] = parameters[name].default
+        found = predictive.explored(fn, model.name, options.explore, current)
+        sliding = {
+            name: e.typed(e.slider.value) for name, e in found.items() if e.kind == "argument"
+        }
+        args, kwargs = self._bound_values(fn, {**values, **sliding})
+        positional = [p.name for p in parameters.values() if p.kind == p.POSITIONAL_ONLY]
+        fixed = {**dict(zip(positional, args, strict=True)), **kwargs}
+        namespace = getattr(fn, "__globals__", self.namespace)
+
+        def draw(slider_values: dict[str, float]) -> PredictiveCheck:
+            typed = {name: found[name].typed(value) for name, value in slider_values.items()}
+            arguments = {n: v for n, v in typed.items() if found[n].kind == "argument"}
+            constants = {n: v for n, v in typed.items() if found[n].kind == "constant"}
+            call_args, call_kwargs = bind_arguments(fn, {}, {**fixed, **arguments})
+            with _store_kept(), predictive.rebound(namespace, constants):
+                draws = replicate(fn, call_args, call_kwargs, options.samples)
+            draws.covariate = choose_covariate(draws.arguments, draws, options.x)
+            at = ", ".join(f"{name} = {value:.4g}" for name, value in slider_values.items())
+            return PredictiveCheck(draws, title=f"'{model.name}' at {at}")
+
+        with engine_errors():
+            return PriorExplorer(
+                [e.slider for e in found.values()], draw, title=f"prior predictive of {model.name}"
+            )
+
     def _check_guide(self, name: str) -> None:
         """Refuse a ``--guide`` that is neither an autoguide nor a ``%%guide`` (before anything
         starts), naming both kinds."""
@@ -386,6 +504,18 @@ def inject_names(namespace: dict[str, Any]) -> list[str]:
 
 
 __all__ = ["PPLMagics", "engine_errors", "inject_names"]
+
+
+@contextlib.contextmanager
+def _store_kept() -> Iterator[None]:
+    """The current param store exactly as before the block, however it ends (a predictive
+    check only looks: params a model or guide creates while drawing are removed again)."""
+    store = engine.get_param_store()
+    before = store.snapshot()
+    try:
+        yield
+    finally:
+        store.restore(before)
 
 
 def _same_arguments(args: tuple, kwargs: dict, new_args: tuple, new_kwargs: dict) -> bool:
