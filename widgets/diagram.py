@@ -1,6 +1,8 @@
 """The plate diagram of the widgets: site and plate records (``engine.poutine.shape_table``
 rows) turned into :func:`engine.infer.plate_diagram.layout`'s positions, labelled and coloured
-the way the inspector and the model graph show them.
+the way the inspector and the model graph show them, and drawn by :func:`diagram_svg`: the one
+drawing of every kernel-side view (the inspector widget and its HTML fallback, the model
+graph's fallback). The JupyterLab extension draws the same layout from the MIME data.
 
 The layout and the SVG drawing themselves live in :mod:`engine.infer.plate_diagram` (the engine
 draws the same diagram for :func:`engine.render_model` when Graphviz is missing, and the engine
@@ -66,11 +68,43 @@ def diagram_of(
     return layout(placed, labels, edges, captions)
 
 
+def diagram_svg(
+    sites: Sequence[Mapping[str, Any]],
+    plates: Sequence[Mapping[str, Any]],
+    edges: Sequence[tuple[str, str]] = (),
+    observed: Mapping[str, bool | None] | None = None,
+    css_class: str = "ppl-plate-diagram",
+) -> str:
+    """The plate diagram of site and plate records as inline SVG (every name escaped): plates
+    in their colours, observed sites shaded (``observed`` overrides what the rows' kinds say),
+    deterministic sites dashed, each site captioned with its distribution.
+
+    >>> svg = diagram_svg(
+    ...     [{"site": "<x>", "kind": "observed", "distribution": "Normal"}],
+    ...     [{"name": "data", "size": 3, "dim": -1, "sites": ["<x>"]}],
+    ... )
+    >>> "&lt;x&gt;" in svg and "<x>" not in svg, 'data-plate="data"' in svg
+    (True, True)
+    """
+    shown = [row for row in sites if row["kind"] in DRAWN_KINDS]
+    if observed is None:
+        observed = {row["site"]: row["kind"] == "observed" for row in shown}
+    return to_svg(
+        diagram_of(sites, plates, edges),
+        observed,
+        plate_colours(plates),
+        captions={row["site"]: str(row["distribution"]) for row in shown},
+        css_class=css_class,
+        dashed={row["site"] for row in shown if row["kind"] == "determ."},
+    )
+
+
 __all__ = [
     "DRAWN_KINDS",
     "NODE_R",
     "PALETTE",
     "diagram_of",
+    "diagram_svg",
     "layout",
     "plate_colour",
     "plate_colours",

@@ -27,7 +27,7 @@ from typing import Any
 
 from engine.infer.inspect import trace_relations
 from engine.poutine.shape_table import plate_rows, site_rows
-from widgets.diagram import DRAWN_KINDS, diagram_of, plate_colours, to_svg
+from widgets.diagram import DRAWN_KINDS, diagram_of, diagram_svg, plate_colours
 from widgets.html import HtmlFallback, escape
 
 GRAPH_MIME = "application/vnd.pplkernel.graph+json"
@@ -132,12 +132,11 @@ class ModelGraph(HtmlFallback):
 
     def to_html(self) -> str:
         """The graph as escaped HTML with an inline SVG (for frontends without the extension)."""
-        shape = diagram_of(self._rows(), self.plates, self.edges)
-        svg = to_svg(
-            shape,
+        svg = diagram_svg(
+            self._rows(),
+            self.plates,
+            self.edges,
             observed={node["name"]: node["observed"] for node in self.nodes},
-            colours=plate_colours(self.plates),
-            captions={node["name"]: node["distribution"] for node in self.nodes},
             css_class="ppl-graph",
         )
         title = escape(self.title or "Model graph")

@@ -8,36 +8,12 @@ function cell(tag, text) {
   return node;
 }
 
-// The plate diagram, drawn where widgets/diagram.py placed things (the same layout as the HTML
-// fallback and the JupyterLab extension; overlapping plates are drawn as overlapping boxes):
-// each plate a box labelled with its name, size and dim; observed sites filled, latent ones
-// hollow, as in the usual graphical-model notation.
-const SVG = "http://www.w3.org/2000/svg";
-const NODE_R = 16; // widgets/diagram.py's NODE_R
-
-function svgNode(tag, attributes, text) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, String(value));
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-function plateDiagram(sites, diagram) {
-  const kind = Object.fromEntries(sites.map((site) => [site.site, site.kind]));
-  const svg = svgNode("svg", { width: diagram.width || 0, height: diagram.height || 0, class: "ppl-plate-diagram", role: "img" });
-  for (const box of diagram.plates || []) {
-    const group = svgNode("g", { class: "ppl-plate", "data-plate": box.plate });
-    group.appendChild(svgNode("rect", { x: box.x, y: box.y, width: box.width, height: box.height, rx: 6, fill: "none", stroke: "#555" }));
-    group.appendChild(svgNode("text", { x: box.x + 6, y: box.y + 14, "font-size": 11 }, box.label));
-    svg.appendChild(group);
-  }
-  for (const node of diagram.nodes || []) {
-    const group = svgNode("g", { class: "ppl-node", "data-site": node.site });
-    group.appendChild(svgNode("circle", { cx: node.x, cy: node.y, r: NODE_R, fill: kind[node.site] === "observed" ? "#bbb" : "white", stroke: "black" }));
-    group.appendChild(svgNode("text", { x: node.x, y: node.y + NODE_R + 13, "text-anchor": "middle", "font-size": 11 }, node.site));
-    svg.appendChild(group);
-  }
-  return svg;
+// The plate diagram comes drawn from Python (widgets/diagram.py diagram_svg, every name escaped
+// there): the same picture as the HTML fallback. It is parsed as XML, so its text stays text.
+function parsedSvg(markup) {
+  if (!markup) return document.createTextNode("");
+  const parsed = new DOMParser().parseFromString(markup, "image/svg+xml");
+  return document.importNode(parsed.documentElement, true);
 }
 
 function render({ model, el }) {
@@ -67,12 +43,12 @@ function render({ model, el }) {
       table.appendChild(row);
     }
     root.appendChild(table);
-    root.appendChild(plateDiagram(model.get("sites"), model.get("diagram")));
+    root.appendChild(parsedSvg(model.get("diagram_svg")));
   }
 
   draw();
   model.on("change:sites", draw);
-  model.on("change:diagram", draw);
+  model.on("change:diagram_svg", draw);
   model.on("change:title", draw);
 }
 

@@ -26,7 +26,7 @@ import anywidget
 import traitlets
 
 from engine.poutine.shape_table import plate_rows, shown_columns, site_rows
-from widgets.diagram import diagram_of, plate_colours
+from widgets.diagram import diagram_of, diagram_svg, plate_colours
 from widgets.html import HtmlFallback, escape, table
 
 TRACE_MIME = "application/vnd.pplkernel.trace+json"
@@ -40,9 +40,9 @@ class TraceInspector(HtmlFallback, anywidget.AnyWidget):
     title = traitlets.Unicode("").tag(sync=True)
     sites = traitlets.List().tag(sync=True)
     plates = traitlets.List().tag(sync=True)
-    # Where the plate diagram's boxes and nodes go (widgets.diagram.layout), kept in step with
-    # the rows so the view only draws.
-    diagram = traitlets.Dict().tag(sync=True)
+    # The plate diagram, drawn here (widgets.diagram.diagram_svg) and kept in step with the
+    # rows: the view and the HTML fallback show the same picture.
+    diagram_svg = traitlets.Unicode("").tag(sync=True)
 
     @classmethod
     def from_trace(cls, trace: Any, title: str = "") -> TraceInspector:
@@ -50,8 +50,8 @@ class TraceInspector(HtmlFallback, anywidget.AnyWidget):
         return cls(title=title, sites=site_rows(trace), plates=plate_rows(trace))
 
     @traitlets.observe("sites", "plates")
-    def _lay_out(self, change: Any) -> None:
-        self.diagram = diagram_of(self.sites, self.plates)
+    def _draw_diagram(self, change: Any) -> None:
+        self.diagram_svg = diagram_svg(self.sites, self.plates) if self.sites else ""
 
     def _rows(self, columns: list[str]) -> list[list[object]]:
         rows = []
@@ -70,7 +70,7 @@ class TraceInspector(HtmlFallback, anywidget.AnyWidget):
             "title": self.title,
             "sites": [dict(site) for site in self.sites],
             "plates": [{**plate, "colour": colours[plate["name"]]} for plate in self.plates],
-            "diagram": self.diagram,
+            "diagram": diagram_of(self.sites, self.plates),
         }
 
     def to_html(self) -> str:
@@ -85,5 +85,6 @@ class TraceInspector(HtmlFallback, anywidget.AnyWidget):
         parts.append(table([*columns, "log_prob sum"], self._rows(columns)))
         if plates:
             parts.append(f"<div>plates: {plates}</div>")
+        parts.append(self.diagram_svg)
         parts.append("</div>")
         return "".join(parts)

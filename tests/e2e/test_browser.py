@@ -292,6 +292,10 @@ def test_a_site_named_like_markup_renders_as_text(browser, tmp_path):
         row = page.locator(".ppl-inspector tr[data-kind='sample']").first
         row.wait_for(timeout=60_000)
         assert XSS_SITE in row.inner_text()
+        # The plate diagram, drawn in Python and parsed as XML, shows the name as text too.
+        diagram = page.locator(".ppl-inspector svg.ppl-plate-diagram").first
+        assert diagram.locator(f"g.ppl-node[data-site='{XSS_SITE}']").count() == 1
+        assert XSS_SITE in diagram.text_content()
         assert page.locator(".ppl-inspector img").count() == 0
         page.wait_for_timeout(300)
         assert dialogs == []

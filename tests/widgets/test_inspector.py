@@ -49,3 +49,16 @@ def test_trace_json_is_json_safe_and_carries_rows_plates_and_diagram():
     assert [box["plate"] for box in diagram["plates"]] == ["data"]
     assert [node["site"] for node in diagram["nodes"]] == ["mu", XSS, "bad"]
     assert diagram["edges"] == []
+
+
+def test_the_widget_and_its_fallback_show_one_drawing_of_the_plate_diagram():
+    trace = poutine.trace(model).get_trace()
+    inspector = TraceInspector.from_trace(trace, title="demo")
+    svg = inspector.diagram_svg
+    # Drawn once, in Python: plate colour, captions, observed sites shaded, names escaped.
+    assert 'data-plate="data"' in svg and 'stroke="#4e79a7"' in svg
+    assert svg.count('class="ppl-node"') == 3 and ">Normal<" in svg
+    assert "<img" not in svg and "&lt;img" in svg
+    assert svg in inspector.to_html()
+    inspector.sites = inspector.sites[:1]  # another run: the drawing follows the rows
+    assert inspector.diagram_svg.count('class="ppl-node"') == 1
