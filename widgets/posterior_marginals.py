@@ -238,10 +238,10 @@ class MarginalSampler:
         latents = self.latent_sites()
         if not latents:
             raise PosteriorViewError(
-                    f"model '{_name_of(self.model)}' has no latent sample site (every site is "
-                    "observed), so there is no posterior to show. Fix: give it a latent site "
-                    "(pyro.sample without obs=)."
-                )
+                f"model '{_name_of(self.model)}' has no latent sample site (every site is "
+                "observed), so there is no posterior to show. Fix: give it a latent site "
+                "(pyro.sample without obs=)."
+            )
         return latents
 
     def prior_draws(self) -> dict[str, torch.Tensor]:
@@ -264,7 +264,7 @@ class MarginalSampler:
         if self.parallel[role]:
             try:
                 return self._predictive(fn, sites, parallel=True)
-            except Exception:  # noqa: BLE001  (one that does not vectorise: one run per draw)
+            except Exception:  # one that does not vectorise: one run per draw instead
                 self.parallel[role] = False
         try:
             return self._predictive(fn, sites, parallel=False)

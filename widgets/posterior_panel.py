@@ -134,9 +134,7 @@ def static_panels(payload: dict[str, Any], width: int = 200, height: int = 110) 
         f"<figure data-site='{escape(panel['name'])}' data-kind='{escape(panel['kind'])}' "
         f"style='display:inline-block;margin:0 4px'><figcaption>{escape(panel['name'])}"
         f"</figcaption>"
-        + svg_plot(
-            panel["x_axis"], panel["y_axis"], _marks(panel), width, height, panel["name"]
-        )
+        + svg_plot(panel["x_axis"], panel["y_axis"], _marks(panel), width, height, panel["name"])
         + (f"<br><small>{escape(panel['note'])}</small>" if panel["note"] else "")
         + "</figure>"
         for panel in payload.get("panels", [])
