@@ -9,10 +9,12 @@ drawing of samples and curves) and shapes what goes to the browser: one JSON-saf
 When, and why so: a recomputation costs a guide run and a few small matrix products (about
 ten milliseconds for a small model), so it is never done per step. A live refresh comes at most
 every ``interval_s`` seconds *and* only once the run has trained for ``cost / budget`` seconds
-since the last one (``cost``: what the last one took), so however slow the guide, the panel
-takes at most ``budget`` of the run's wall time. The state written at the end of a stretch of
-steps (what a saved notebook shows) follows the budget rule only: when it is not yet allowed,
-:meth:`PosteriorPanel.wait` says how long until it is, and the monitor writes it then.
+since the last one (``cost``: what the last one took), so however slow the guide, the live
+refreshes take at most ``budget`` of the run's wall time. The state written at the end of a
+stretch of steps (what a saved notebook shows, and the static fallback) is computed at once,
+unless the previous end of a stretch was less than ``cost / budget`` ago (a loop of one-step
+stretches): then :meth:`PosteriorPanel.wait` says how long until it is allowed, and the monitor
+writes it then. The prior's draws, made once per run, are not counted in ``cost``.
 
 A panel that fails (a guide that cannot be run on its own) says why in ``error`` and is not
 retried until the run is reset: the run itself goes on. A model without latent sites (a fit of
@@ -34,6 +36,7 @@ True
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -73,7 +76,8 @@ class PosteriorPanel:
         self.last_step: int | None = None
         self.payload: dict[str, Any] = {}  # the last one computed
         self.failed = False
-        self._last_end = self._clock()
+        self._last_end = self._clock()  # the first live refresh comes an interval in
+        self._last_final = -math.inf
 
     def due(self) -> bool:
         """Whether a live refresh may come now (the interval and the budget both allow it)."""
@@ -81,17 +85,21 @@ class PosteriorPanel:
         return not self.failed and since >= max(self.interval_s, self.cost / self.budget)
 
     def wait(self) -> float:
-        """Seconds until the budget allows a recomputation (0.0: now)."""
-        return max(0.0, self.cost / self.budget - (self._clock() - self._last_end))
+        """Seconds until the budget allows the end-of-stretch state to be recomputed (0.0:
+        now)."""
+        return max(0.0, self.cost / self.budget - (self._clock() - self._last_final))
 
-    def compute(self, step: int) -> dict[str, Any]:
-        """Draw the marginals now; a payload (with ``error`` set, never raised, if it fails)."""
-        start = self._clock()
+    def compute(self, step: int, final: bool = False) -> dict[str, Any]:
+        """Draw the marginals now (``final``: the end-of-stretch state); a payload (with
+        ``error`` set, never raised, if it fails)."""
         payload: dict[str, Any] = {"step": step, "panels": [], "not_shown": [], "error": None}
+        start = self._clock()
         try:
             if self._sampler is None:
                 self._sampler = self._make_sampler()
             if self._sampler.latent_sites():
+                self._sampler.prior_draws()  # once per run: not part of a refresh's cost
+                start = self._clock()
                 marginals = self._sampler.marginals()
                 payload["panels"] = [_with_axes(m.to_json()) for m in marginals.marginals]
                 payload["not_shown"] = marginals.not_shown
@@ -101,6 +109,8 @@ class PosteriorPanel:
             self.failed = True
             payload["error"] = f"{type(error).__name__}: {error}"
         self._last_end = self._clock()
+        if final:
+            self._last_final = self._last_end
         self.cost = self._last_end - start
         self.last_step = step
         payload["seconds"] = round(self.cost, 4)

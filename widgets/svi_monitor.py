@@ -19,7 +19,8 @@ Below the charts, the posterior panel (:mod:`widgets.posterior_panel`) shows eac
 marginal under the guide (a line) with its prior behind it (shaded). It rides on the batched
 messages, recomputed at most once a second and within 2 % of the run's wall time, and the state
 at the end of a stretch of steps goes into the ``posterior`` trait (and the static fallback), so a
-saved notebook shows the curves of the last step. ``posterior=False`` leaves it out.
+saved notebook shows the curves of the last step (in a loop of very short stretches, a moment
+after the last one: see :mod:`widgets.posterior_panel`). ``posterior=False`` leaves it out.
 
 >>> import torch, engine, engine.distributions as dist
 >>> from engine.infer import SVI, Trace_ELBO
@@ -241,7 +242,7 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
             return
         wait = panel.wait()
         if wait == 0:
-            self.posterior = panel.compute(step)
+            self.posterior = panel.compute(step, final=True)
         else:
             self._posterior_timer = threading.Timer(wait, self._posterior_later)
             self._posterior_timer.daemon = True
@@ -250,7 +251,7 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
     def _posterior_later(self) -> None:
         with self.lock.hold(), deferred_interrupt():
             if self._posterior is not None and self._posterior.last_step != self.svi.step_count:
-                self.posterior = self._posterior.compute(self.svi.step_count)
+                self.posterior = self._posterior.compute(self.svi.step_count, final=True)
 
     # -- driving the run ---------------------------------------------------------------------
 
