@@ -21,8 +21,9 @@ Decisions, and why:
 - **The grid** covers the guide's draws (padded by three bandwidths) and the prior's central 98 %,
   but at most ``ZOOM`` times the guide's own span around it: a wide prior must not squeeze a
   narrow posterior into one grid cell. It is clipped to the support.
-- **Discrete sites** get bar probabilities at each value (or, past ``MAX_BARS`` values, over
-  bins of whole numbers of equal width), from the draws' frequencies.
+- **Discrete sites** get bar probabilities at each value drawn (or, past ``MAX_BARS`` values,
+  over the prior's central 98 % and the guide's draws, in bins of whole numbers of equal width),
+  from the draws' frequencies.
 - **Same random numbers each time**: the draws use a fixed ``seed`` inside
   :func:`~engine.rng.preserved_rng_state`, so consecutive curves of a run differ only by what the
   guide learned, and drawing them never moves the run's own random stream.
@@ -393,12 +394,15 @@ def _bars(
     name: str, site: str, prior: torch.Tensor, guide: torch.Tensor | None, note: str | None
 ) -> Marginal:
     prior = prior.double()
-    q_low, q_high = torch.quantile(
-        prior, torch.tensor(PRIOR_QUANTILES, dtype=prior.dtype, device=prior.device)
-    ).tolist()
-    low, high = math.floor(q_low), math.ceil(q_high)
-    if guide is not None:
-        low, high = min(low, math.floor(float(guide.min()))), max(high, math.ceil(guide.max()))
+    drawn = prior if guide is None else torch.cat([prior, guide.double()])
+    low, high = math.floor(drawn.min()), math.ceil(drawn.max())
+    if high - low + 1 > MAX_BARS:  # a long tail of the prior: its central 98 % only
+        q_low, q_high = torch.quantile(
+            prior, torch.tensor(PRIOR_QUANTILES, dtype=prior.dtype, device=prior.device)
+        ).tolist()
+        low, high = math.floor(q_low), math.ceil(q_high)
+        if guide is not None:
+            low, high = min(low, math.floor(guide.min())), max(high, math.ceil(guide.max()))
     width = max(1, math.ceil((high - low + 1) / MAX_BARS))
     starts = torch.arange(low, high + 1, width, dtype=torch.float64, device=prior.device)
 
