@@ -28,7 +28,11 @@ Decisions, and why:
   :func:`~engine.rng.preserved_rng_state`, so consecutive curves of a run differ only by what the
   guide learned, and drawing them never moves the run's own random stream.
 - **Cheap**: the prior's draws are made once and kept (the model and its arguments do not change);
-  each refresh runs the guide once, vectorised, and a few small matrix products.
+  each refresh runs the guide once, vectorised, and a few small matrix products. The prior's
+  draws come from one run of the model under a plate of ``num_samples``; a model whose
+  likelihood cannot take that batch (``x @ w`` with a batched ``w``) still gives them, as long
+  as it fails after its last latent site: the latents drawn before the failure are prior draws
+  (each is drawn given the ones before it). Only a model that fails earlier is run once per draw.
 
 >>> import torch, engine, engine.distributions as dist
 >>> def model():
@@ -55,6 +59,7 @@ import torch
 from engine.distributions import constraints
 from engine.errors import PPLError
 from engine.infer import Predictive
+from engine.infer.util import max_plate_nesting_of, vectorize
 from engine.params import ParamStoreDict, param_store_scope
 from engine.poutine.handlers import block, trace
 from engine.rng import preserved_rng_state, set_rng_seed
@@ -67,6 +72,7 @@ MAX_PANELS = 12  # in all: the rest are listed in ``not_shown``
 MAX_BARS = 40
 ZOOM = 8.0
 PRIOR_QUANTILES = (0.01, 0.99)
+_PLATE_NAME = "_posterior_view_draws"
 
 
 class PosteriorViewError(PPLError, ValueError):
@@ -204,6 +210,7 @@ class MarginalSampler:
         self.param_store = param_store
         self.parallel = {"model": True, "guide": True}
         self._latents: dict[str, dict[str, Any]] | None = None
+        self._nesting = 0
         self._prior: dict[str, torch.Tensor] | None = None
 
     @contextlib.contextmanager
@@ -225,6 +232,7 @@ class MarginalSampler:
         if self._latents is None:
             with self._quietly(), block():
                 model_trace = trace(self.model).get_trace(*self.args, **self.kwargs)
+            self._nesting = max_plate_nesting_of(model_trace)
             self._latents = {
                 name: _site_facts(site)
                 for name, site in model_trace.nodes.items()
@@ -250,9 +258,31 @@ class MarginalSampler:
         if self._prior is None:
             latents = self._check_latents()
             with self._quietly():
-                draws = self._draw(self.model, list(latents), "model")
+                draws = self._latents_of_one_batched_run(latents)
+                if draws is None:
+                    draws = self._draw(self.model, list(latents), "model")
             self._prior = {name: _flat(draws[name], self.num_samples) for name in latents}
         return self._prior
+
+    def _latents_of_one_batched_run(
+        self, latents: dict[str, dict[str, Any]]
+    ) -> dict[str, torch.Tensor] | None:
+        """The latent sites' values from one run of the model under a plate of
+        ``num_samples`` (left of its own plates), kept even when a later line of the model fails
+        on the batch (see the module docstring); None if some latent is missing or misshapen."""
+        batched = trace(vectorize(self.model, self.num_samples, self._nesting, _PLATE_NAME))
+        with contextlib.suppress(Exception), block():
+            batched.get_trace(*self.args, **self.kwargs)
+        nodes, draws = batched.trace.nodes, {}
+        for name, facts in latents.items():
+            value = torch.as_tensor(nodes[name]["value"]) if name in nodes else None
+            numel = math.prod(facts["shape"])
+            if value is None or value.dim() == 0 or value.shape[0] != self.num_samples:
+                return None
+            if value.numel() != self.num_samples * numel:
+                return None
+            draws[name] = value
+        return draws
 
     def guide_draws(self) -> dict[str, torch.Tensor]:
         """``num_samples`` draws from the guide of each latent site it draws, flat."""

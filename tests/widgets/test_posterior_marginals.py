@@ -281,3 +281,42 @@ def test_a_guide_that_does_not_vectorise_is_run_once_per_draw():
     (mu,) = sampler.marginals().marginals
     assert sampler.parallel == {"model": True, "guide": False}
     assert peak(mu, mu.guide) == pytest.approx(2.0, abs=0.3)  # 50 draws of Normal(2, 0.3)
+
+
+def test_prior_draws_come_from_one_batched_run_even_when_the_likelihood_cannot_take_it():
+    x = torch.randn(20, 3)
+
+    def regression(x, y):
+        w = engine.sample("w", dist.Normal(0.0, 1.0).expand([3]).to_event(1))
+        scale = engine.sample("scale", dist.HalfNormal(2.0))
+        with engine.plate("data", len(x)):
+            engine.sample("y", dist.Normal(x @ w, scale), obs=y)  # x @ w fails on a batch of w
+
+    calls = []
+
+    def counted(x, y):
+        calls.append(1)
+        return regression(x, y)
+
+    n = 2000
+    sampler = MarginalSampler(counted, lambda x, y: None, (x, x[:, 0]), num_samples=n)
+    prior = sampler.prior_draws()
+    assert len(calls) == 2  # the probe run and the batched one: not one run per draw
+    assert prior["w"].shape == (n, 3) and prior["scale"].shape == (n, 1)
+    # Independent draws: the sample sd of Normal(0, 1) draws is within 4 / sqrt(2n) = 0.063 of
+    # 1; the HalfNormal(2) mean 2 sqrt(2 / pi) = 1.60, its sd 1.21, so 4 * 1.21 / sqrt(n) = 0.11.
+    assert prior["w"].std(0).tolist() == pytest.approx([1.0] * 3, abs=4 / math.sqrt(2 * n))
+    assert float(prior["scale"].mean()) == pytest.approx(1.596, abs=0.11)
+    assert len(set(prior["w"][:, 0].tolist())) == n  # a fresh draw each, none repeated
+
+
+def test_a_model_that_fails_on_the_batch_before_its_last_latent_is_run_once_per_draw():
+    def model():
+        mu = engine.sample("mu", dist.Normal(0.0, 1.0))
+        engine.sample("nu", dist.Normal(mu.item(), 1.0))  # .item() needs one draw
+
+    sampler = MarginalSampler(model, lambda: None, num_samples=400)
+    prior = sampler.prior_draws()
+    assert sampler.parallel["model"] is False
+    # nu ~ Normal(mu, 1) with mu ~ Normal(0, 1): sd sqrt(2); the sample sd within 4 sd/sqrt(2n).
+    assert float(prior["nu"].std()) == pytest.approx(math.sqrt(2), abs=4 * math.sqrt(2 / 800))
