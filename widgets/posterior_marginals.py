@@ -19,8 +19,9 @@ Decisions, and why:
   support (a positive or unit-interval site keeps its mass inside). A guide whose draws are all
   equal (``AutoDelta``) has no density: it is a point mass, drawn as a vertical line at ``point``.
 - **The grid** covers the guide's draws (padded by three bandwidths) and the prior's central 98 %,
-  but at most ``ZOOM`` times the guide's own span around it: a wide prior must not squeeze a
-  narrow posterior into one grid cell. It is clipped to the support.
+  but no further than ``ZOOM`` of the guide's standard deviations from the guide's mean: a wide
+  prior must not squeeze a narrow posterior into a few grid cells (with 80 points, the spacing
+  is at most 2 * ZOOM / 79 = 0.2 of the guide's sd). It is clipped to the support.
 - **Discrete sites** get bar probabilities at each value drawn (or, past ``MAX_BARS`` values,
   over the prior's central 98 % and the guide's draws, in bins of whole numbers of equal width),
   from the draws' frequencies.
@@ -70,7 +71,7 @@ GRID_POINTS = 80
 MAX_ELEMENTS = 4  # per vector site: its first elements, in flat (row-major) order
 MAX_PANELS = 12  # in all: the rest are listed in ``not_shown``
 MAX_BARS = 40
-ZOOM = 8.0
+ZOOM = 8.0  # guide standard deviations each side of its mean
 PRIOR_QUANTILES = (0.01, 0.99)
 _PLATE_NAME = "_posterior_view_draws"
 
@@ -386,9 +387,10 @@ def _densities(
         g_low, g_high = float(guide.min()), float(guide.max())
         if h_guide > 0:
             g_low, g_high = g_low - 3 * h_guide, g_high + 3 * h_guide
-            # At most ZOOM times the guide's span: the posterior keeps its detail.
-            centre, reach = (g_low + g_high) / 2, ZOOM * (g_high - g_low) / 2
-            low, high = max(min(low, g_low), centre - reach), min(max(high, g_high), centre + reach)
+            # At most ZOOM sd around the guide's mean: the posterior keeps its detail.
+            centre, reach = float(guide.mean()), ZOOM * float(guide.std())
+            low = max(min(low, g_low), min(g_low, centre - reach))
+            high = min(max(high, g_high), max(g_high, centre + reach))
         else:
             point = g_low
             low, high = min(low, point), max(high, point)

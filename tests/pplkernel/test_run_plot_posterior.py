@@ -30,11 +30,12 @@ def test_plot_posterior_of_an_svi_run(shell):
     png = shell.display_formatter.formatters["image/png"](figure)
     assert png[:4] == b"\x89PNG" and figure.canvas.manager is None
     # 6 heads in 8 flips from Beta(2, 2): the exact posterior Beta(8, 4) has mode 0.7 and sd
-    # 0.13. The AutoNormal guide (a logistic-normal) sits near it; its mode, from the KDE of
-    # 1000 draws, within half an sd.
+    # 0.13. The KDE's mode of 1000 draws has an sd of about 0.18 sd (0.145 at 2000 draws, 0.21
+    # at 300: see test_posterior_marginals), 4 of them 0.7 sd, and the AutoNormal guide (a
+    # logistic-normal) sits about 0.1 sd off the Beta's mode: 0.8 sd.
     line = ax.lines[0]
     peak = line.get_xdata()[line.get_ydata().argmax()]
-    assert peak == pytest.approx(0.7, abs=0.5 * math.sqrt(8 * 4 / (12**2 * 13)))
+    assert peak == pytest.approx(0.7, abs=0.8 * math.sqrt(8 * 4 / (12**2 * 13)))
     # The monitor shown by %svi holds the curves of the last step, in its trait and its HTML.
     assert svi_run.monitor.posterior["step"] == 600
     assert "data-site='p'" in svi_run.monitor.to_html()

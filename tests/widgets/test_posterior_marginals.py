@@ -122,14 +122,21 @@ def test_normal_normal_guide_peaks_at_the_exact_posterior_mode_and_prior_matches
     sampler = MarginalSampler(normal_model, guide, (Y,), num_samples=2000, param_store=store)
     (mu,) = sampler.marginals().marginals
     assert (mu.name, mu.kind, mu.point, mu.note) == ("mu", "continuous", None, None)
-    # The guide's loc after 1500 Adam steps at lr 0.02 is within ~0.05 sd of the exact mean
-    # (its own noise), the KDE's peak of 2000 draws within ~0.1 sd of their mean (the mean's
-    # error sd/sqrt(2000) = 0.02 sd plus the wiggle of the estimate at its flat top), and the
-    # grid spacing is 0.1 sd (80 points over 8 ZOOMed guide spans): 0.3 sd covers the three.
-    assert peak(mu, mu.guide) == pytest.approx(mean, abs=0.3 * sd)
+    loc = store["AutoNormal.locs.mu"].detach().item()
+    scale = store["AutoNormal.scales.mu"].detach().item()
+    assert loc == pytest.approx(mean, abs=0.1 * sd)  # the fit itself (Adam's noise: ~0.03 sd)
+    # The curve is the KDE of 2000 draws of Normal(loc, scale): its mean is theirs, within
+    # 4 scale / sqrt(n) of loc, its variance theirs plus h^2, its sd within 4 scale / sqrt(2n).
     grid = torch.tensor(mu.x, dtype=torch.float64)
-    guide_curve = torch.tensor(mu.guide, dtype=torch.float64)
-    assert float(torch.trapezoid(guide_curve, grid)) == pytest.approx(1.0, abs=0.01)
+    mass, curve_mean, curve_var = moments(torch.tensor(mu.guide, dtype=torch.float64), grid)
+    h = silverman_bandwidth(sampler.guide_draws()["mu"][:, 0])
+    assert mass == pytest.approx(1.0, abs=0.01)
+    assert curve_mean == pytest.approx(loc, abs=4 * scale / math.sqrt(2000))
+    assert math.sqrt(curve_var - h * h) == pytest.approx(scale, abs=4 * scale / math.sqrt(4000))
+    # Its peak, against the exact posterior mode: the KDE's mode of 2000 normal draws on this
+    # grid (spacing at most 0.2 sd) has an sd of 0.145 sd (measured over 400 seeds; the
+    # asymptotic formula gives 0.15), so 4 of those, plus 0.1 sd for the fit: 0.7 sd.
+    assert peak(mu, mu.guide) == pytest.approx(mean, abs=0.7 * sd)
     # The prior curve is the KDE of 2000 Normal(0, 2) draws: its expectation is
     # Normal(0, sqrt(4 + h^2)) (h: its bandwidth), its pointwise sd at most
     # sqrt(f_max R(K) / (n h)) (see test_kde_pointwise...); 5 of those bound the grid's points.
@@ -164,7 +171,7 @@ def test_beta_bernoulli_hand_written_guide_stays_in_the_unit_interval():
     for curve in (p.guide, p.prior):
         assert float(torch.trapezoid(torch.tensor(curve), grid)) == pytest.approx(1.0, abs=0.02)
     sd = math.sqrt(8 * 4 / (12**2 * 13))  # Beta(8, 4): 0.13
-    assert peak(p, p.guide) == pytest.approx(0.7, abs=0.3 * sd)  # as in the normal case
+    assert peak(p, p.guide) == pytest.approx(0.7, abs=0.6 * sd)  # 4 KDE-mode sds, as above
     # The Beta(2, 2) prior peaks at 0.5; its KDE's top is flat, hence the wider tolerance.
     assert peak(p, p.prior) == pytest.approx(0.5, abs=0.1)
 
@@ -185,10 +192,11 @@ def test_every_autoguide_gives_a_curve_or_a_point_near_the_posterior(guide_class
     mean, sd = exact_posterior()
     (mu,) = MarginalSampler(normal_model, guide, (Y,), param_store=store).marginals().marginals
     if guide_class in (AutoDelta, AutoLaplaceApproximation):  # Delta guides: a point mass
-        assert mu.guide is None and mu.point == pytest.approx(mean, abs=0.3 * sd)
+        assert mu.guide is None and mu.point == pytest.approx(mean, abs=0.1 * sd)  # the fit
     else:
-        # 600 steps and 300 draws: looser than the converged test above (0.5 sd).
-        assert mu.point is None and peak(mu, mu.guide) == pytest.approx(mean, abs=0.5 * sd)
+        # 300 draws: the KDE's mode has an sd of 0.21 sd (400 seeds), 4 of them plus 0.1 sd
+        # for the fit after 600 steps (measured: within 0.06 sd for each of these guides).
+        assert mu.point is None and peak(mu, mu.guide) == pytest.approx(mean, abs=0.95 * sd)
 
 
 def test_discrete_site_gets_bar_probabilities():
