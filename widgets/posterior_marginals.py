@@ -337,12 +337,9 @@ class MarginalSampler:
             own = guide.get(site)
             note = None
             if own is None:
-                note = "not drawn by the guide (enumerated, or left to the model): prior only"
+                note = "prior only: the guide does not draw it"
             elif own.shape[1] != numel:
-                note = (
-                    f"the guide draws {own.shape[1]} values of '{site}' where the model has "
-                    f"{numel}: prior only"
-                )
+                note = f"prior only: the guide draws {own.shape[1]} values, the model {numel}"
                 own = None
             for j in range(room):
                 name = _element_name(site, facts["shape"], j, numel)

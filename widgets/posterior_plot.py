@@ -71,12 +71,13 @@ def posterior_figure(marginals: Marginals, title: str | None = None) -> Any:
     )
     for i, panel in enumerate(panels):
         ax = figure.add_subplot(rows, columns, i + 1)
-        if panel.kind == "discrete":
-            ax.bar(panel.x, panel.prior, width=panel.width, color=PRIOR_FILL, label="prior")
+        if panel.kind == "discrete":  # a bar spans [start - 1/2, start + width - 1/2]
+            w = panel.width
+            edges = [x - 0.5 for x in panel.x]
+            ax.bar(edges, panel.prior, width=w, align="edge", color=PRIOR_FILL, label="prior")
             if panel.guide is not None:
-                ax.bar(
-                    panel.x, panel.guide, width=panel.width / 2, color=GUIDE_COLOUR, label="guide"
-                )
+                inner = [edge + w / 4 for edge in edges]
+                ax.bar(inner, panel.guide, w / 2, align="edge", color=GUIDE_COLOUR, label="guide")
         else:
             ax.fill_between(panel.x, panel.prior, color=PRIOR_FILL, label="prior")
             if panel.guide is not None:

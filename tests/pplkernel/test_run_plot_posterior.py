@@ -39,3 +39,35 @@ def test_plot_posterior_of_an_svi_run(shell):
     # The monitor shown by %svi holds the curves of the last step, in its trait and its HTML.
     assert svi_run.monitor.posterior["step"] == 600
     assert "data-site='p'" in svi_run.monitor.to_html()
+
+
+MIXTURE = """\
+%%model mixture(data)
+weights = ppl.sample("weights", dist.Dirichlet(torch.ones(2)))
+with ppl.plate("components", 2):
+    locs = ppl.sample("locs", dist.Normal(0.0, 5.0))
+with ppl.plate("data", len(data)):
+    z = ppl.sample("z", dist.Categorical(weights), infer={"enumerate": "parallel"})
+    ppl.sample("x", dist.Normal(locs[z], 1.0), obs=data)
+"""
+
+
+def test_an_enumerated_site_shows_its_prior_and_a_delta_guide_its_point(shell):
+    import torch
+
+    shell.user_ns["data"] = torch.tensor([-2.0, -1.5, -1.8, 2.0, 2.5, 2.2])
+    run(shell, MIXTURE)
+    svi_run = run(shell, "%svi mixture --elbo enum --guide auto_delta --steps 20")
+    panels = svi_run.monitor.posterior["panels"]
+    names = [panel["name"] for panel in panels]
+    assert names == ["weights[0]", "weights[1]", "locs[0]", "locs[1]"] + [
+        f"z[{i}]" for i in range(4)
+    ]
+    assert svi_run.monitor.posterior["not_shown"] == ["z: 2 more elements"]  # 4 of 6 shown
+    assert all(panel["point"] is not None for panel in panels[:4])  # AutoDelta: points
+    for z in panels[4:]:  # enumerated, so no guide draws: the prior's bars only
+        assert z["kind"] == "discrete" and z["guide"] is None and z["note"].startswith("prior")
+    figure = svi_run.plot_posterior(num_samples=200)
+    assert [ax.get_title() for ax in figure.axes] == names
+    bars = figure.axes[4].patches
+    assert [bar.get_x() for bar in bars] == [-0.5, 0.5]  # one bar per value, centred on it
