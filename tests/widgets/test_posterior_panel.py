@@ -2,6 +2,7 @@
 budget rule, the trait a saved notebook keeps, the static fallback (escaped), reset and
 failures that leave the run going."""
 
+import itertools
 import time
 
 import pytest
@@ -230,3 +231,25 @@ def test_static_panels_draw_bars_and_point_masses():
     assert html.count("<rect data-curve='guide'") == html.count("<rect data-curve='prior'") > 5
     assert rate["guide"] is None and rate["point"] == 2.0
     assert "data-curve='guide-point'" in html  # the Delta guide's value, as a line
+
+
+@pytest.mark.slow  # three refreshes a second or more apart (more on a busy machine)
+def test_with_the_real_clock_refreshes_keep_the_interval_and_the_budget():
+    svi = SVI(model, AutoNormal(model), Adam({"lr": 0.05}), Trace_ELBO())
+    monitor = SviMonitor(svi, (DATA,), max_rate=1e9)  # the default panel: 1 s, 2 % budget
+    live = []  # (when it was sent, payload)
+    monitor.send = lambda content, buffers=None: (
+        live.append((time.monotonic(), content["posterior"])) if "posterior" in content else None
+    )
+    monitor.run()  # one long stretch in the background
+    deadline = time.monotonic() + 60
+    while len(live) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    monitor.pause()
+    assert len(live) >= 3
+    for (before, earlier), (after, later) in itertools.pairwise(live):
+        # Spaced by the interval, and by the drawing's cost / budget (its "seconds" include
+        # the sending: the gap is measured from its end).
+        assert after - before >= max(1.0, earlier["seconds"] / 0.02) - 0.05
+        assert later["step"] > earlier["step"] and later["panels"]
+    monitor.close()
