@@ -2,9 +2,8 @@
 
 ``run = %svi coin --steps 200`` gives an :class:`SviRun`: ``run.losses``, ``run.guide``,
 ``run.params``, ``run.step(n)``, ``run.predictive()``, ``run.plot_posterior()``,
-``run.save(path)``. It keeps the model and
-guide functions it was built on, so redefining the model cell does not change a run under way:
-the run is marked stale instead.
+``run.save(path)``. It keeps the model and guide functions it was built on, so redefining the
+model cell does not change a run under way: the run is marked stale instead.
 
 Each run owns its params: a param store of its own (seeded with a copy of the notebook's store
 when the run starts), under Pyro's names. Stepping, ``run.guide`` and its methods,
