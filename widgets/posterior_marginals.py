@@ -21,7 +21,7 @@ Decisions, and why:
 - **The grid** covers the guide's draws (padded by three bandwidths) and the prior's central 98 %,
   but no further than ``ZOOM`` of the guide's standard deviations from the guide's mean: a wide
   prior must not squeeze a narrow posterior into a few grid cells (with 80 points, the spacing
-  is at most 2 * ZOOM / 79 = 0.2 of the guide's sd). It is clipped to the support.
+  is about 2 * ZOOM / 79 = 0.2 of the guide's sd). It is clipped to the support.
 - **Discrete sites** get bar probabilities at each value drawn (or, past ``MAX_BARS`` values,
   over the prior's central 98 % and the guide's draws, in bins of whole numbers of equal width),
   from the draws' frequencies.
