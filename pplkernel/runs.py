@@ -1,9 +1,9 @@
 """What ``%svi`` returns: one SVI run bound to its model, guide and arguments.
 
 ``run = %svi coin --steps 200`` gives an :class:`SviRun`: ``run.losses``, ``run.guide``,
-``run.params``, ``run.step(n)``, ``run.predictive()``, ``run.save(path)``. It keeps the model and
-guide functions it was built on, so redefining the model cell does not change a run under way:
-the run is marked stale instead.
+``run.params``, ``run.step(n)``, ``run.predictive()``, ``run.plot_posterior()``,
+``run.save(path)``. It keeps the model and guide functions it was built on, so redefining the
+model cell does not change a run under way: the run is marked stale instead.
 
 Each run owns its params: a param store of its own (seeded with a copy of the notebook's store
 when the run starts), under Pyro's names. Stepping, ``run.guide`` and its methods,
@@ -49,6 +49,7 @@ from engine.infer.elbo import ELBO
 from engine.params import ParamStoreDict, get_param_store, param_store_scope
 from engine.poutine.handlers import block, trace
 from pplkernel.session import Registered
+from widgets.posterior_plot import FIGURE_SAMPLES, plot_posterior
 from widgets.run_lock import RunLock
 from widgets.svi_monitor import SviMonitor
 
@@ -184,6 +185,22 @@ class SviRun:
         predictive = Predictive(self.model, guide=self.svi.guide, num_samples=num_samples, **kwargs)
         with self.lock.hold(), param_store_scope(self.params):
             return predictive(*self.args, **self.kwargs)
+
+    def plot_posterior(self, num_samples: int = FIGURE_SAMPLES, seed: int = 0) -> Any:
+        """A matplotlib figure of each latent site's marginal under the fitted guide, with its
+        prior behind it (:func:`widgets.plot_posterior`, in this run's params and with its model
+        arguments); a notebook shows it as a PNG."""
+        with self.lock.hold():  # the params of one whole step
+            return plot_posterior(
+                self.model,
+                self.svi.guide,
+                *self.args,
+                num_samples=num_samples,
+                seed=seed,
+                param_store=self.params,
+                title=f"SVI run '{self.name}', step {self.step_count}",
+                **self.kwargs,
+            )
 
     def save(self, filename: str | os.PathLike[str]) -> None:
         """Write this run's state (its params, optimizer, step, random state) to ``filename``;

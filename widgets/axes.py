@@ -155,6 +155,31 @@ def svg_chart(
     label: str = "chart",
 ) -> str:
     """An inline SVG of ``ys`` against ``xs`` with both axes drawn (labels escaped)."""
+
+    def line(px: Callable[[float], float], py: Callable[[float], float]) -> str:
+        points = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in zip(xs, ys, strict=True))
+        return f"<polyline fill='none' stroke='steelblue' points='{points}'/>"
+
+    return svg_plot(x_axis, y_axis, line, width, height, label)
+
+
+def svg_plot(
+    x_axis: dict[str, Any],
+    y_axis: dict[str, Any],
+    marks: Callable[[Callable[[float], float], Callable[[float], float]], str],
+    width: int = 480,
+    height: int = 160,
+    label: str = "chart",
+) -> str:
+    """An inline SVG with both axes drawn and, on them, the SVG elements ``marks(px, py)``
+    returns (``px``/``py`` place a data value in pixels; whatever text ``marks`` puts in must
+    be escaped by it).
+
+    >>> axis = linear_axis(0.0, 1.0, 2)
+    >>> svg = svg_plot(axis, axis, lambda px, py: f"<circle cx='{px(0.5)}' cy='{py(0.5)}'/>")
+    >>> "<circle cx='259.0' cy='74.0'/>" in svg  # the middle of the plotting box
+    True
+    """
     box = (_LEFT, _TOP, width - _RIGHT, height - _BOTTOM)
 
     def px(x: float) -> float:
@@ -163,11 +188,10 @@ def svg_chart(
     def py(y: float) -> float:
         return box[3] - _fraction(y_axis, y) * (box[3] - _TOP)
 
-    points = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in zip(xs, ys, strict=True))
     return (
         f"<svg width='{width}' height='{height}' role='img' aria-label='{escape(label)}' "
         f"font-size='10'>{_static_axis('x', x_axis, px, box)}{_static_axis('y', y_axis, py, box)}"
-        f"<polyline fill='none' stroke='steelblue' points='{points}'/></svg>"
+        f"{marks(px, py)}</svg>"
     )
 
 

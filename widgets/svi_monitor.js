@@ -4,13 +4,16 @@
 // a fixed number of points, evenly spaced: `num_steps` counts the steps, kept or not).
 // Messages that arrive before the view renders are buffered in initialize(). The axes come from
 // Python with the data; drawChart and svgElement are widgets/axes.js, put in front of this file.
+// The posterior panel (widgets/posterior_panel.py) comes whole, in an "append" message now and
+// then and in the `posterior` trait: each latent site's guide density (a line; a vertical line
+// for a point mass; narrow bars for a discrete site) with its prior behind it (shaded).
 
 // anywidget hands initialize() and each render() different proxies of one model: the state
 // they share lives here, keyed by the widget's _uid trait.
 const STATES = new Map();
 
 function initialize({ model }) {
-  const state = { steps: [], losses: [], count: 0, params: {}, paramSteps: [], axes: {}, views: new Set() };
+  const state = { steps: [], losses: [], count: 0, params: {}, paramSteps: [], axes: {}, posterior: {}, views: new Set() };
   STATES.set(model.get("_uid"), state);
   const fromTraits = () => {
     state.steps = [...model.get("steps")];
@@ -19,6 +22,7 @@ function initialize({ model }) {
     state.params = {};
     state.paramSteps = [...model.get("param_steps")];
     state.axes = model.get("axes");
+    state.posterior = model.get("posterior");
     for (const [name, traces] of Object.entries(model.get("params"))) {
       state.params[name] = {};
       for (const [element, values] of Object.entries(traces)) state.params[name][element] = [...values];
@@ -26,6 +30,7 @@ function initialize({ model }) {
   };
   fromTraits();
   model.on("change:steps", () => { fromTraits(); state.views.forEach((draw) => draw()); });
+  model.on("change:posterior", () => { state.posterior = model.get("posterior"); state.views.forEach((draw) => draw()); });
   model.on("msg:custom", (msg) => {
     if (msg.type === "append") {
       state.steps.push(...msg.steps);
@@ -33,6 +38,7 @@ function initialize({ model }) {
       state.count += msg.steps.length;
       state.paramSteps.push(msg.steps[msg.steps.length - 1]);
       if (msg.axes) state.axes = msg.axes;
+      if (msg.posterior) state.posterior = msg.posterior;
       for (const [name, summary] of Object.entries(msg.params || {})) {
         state.params[name] = state.params[name] || {};
         for (const [element, value] of Object.entries(summary)) {
@@ -41,6 +47,7 @@ function initialize({ model }) {
       }
     } else if (msg.type === "reset") {
       state.steps = []; state.losses = []; state.count = 0; state.params = {}; state.paramSteps = []; state.axes = {};
+      state.posterior = {};
     }
     state.views.forEach((draw) => draw());
   });
@@ -64,6 +71,84 @@ function range(values) {
   let low = Infinity, high = -Infinity;  // a loop: Math.min(...big) overflows the call stack
   for (const v of values) { if (v < low) low = v; if (v > high) high = v; }
   return [low, high];
+}
+
+const PRIOR_FILL = "#d0d0d0", GUIDE_COLOUR = "steelblue";
+
+// One latent site's panel on svg: the prior shaded, the guide over it; the same marks as the
+// static SVG (_marks in widgets/posterior_panel.py).
+function drawDensity(svg, width, height, panel) {
+  drawChart(svg, width, height, panel.x_axis, panel.y_axis, []);
+  const box = { left: MARGIN.left, right: width - MARGIN.right, top: MARGIN.top, bottom: height - MARGIN.bottom };
+  const px = (x) => box.left + fraction(panel.x_axis, x) * (box.right - box.left);
+  const py = (y) => box.bottom - fraction(panel.y_axis, y) * (box.bottom - box.top);
+  const rect = (left, right, top, fill, curve) => svgElement("rect", {
+    "data-curve": curve, x: left.toFixed(1), y: top.toFixed(1), width: (right - left).toFixed(1),
+    height: (py(0) - top).toFixed(1), fill,
+  });
+  const { x: xs, prior, guide } = panel;
+  if (panel.kind === "discrete") {
+    const w = panel.width;
+    xs.forEach((x, i) => svg.appendChild(rect(px(x - 0.5), px(x + w - 0.5), py(prior[i]), PRIOR_FILL, "prior")));
+    if (guide) xs.forEach((x, i) => svg.appendChild(rect(px(x - 0.5 + w / 4), px(x + w - 0.5 - w / 4), py(guide[i]), GUIDE_COLOUR, "guide")));
+  } else {
+    const outline = xs.map((x, i) => `${px(x).toFixed(1)},${py(prior[i]).toFixed(1)}`);
+    outline.push(`${px(xs[xs.length - 1]).toFixed(1)},${py(0).toFixed(1)}`, `${px(xs[0]).toFixed(1)},${py(0).toFixed(1)}`);
+    svg.appendChild(svgElement("polygon", { "data-curve": "prior", fill: PRIOR_FILL, stroke: "none", points: outline.join(" ") }));
+    if (guide) {
+      const line = xs.map((x, i) => `${px(x).toFixed(1)},${py(guide[i]).toFixed(1)}`).join(" ");
+      svg.appendChild(svgElement("polyline", { "data-curve": "guide", fill: "none", stroke: GUIDE_COLOUR, "stroke-width": 1.5, points: line }));
+    }
+  }
+  if (panel.point !== null && panel.point !== undefined) {
+    const x = px(panel.point).toFixed(1);
+    const top = py(panel.y_axis.ticks[panel.y_axis.ticks.length - 1]).toFixed(1);
+    svg.appendChild(svgElement("line", { "data-curve": "guide-point", x1: x, x2: x, y1: py(0).toFixed(1), y2: top, stroke: GUIDE_COLOUR, "stroke-width": 1.5 }));
+  }
+}
+
+// The posterior panel into box: a caption, a small chart per site (element), what was left out.
+function drawPosterior(box, posterior) {
+  box.replaceChildren();
+  const panels = posterior.panels || [];
+  box.dataset.step = posterior.step === undefined ? "" : String(posterior.step);
+  box.dataset.panels = String(panels.length);
+  if (posterior.error) {
+    const error = document.createElement("p");
+    error.className = "ppl-posterior-error";
+    error.textContent = `posterior view: ${posterior.error}`;
+    box.appendChild(error);
+    return;
+  }
+  if (!panels.length) return;
+  const caption = document.createElement("div");
+  caption.textContent = `posterior (guide, line) and prior (shaded) at step ${posterior.step}`;
+  box.appendChild(caption);
+  for (const panel of panels) {
+    const figure = document.createElement("div");
+    figure.className = "ppl-marginal";
+    figure.dataset.site = panel.name;
+    figure.dataset.kind = panel.kind;
+    figure.style.display = "inline-block";
+    figure.style.margin = "0 4px";
+    const title = document.createElement("div");
+    title.textContent = panel.name;
+    const svg = svgElement("svg", { class: "ppl-density" });
+    svg.style.display = "block";
+    drawDensity(svg, 200, 110, panel);
+    figure.append(title, svg);
+    if (panel.note) {
+      const note = document.createElement("small");
+      note.textContent = panel.note;
+      figure.appendChild(note);
+    }
+    box.appendChild(figure);
+  }
+  if ((posterior.not_shown || []).length) {
+    const more = document.createElement("p");
+    more.textContent = `not shown: ${posterior.not_shown.join("; ")}`;
+    box.appendChild(more);
+  }
 }
 
 function render({ model, el }) {
@@ -104,7 +189,10 @@ function render({ model, el }) {
   chart.style.display = "block";  // its own line, under the controls
   const paramBox = document.createElement("div");
   const marks = document.createElement("ul");
-  root.append(title, info, buttons, options, chart, caption, paramBox, marks);
+  const posteriorBox = document.createElement("div");
+  posteriorBox.className = "ppl-posterior";
+  let drawnPosterior = null;
+  root.append(title, info, buttons, options, chart, caption, paramBox, marks, posteriorBox);
 
   function draw() {
     title.textContent = model.get("title") || "SVI";
@@ -152,6 +240,8 @@ function render({ model, el }) {
       item.textContent = `step ${mark.step}: ${mark.message}`;
       marks.appendChild(item);
     }
+    // Redrawn only when new curves came (the loss batches come far more often).
+    if (drawnPosterior !== state.posterior) drawPosterior(posteriorBox, (drawnPosterior = state.posterior));
   }
 
   state.views.add(draw);

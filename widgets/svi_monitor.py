@@ -15,6 +15,13 @@ finite are marked with the message that names the site. The charts' axes (ticks 
 change. The log scale needs every loss positive: when some loss is zero or negative (an ELBO
 loss can be), the chart stays linear and says so.
 
+Below the charts, the posterior panel (:mod:`widgets.posterior_panel`) shows each latent site's
+marginal under the guide (a line) with its prior behind it (shaded). It rides on the batched
+messages, recomputed at most once a second and within 2 % of the run's wall time, and the state
+at the end of a stretch of steps goes into the ``posterior`` trait (and the static fallback), so a
+saved notebook shows the curves of the last step (in a loop of very short stretches, a moment
+after the last one: see :mod:`widgets.posterior_panel`). ``posterior=False`` leaves it out.
+
 >>> import torch, engine, engine.distributions as dist
 >>> from engine.infer import SVI, Trace_ELBO
 >>> from engine.optim import Adam
@@ -48,6 +55,8 @@ from engine.params import get_param_store
 from widgets.axes import Extent, esm_with_axes, linear_axis, log_axis, svg_chart
 from widgets.history import Thinned
 from widgets.html import HtmlFallback, escape
+from widgets.posterior_marginals import MarginalSampler
+from widgets.posterior_panel import PosteriorPanel, static_panels
 from widgets.run_lock import RunLock
 from widgets.throttle import Throttle
 
@@ -76,7 +85,8 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
     the run back to its start when Reset is clicked; ``param_source`` returns the current
     parameters ``{name: tensor}`` to trace. ``max_points`` bounds the points kept per curve
     (in the traits, the static chart and the kernel's memory); ``lock`` is the run's lock, when
-    others (a notebook run reading its params) share it.
+    others (a notebook run reading its params) share it. ``posterior`` shows the posterior
+    panel (drawn in the SVI's own param store, with the model arguments of the steps).
     """
 
     _esm = esm_with_axes("svi_monitor.js")
@@ -94,6 +104,8 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
     smoothing = traitlets.Float(0.0).tag(sync=True)
     # {"steps": x axis, "loss": y axis, "loss_log": y axis or None, "params": {name: y axis}}
     axes = traitlets.Dict().tag(sync=True)
+    # The posterior panel's last payload (widgets.posterior_panel); {} before any.
+    posterior = traitlets.Dict().tag(sync=True)
 
     def __init__(
         self,
@@ -107,6 +119,7 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
         max_rate: float = 20.0,
         max_points: int = 1000,
         lock: RunLock | None = None,
+        posterior: bool = True,
     ):
         losses: Thinned[LossRow] = Thinned(max_points, label="max_points")
         super().__init__(title=title, _uid=uuid.uuid4().hex)
@@ -121,6 +134,16 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
         self._sent_axes: dict[str, Any] = {}
         self._throttle = Throttle(self._send_points, interval_s=1.0 / max_rate)
         self.lock = RunLock() if lock is None else lock
+        self._posterior = (
+            PosteriorPanel(
+                lambda: MarginalSampler(
+                    svi.model, svi.guide, self.args, self.kwargs, param_store=svi.param_store
+                )
+            )
+            if posterior
+            else None
+        )
+        self._posterior_timer: threading.Timer | None = None
         self._pause = threading.Event()
         self._runner: threading.Thread | None = None
         # Set when the background loop has ended. Waited on instead of Thread.join: in Python
@@ -143,6 +166,8 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
         axes = self._axes()
         if axes != self._sent_axes:  # ticks change seldom: send them only then
             message["axes"] = self._sent_axes = axes
+        if self._posterior is not None and self._posterior.due():
+            message["posterior"] = self._posterior.compute(steps[-1])
         self.send(message)
 
     def _record(
@@ -202,7 +227,31 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
                 self.param_steps = [step for step, _ in param_rows]
                 self.num_steps = self._losses.count
                 self.axes = self._sent_axes = self._axes()
+                self._sync_posterior()
             self._throttle.mark_sent()
+
+    def _sync_posterior(self) -> None:
+        """Write the posterior of the latest step into its trait now, or, when the panel's
+        budget does not allow it yet (many short stretches in a row), once it does."""
+        panel, step = self._posterior, self.svi.step_count
+        self._cancel_posterior_timer()
+        if panel is None or step == 0:
+            return
+        if panel.failed or panel.last_step == step:  # a live refresh drew this step already
+            self.posterior = panel.payload
+            return
+        wait = panel.wait()
+        if wait == 0:
+            self.posterior = panel.compute(step, final=True)
+        else:
+            self._posterior_timer = threading.Timer(wait, self._posterior_later)
+            self._posterior_timer.daemon = True
+            self._posterior_timer.start()
+
+    def _posterior_later(self) -> None:
+        with self.lock.hold(), deferred_interrupt():
+            if self._posterior is not None and self._posterior.last_step != self.svi.step_count:
+                self.posterior = self._posterior.compute(self.svi.step_count, final=True)
 
     # -- driving the run ---------------------------------------------------------------------
 
@@ -288,6 +337,10 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
             self._param_rows.clear()
             self._loss_extent, self._param_extents, self._sent_axes = Extent(), {}, {}
             self.nonfinite = []
+            self._cancel_posterior_timer()
+            if self._posterior is not None:
+                self._posterior.reset()
+            self.posterior = {}
             self.status = "idle"
             self.sync()
             self.send({"type": "reset"})
@@ -310,7 +363,13 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
         if hasattr(self, "_unsubscribe"):  # not when __init__ refused its arguments
             self.pause()
             self._unsubscribe()
+            self._cancel_posterior_timer()
         super().close()
+
+    def _cancel_posterior_timer(self) -> None:
+        if self._posterior_timer is not None:
+            self._posterior_timer.cancel()
+            self._posterior_timer = None
 
     # -- static view -------------------------------------------------------------------------
 
@@ -330,7 +389,8 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
         )
         return (
             f"<div class='ppl-svi'><b>{escape(self.title or 'SVI')}</b>: {escape(summary)}"
-            f"{self._static_chart()}{'<ul>' + marks + '</ul>' if marks else ''}</div>"
+            f"{self._static_chart()}{'<ul>' + marks + '</ul>' if marks else ''}"
+            f"{static_panels(self.posterior)}</div>"
         )
 
     def _static_chart(self) -> str:

@@ -325,6 +325,62 @@ def test_negative_losses_keep_the_loss_axis_linear(browser, tmp_path):
         server.stop()
 
 
+POSTERIOR_PANEL = """\
+from engine.infer import SVI, Trace_ELBO
+from engine.infer.autoguide import AutoNormal
+from engine.optim import Adam
+from widgets import SviMonitor
+
+data = torch.tensor([0.5, 1.5, 1.0, 2.0])
+
+def located(data):
+    mu = ppl.sample("mu", dist.Normal(0.0, 5.0))
+    scale = ppl.sample("<b>", dist.HalfNormal(2.0))
+    with ppl.plate("data", len(data)):
+        ppl.sample("obs", dist.Normal(mu, scale), obs=data)
+
+guide = AutoNormal(located)
+monitor = SviMonitor(SVI(located, guide, Adam({"lr": 0.02}), Trace_ELBO()), (data,), title="post")
+display(monitor)
+monitor.step(200)
+"""
+
+
+def test_the_posterior_panel_draws_each_latent_site_and_moves_while_running(browser, tmp_path):
+    server = Server("lab", tmp_path)
+    try:
+        _write_notebook(server.root / "posterior.ipynb", [POSTERIOR_PANEL])
+        page = browser.new_page()
+        dialogs = []
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        page.goto(server.url("lab/tree/posterior.ipynb"))
+        _run_all_cells(page)
+        monitor = page.locator(".ppl-svi-monitor").first
+        panel = monitor.locator(".ppl-posterior")
+        page.wait_for_function(
+            "(el) => el.dataset.step === '200'", arg=panel.element_handle(), timeout=60_000
+        )
+        figures = panel.locator(".ppl-marginal")
+        assert [f.get_attribute("data-site") for f in figures.all()] == ["mu", "<b>"]
+        assert figures.nth(1).inner_text().startswith("<b>")  # the name as text, not markup
+        for svg in panel.locator("svg.ppl-density").all():
+            assert svg.locator("polygon[data-curve='prior']").count() == 1
+            _check_chart(svg)  # the guide's curve inside the drawn axes
+        # Run: the curves are redrawn while the run goes on (about once a second).
+        monitor.locator("button[data-action='run']").click()
+        page.wait_for_function(
+            "(el) => Number(el.dataset.step) > 200", arg=panel.element_handle(), timeout=60_000
+        )
+        monitor.locator("button[data-action='pause']").click()
+        page.wait_for_function(
+            "(el) => el.dataset.status === 'paused'", arg=monitor.element_handle()
+        )
+        assert dialogs == []
+        page.close()
+    finally:
+        server.stop()
+
+
 # Users and items cross (r sits in both plates); "alone" depends on nothing.
 RATINGS_MODEL = """\
 %%model ratings_model(ratings)

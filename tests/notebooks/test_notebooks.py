@@ -49,6 +49,10 @@ def test_magics_tour_runs_and_saves_the_final_elbo():
     assert len(monitor["losses"]) == int(count) == 250
     assert monitor["losses"][-1] == pytest.approx(float(last_loss))
     assert monitor["steps"][-1] == 250
+    # ... and the posterior panel of its last step: the guide's and the prior's curves of 'p'.
+    assert monitor["posterior"]["step"] == 250
+    (p,) = monitor["posterior"]["panels"]
+    assert p["name"] == "p" and len(p["guide"]) == len(p["prior"]) == len(p["x"])
     # The inspector lists the model's sites with their shapes; the MCMC monitor every chain.
     inspector = next(s for s in states if s.get("title") == "model coin")
     assert {row["site"]: row["value"] for row in inspector["sites"]} == {"p": "()", "obs": "(8,)"}
