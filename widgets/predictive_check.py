@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from widgets.html import escape
+from widgets.posterior_marginals import gaussian_kde, silverman_bandwidth
 from widgets.predictive_draws import PredictiveDraws
 
 _INTERVALS = ((0.05, 0.95), (0.25, 0.75))  # the 90 % and 50 % central intervals
@@ -271,14 +272,12 @@ class PredictiveCheck:
 
 
 def _density(values: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    """A Gaussian kernel density of ``values`` on ``grid`` (Scott's bandwidth).
+    """The kernel density of ``values`` on ``grid`` (:func:`gaussian_kde`); data that are all
+    equal get a narrow bump (a twentieth of the grid's span) instead of no curve.
 
     >>> grid = torch.linspace(-10, 10, 2001, dtype=torch.float64)
     >>> round(float(_density(torch.tensor([0.0, 1.0]).double(), grid).sum() * 0.01), 3)
     1.0
     """
-    n = values.numel()
-    spread = values.std().item() if n > 1 else 0.0
-    width = spread * n ** (-1 / 5) if spread > 0 else 0.1 * (grid[-1] - grid[0]).item() / 2
-    z = (grid.unsqueeze(-1) - values) / width
-    return torch.exp(-0.5 * z**2).sum(dim=-1) / (n * width * (2 * torch.pi) ** 0.5)
+    bandwidth = silverman_bandwidth(values) or 0.05 * float(grid[-1] - grid[0])
+    return gaussian_kde(values, grid, bandwidth)
