@@ -203,6 +203,13 @@ def test_welcome_fits_the_kitchen_scale_to_its_exact_normal_posterior():
     (ex2_svi,) = numbers(text, "ex2 svi sd")
     exact_36 = (1 / 100 + 36 / 9) ** -0.5
     assert abs(ex2_svi - exact_36) < 4 * 0.07 * exact_36
+    # Exercise 3: NUTS on the same eight readings (set back).
+    # MCMC's Monte Carlo error: sd / sqrt(ESS) for the mean, about sd / sqrt(2 ESS) for the sd.
+    mean, sd, ess = numbers(text, "ex3 mcmc mean")
+    assert abs(mean - exact_mean) < 4 * exact_sd / math.sqrt(ess)
+    assert abs(sd - exact_sd) < 4 * exact_sd / math.sqrt(2 * ess)
+    mcmc = next(s for s in states if s.get("title") == "MCMC scale")
+    assert mcmc["status"] == "done" and len(mcmc["chains"]) == 2
 
 
 @pytest.mark.slow
@@ -374,3 +381,56 @@ def test_svi_i_notebook_reaches_the_exact_beta_posterior_and_shows_the_shape_err
     # Exercise 3: the fixed model's inspector.
     fixed = [s for s in states if s.get("title") == "model coin_column"]
     assert {row["site"]: row["value"] for row in fixed[-1]["sites"]} == {"p": "()", "obs": "(40,)"}
+
+
+@pytest.mark.slow
+def test_svi_ii_notebook_subsamples_without_bias_and_amortises_to_unseen_counters():
+    notebook = execute("04_svi_ii.ipynb")
+    text = printed(notebook)
+    minutes, cars = numbers(text, "minutes")
+    # Gamma(2, 0.2) prior and Poisson counts: the posterior is Gamma(2 + cars, 0.2 + minutes).
+    shape, rate = 2 + cars, 0.2 + minutes
+    exact_mean, exact_sd = shape / rate, math.sqrt(shape) / rate
+    assert numbers(text, "exact rate mean") == pytest.approx([exact_mean, exact_sd], abs=1e-4)
+    # One vectorised site and 2000 sites give one log-density: the loop adds 2000 float32 terms,
+    # each addition rounding by at most 2^-24 of the running total.
+    plate, loop = numbers(text, "plate log-density")
+    assert abs(plate - loop) < 2000 * 2**-24 * abs(plate)
+    plate_ms, loop_ms = numbers(text, "time plate")
+    assert plate_ms < loop_ms
+    # A mini-batch of 100 stands in for 2000 minutes: scale 20, and the scaled log-likelihood
+    # averages to the full one (2000 batches: 4 standard errors).
+    assert numbers(text, "scale") == [20.0]
+    batch_mean, batch_sd, batches, full = numbers(text, "mini-batch log-likelihood")
+    assert abs(batch_mean - full) < 4 * batch_sd / math.sqrt(batches)
+    # The fits are the last iterate of 2000 steps with a decaying learning rate. Over 10 seeds
+    # (10 to 19): full data, mean spread 0.0059 and sd spread 0.0009; batches of 100, 0.0186 and
+    # 0.0071 (the sd's mean sat 0.009 above the exact); batches of 500, 0.0129 and 0.0016.
+    full_mean, full_sd = numbers(text, "full data rate mean")
+    assert abs(full_mean - exact_mean) < 4 * 0.0059 and abs(full_sd - exact_sd) < 4 * 0.0009
+    mini_mean, mini_sd, _, _ = numbers(text, "mini-batch rate mean")
+    assert abs(mini_mean - exact_mean) < 4 * 0.0186
+    assert abs(mini_sd - exact_sd) < 0.009 + 4 * 0.0071
+    ex1_mean, ex1_sd, _ = numbers(text, "ex1 rate mean")
+    assert abs(ex1_mean - exact_mean) < 4 * 0.0129 and abs(ex1_sd - exact_sd) < 4 * 0.0016
+    # The amortised guide on 100 counters it never saw. Over 8 training seeds the mean |z| (its
+    # posterior mean's distance from the exact one, in exact posterior sds) was 0.14 with sd 0.08,
+    # and the sd ratio 1.01 with sd 0.04; the prior's mean is about 6 sds away.
+    guide_z, prior_z = numbers(text, "unseen counters mean |z| guide")
+    assert guide_z < 0.14 + 4 * 0.08 and prior_z > 3
+    (sd_ratio,) = numbers(text, "unseen counters sd ratio")
+    assert abs(sd_ratio - 1.01) < 4 * 0.04
+    # Exercise 2: a counter that saw no cars has the exact posterior Gamma(4, 20.5).
+    broken_exact, _ = numbers(text, "ex2 broken counter exact")
+    assert broken_exact == pytest.approx(4 / 20.5, abs=1e-4)
+    states = widget_states(notebook)
+    shapes = {
+        s["title"]: {row["site"]: (row["kind"], row["value"]) for row in s["sites"]}
+        for s in states
+        if s.get("title", "").startswith("model ")
+    }
+    assert shapes["model counter"] == {"rate": ("sample", "()"), "count": ("observed", "(2000,)")}
+    assert shapes["model counter_batches"]["minutes"] == ("subsample", "(100,)")
+    assert shapes["model counter_batches"]["count"] == ("observed", "(100,)")
+    assert shapes["model city_model"]["rate"] == ("sample", "(50, 1)")
+    assert shapes["model city_model"]["count"] == ("observed", "(50, 20)")
