@@ -176,6 +176,13 @@ def test_welcome_fits_the_kitchen_scale_to_its_exact_normal_posterior():
     # exact sd: Adam's jitter in log(scale)). Four of those spreads: 0.4 and 0.32.
     assert abs(svi_mean - exact_mean) < 0.4
     assert abs(svi_sd - exact_sd) < 0.32
+    # The 90 % interval is mean -/+ 1.645 sd for both: the tolerances above, combined.
+    exact_interval = numbers(text, "exact 90% interval")
+    assert exact_interval == pytest.approx(
+        [exact_mean - 1.645 * exact_sd, exact_mean + 1.645 * exact_sd], abs=0.01
+    )
+    for svi_end, exact_end in zip(numbers(text, "svi 90% interval"), exact_interval, strict=True):
+        assert abs(svi_end - exact_end) < 0.4 + 1.645 * 0.32
     states = widget_states(notebook)
     monitor = next(s for s in states if s.get("title") == "SVI run 'scale'")
     assert monitor["status"] == "idle" and monitor["steps"][-1] == 1500
