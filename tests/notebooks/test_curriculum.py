@@ -120,6 +120,12 @@ def test_every_numbered_notebook_has_the_kernel_exercises_and_table_rows(path):
     assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")
     found = solutions(notebook)
     assert len(found) >= 2 and all(found), f"{path.name}: fewer than two exercises with code"
+    # Code in markdown is fenced; a line indented by four spaces outside a fence would turn the
+    # prose around it into a code block.
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            prose = re.sub(r"```.*?```", "", cell.source, flags=re.DOTALL)
+            assert not re.search(r"^ {4,}\S", prose, flags=re.MULTILINE), cell.source[:80]
     welcome = nbformat.read(NOTEBOOKS / "00_welcome.ipynb", as_version=4)
     welcome_rows = {
         number: column
