@@ -404,6 +404,18 @@ class MCMC:
             dims={**dims, **{name: list(site.dims) for name, site in observed.items()}},
         )
 
+    def plot(self, max_per_site: int = 4, max_rows: int = 12, bins: int | None = None) -> Any:
+        """A matplotlib ``Figure``: for each latent site's first ``max_per_site`` elements
+        (``max_rows`` rows in all), each chain's marginal density and the rank plot, which is
+        flat when the chains mix (see :mod:`engine.infer.mcmc.plots`). Needs matplotlib; for
+        ArviZ's plots, ``az.plot_trace(mcmc.to_arviz())``."""
+        from engine.infer.mcmc.plots import plot_chains
+
+        self._check_ran()
+        samples = self._site_samples()
+        latent = {slot.name: samples[slot.name] for slot in self.kernel.potential.slots}
+        return plot_chains(latent, max_per_site=max_per_site, max_rows=max_rows, bins=bins)
+
     def _check_ran(self) -> None:
         self.wait()
         if self._draws is None:
