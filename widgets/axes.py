@@ -141,7 +141,7 @@ def _labels(ticks: list[float], exponents: list[int]) -> list[str]:
     return labels
 
 
-# The static chart (the SVI monitor's HTML fallback): the same layout as widgets/axes.js draws.
+# The static charts (the monitors' HTML fallbacks): the same layout as widgets/axes.js draws.
 _LEFT, _RIGHT, _TOP, _BOTTOM = 48, 10, 8, 20
 
 
@@ -155,6 +155,25 @@ def svg_chart(
     label: str = "chart",
 ) -> str:
     """An inline SVG of ``ys`` against ``xs`` with both axes drawn (labels escaped)."""
+    return svg_lines([(xs, ys, "steelblue")], x_axis, y_axis, width, height, label)
+
+
+def svg_lines(
+    series: Sequence[tuple[Sequence[float], Sequence[float | None], str]],
+    x_axis: dict[str, Any],
+    y_axis: dict[str, Any],
+    width: int = 480,
+    height: int = 160,
+    label: str = "chart",
+) -> str:
+    """An inline SVG with a polyline per ``(xs, ys, color)`` of ``series`` (points whose y is
+    None or not finite are left out) and both axes drawn (labels escaped).
+
+    >>> axis = linear_axis(0, 1)
+    >>> svg_lines([([0, 1], [0, 1], "red"), ([0, 1], [1, None], "blue")], axis, axis).count(
+    ...     "<polyline")
+    2
+    """
     box = (_LEFT, _TOP, width - _RIGHT, height - _BOTTOM)
 
     def px(x: float) -> float:
@@ -163,11 +182,18 @@ def svg_chart(
     def py(y: float) -> float:
         return box[3] - _fraction(y_axis, y) * (box[3] - _TOP)
 
-    points = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in zip(xs, ys, strict=True))
+    lines = ""
+    for xs, ys, color in series:
+        points = " ".join(
+            f"{px(x):.1f},{py(y):.1f}"
+            for x, y in zip(xs, ys, strict=True)
+            if y is not None and math.isfinite(y)
+        )
+        lines += f"<polyline fill='none' stroke='{escape(color)}' points='{points}'/>"
     return (
         f"<svg width='{width}' height='{height}' role='img' aria-label='{escape(label)}' "
         f"font-size='10'>{_static_axis('x', x_axis, px, box)}{_static_axis('y', y_axis, py, box)}"
-        f"<polyline fill='none' stroke='steelblue' points='{points}'/></svg>"
+        f"{lines}</svg>"
     )
 
 

@@ -98,12 +98,13 @@ def density_curves(
 
 def default_bins(draws_per_chain: int) -> int:
     """Rank-plot bins for chains of this length: about 20 (as in Vehtari et al. 2021), fewer
-    for short chains so that a bin still expects a handful of each chain's draws.
+    for short chains so that a bin still expects about 8 of each chain's draws, and at least 2
+    (one bin shows nothing) once there are 2 draws.
 
-    >>> default_bins(1000), default_bins(40), default_bins(0)
-    (20, 5, 1)
+    >>> default_bins(1000), default_bins(40), default_bins(10), default_bins(1)
+    (20, 5, 2, 1)
     """
-    return max(1, min(20, draws_per_chain // 8))
+    return 1 if draws_per_chain < 2 else max(2, min(20, draws_per_chain // 8))
 
 
 def rank_counts(draws: torch.Tensor, bins: int = 20) -> torch.Tensor:
