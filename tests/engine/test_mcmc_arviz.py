@@ -203,3 +203,31 @@ def test_a_potential_fn_run_has_no_data_groups():
     mcmc = MCMC(NUTS(potential_fn=potential), 20, 20, num_chains=2, initial_params=initial)
     mcmc.run()
     assert set(mcmc.to_arviz().groups()) == {"posterior", "sample_stats"}
+
+
+# ArviZ 0.23.4's matplotlib backend calls an API that matplotlib 3.11 deprecates (removal in 3.13).
+@pytest.mark.filterwarnings("ignore:Passing a dict or None as alias_mapping:DeprecationWarning")
+def test_arviz_plots_work_on_to_arviz():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    y = torch.tensor([3.0, -1.0, 8.0, 2.0])
+    engine.set_rng_seed(0)
+    mcmc = MCMC(NUTS(schools), num_samples=40, warmup_steps=40, num_chains=2)
+    mcmc.run(y)
+    idata = mcmc.to_arviz()
+    assert idata.posterior["theta"].dims == ("chain", "draw", "schools")
+    trace = az.plot_trace(idata, var_names=["mu", "theta"])
+    assert trace.shape == (2, 2)
+    posterior = az.plot_posterior(idata, var_names=["tau"])
+    assert "tau" in posterior.get_title()
+    plt.close("all")
+
+
+def schools(y):
+    mu = engine.sample("mu", dist.Normal(0.0, 5.0))
+    tau = engine.sample("tau", dist.HalfNormal(5.0))
+    with engine.plate("schools", len(y)):
+        theta = engine.sample("theta", dist.Normal(mu, tau))
+        engine.sample("y", dist.Normal(theta, 2.0), obs=y)

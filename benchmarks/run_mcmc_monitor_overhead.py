@@ -1,0 +1,64 @@
+"""What the live MCMC monitor costs: NUTS on eight schools (2 chains, 300 warm-up and 1,000
+draws each) with and without it, in a real "Python 3 (pplkernel)" kernel (so the widget's
+messages really go out on the kernel's channels).
+
+    python benchmarks/run_mcmc_monitor_overhead.py
+
+Each variant runs 3 times, alternating, after a warm-up of each; the figure is the ratio of the
+median wall times minus one. To compare two versions of the code, run it from each checkout
+with ``PYTHONPATH`` set to it (the kernel inherits it).
+"""
+
+from __future__ import annotations
+
+from benchmarks.run_monitor_overhead import kernel_result
+
+CODE = r"""
+import json, time
+import torch
+torch.set_num_threads(1)
+import engine, engine.distributions as dist
+from engine.infer import MCMC, NUTS
+from benchmarks.nuts_workloads import EIGHT_SCHOOLS_SIGMA, EIGHT_SCHOOLS_Y, eight_schools_model
+from widgets import McmcMonitor
+from IPython.display import display
+
+y, sigma = torch.tensor(EIGHT_SCHOOLS_Y), torch.tensor(EIGHT_SCHOOLS_SIGMA)
+model = eight_schools_model(engine, dist)
+
+def timed(with_monitor, samples=1000):
+    engine.set_rng_seed(0)
+    mcmc = MCMC(NUTS(model), num_samples=samples, warmup_steps=300, num_chains=2)
+    monitor = None
+    if with_monitor:
+        monitor = McmcMonitor(mcmc, title="overhead")
+        display(monitor)
+    start = time.perf_counter()
+    mcmc.run(y, sigma)
+    elapsed = time.perf_counter() - start
+    if monitor is not None:
+        monitor.close()
+    return elapsed
+
+times = {"without": [], "with": []}
+timed(False, 50); timed(True, 50)
+for _ in range(3):
+    times["without"].append(timed(False))
+    times["with"].append(timed(True))
+print("RESULT " + json.dumps(times))
+"""
+
+
+def main() -> None:
+    times = kernel_result(CODE)
+    without = sorted(times["without"])[1]
+    with_monitor = sorted(times["with"])[1]
+    print(
+        "eight schools, NUTS, 2 chains x (300 + 1000): "
+        f"without monitor {without:.2f} s, with monitor {with_monitor:.2f} s"
+    )
+    print(f"monitor overhead: {100 * (with_monitor / without - 1):+.1f} %")
+
+
+if __name__ == "__main__":
+    main()
