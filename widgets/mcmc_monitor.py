@@ -277,7 +277,9 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
         """The shown elements' values at the draws made since the last call, in one batched run
         of the model (the unconstrained draws are all the sampler keeps)."""
         chains, kept = draws.shape[:2]
-        if kept <= self._mapped:
+        if kept < self._mapped:  # the MCMC was run again: its draws start afresh
+            self._mapped, self._marginal_values = 0, []
+        if kept == self._mapped:
             return
         count = kept - self._mapped
         new = draws[:, self._mapped : kept].reshape(chains * count, -1).clone()

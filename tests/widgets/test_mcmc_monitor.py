@@ -231,3 +231,13 @@ def test_html_fallback_draws_the_marginals_with_escaped_names():
     assert "data-site='a&amp;b'" in html and "a&amp;b[1]" in html and "a&b" not in html
     # A density and a rank plot per element, a line per chain in each.
     assert html.count("<svg") == 6 and html.count("<polyline") == 12
+
+
+def test_marginals_of_a_second_run_are_of_its_own_draws():
+    engine.set_rng_seed(11)
+    mcmc, monitor = watched(40, chains=2)
+    mcmc.run()
+    mcmc.num_samples = 20
+    mcmc.run()
+    assert monitor.marginals["draws"] == 20
+    assert all(sum(chain) == 20 for chain in monitor.marginals["elements"][0]["ranks"])
