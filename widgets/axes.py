@@ -141,7 +141,7 @@ def _labels(ticks: list[float], exponents: list[int]) -> list[str]:
     return labels
 
 
-# The static charts (the monitors' HTML fallbacks): the same layout as widgets/axes.js draws.
+# The static chart (the SVI monitor's HTML fallback): the same layout as widgets/axes.js draws.
 _LEFT, _RIGHT, _TOP, _BOTTOM = 48, 10, 8, 20
 
 
@@ -155,24 +155,30 @@ def svg_chart(
     label: str = "chart",
 ) -> str:
     """An inline SVG of ``ys`` against ``xs`` with both axes drawn (labels escaped)."""
-    return svg_lines([(xs, ys, "steelblue")], x_axis, y_axis, width, height, label)
+
+    def line(px: Callable[[float], float], py: Callable[[float], float]) -> str:
+        points = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in zip(xs, ys, strict=True))
+        return f"<polyline fill='none' stroke='steelblue' points='{points}'/>"
+
+    return svg_plot(x_axis, y_axis, line, width, height, label)
 
 
-def svg_lines(
-    series: Sequence[tuple[Sequence[float], Sequence[float | None], str]],
+def svg_plot(
     x_axis: dict[str, Any],
     y_axis: dict[str, Any],
+    marks: Callable[[Callable[[float], float], Callable[[float], float]], str],
     width: int = 480,
     height: int = 160,
     label: str = "chart",
 ) -> str:
-    """An inline SVG with a polyline per ``(xs, ys, color)`` of ``series`` (points whose y is
-    None or not finite are left out) and both axes drawn (labels escaped).
+    """An inline SVG with both axes drawn and, on them, the SVG elements ``marks(px, py)``
+    returns (``px``/``py`` place a data value in pixels; whatever text ``marks`` puts in must
+    be escaped by it).
 
-    >>> axis = linear_axis(0, 1)
-    >>> svg_lines([([0, 1], [0, 1], "red"), ([0, 1], [1, None], "blue")], axis, axis).count(
-    ...     "<polyline")
-    2
+    >>> axis = linear_axis(0.0, 1.0, 2)
+    >>> svg = svg_plot(axis, axis, lambda px, py: f"<circle cx='{px(0.5)}' cy='{py(0.5)}'/>")
+    >>> "<circle cx='259.0' cy='74.0'/>" in svg  # the middle of the plotting box
+    True
     """
     box = (_LEFT, _TOP, width - _RIGHT, height - _BOTTOM)
 
@@ -182,18 +188,10 @@ def svg_lines(
     def py(y: float) -> float:
         return box[3] - _fraction(y_axis, y) * (box[3] - _TOP)
 
-    lines = ""
-    for xs, ys, color in series:
-        points = " ".join(
-            f"{px(x):.1f},{py(y):.1f}"
-            for x, y in zip(xs, ys, strict=True)
-            if y is not None and math.isfinite(y)
-        )
-        lines += f"<polyline fill='none' stroke='{escape(color)}' points='{points}'/>"
     return (
         f"<svg width='{width}' height='{height}' role='img' aria-label='{escape(label)}' "
         f"font-size='10'>{_static_axis('x', x_axis, px, box)}{_static_axis('y', y_axis, py, box)}"
-        f"{lines}</svg>"
+        f"{marks(px, py)}</svg>"
     )
 
 
@@ -228,3 +226,34 @@ def _fraction(axis: dict[str, Any], value: float) -> float:
     scale = math.log10 if axis["scale"] == "log" else float
     low, high = scale(axis["ticks"][0]), scale(axis["ticks"][-1])
     return (scale(value) - low) / (high - low)
+
+
+def svg_lines(
+    series: Sequence[tuple[Sequence[float], Sequence[float | None], str]],
+    x_axis: dict[str, Any],
+    y_axis: dict[str, Any],
+    width: int = 480,
+    height: int = 160,
+    label: str = "chart",
+) -> str:
+    """An inline SVG with a polyline per ``(xs, ys, color)`` of ``series`` (points whose y is
+    None or not finite are left out) and both axes drawn (labels escaped).
+
+    >>> axis = linear_axis(0, 1)
+    >>> svg_lines([([0, 1], [0, 1], "red"), ([0, 1], [1, None], "blue")], axis, axis).count(
+    ...     "<polyline")
+    2
+    """
+
+    def lines(px: Callable[[float], float], py: Callable[[float], float]) -> str:
+        drawn = ""
+        for xs, ys, color in series:
+            points = " ".join(
+                f"{px(x):.1f},{py(y):.1f}"
+                for x, y in zip(xs, ys, strict=True)
+                if y is not None and math.isfinite(y)
+            )
+            drawn += f"<polyline fill='none' stroke='{escape(color)}' points='{points}'/>"
+        return drawn
+
+    return svg_plot(x_axis, y_axis, lines, width, height, label)
