@@ -9,8 +9,8 @@ the median wall times and of the median CPU times of the kernel process (all its
 one sending the widget's messages included) minus one. On a machine shared with other work the
 CPU time is the steadier of the two, and steadier still is the share of the monitored run's
 wall time spent inside the monitor's own code (clocked in the sampling thread, where the
-monitor does its work and serialises its messages). To compare two versions of the code, run it from each
-checkout with ``PYTHONPATH`` set to it (the kernel inherits it).
+monitor does its work and serialises its messages). To compare two versions of the code, run
+it from each checkout with ``PYTHONPATH`` set to it (the kernel inherits it).
 """
 
 from __future__ import annotations
