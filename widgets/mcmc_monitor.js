@@ -1,8 +1,8 @@
 // The MCMC monitor: a row per chain (progress, draws/s, step size, tree depth, divergences,
 // colour by state), live log-density and trace plots per chain, running R-hat / ESS, each latent
-// element's density per chain and rank plot (recomputed in Python about every 0.75 s and sent
-// whole, with their axes), and a Stop button. Updates arrive in batched "update" messages; the traits hold the final state (the plots'
-// histories at most a fixed number of iterations, evenly spaced: `lp_iterations` says which).
+// element's density per chain and rank plot (recomputed in Python about once a second and sent
+// whole, with their axes), and a Stop button. Updates arrive in batched "update" messages; the
+// traits hold the final state (the plots' histories at most a fixed number of iterations, evenly spaced: `lp_iterations` says which).
 // Messages that arrive before the view renders are buffered in initialize(). The axes come from
 // Python with the data; drawChart and svgElement are widgets/axes.js, put in front of this file.
 

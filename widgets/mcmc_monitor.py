@@ -14,10 +14,10 @@ data, in the ``axes`` trait and in an update whenever they change; the x axis co
 warm-up included.
 
 The marginals (:mod:`engine.infer.mcmc.marginals`, what ``mcmc.plot()`` draws too) cover the
-first elements of each latent site. Once sampling starts, every ``marginals_every_s`` (0.75 s)
-the draws made since the last time are mapped to the sites' values in one batched run of the
-model, and the densities and rank counts of all draws so far are recomputed and sent with
-their axes; the ``marginals`` trait holds the final ones.
+first elements of each latent site. Once sampling starts, every ``marginals_every_s`` (1 s, as
+R-hat and ESS) the draws made since the last time are mapped to the sites' values in one batched
+run of the model, and the densities and rank counts of all draws so far are recomputed and sent
+with their axes; the ``marginals`` trait holds the final ones.
 
 >>> import torch, engine, engine.distributions as dist
 >>> from engine.infer import MCMC, NUTS
@@ -102,7 +102,7 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
         title: str = "",
         max_rate: float = 20.0,
         max_points: int = 1000,
-        marginals_every_s: float = 0.75,
+        marginals_every_s: float = 1.0,
     ):
         lp_rows: Thinned[LpRow] = Thinned(max_points, label="max_points")
         super().__init__(title=title, _uid=uuid.uuid4().hex)
