@@ -2,9 +2,10 @@
 // colour by state), live log-density and trace plots per chain, running R-hat / ESS, each latent
 // element's density per chain and rank plot (recomputed in Python about once a second and sent
 // whole, with their axes), and a Stop button. Updates arrive in batched "update" messages; the
-// traits hold the final state (the plots' histories at most a fixed number of iterations, evenly spaced: `lp_iterations` says which).
-// Messages that arrive before the view renders are buffered in initialize(). The axes come from
-// Python with the data; drawChart and svgElement are widgets/axes.js, put in front of this file.
+// traits hold the final state (the plots' histories at most a fixed number of iterations, evenly
+// spaced: `lp_iterations` says which). Messages that arrive before the view renders are buffered
+// in initialize(). The axes come from Python with the data; drawChart and svgElement are
+// widgets/axes.js, put in front of this file.
 
 const COLORS = ["steelblue", "darkorange", "seagreen", "crimson", "purple", "goldenrod", "teal", "gray"];
 const STATE_COLORS = { warmup: "#fff6d5", sample: "#e3f1ff", done: "#e4f7e4", stopped: "#eeeeee", diverging: "#ffe0e0" };
