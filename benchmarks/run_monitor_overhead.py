@@ -78,7 +78,9 @@ print("RESULT " + json.dumps(times))
 """
 
 
-def main() -> None:
+def kernel_result(code: str) -> dict:
+    """Run ``code`` in a fresh "Python 3 (pplkernel)" kernel (its working directory on
+    ``sys.path``) and return the JSON it printed on a line starting ``RESULT``."""
     manager, client = start_new_kernel(kernel_name="pplkernel")
     try:
         client.execute_interactive(
@@ -92,14 +94,18 @@ def main() -> None:
             if message["msg_type"] == "stream":
                 lines.append(message["content"]["text"])
 
-        reply = client.execute_interactive(CODE, timeout=900, output_hook=collect)
+        reply = client.execute_interactive(code, timeout=900, output_hook=collect)
         if reply["content"]["status"] != "ok":
             raise SystemExit(f"benchmark failed in the kernel: {reply['content']}")
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
     result = next(line for line in "".join(lines).splitlines() if line.startswith("RESULT "))
-    times = json.loads(result[len("RESULT ") :])
+    return json.loads(result[len("RESULT ") :])
+
+
+def main() -> None:
+    times = kernel_result(CODE)
     without = sorted(times["without"])[1]
     with_monitor = sorted(times["with"])[1]
     print(

@@ -226,3 +226,34 @@ def _fraction(axis: dict[str, Any], value: float) -> float:
     scale = math.log10 if axis["scale"] == "log" else float
     low, high = scale(axis["ticks"][0]), scale(axis["ticks"][-1])
     return (scale(value) - low) / (high - low)
+
+
+def svg_lines(
+    series: Sequence[tuple[Sequence[float], Sequence[float | None], str]],
+    x_axis: dict[str, Any],
+    y_axis: dict[str, Any],
+    width: int = 480,
+    height: int = 160,
+    label: str = "chart",
+) -> str:
+    """An inline SVG with a polyline per ``(xs, ys, color)`` of ``series`` (points whose y is
+    None or not finite are left out) and both axes drawn (labels escaped).
+
+    >>> axis = linear_axis(0, 1)
+    >>> svg_lines([([0, 1], [0, 1], "red"), ([0, 1], [1, None], "blue")], axis, axis).count(
+    ...     "<polyline")
+    2
+    """
+
+    def lines(px: Callable[[float], float], py: Callable[[float], float]) -> str:
+        drawn = ""
+        for xs, ys, color in series:
+            points = " ".join(
+                f"{px(x):.1f},{py(y):.1f}"
+                for x, y in zip(xs, ys, strict=True)
+                if y is not None and math.isfinite(y)
+            )
+            drawn += f"<polyline fill='none' stroke='{escape(color)}' points='{points}'/>"
+        return drawn
+
+    return svg_plot(x_axis, y_axis, lines, width, height, label)

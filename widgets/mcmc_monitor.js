@@ -1,9 +1,11 @@
 // The MCMC monitor: a row per chain (progress, draws/s, step size, tree depth, divergences,
-// colour by state), live log-density and trace plots per chain, running R-hat / ESS, and a Stop
-// button. Updates arrive in batched "update" messages; the traits hold the final state (the plots'
-// histories at most a fixed number of iterations, evenly spaced: `lp_iterations` says which).
-// Messages that arrive before the view renders are buffered in initialize(). The axes come from
-// Python with the data; drawChart and svgElement are widgets/axes.js, put in front of this file.
+// colour by state), live log-density and trace plots per chain, running R-hat / ESS, each latent
+// element's density per chain and rank plot (recomputed in Python about once a second and sent
+// whole, with their axes), and a Stop button. Updates arrive in batched "update" messages; the
+// traits hold the final state (the plots' histories at most a fixed number of iterations, evenly
+// spaced: `lp_iterations` says which). Messages that arrive before the view renders are buffered
+// in initialize(). The axes come from Python with the data; drawChart and svgElement are
+// widgets/axes.js, put in front of this file.
 
 const COLORS = ["steelblue", "darkorange", "seagreen", "crimson", "purple", "goldenrod", "teal", "gray"];
 const STATE_COLORS = { warmup: "#fff6d5", sample: "#e3f1ff", done: "#e4f7e4", stopped: "#eeeeee", diverging: "#ffe0e0" };
@@ -13,7 +15,7 @@ const STATE_COLORS = { warmup: "#fff6d5", sample: "#e3f1ff", done: "#e4f7e4", st
 const STATES = new Map();
 
 function initialize({ model }) {
-  const state = { chains: [], lp: [], lpIterations: [], traces: {}, traceIterations: [], axes: {}, rhat: null, ess: null, status: "waiting", views: new Set() };
+  const state = { chains: [], lp: [], lpIterations: [], traces: {}, traceIterations: [], axes: {}, marginals: {}, rhat: null, ess: null, status: "waiting", views: new Set() };
   STATES.set(model.get("_uid"), state);
   const fromTraits = () => {
     state.chains = model.get("chains");
@@ -23,12 +25,14 @@ function initialize({ model }) {
     for (const [name, chains] of Object.entries(model.get("traces"))) state.traces[name] = chains.map((v) => [...v]);
     state.traceIterations = [...model.get("trace_iterations")];
     state.axes = model.get("axes");
+    state.marginals = model.get("marginals");
     state.rhat = model.get("rhat");
     state.ess = model.get("ess");
     state.status = model.get("status");
   };
   fromTraits();
   model.on("change:chains", () => { fromTraits(); state.views.forEach((draw) => draw()); });
+  model.on("change:marginals", () => { state.marginals = model.get("marginals"); state.views.forEach((draw) => draw()); });
   model.on("change:status", () => { state.status = model.get("status"); state.views.forEach((draw) => draw()); });
   model.on("msg:custom", (msg) => {
     if (msg.type === "update") {
@@ -42,6 +46,7 @@ function initialize({ model }) {
       }
       state.traceIterations.push(msg.trace_iteration);
       if (msg.axes) state.axes = msg.axes;
+      if (msg.marginals) state.marginals = msg.marginals;
       if ("rhat" in msg) state.rhat = msg.rhat;
       if ("ess" in msg) state.ess = msg.ess;
     }
@@ -57,6 +62,26 @@ function plot(className, chains, x, xAxis, yAxis) {
   const series = chains.map((values, c) => ({ length: values.length, x, y: (i) => values[i], color: COLORS[c % COLORS.length] }));
   drawChart(svg, 360, 100, xAxis, yAxis, series);
   return svg;
+}
+
+// One element's marginals: its label, a density curve per chain, and the rank plot (a step
+// line per chain over equal bins of the ranks 1..chains*draws).
+function marginalBox(element, bins, draws) {
+  const box = document.createElement("div");
+  box.className = "ppl-marginal";
+  box.dataset.site = element.site;
+  box.dataset.label = element.label;
+  const density = svgElement("svg", { class: "ppl-density" });
+  const grid = element.grid;
+  drawChart(density, 240, 100, element.axes.x, element.axes.y, element.density.map((values, c) => ({ length: grid.length, x: (i) => grid[i], y: (i) => values[i], color: COLORS[c % COLORS.length] })));
+  const ranks = svgElement("svg", { class: "ppl-ranks" });
+  const width = (element.density.length * draws) / bins;
+  const edge = (i) => (Math.floor(i / 2) + (i % 2)) * width;
+  drawChart(ranks, 240, 100, element.axes.rank_x, element.axes.rank_y, element.ranks.map((counts, c) => ({ length: 2 * counts.length, x: edge, y: (i) => counts[Math.floor(i / 2)], color: COLORS[c % COLORS.length] })));
+  const label = document.createElement("div");
+  label.textContent = element.label;
+  box.append(label, density, ranks);
+  return box;
 }
 
 function render({ model, el }) {
@@ -114,6 +139,13 @@ function render({ model, el }) {
       box.dataset.site = name;
       box.append(document.createTextNode(name), plot("ppl-trace", chains, traceX, state.axes.iteration, state.axes.traces?.[name]));
       plots.appendChild(box);
+    }
+    const elements = state.marginals.elements || [];
+    if (elements.length) {
+      const title = document.createElement("div");
+      title.textContent = `marginal density per chain and rank plot (${state.marginals.draws} draws per chain)`;
+      plots.appendChild(title);
+      for (const element of elements) plots.appendChild(marginalBox(element, state.marginals.bins, state.marginals.draws));
     }
   }
 

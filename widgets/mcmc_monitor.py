@@ -1,5 +1,6 @@
 """The MCMC monitor: a row per chain (progress, draws per second, step size, tree depth,
-divergences, state), live log-density and trace plots, running R-hat and ESS, and a Stop button.
+divergences, state), live log-density and trace plots, running R-hat and ESS, each latent
+site's marginal density per chain and its rank plot, and a Stop button.
 
 It listens to an :class:`~engine.infer.MCMC`'s progress events; per-iteration numbers go to the
 browser in batches (at most ``max_rate`` a second), the traits hold the last state (what a saved
@@ -11,6 +12,12 @@ asks the run to end after its current iteration; it reaches a run in a backgroun
 (``%mcmc`` runs it so). The plots' axes (ticks and labels, :mod:`widgets.axes`) travel with the
 data, in the ``axes`` trait and in an update whenever they change; the x axis counts iterations,
 warm-up included.
+
+The marginals (:mod:`engine.infer.mcmc.marginals`, what ``mcmc.plot()`` draws too) cover the
+first elements of each latent site. Once sampling starts, every ``marginals_every_s`` (1 s, as
+R-hat and ESS) the draws made since the last time are mapped to the sites' values in one batched
+run of the model, and the densities and rank counts of all draws so far are recomputed and sent
+with their axes; the ``marginals`` trait holds the final ones.
 
 >>> import torch, engine, engine.distributions as dist
 >>> from engine.infer import MCMC, NUTS
@@ -25,6 +32,7 @@ warm-up included.
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 import time
@@ -32,18 +40,29 @@ import uuid
 from typing import Any
 
 import anywidget
+import torch
 import traitlets
 
 from engine.infer import MCMC
 from engine.infer.mcmc.diagnostics import ess_bulk, split_rhat
+from engine.infer.mcmc.marginals import default_bins, density_curves, rank_counts, stack_elements
 from engine.infer.progress import ProgressEvent
-from widgets.axes import Extent, esm_with_axes, linear_axis
+from widgets.axes import Extent, esm_with_axes, linear_axis, svg_lines
 from widgets.history import Thinned
 from widgets.html import HtmlFallback, escape, table
 from widgets.throttle import Throttle
 
 _MAX_TRACED_SITES = 4
 _DIAGNOSTICS_EVERY_S = 1.0
+# Marginals: at most this many elements per site and in all, points per density curve.
+_MARGINAL_ELEMENTS_PER_SITE, _MARGINAL_ELEMENTS = 2, 8
+_DENSITY_POINTS = 48
+# The first marginals wait for this many draws per chain (fewer make no useful density).
+_MIN_MARGINAL_DRAWS = 16
+# Draws mapped to site values in one run of the model, at most (bounds the memory of a run).
+_MAP_BATCH = 1024
+# Chart colours per chain, as in widgets/mcmc_monitor.js.
+_COLORS = ("steelblue", "darkorange", "seagreen", "crimson", "purple", "goldenrod", "teal", "gray")
 _ENDED = ("done", "stopped", "failed")
 
 # One iteration's log densities, per chain: (iteration, [lp or None]); one trace reading at
@@ -67,13 +86,23 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
     trace_iterations = traitlets.List(traitlets.Int()).tag(sync=True)  # of each trace value
     # {"iteration": x axis, "lp": y axis, "traces": {site: y axis}}
     axes = traitlets.Dict().tag(sync=True)
+    # {"elements": [{"site", "label", "grid", "density": per chain, "ranks": per chain,
+    #   "axes": {"x", "y", "rank_x", "rank_y"}}], "bins", "draws"}: each latent element's
+    # marginal density per chain and rank counts, over the draws so far.
+    marginals = traitlets.Dict().tag(sync=True)
     rhat = traitlets.Float(None, allow_none=True).tag(sync=True)
     ess = traitlets.Float(None, allow_none=True).tag(sync=True)
     status = traitlets.Unicode("waiting").tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
 
     def __init__(
-        self, mcmc: MCMC, *, title: str = "", max_rate: float = 20.0, max_points: int = 1000
+        self,
+        mcmc: MCMC,
+        *,
+        title: str = "",
+        max_rate: float = 20.0,
+        max_points: int = 1000,
+        marginals_every_s: float = 1.0,
     ):
         lp_rows: Thinned[LpRow] = Thinned(max_points, label="max_points")
         super().__init__(title=title, _uid=uuid.uuid4().hex)
@@ -85,6 +114,12 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
         self._sent_axes: dict[str, Any] = {}
         self._rows: list[dict[str, Any]] = []
         self._last_diagnostics = -math.inf
+        self.marginals_every_s = marginals_every_s
+        self._last_marginals = -math.inf
+        # The shown elements' values at the draws mapped so far, (chains, draws, K) pieces.
+        self._marginal_labels: list[tuple[str, str]] = []
+        self._marginal_values: list[Any] = []
+        self._mapped = 0
         self._throttle = Throttle(self._send_batch, interval_s=1.0 / max_rate)
         self.display_handle: Any = None  # set by whoever displays it: updated at the end
         # Stop (the kernel's thread) and the run's end (the sampling thread) both set the
@@ -112,6 +147,9 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
             "trace_iteration": events[-1].step,
             **self._diagnostics(),
         }
+        marginals = self._marginals()
+        if marginals:
+            message["marginals"] = marginals
         axes = self._axes()
         if axes != self._sent_axes:  # ticks change seldom: send them only then
             message["axes"] = self._sent_axes = axes
@@ -194,6 +232,74 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
         ess = _finite_or_none(float(ess_bulk(draws).min()))
         return {"rhat": rhat, "ess": ess}
 
+    def _marginals(self, final: bool = False) -> dict[str, Any]:
+        """Each shown element's densities and rank counts over the draws so far: ``{}`` until
+        ``marginals_every_s`` has passed since the last ones (unless ``final``) or while there
+        are too few draws."""
+        now = time.monotonic()
+        if not final and now - self._last_marginals < self.marginals_every_s:
+            return {}
+        draws = self.mcmc.draws_so_far()
+        if draws is None or draws.shape[1] < (2 if final else _MIN_MARGINAL_DRAWS):
+            return {}
+        self._last_marginals = now
+        self._map_new_draws(draws)
+        values = self._marginal_values[0]
+        chains, n = values.shape[:2]
+        grid, density = density_curves(values, points=_DENSITY_POINTS)
+        bins = default_bins(n)
+        ranks = rank_counts(values, bins)
+        rank_x = linear_axis(0, chains * n, 4, integer=True)
+        rank_y = linear_axis(0, max(1, int(ranks.max())), 3, integer=True)
+        elements = []
+        for k, (site, label) in enumerate(self._marginal_labels):
+            curves = [[_finite_or_none(v) for v in chain] for chain in density[:, k].tolist()]
+            top = max((v for chain in curves for v in chain if v is not None), default=1.0)
+            x = [float(v) for v in grid[k].tolist()]
+            elements.append(
+                {
+                    "site": site,
+                    "label": label,
+                    "grid": x,
+                    "density": curves,
+                    "ranks": ranks[:, k].tolist(),
+                    "axes": {
+                        "x": linear_axis(x[0], x[-1], 4),
+                        "y": linear_axis(0.0, top, 3),
+                        "rank_x": rank_x,
+                        "rank_y": rank_y,
+                    },
+                }
+            )
+        return {"elements": elements, "bins": bins, "draws": n}
+
+    def _map_new_draws(self, draws: torch.Tensor) -> None:
+        """The shown elements' values at the draws made since the last call, in one batched run
+        of the model (the unconstrained draws are all the sampler keeps)."""
+        chains, kept = draws.shape[:2]
+        if kept < self._mapped:  # the MCMC was run again: its draws start afresh
+            self._mapped, self._marginal_values = 0, []
+        if kept == self._mapped:
+            return
+        count = kept - self._mapped
+        new = draws[:, self._mapped : kept].reshape(chains * count, -1).clone()
+        kernel = self.mcmc.kernel
+        names = [slot.name for slot in kernel.potential.slots]
+        pieces = [
+            kernel.site_values(new[start : start + _MAP_BATCH])
+            for start in range(0, len(new), _MAP_BATCH)
+        ]
+        latent = {
+            name: torch.cat([piece[name] for piece in pieces]).reshape(
+                chains, count, *pieces[0][name].shape[1:]
+            )
+            for name in names
+        }
+        labels, stacked = stack_elements(latent, _MARGINAL_ELEMENTS_PER_SITE, _MARGINAL_ELEMENTS)
+        self._marginal_labels = labels
+        self._marginal_values = [torch.cat([*self._marginal_values, stacked], dim=1)]
+        self._mapped = kept
+
     def _finish(self, phase: str, error: str = "") -> None:
         """The final state into the traits: one message, the iterations not sent yet
         included."""
@@ -203,7 +309,10 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
         draws = self.mcmc.draws_so_far()
         self._last_diagnostics = -math.inf
         final = self._diagnostics()
+        marginals = self._marginals(final=True)
         with self.hold_sync():
+            if marginals:
+                self.marginals = marginals
             self.rhat, self.ess = final.get("rhat"), final.get("ess")
             for row in self._rows:
                 row["state"] = phase if not row["divergences"] else f"{phase}, diverging"
@@ -267,8 +376,46 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
             summary += f" ({self.error})"
         return (
             f"<div class='ppl-mcmc'><b>{escape(self.title or 'MCMC')}</b>: "
-            f"{escape(self.status)}{escape(summary)}{table(header, rows)}</div>"
+            f"{escape(self.status)}{escape(summary)}{table(header, rows)}"
+            f"{_marginals_html(self.marginals)}</div>"
         )
+
+
+def _marginals_html(marginals: dict[str, Any]) -> str:
+    """The static marginals: per element, its label, the density per chain and the rank plot
+    (a step line per chain), as SVG with escaped names."""
+    parts = []
+    bins, draws = marginals.get("bins", 1), marginals.get("draws", 0)
+    for element in marginals.get("elements", []):
+        axes, label = element["axes"], element["label"]
+        curves = [
+            (element["grid"], chain, _COLORS[c % len(_COLORS)])
+            for c, chain in enumerate(element["density"])
+        ]
+        total = len(element["density"]) * draws  # ranks run over every chain's draws
+        edges = [b * total / bins for b in range(bins + 1)]
+        steps = [
+            (_stairs_x(edges), _stairs_y(counts), _COLORS[c % len(_COLORS)])
+            for c, counts in enumerate(element["ranks"])
+        ]
+        parts.append(
+            f"<div class='ppl-marginal' data-site='{escape(element['site'])}'>"
+            f"<div>{escape(label)}</div>"
+            + svg_lines(curves, axes["x"], axes["y"], 240, 100, f"{label} density per chain")
+            + svg_lines(steps, axes["rank_x"], axes["rank_y"], 240, 100, f"{label} rank plot")
+            + "</div>"
+        )
+    return "".join(parts)
+
+
+def _stairs_x(edges: list[float]) -> list[float]:
+    """x of a step line over bins with these edges: each bin's left and right edge."""
+    return [edge for left, right in itertools.pairwise(edges) for edge in (left, right)]
+
+
+def _stairs_y(counts: list[int]) -> list[float]:
+    """y of that step line: each bin's count twice."""
+    return [float(count) for count in counts for _ in range(2)]
 
 
 def _per_site(rows: list[TraceRow]) -> dict[str, list[list[float | None]]]:

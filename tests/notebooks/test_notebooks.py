@@ -78,6 +78,13 @@ def test_eight_schools_notebook_recovers_the_reference_posterior():
     states = widget_states(notebook)
     monitor = next(s for s in states if s.get("title") == "MCMC eight_schools")
     assert monitor["status"] == "done" and len(monitor["chains"]) == 4
+    # The marginals are saved with the notebook: every chain's density and rank counts of all
+    # its draws, per latent element.
+    elements = monitor["marginals"]["elements"]
+    assert [e["label"] for e in elements][:2] == ["mu", "tau"]
+    draws = monitor["marginals"]["draws"]
+    assert all(sum(counts) == draws for e in elements for counts in e["ranks"])
+    assert all(len(e["density"]) == 4 for e in elements)
 
 
 @pytest.mark.slow

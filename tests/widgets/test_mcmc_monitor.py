@@ -1,14 +1,17 @@
 """The MCMC monitor's Python side: a row per chain, batched updates, final state in traits,
-running diagnostics, the Stop button, and the escaped HTML fallback."""
+running diagnostics, the marginal densities and rank plots, the Stop button, and the escaped
+HTML fallback."""
 
 import time
 
+import numpy as np
 import pytest
 import torch
 
 import engine
 import engine.distributions as dist
 from engine.infer import MCMC, NUTS
+from engine.infer.mcmc.marginals import density_curves, rank_counts
 from widgets.mcmc_monitor import McmcMonitor
 
 
@@ -142,3 +145,99 @@ def test_max_points_below_two_is_refused_by_name(bad):
     with pytest.raises(ValueError, match=rf"max_points must be an integer of at least 2.*{bad!r}"):
         McmcMonitor(mcmc, max_points=bad)
     assert not mcmc.progress.active  # nothing left listening to the run
+
+
+# --- marginal densities and rank plots ---------------------------------------------------------
+
+
+def test_final_marginals_are_those_of_all_draws_per_chain():
+    engine.set_rng_seed(6)
+    mcmc, monitor = watched(80, chains=3)
+    mcmc.run()
+    marginals = monitor.marginals
+    labels = [(e["site"], e["label"]) for e in marginals["elements"]]
+    assert labels == [("mu", "mu"), ("scale", "scale[0]"), ("scale", "scale[1]")]
+    assert marginals["draws"] == 80 and marginals["bins"] == 10
+    samples = mcmc.get_samples(group_by_chain=True)
+    stacked = torch.cat([samples["mu"].unsqueeze(-1), samples["scale"]], dim=-1)
+    grid, density = density_curves(stacked, points=len(marginals["elements"][0]["grid"]))
+    ranks = rank_counts(stacked, 10)
+    for k, element in enumerate(marginals["elements"]):
+        np.testing.assert_allclose(element["grid"], grid[k].numpy(), rtol=1e-6)
+        np.testing.assert_allclose(element["density"], density[:, k].numpy(), rtol=1e-6)
+        assert element["ranks"] == ranks[:, k].tolist()
+        assert all(sum(chain) == 80 for chain in element["ranks"])
+        axes = element["axes"]
+        assert brackets(axes["x"], element["grid"])
+        assert brackets(axes["y"], [v for chain in element["density"] for v in chain])
+        assert axes["rank_x"]["ticks"][-1] >= 240 and brackets(
+            axes["rank_y"], [v for chain in element["ranks"] for v in chain]
+        )
+
+
+def test_marginals_are_recomputed_at_most_every_interval_and_grow_with_the_draws():
+    engine.set_rng_seed(7)
+    mcmc, monitor = watched(60, chains=2)  # an update per iteration
+    monitor.marginals_every_s = 0.0  # every update that has enough draws
+    mcmc.run()
+    updates = [m for m in monitor.sent if m["type"] == "update"]
+    carried = [m["marginals"]["draws"] for m in updates if "marginals" in m]
+    # None in warm-up or before 16 draws; then with every update, each over all draws so far.
+    assert carried == list(range(16, 61))
+    engine.set_rng_seed(7)
+    mcmc, monitor = watched(60, chains=2)
+    monitor.marginals_every_s = 1e9  # the first chance only, then the final trait
+    mcmc.run()
+    updates = [m for m in monitor.sent if m["type"] == "update"]
+    assert len(updates) == 90 and [
+        m["marginals"]["draws"] for m in updates if "marginals" in m
+    ] == [16]
+    assert monitor.marginals["draws"] == 60
+
+
+def test_marginals_in_real_time_are_throttled():
+    engine.set_rng_seed(8)
+    mcmc, monitor = watched(400, chains=2)
+    started = time.monotonic()
+    mcmc.run()
+    elapsed = time.monotonic() - started
+    recomputed = sum("marginals" in m for m in monitor.sent)
+    assert 1 <= recomputed <= elapsed / monitor.marginals_every_s + 1
+
+
+def test_a_run_stopped_in_warm_up_has_no_marginals():
+    engine.set_rng_seed(9)
+    mcmc = MCMC(NUTS(model), num_samples=10, warmup_steps=50, num_chains=2)
+    monitor = McmcMonitor(mcmc)
+    mcmc.hook_fn = lambda kernel, params, stage, i: mcmc.request_stop() if i == 3 else None
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        mcmc.run()
+    assert monitor.status == "stopped" and monitor.marginals == {}
+    assert "ppl-marginal" not in monitor.to_html()
+
+
+def test_html_fallback_draws_the_marginals_with_escaped_names():
+    def odd_names():
+        engine.sample("<i>mu</i>", dist.Normal(0.0, 1.0))
+        engine.sample("a&b", dist.Normal(torch.zeros(3), 1.0).to_event(1))
+
+    engine.set_rng_seed(10)
+    mcmc = MCMC(NUTS(odd_names), num_samples=30, warmup_steps=20, num_chains=2)
+    monitor = McmcMonitor(mcmc)
+    mcmc.run()
+    html = monitor._repr_mimebundle_()[0]["text/html"]
+    assert "<i>mu</i>" not in html and "&lt;i&gt;mu&lt;/i&gt;" in html
+    assert html.count("class='ppl-marginal'") == 3  # mu and the first two of a&b
+    assert "data-site='a&amp;b'" in html and "a&amp;b[1]" in html and "a&b" not in html
+    # A density and a rank plot per element, a line per chain in each.
+    assert html.count("<svg") == 6 and html.count("<polyline") == 12
+
+
+def test_marginals_of_a_second_run_are_of_its_own_draws():
+    engine.set_rng_seed(11)
+    mcmc, monitor = watched(40, chains=2)
+    mcmc.run()
+    mcmc.num_samples = 20
+    mcmc.run()
+    assert monitor.marginals["draws"] == 20
+    assert all(sum(chain) == 20 for chain in monitor.marginals["elements"][0]["ranks"])

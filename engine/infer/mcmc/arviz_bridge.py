@@ -74,6 +74,7 @@ def to_inference_data(
     posterior: Mapping[str, torch.Tensor],
     sample_stats: Mapping[str, torch.Tensor] | None = None,
     observed_data: Mapping[str, torch.Tensor] | None = None,
+    log_likelihood: Mapping[str, torch.Tensor] | None = None,
     *,
     coords: Mapping[str, Any] | None = None,
     dims: Mapping[str, list[str]] | None = None,
@@ -83,7 +84,10 @@ def to_inference_data(
     ``posterior`` maps site names to draws shaped (chains, draws, *shape); ``sample_stats`` maps
     statistic names to (chains, draws) tensors, under ArviZ's names where one exists
     (``diverging`` as bools, ``lp``, ``step_size``, ``tree_depth``, ``energy``,
-    ``acceptance_rate``) so ArviZ's plots find them; ``observed_data`` holds the data as given.
+    ``acceptance_rate``) so ArviZ's plots find them; ``observed_data`` holds the data as given;
+    ``log_likelihood`` maps each data site to its pointwise log-likelihood, (chains, draws,
+    *observations), what ``az.loo`` and ``az.compare`` read (a site's ``dims`` name its value's
+    dims; the log-likelihood takes the leading ones, its batch dims).
     ``coords`` and ``dims`` are passed to ArviZ to name the event dims (by default
     ``<site>_dim_0``, ...). Tensors may live on any device; they are copied to CPU numpy.
 
@@ -92,6 +96,7 @@ def to_inference_data(
     az = _import_arviz()
     draws = _arrays(posterior) or {}
     stats = _arrays(sample_stats)
+    pointwise = _arrays(log_likelihood)
     first = next(iter(draws.values()), np.zeros((0, 0)))
     if first.ndim < 2:
         raise ValueError(
@@ -100,10 +105,13 @@ def to_inference_data(
     _check_leading(draws, "posterior", first.shape[:2])
     if stats is not None:
         _check_leading(stats, "sample_stats", first.shape[:2])
+    if pointwise is not None:
+        _check_leading(pointwise, "log_likelihood", first.shape[:2])
     return az.from_dict(
         posterior=draws,
         sample_stats=stats,
         observed_data=_arrays(observed_data),
+        log_likelihood=pointwise,
         coords=dict(coords) if coords is not None else None,
         dims=dict(dims) if dims is not None else None,
         attrs={"inference_library": "pplkernel"},

@@ -196,19 +196,46 @@ def _sorted_median(sorted_draws: _Tensor) -> _Tensor:
     return (sorted_draws[..., (n - 1) // 2] + sorted_draws[..., n // 2]) / 2
 
 
-def _z_scale(x: _Tensor) -> _Tensor:
-    """Replace draws by normal scores of their pooled ranks (ties get the average rank; Blom's
-    3/8 offset), shape kept."""
+def _pooled_ranks(x: _Tensor) -> _Tensor:
+    """Each draw's 1-based rank among all chains' draws of its element, ``(*E, chains *
+    draws)`` (ties get the average rank)."""
     pooled = _pooled_last(x)
     ordered = pooled.sort(-1).values.contiguous()
     pooled = pooled.contiguous()
     # Tied values span positions [left, right): their average 1-based rank is (left+right+1)/2.
     left = torch.searchsorted(ordered, pooled, side="left")
     right = torch.searchsorted(ordered, pooled, side="right")
-    ranks = (left + right + 1).to(torch.float64) / 2
-    size = pooled.shape[-1]
+    return (left + right + 1).to(torch.float64) / 2
+
+
+def _z_scale(x: _Tensor) -> _Tensor:
+    """Replace draws by normal scores of their pooled ranks (ties get the average rank; Blom's
+    3/8 offset), shape kept."""
+    ranks = _pooled_ranks(x)
+    size = ranks.shape[-1]
     z = torch.special.ndtri((ranks - 0.375) / (size + 0.25))
     return _unpool(z, x)
+
+
+def rank_histogram(x: _Tensor, bins: int = 20) -> _Tensor:
+    """The rank plot's counts (Vehtari et al. 2021): each draw ranked among all chains' draws of
+    its element, and each chain's ranks counted in ``bins`` equal bins of 1..chains*draws.
+    Returns ``(chains, bins, *event_shape)`` counts. Chains that sample one distribution give
+    counts near ``draws / bins`` in every bin; a chain stuck high or low piles up at one end.
+
+    >>> x = torch.stack([torch.arange(0.0, 8.0), torch.arange(8.0, 16.0)])  # chain 1 is higher
+    >>> rank_histogram(x, bins=2).tolist()
+    [[8, 0], [0, 8]]
+    """
+    x = _as_draws(x)
+    if bins < 1:
+        raise ValueError(f"bins must be a positive integer, got {bins}")
+    chains, draws = x.shape[:2]
+    ranks = _unpool(_pooled_ranks(x), x)  # (chains, draws, *E)
+    size = max(chains * draws, 1)
+    which = ((ranks - 1) * bins / size).floor().long().clamp(0, bins - 1)
+    counts = torch.zeros((chains, bins, *x.shape[2:]), dtype=torch.long, device=x.device)
+    return counts.scatter_add_(1, which, torch.ones_like(which))
 
 
 def _fold(x: _Tensor) -> _Tensor:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -280,26 +281,32 @@ class MCMC:
         """Every latent and deterministic site per draw, ``(chains, draws, *shape)`` (computed
         once, from the kept unconstrained draws)."""
         if self._samples is None:
-            chains, num = self._draws.shape[:2]
-            if num == 0:  # stopped during warm-up: no draws, but every site with its shape
-                shapes = self.kernel.site_values(self.kernel.z[:1])
-                self._samples = {
-                    name: value.new_empty((chains, 0, *value.shape[1:]))
-                    for name, value in shapes.items()
-                }
-            else:
-                flat = self._draws.reshape(chains * num, -1)
-                pieces = [
-                    self.kernel.site_values(flat[start : start + _SITE_VALUES_BATCH])
-                    for start in range(0, len(flat), _SITE_VALUES_BATCH)
-                ]
-                self._samples = {
-                    name: torch.cat([piece[name] for piece in pieces]).reshape(
-                        chains, num, *pieces[0][name].shape[1:]
-                    )
-                    for name in pieces[0]
-                }
+            self._samples = self._per_draw(self.kernel.site_values)
         return self._samples
+
+    def _per_draw(
+        self, method: Callable[[torch.Tensor], dict[str, torch.Tensor]]
+    ) -> dict[str, torch.Tensor]:
+        """``method`` (unconstrained points (B, D) to ``{name: (B, *shape)}``) at every kept
+        draw, pushed through in batches: ``{name: (chains, draws, *shape)}``."""
+        chains, num = self._draws.shape[:2]
+        if num == 0:  # stopped during warm-up: no draws, but every value with its shape
+            shapes = method(self.kernel.z[:1])
+            return {
+                name: value.new_empty((chains, 0, *value.shape[1:]))
+                for name, value in shapes.items()
+            }
+        flat = self._draws.reshape(chains * num, -1)
+        pieces = [
+            method(flat[start : start + _SITE_VALUES_BATCH])
+            for start in range(0, len(flat), _SITE_VALUES_BATCH)
+        ]
+        return {
+            name: torch.cat([piece[name] for piece in pieces]).reshape(
+                chains, num, *pieces[0][name].shape[1:]
+            )
+            for name in pieces[0]
+        }
 
     # -- results -----------------------------------------------------------------------------
 
@@ -362,12 +369,52 @@ class MCMC:
             }
         return result
 
-    def to_arviz(self) -> Any:
-        """An ArviZ ``InferenceData`` with ``posterior`` and ``sample_stats`` (needs arviz)."""
+    def to_arviz(self, log_likelihood: bool = True) -> Any:
+        """An ArviZ ``InferenceData`` (needs arviz) with the groups ``posterior`` (every latent
+        and deterministic site), ``sample_stats`` (``diverging``, ``step_size``, ``tree_depth``,
+        ``n_steps``, ``energy``, ``acceptance_rate``, ``lp``), and, for a model with data,
+        ``observed_data`` and ``log_likelihood``: each data site's log density per observation
+        at every draw, found by running the model at each draw (all draws of a batch in one run
+        when the model batches). So ``az.loo`` and ``az.compare`` work on it (with several data
+        sites, ``az.loo(idata, var_name=...)`` picks one). Dims that come from a plate carry the
+        plate's name. ``log_likelihood=False`` skips that replay of the model."""
         from engine.infer.mcmc.arviz_bridge import to_inference_data
 
         self._check_ran()
-        return to_inference_data(posterior=self._site_samples(), sample_stats=self._stats)
+        potential = self.kernel.potential
+        observed = getattr(potential, "observed", {})  # none for a potential_fn
+        dims = {name: list(names) for name, names in getattr(potential, "site_dims", {}).items()}
+        pointwise = None
+        if observed and log_likelihood:
+            pointwise = self._per_draw(potential.log_likelihoods)
+            left_out = [name for name in observed if name not in pointwise]
+            if left_out:
+                warnings.warn(
+                    f"No pointwise log-likelihood for {', '.join(map(repr, left_out))}: its "
+                    "density depends on an enumerated discrete site, so it has no value per "
+                    "draw of the continuous sites alone.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+        return to_inference_data(
+            posterior=self._site_samples(),
+            sample_stats=self._stats,
+            observed_data={name: site.value for name, site in observed.items()} or None,
+            log_likelihood=pointwise or None,
+            dims={**dims, **{name: list(site.dims) for name, site in observed.items()}},
+        )
+
+    def plot(self, max_per_site: int = 4, max_rows: int = 12, bins: int | None = None) -> Any:
+        """A matplotlib ``Figure``: for each latent site's first ``max_per_site`` elements
+        (``max_rows`` rows in all), each chain's marginal density and the rank plot, which is
+        flat when the chains mix (see :mod:`engine.infer.mcmc.plots`). Needs matplotlib; for
+        ArviZ's plots, ``az.plot_trace(mcmc.to_arviz())``."""
+        from engine.infer.mcmc.plots import plot_chains
+
+        self._check_ran()
+        samples = self._site_samples()
+        latent = {slot.name: samples[slot.name] for slot in self.kernel.potential.slots}
+        return plot_chains(latent, max_per_site=max_per_site, max_rows=max_rows, bins=bins)
 
     def _check_ran(self) -> None:
         self.wait()

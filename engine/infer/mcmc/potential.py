@@ -46,6 +46,7 @@ from engine.errors import raised_in
 from engine.infer.autoguide.initialization import InitMessenger, init_to_uniform
 from engine.infer.enum_factors import enumerated_sites, log_density, site_factor, trace_plates
 from engine.infer.mcmc.flat_layout import FlatLayout, MCMCError, SiteSlot
+from engine.infer.mcmc.observations import ObservedSite, is_data, site_dims
 from engine.infer.nonfinite import find_first_nonfinite
 from engine.infer.sum_product import contract, total
 from engine.infer.util import max_plate_nesting_of, sum_except_plate, vectorize
@@ -169,6 +170,9 @@ class Potential(FlatLayout):
         # Each latent site's constrained shape and batch rank, and each deterministic site's shape.
         self._shapes: dict[str, torch.Size] = {}
         self._batch_ranks: dict[str, int] = {}
+        # The names of each recorded site's dims (plates where they match), and the data sites.
+        self.site_dims: dict[str, tuple[str, ...]] = {}
+        self.observed: dict[str, ObservedSite] = {}
         super().__init__(self._slots(prototype))
         first = prototype.nodes[self.slots[0].name]["value"]
         self.dtype, self.device = first.dtype, first.device
@@ -190,6 +194,7 @@ class Potential(FlatLayout):
 
     def _slots(self, prototype: Trace) -> list[SiteSlot]:
         slots, offset = [], 0
+        names = set(prototype.nodes)
         for name, site in prototype.nodes.items():
             if is_subsample_site(site):
                 raise MCMCError(
@@ -202,11 +207,17 @@ class Potential(FlatLayout):
                 continue
             shape = site["value"].shape
             self._shapes[name] = shape
+            batch_rank = len(shape) - site["fn"].event_dim
+            self.site_dims[name] = site_dims(
+                name, shape, batch_rank, site["cond_indep_stack"], names
+            )
+            if is_data(site):
+                self.observed[name] = ObservedSite.of(site, names)
             if site["is_observed"]:
                 continue  # deterministic sites are observed Deltas: their shape is kept above
             unconstrained_shape = biject_to(site["fn"].support).inverse_shape(shape)
             size = math.prod(unconstrained_shape)
-            self._batch_ranks[name] = len(shape) - site["fn"].event_dim
+            self._batch_ranks[name] = batch_rank
             slots.append(SiteSlot(name, unconstrained_shape, offset, size))
             offset += size
         if not slots:
@@ -300,6 +311,23 @@ class Potential(FlatLayout):
             values[name] = _per_row(value, z.shape[0], shape) if batched else value.unsqueeze(0)
         return values
 
+    def _log_likelihoods(self, z: torch.Tensor, batched: bool) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            model_trace, _ = self._run(z, batched)
+        values = {}
+        for name, observed in self.observed.items():
+            site = model_trace.nodes[name]
+            if site["infer"].get("_enum_dims"):
+                continue  # its density depends on an enumerated site: no pointwise value
+            if "log_prob" not in site:
+                Trace._compute_site_log_prob(site)
+            log_prob = site["log_prob"]
+            if batched:
+                values[name] = _per_row(log_prob, z.shape[0], observed.batch_shape)
+            else:
+                values[name] = log_prob.expand(observed.batch_shape).unsqueeze(0)
+        return values
+
     def _by_rows(self, method: Callable, z: torch.Tensor, batching: str | None = None) -> Any:
         """``method(points, batched)`` for every row of ``z``, the way ``batching`` says: one
         run under the chain plate, one run under ``torch.func.vmap``, or one run per row."""
@@ -366,6 +394,14 @@ class Potential(FlatLayout):
         """The latent sites (on their supports) and the ``deterministic`` sites at each row of
         ``z`` (B, D), as ``{name: (B, *shape)}``."""
         return self._by_rows(self._site_values, z)
+
+    def log_likelihoods(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The pointwise log-likelihood of every data site (:attr:`observed`) at each row of
+        ``z`` (B, D): ``{name: (B, *batch_shape)}``, one entry per observation, as the model's
+        joint density counts it (a mask or ``poutine.scale`` included). A data site whose
+        density depends on an enumerated site is left out (it has no value per draw alone)."""
+        with trusted_run():
+            return self._by_rows(self._log_likelihoods, z)
 
     def initial_points(self, num_chains: int, max_tries: int = 100) -> torch.Tensor:
         """One starting point per chain from ``init_strategy``, each with a finite energy and
