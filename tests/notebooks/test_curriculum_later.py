@@ -23,6 +23,8 @@ NOTEBOOKS = pathlib.Path(__file__).resolve().parents[2] / "notebooks"
 LATER = ("09_mcmc.ipynb", "10_discrete_latents.ipynb", "11_time_series.ipynb")
 SOLUTION = re.compile(r"<details><summary>Solution</summary>(.*?)</details>", re.DOTALL)
 FENCED = re.compile(r"```python\n(.*?)```", re.DOTALL)
+# A printed value: 4.3, -3515.5679, 4.2e-07, the "(40," and "50)" of a shape, True or False.
+NUMBER = re.compile(r"\(?-?\d[\d.]*(?:e[-+]?\d+)?[,)]?|True|False")
 
 
 def with_solutions(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -69,7 +71,7 @@ def printed_lines(notebook: nbformat.NotebookNode) -> dict[str, list[str]]:
     for line in printed(notebook).splitlines():
         words = line.split()
         first_number = next(
-            (i for i, word in enumerate(words) if re.fullmatch(r"[-(]?[\d.]+.*|True|False", word)),
+            (i for i, word in enumerate(words) if re.fullmatch(NUMBER, word)),
             len(words),
         )
         lines[" ".join(words[:first_number])] = words[first_number:]
