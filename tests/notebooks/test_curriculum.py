@@ -8,20 +8,23 @@ Exercises follow one convention (notebooks/README.md): a markdown cell whose fol
 notebook cell per fence. The tests run each solution as code cells inserted right after it.
 """
 
-import copy
 import math
 import pathlib
 import re
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
-from nbformat.v4 import new_code_cell
+from notebook_runs import (
+    FENCED,
+    NOTEBOOKS,
+    SOLUTION,
+    execute,
+    printed,
+    widget_states,
+    with_solutions,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-NOTEBOOKS = ROOT / "notebooks"
-SOLUTION = re.compile(r"<details><summary>Solution</summary>(.*?)</details>", re.DOTALL)
-FENCED = re.compile(r"```python\n(.*?)```", re.DOTALL)
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e-?\d+)?")
 # A row of a curriculum table: | 03 | notebook column | what it teaches |
 TABLE_ROW = re.compile(r"^\| (\d\d) \| (.*?) \| (.*?) \|$", re.MULTILINE)
@@ -41,53 +44,12 @@ def solutions(notebook: nbformat.NotebookNode) -> list[list[str]]:
     return found
 
 
-def with_solutions(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """A copy of the notebook with each solution's code cells inserted after its markdown cell."""
-    cells = []
-    for cell in copy.deepcopy(notebook.cells):
-        cells.append(cell)
-        if cell.cell_type == "markdown":
-            for block in SOLUTION.findall(cell.source):
-                cells.extend(new_code_cell(source.rstrip("\n")) for source in FENCED.findall(block))
-    result = copy.deepcopy(notebook)
-    result.cells = cells
-    return result
-
-
-def execute(name: str) -> nbformat.NotebookNode:
-    notebook = with_solutions(nbformat.read(NOTEBOOKS / name, as_version=4))
-    client = NotebookClient(
-        notebook,
-        kernel_name="pplkernel",
-        timeout=600,
-        store_widget_state=True,
-        resources={"metadata": {"path": str(NOTEBOOKS)}},
-    )
-    client.execute()
-    return notebook
-
-
-def printed(notebook: nbformat.NotebookNode) -> str:
-    return "".join(
-        output.get("text", "")
-        for cell in notebook.cells
-        if cell.cell_type == "code"
-        for output in cell.get("outputs", [])
-        if output.output_type == "stream"
-    )
-
-
 def numbers(text: str, prefix: str) -> list[float]:
     """The numbers on the one printed line that starts with ``prefix``."""
     (line,) = [line for line in text.splitlines() if line.startswith(prefix)]
     return [
         float(value) for value in re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", line[len(prefix) :])
     ]
-
-
-def widget_states(notebook: nbformat.NotebookNode) -> list[dict]:
-    saved = notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]
-    return [model["state"] for model in saved["state"].values()]
 
 
 def test_solution_blocks_become_cells_after_their_exercise():
