@@ -37,6 +37,7 @@ True
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -105,7 +106,11 @@ class PosteriorPanel:
                 payload["not_shown"] = marginals.not_shown
             else:
                 self.failed = True  # nothing to show, ever: stop asking
-        except Exception as error:  # the panel says why; the run goes on
+        except (Exception, KeyboardInterrupt) as error:  # the panel says why; the run goes on
+            if isinstance(error, KeyboardInterrupt) and _in_main_thread():
+                raise  # the user's interrupt: it stops the cell
+            # (Off the main thread no signal arrives: a KeyboardInterrupt there is raised by the
+            # model's own code, and must not escape the monitor's background Run.)
             self.failed = True
             payload["error"] = f"{type(error).__name__}: {error}"
         self._last_end = self._clock()
@@ -116,6 +121,10 @@ class PosteriorPanel:
         payload["seconds"] = round(self.cost, 4)
         self.payload = payload
         return payload
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 def _with_axes(panel: dict[str, Any]) -> dict[str, Any]:
