@@ -14,10 +14,11 @@ Decisions, and why:
   the model's latent site names are read. So hand-written guides and every autoguide (whose
   internal sites, ``_AutoDiagonalNormal_latent`` and the like, are skipped) work alike. A latent
   site the guide does not draw (an enumerated discrete site, say) gets the prior only, and a note.
-- **Continuous sites** get a Gaussian kernel density estimate (:func:`gaussian_kde`) with
-  Silverman's bandwidth (:func:`silverman_bandwidth`), reflected at the bounds of the site's
-  support (a positive or unit-interval site keeps its mass inside). A guide whose draws are all
-  equal (``AutoDelta``) has no density: it is a point mass, drawn as a vertical line at ``point``.
+- **Continuous sites** get a Gaussian kernel density estimate
+  (:func:`engine.infer.kde.gaussian_kde`) with Silverman's bandwidth (:func:`bandwidth`),
+  reflected at the bounds of the site's support (a positive or unit-interval site keeps its mass
+  inside). A guide whose draws are all equal (``AutoDelta``) has no density: it is a point mass,
+  drawn as a vertical line at ``point``.
 - **The grid** covers the guide's draws (padded by three bandwidths) and the prior's central 98 %,
   but no further than ``ZOOM`` of the guide's standard deviations from the guide's mean: a wide
   prior must not squeeze a narrow posterior into a few grid cells (with 80 points, the spacing
@@ -60,6 +61,7 @@ import torch
 from engine.distributions import constraints
 from engine.errors import PPLError
 from engine.infer import Predictive
+from engine.infer.kde import gaussian_kde, silverman_bandwidth
 from engine.infer.util import max_plate_nesting_of, vectorize
 from engine.params import ParamStoreDict, param_store_scope
 from engine.poutine.handlers import block, trace
@@ -80,59 +82,17 @@ class PosteriorViewError(PPLError, ValueError):
     """A posterior view that cannot be drawn (no latent site, a guide that fails), with why."""
 
 
-def silverman_bandwidth(draws: torch.Tensor) -> float:
-    """Silverman's rule of thumb, ``0.9 * min(sd, IQR / 1.34) * n ** (-1/5)`` (the spread
-    alone when the IQR is 0); 0.0 when the draws are all equal.
+def bandwidth(draws: torch.Tensor) -> float:
+    """Silverman's bandwidth of 1-D ``draws`` (:func:`engine.infer.kde.silverman_bandwidth`),
+    or 0.0 when they are all equal: a point mass, drawn as a line rather than a curve.
 
-    >>> # IQR 1.5 / 1.34 = 1.12 is below the sd 1.29: 0.9 * 1.12 * 4 ** -0.2
-    >>> round(silverman_bandwidth(torch.tensor([0.0, 1.0, 2.0, 3.0])), 3)
-    0.764
+    >>> bandwidth(torch.ones(10)), bandwidth(torch.tensor([0.0, 1.0, 2.0, 3.0])) > 0
+    (0.0, True)
     """
-    draws = draws.detach().double().reshape(-1)
-    sd = float(draws.std()) if draws.numel() > 1 else 0.0
-    if not sd > 0:
+    draws = draws.detach().reshape(-1)
+    if draws.numel() < 2 or not bool((draws != draws[0]).any()):
         return 0.0
-    q1, q3 = torch.quantile(draws, torch.tensor([0.25, 0.75], dtype=draws.dtype)).tolist()
-    spread = min(sd, (q3 - q1) / 1.34) if q3 > q1 else sd
-    return 0.9 * spread * draws.numel() ** -0.2
-
-
-def gaussian_kde(
-    draws: torch.Tensor,
-    grid: torch.Tensor,
-    bandwidth: float | None = None,
-    lower: float | None = None,
-    upper: float | None = None,
-) -> torch.Tensor:
-    """The Gaussian kernel density estimate of 1-D ``draws`` at the points of ``grid``.
-
-    ``bandwidth`` defaults to :func:`silverman_bandwidth`. A finite ``lower``/``upper`` bound
-    reflects the kernels at it (each draw gets a mirror image beyond the bound), so the estimate
-    keeps its unit mass inside the support instead of leaking past it; points of ``grid``
-    outside the bounds get density 0.
-
-    >>> grid = torch.linspace(-6.0, 6.0, 241)
-    >>> density = gaussian_kde(torch.randn(500), grid)
-    >>> round(float(torch.trapezoid(density, grid)), 2)
-    1.0
-    """
-    draws = draws.detach().reshape(-1).to(grid.dtype)
-    h = silverman_bandwidth(draws) if bandwidth is None else bandwidth
-    if not h > 0:
-        raise ValueError(f"a kernel density needs a positive bandwidth, got {h}")
-    centres = [draws]
-    if lower is not None and math.isfinite(lower):
-        centres.append(2 * lower - draws)
-    if upper is not None and math.isfinite(upper):
-        centres.append(2 * upper - draws)
-    z = (grid[:, None] - torch.cat(centres)[None, :]) / h
-    density = torch.exp(-0.5 * z * z).sum(-1) / (draws.numel() * h * math.sqrt(2 * math.pi))
-    inside = torch.ones_like(grid, dtype=torch.bool)
-    if lower is not None:
-        inside &= grid >= lower
-    if upper is not None:
-        inside &= grid <= upper
-    return torch.where(inside, density, torch.zeros_like(density))
+    return float(silverman_bandwidth(draws.double()))
 
 
 @dataclass
@@ -373,14 +333,14 @@ def _densities(
 ) -> Marginal:
     lower, upper = facts["lower"], facts["upper"]
     prior, guide = prior.double(), None if guide is None else guide.double()
-    h_prior = silverman_bandwidth(prior)
+    h_prior = bandwidth(prior)
     q_low, q_high = torch.quantile(
         prior, torch.tensor(PRIOR_QUANTILES, dtype=prior.dtype, device=prior.device)
     ).tolist()
     low, high = q_low - 3 * h_prior, q_high + 3 * h_prior
     h_guide, point = 0.0, None
     if guide is not None:
-        h_guide = silverman_bandwidth(guide)
+        h_guide = bandwidth(guide)
         g_low, g_high = float(guide.min()), float(guide.max())
         if h_guide > 0:
             g_low, g_high = g_low - 3 * h_guide, g_high + 3 * h_guide

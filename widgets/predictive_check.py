@@ -31,8 +31,9 @@ from typing import Any
 
 import torch
 
+from engine.infer.kde import gaussian_kde
 from widgets.html import escape
-from widgets.posterior_marginals import gaussian_kde, silverman_bandwidth
+from widgets.posterior_marginals import bandwidth
 from widgets.predictive_draws import PredictiveDraws
 
 _INTERVALS = ((0.05, 0.95), (0.25, 0.75))  # the 90 % and 50 % central intervals
@@ -272,12 +273,12 @@ class PredictiveCheck:
 
 
 def _density(values: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    """The kernel density of ``values`` on ``grid`` (:func:`gaussian_kde`); data that are all
-    equal get a narrow bump (a twentieth of the grid's span) instead of no curve.
+    """The kernel density of ``values`` on ``grid`` (:func:`engine.infer.kde.gaussian_kde`);
+    data that are all equal get a narrow bump (a twentieth of the grid's span) instead of no curve.
 
     >>> grid = torch.linspace(-10, 10, 2001, dtype=torch.float64)
     >>> round(float(_density(torch.tensor([0.0, 1.0]).double(), grid).sum() * 0.01), 3)
     1.0
     """
-    bandwidth = silverman_bandwidth(values) or 0.05 * float(grid[-1] - grid[0])
-    return gaussian_kde(values, grid, bandwidth)
+    width = bandwidth(values) or 0.05 * float(grid[-1] - grid[0])
+    return gaussian_kde(values, grid, width)

@@ -18,14 +18,10 @@ from engine.infer.autoguide import (
     AutoMultivariateNormal,
     AutoNormal,
 )
+from engine.infer.kde import gaussian_kde
 from engine.optim import Adam
 from engine.params import ParamStoreDict
-from widgets.posterior_marginals import (
-    MarginalSampler,
-    PosteriorViewError,
-    gaussian_kde,
-    silverman_bandwidth,
-)
+from widgets.posterior_marginals import MarginalSampler, PosteriorViewError, bandwidth
 
 
 def moments(density, grid):
@@ -40,7 +36,7 @@ def test_kde_of_normal_draws_has_their_mean_sd_and_unit_mass():
     torch.manual_seed(1)
     draws = 1.0 + 2.0 * torch.randn(n, dtype=torch.float64)
     grid = torch.linspace(-14.0, 16.0, 3001, dtype=torch.float64)
-    h = silverman_bandwidth(draws)
+    h = bandwidth(draws)
     mass, mean, var = moments(gaussian_kde(draws, grid), grid)
     assert mass == pytest.approx(1.0, abs=1e-4)  # the grid reaches 7.5 sd: all the mass
     # A Gaussian-kernel KDE has exactly the draws' mean, and their variance plus h^2 (the
@@ -56,7 +52,7 @@ def test_kde_pointwise_matches_the_smoothed_normal_density():
     torch.manual_seed(2)
     draws = 1.0 + 2.0 * torch.randn(n, dtype=torch.float64)
     grid = torch.linspace(-5.0, 7.0, 61, dtype=torch.float64)
-    h = silverman_bandwidth(draws)
+    h = bandwidth(draws)
     density = gaussian_kde(draws, grid, h)
     # E[KDE] is the density convolved with the kernel: Normal(1, sqrt(4 + h^2)) exactly. The
     # KDE's sd at x is about sqrt(f(x) R(K) / (n h)), R(K) = 1 / (2 sqrt(pi)); 5 of the largest
@@ -79,10 +75,10 @@ def test_kde_reflects_at_the_bounds_of_the_support():
     assert float(torch.trapezoid(unreflected[inside], grid[inside])) < 0.97
 
 
-def test_a_bandwidth_of_zero_is_refused():
-    with pytest.raises(ValueError, match="positive bandwidth"):
-        gaussian_kde(torch.ones(10), torch.linspace(0, 2, 5))
-    assert silverman_bandwidth(torch.ones(10)) == 0.0
+def test_draws_that_are_all_equal_have_no_bandwidth():
+    # A point mass (AutoDelta's draws): drawn as a line, so no kernel width.
+    assert bandwidth(torch.ones(10)) == 0.0
+    assert bandwidth(torch.tensor([0.0, 1.0, 2.0, 3.0])) > 0
 
 
 # -- conjugate models -----------------------------------------------------------------------
@@ -129,7 +125,7 @@ def test_normal_normal_guide_peaks_at_the_exact_posterior_mode_and_prior_matches
     # 4 scale / sqrt(n) of loc, its variance theirs plus h^2, its sd within 4 scale / sqrt(2n).
     grid = torch.tensor(mu.x, dtype=torch.float64)
     mass, curve_mean, curve_var = moments(torch.tensor(mu.guide, dtype=torch.float64), grid)
-    h = silverman_bandwidth(sampler.guide_draws()["mu"][:, 0])
+    h = bandwidth(sampler.guide_draws()["mu"][:, 0])
     assert mass == pytest.approx(1.0, abs=0.01)
     assert curve_mean == pytest.approx(loc, abs=4 * scale / math.sqrt(2000))
     assert math.sqrt(curve_var - h * h) == pytest.approx(scale, abs=4 * scale / math.sqrt(4000))
@@ -140,7 +136,7 @@ def test_normal_normal_guide_peaks_at_the_exact_posterior_mode_and_prior_matches
     # The prior curve is the KDE of 2000 Normal(0, 2) draws: its expectation is
     # Normal(0, sqrt(4 + h^2)) (h: its bandwidth), its pointwise sd at most
     # sqrt(f_max R(K) / (n h)) (see test_kde_pointwise...); 5 of those bound the grid's points.
-    h = silverman_bandwidth(sampler.prior_draws()["mu"][:, 0])
+    h = bandwidth(sampler.prior_draws()["mu"][:, 0])
     expected = dist.Normal(0.0, math.sqrt(PRIOR_SD**2 + h * h)).log_prob(grid).exp()
     sd_at_peak = math.sqrt(float(expected.max()) / (2 * math.sqrt(math.pi)) / (2000 * h))
     assert float((torch.tensor(mu.prior) - expected).abs().max()) < 5 * sd_at_peak
