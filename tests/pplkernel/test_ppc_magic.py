@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import engine
+from tests.cells import run_cell
 from widgets.predictive_check import PredictiveCheck
 
 LEVEL = """\
@@ -33,25 +34,16 @@ with ppl.plate("data", len(x)):
 """
 
 
-def run(shell, cell):
-    result = shell.run_cell(cell)
-    if result.error_in_exec is not None:
-        raise result.error_in_exec
-    if result.error_before_exec is not None:
-        raise result.error_before_exec
-    return result.result
-
-
 @pytest.fixture
 def level(shell):
     generator = torch.Generator().manual_seed(1)
     shell.user_ns["y"] = 3.0 + NOISE_SD * torch.randn(20, generator=generator)
-    run(shell, LEVEL)
+    run_cell(shell, LEVEL)
     return shell
 
 
 def test_without_a_run_it_is_the_prior_predictive_of_the_closed_form(level):
-    check = run(level, "%ppc level --samples 4000")
+    check = run_cell(level, "%ppc level --samples 4000")
     assert isinstance(check, PredictiveCheck) and check.draws.prior
     assert check.summary().startswith("prior predictive check of 'level'")
     replicas = check.draws.replicated["obs"]
@@ -65,10 +57,10 @@ def test_without_a_run_it_is_the_prior_predictive_of_the_closed_form(level):
 
 
 def test_after_svi_the_posterior_predictive_is_centred_on_the_data(level):
-    svi_run = run(level, "%svi level --steps 1500 --lr 0.05")
+    svi_run = run_cell(level, "%svi level --steps 1500 --lr 0.05")
     params = {name: value.detach().clone() for name, value in svi_run.params.items()}
     steps = svi_run.step_count
-    check = run(level, "%ppc level --samples 2000")
+    check = run_cell(level, "%ppc level --samples 2000")
     assert check.draws.source == "SVI run 'level' (1500 steps)"
     y = level.user_ns["y"]
     loc = svi_run.params["AutoNormal.locs.mu"].item()
@@ -95,15 +87,15 @@ def test_after_svi_the_posterior_predictive_is_centred_on_the_data(level):
 
 
 def test_run_flag_picks_a_named_run_and_mcmc_runs_count(level):
-    run(level, "%svi level --steps 5 --name quick")
-    run(level, "%svi level --steps 7 --name other")
-    assert run(level, "%ppc level --run quick --samples 10").draws.source.startswith(
+    run_cell(level, "%svi level --steps 5 --name quick")
+    run_cell(level, "%svi level --steps 7 --name other")
+    assert run_cell(level, "%ppc level --run quick --samples 10").draws.source.startswith(
         "SVI run 'quick' (5 steps)"
     )
-    assert "'other'" in run(level, "%ppc level --samples 10").draws.source  # the latest
-    mcmc = run(level, "%mcmc level --samples 60 --warmup 60 --chains 2")
+    assert "'other'" in run_cell(level, "%ppc level --samples 10").draws.source  # the latest
+    mcmc = run_cell(level, "%mcmc level --samples 60 --warmup 60 --chains 2")
     mcmc.wait()
-    check = run(level, "%ppc level --run mcmc --samples 50")
+    check = run_cell(level, "%ppc level --run mcmc --samples 50")
     assert check.draws.source == "MCMC (2 chains)" and check.draws.num_samples == 50
     # Centred on the data: a replica's mean is Normal(about mean(y), sqrt(2) * 0.5 / sqrt(20)
     # = 0.16) (posterior sd and noise alike); averaged over draws whose effective number may
@@ -113,15 +105,15 @@ def test_run_flag_picks_a_named_run_and_mcmc_runs_count(level):
 
 
 def test_an_mcmc_run_is_used_when_the_model_has_no_svi_run(level):
-    mcmc = run(level, "%mcmc level --samples 40 --warmup 40 --chains 1")
+    mcmc = run_cell(level, "%mcmc level --samples 40 --warmup 40 --chains 1")
     mcmc.wait()
-    assert run(level, "%ppc level --samples 40").draws.source == "MCMC (1 chains)"
+    assert run_cell(level, "%ppc level --samples 40").draws.source == "MCMC (1 chains)"
 
 
 def test_discrete_data_gets_bars(shell):
     shell.user_ns["k"] = torch.tensor([0.0, 2.0, 1.0, 3.0, 2.0, 2.0])
-    run(shell, COUNTS)
-    check = run(shell, "%ppc counts --samples 100")
+    run_cell(shell, COUNTS)
+    check = run_cell(shell, "%ppc counts --samples 100")
     assert check.layout == {"k": "bars"}
     assert "k (bars)" in check.summary()
 
@@ -129,17 +121,17 @@ def test_discrete_data_gets_bars(shell):
 def test_a_covariate_argument_gets_intervals_and_x_picks_or_drops_it(shell):
     shell.user_ns["x"] = torch.linspace(-1.0, 1.0, 9)
     shell.user_ns["y"] = 0.2 + 1.5 * shell.user_ns["x"]
-    run(shell, LINE)
-    check = run(shell, "%ppc line --samples 100")
+    run_cell(shell, LINE)
+    check = run_cell(shell, "%ppc line --samples 100")
     assert check.layout == {"y": "intervals"} and check.draws.covariate[0] == "x"
     assert "against x" in check.summary()
-    assert run(shell, "%ppc line --samples 20 --x none").layout == {"y": "density"}
-    assert run(shell, "%ppc line --samples 20 --x x").layout == {"y": "intervals"}
+    assert run_cell(shell, "%ppc line --samples 20 --x none").layout == {"y": "density"}
+    assert run_cell(shell, "%ppc line --samples 20 --x x").layout == {"y": "intervals"}
 
 
 def test_args_give_the_run_new_data(level):
-    run(level, "%svi level --steps 5")
-    check = run(level, "%ppc level --samples 10 --args y=y[:4]")
+    run_cell(level, "%svi level --steps 5")
+    check = run_cell(level, "%ppc level --samples 10 --args y=y[:4]")
     assert check.draws.replicated["obs"].shape == (10, 4)
 
 
@@ -174,7 +166,7 @@ def error_of(shell, cell, capsys):
     ],
 )
 def test_mistakes_are_one_message_that_changes_nothing(level, capsys, cell, expected):
-    svi_run = run(level, "%svi level --steps 3 --name s")
+    svi_run = run_cell(level, "%svi level --steps 3 --name s")
     params = {name: value.detach().clone() for name, value in svi_run.params.items()}
     shown = error_of(level, cell, capsys)
     assert expected in shown
@@ -183,20 +175,20 @@ def test_mistakes_are_one_message_that_changes_nothing(level, capsys, cell, expe
 
 def test_a_run_of_another_model_is_refused(level, capsys):
     level.user_ns["k"] = torch.tensor([1.0, 2.0])
-    run(level, COUNTS)
-    run(level, "%svi counts --steps 2 --name c")
+    run_cell(level, COUNTS)
+    run_cell(level, "%svi counts --steps 2 --name c")
     shown = error_of(level, "%ppc level --run c", capsys)
     assert "SVI run 'c' is a run of model 'counts', not 'level'" in shown
 
 
 def test_a_model_without_data_says_how_to_give_it(shell, capsys):
-    run(shell, '%%model lonely()\nppl.sample("s", dist.HalfNormal(1.0))\n')
+    run_cell(shell, '%%model lonely()\nppl.sample("s", dist.HalfNormal(1.0))\n')
     shown = error_of(shell, "%ppc lonely", capsys)
     assert "'lonely' observes no site" in shown and "--args" in shown
 
 
 def test_an_mcmc_run_still_sampling_is_refused_until_it_ends(level, capsys):
-    mcmc = run(level, "%mcmc level --samples 20000 --warmup 20000 --chains 1")
+    mcmc = run_cell(level, "%mcmc level --samples 20000 --warmup 20000 --chains 1")
     try:
         shown = error_of(level, "%ppc level", capsys)
         assert "The MCMC run of 'level' is still sampling" in shown
@@ -207,9 +199,9 @@ def test_an_mcmc_run_still_sampling_is_refused_until_it_ends(level, capsys):
 
 
 def test_a_stale_run_is_checked_with_a_note(level, capsys):
-    run(level, "%svi level --steps 3")
-    run(level, LEVEL.replace("10.0", "20.0"))
+    run_cell(level, "%svi level --steps 3")
+    run_cell(level, LEVEL.replace("10.0", "20.0"))
     capsys.readouterr()
-    check = run(level, "%ppc level --samples 10")
+    check = run_cell(level, "%ppc level --samples 10")
     assert "Note: model 'level' was redefined" in capsys.readouterr().out
     assert check.draws.source.startswith("SVI run 'level'")

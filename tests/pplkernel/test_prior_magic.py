@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import engine
+from tests.cells import run_cell
 from widgets.prior_explorer import PriorExplorer
 
 # mu ~ Normal(mu0, TAU), y_i ~ Normal(mu, SIGMA): a replica's mean is Normal(mu0,
@@ -20,19 +21,10 @@ with ppl.plate("data", len(y)):
 """
 
 
-def run(shell, cell):
-    result = shell.run_cell(cell)
-    if result.error_in_exec is not None:
-        raise result.error_in_exec
-    if result.error_before_exec is not None:
-        raise result.error_before_exec
-    return result.result
-
-
 @pytest.fixture
 def heights(shell):
     shell.user_ns.update(TAU=5.0, SIGMA=8.0, y=torch.tensor([160.0, 172.0, 181.0, 168.0]))
-    run(shell, HEIGHTS)
+    run_cell(shell, HEIGHTS)
     return shell
 
 
@@ -46,7 +38,7 @@ def replica_mean(explorer):
 
 
 def explore(shell, line):
-    explorer = run(shell, line)
+    explorer = run_cell(shell, line)
     assert isinstance(explorer, PriorExplorer)
     explorer.tau, explorer.sigma = shell.user_ns["TAU"], shell.user_ns["SIGMA"]
     return explorer
@@ -87,27 +79,27 @@ def test_a_failing_redraw_restores_the_namespace_and_keeps_the_picture(heights):
 
 
 def test_the_slider_starts_at_the_midpoint_when_the_value_is_outside_or_unknown(heights):
-    explorer = run(heights, "%prior heights --explore mu0=0:10 --samples 20")
+    explorer = run_cell(heights, "%prior heights --explore mu0=0:10 --samples 20")
     assert explorer.sliders["mu0"].value == 5.0
     # A constant the notebook has not defined yet (the model waits for its data argument).
-    run(
+    run_cell(
         heights,
         '%%model unseen(data)\nwith ppl.plate("d", len(data)):\n'
         '    ppl.sample("h", dist.Normal(OFFSET, 1.0), obs=data)\n',
     )
-    explorer = run(heights, "%prior unseen --explore OFFSET=-2:4 --samples 20 --args data=y")
+    explorer = run_cell(heights, "%prior unseen --explore OFFSET=-2:4 --samples 20 --args data=y")
     assert explorer.sliders["OFFSET"].value == 1.0
     assert "OFFSET" not in heights.user_ns  # defined only while drawing
 
 
 def test_a_whole_number_constant_gets_an_integer_slider(heights):
     heights.user_ns["SHIFT"] = 2
-    run(
+    run_cell(
         heights,
         '%%model shifted(y)\nwith ppl.plate("d", len(y)):\n'
         '    ppl.sample("h", dist.Normal(float(SHIFT), 1.0), obs=y)\n',
     )
-    explorer = run(heights, "%prior shifted --explore SHIFT=0:10 --samples 30")
+    explorer = run_cell(heights, "%prior shifted --explore SHIFT=0:10 --samples 30")
     assert isinstance(explorer.sliders["SHIFT"], ipywidgets.IntSlider)
     explorer.sliders["SHIFT"].value = 7
     assert abs(explorer.check.draws.replicated["h"].mean().item() - 7.0) < 4 / math.sqrt(120)
@@ -115,7 +107,7 @@ def test_a_whole_number_constant_gets_an_integer_slider(heights):
 
 
 def test_the_static_fallback_is_the_figure_at_the_initial_values(heights):
-    explorer = run(heights, "%prior heights --explore mu0=100:250 --samples 30")
+    explorer = run_cell(heights, "%prior heights --explore mu0=100:250 --samples 30")
     html = explorer._repr_mimebundle_()[0]["text/html"]
     assert "mu0 = 170" in html and "data:image/png;base64," in html
 

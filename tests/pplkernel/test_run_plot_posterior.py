@@ -4,26 +4,14 @@ import math
 
 import pytest
 
-COIN = """\
-%%model coin(flips)
-p = ppl.sample("p", dist.Beta(2.0, 2.0))
-with ppl.plate("flips", len(flips)):
-    ppl.sample("obs", dist.Bernoulli(p), obs=flips)
-"""
-
-
-def run(shell, cell):
-    result = shell.run_cell(cell)
-    if result.error_in_exec is not None:
-        raise result.error_in_exec
-    return result.result
+from tests.cells import COIN, run_cell
 
 
 def test_plot_posterior_of_an_svi_run(shell):
-    run(shell, COIN)
-    svi_run = run(shell, "%svi coin --steps 600 --lr 0.05")
+    run_cell(shell, COIN)
+    svi_run = run_cell(shell, "%svi coin --steps 600 --lr 0.05")
     shell.user_ns["svi_run"] = svi_run
-    figure = run(shell, "svi_run.plot_posterior()")
+    figure = run_cell(shell, "svi_run.plot_posterior()")
     (ax,) = figure.axes
     assert ax.get_title() == "p" and "coin" in figure._suptitle.get_text()
     # What a notebook's display shows: a PNG (the figure has no pyplot manager to show it again).
@@ -56,8 +44,8 @@ def test_an_enumerated_site_shows_its_prior_and_a_delta_guide_its_point(shell):
     import torch
 
     shell.user_ns["data"] = torch.tensor([-2.0, -1.5, -1.8, 2.0, 2.5, 2.2])
-    run(shell, MIXTURE)
-    svi_run = run(shell, "%svi mixture --elbo enum --guide auto_delta --steps 20")
+    run_cell(shell, MIXTURE)
+    svi_run = run_cell(shell, "%svi mixture --elbo enum --guide auto_delta --steps 20")
     panels = svi_run.monitor.posterior["panels"]
     names = [panel["name"] for panel in panels]
     assert names == ["weights[0]", "weights[1]", "locs[0]", "locs[1]"] + [

@@ -1,25 +1,10 @@
-"""What the reliability catalogue's tests share: the coin model, running cells, and the check
-that a param store is, tensor for tensor, what it was."""
+"""What the reliability catalogue's tests share: a cell that must fail, and the check that a
+param store is, tensor for tensor, what it was (the coin model and running a cell live in
+tests/cells.py)."""
 
 import torch
 
 import engine
-
-COIN = """\
-%%model coin(flips)
-p = ppl.sample("p", dist.Beta(2.0, 2.0))
-with ppl.plate("flips", len(flips)):
-    ppl.sample("obs", dist.Bernoulli(p), obs=flips)
-"""
-
-
-def run_cell(shell, cell):
-    """Run a cell; return its result, raising the error it showed (if any)."""
-    result = shell.run_cell(cell)
-    error = result.error_in_exec or result.error_before_exec
-    if error is not None:
-        raise error
-    return result.result
 
 
 def failing_cell(shell, cell, capsys) -> str:

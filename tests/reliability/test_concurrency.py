@@ -20,8 +20,9 @@ from engine.infer import MCMC, NUTS, SVI, Trace_ELBO
 from engine.infer.autoguide import AutoNormal
 from engine.optim import Adam
 from engine.params import param_store_scope
+from tests.cells import run_cell
 from tests.reliability.steps import AfterEachStep, Gate, Gauge, assert_same_state
-from tests.reliability.support import assert_same_values, run_cell
+from tests.reliability.support import assert_same_values
 from widgets.mcmc_monitor import McmcMonitor
 from widgets.run_lock import RunLock
 from widgets.svi_monitor import SviMonitor

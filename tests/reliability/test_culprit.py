@@ -26,7 +26,7 @@ from engine.infer.model_guide_checks import ModelGuideMismatchError
 from engine.infer.nonfinite import NonFiniteError
 from engine.optim import Adam
 from pplkernel.session import MagicError
-from tests.reliability.support import COIN, run_cell
+from tests.cells import COIN, run_cell
 
 _SOURCE = Path(__file__).read_text().splitlines()
 

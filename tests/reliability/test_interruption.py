@@ -27,8 +27,9 @@ from engine.infer.autoguide import AutoNormal
 from engine.interrupts import deferred_interrupt
 from engine.optim import Adam
 from engine.params import ParamStoreDict
+from tests.cells import COIN, run_cell
 from tests.reliability.steps import AfterEachStep, assert_same_state
-from tests.reliability.support import COIN, assert_same_values, run_cell, values_of
+from tests.reliability.support import assert_same_values, values_of
 from widgets.mcmc_monitor import McmcMonitor
 from widgets.svi_monitor import SviMonitor
 

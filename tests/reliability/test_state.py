@@ -15,7 +15,8 @@ from engine.infer.nonfinite import NonFiniteError
 from engine.optim import SGD, Adam, ClippedAdam
 from engine.optim.errors import OptimError
 from engine.params import ParamStoreDict, param_store_scope
-from tests.reliability.support import COIN, assert_same_values, failing_cell, run_cell, values_of
+from tests.cells import COIN, run_cell
+from tests.reliability.support import assert_same_values, failing_cell, values_of
 
 FLIPS = torch.tensor([1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0])
 
