@@ -8,15 +8,16 @@ standard errors.
 Exercises follow one convention: a markdown cell whose folded
 ``<details><summary>Solution</summary>`` block holds the solution as fenced ```python code, one
 notebook cell per fence. The tests run each solution as code cells inserted right after it.
+How every numbered notebook is saved (kernelspec, no outputs, exercises, table rows) is checked
+once, for all of them, by tests/notebooks/test_curriculum.py.
 """
 
 import re
 
 import nbformat
 import pytest
-from notebook_runs import FENCED, NOTEBOOKS, SOLUTION, execute, printed, widget_states
+from notebook_runs import execute, printed, widget_states
 
-LATER = ("09_mcmc.ipynb", "10_discrete_latents.ipynb", "11_time_series.ipynb")
 # A printed value: 4.3, -3515.5679, 4.2e-07, the "(40," and "50)" of a shape, True or False.
 NUMBER = re.compile(r"\(?-?\d[\d.]*(?:e[-+]?\d+)?[,)]?|True|False")
 
@@ -38,26 +39,6 @@ def printed_lines(notebook: nbformat.NotebookNode) -> dict[str, list[str]]:
 def cell_outputs(notebook: nbformat.NotebookNode, source_start: str) -> list[dict]:
     cell = next(c for c in notebook.cells if c.source.startswith(source_start))
     return cell.outputs
-
-
-@pytest.mark.parametrize("name", LATER)
-def test_notebook_is_saved_bare_with_the_kernel_and_exercises(name):
-    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
-    nbformat.validate(notebook)
-    assert notebook.metadata["kernelspec"] == {
-        "display_name": "Python 3 (pplkernel)",
-        "language": "python",
-        "name": "pplkernel",
-    }
-    # Committed without outputs, as the other notebooks are.
-    assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")
-    exercises = [
-        FENCED.findall(block)
-        for cell in notebook.cells
-        if cell.cell_type == "markdown"
-        for block in SOLUTION.findall(cell.source)
-    ]
-    assert len(exercises) >= 2 and all(exercises), f"{name}: fewer than two solved exercises"
 
 
 @pytest.mark.slow

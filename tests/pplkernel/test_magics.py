@@ -9,7 +9,7 @@ from IPython.core.interactiveshell import InteractiveShell
 import engine
 from engine.infer import MCMC
 from pplkernel.runs import SviRun
-from tests.cells import COIN, run_cell
+from tests.cells import COIN, MIXTURE, run_cell
 from widgets import ModelGraph, TraceInspector
 from widgets.graph import GRAPH_MIME
 
@@ -82,17 +82,6 @@ def test_svi_with_a_custom_guide_learns_the_posterior(shell):
     assert "a" not in engine.get_param_store()  # the run's own params, not the notebook's
     # Exact posterior: Beta(2 + 6, 2 + 2), mean 2/3. The fitted Beta's mean is close to it.
     assert abs(a / (a + b) - 2 / 3) < 0.05
-
-
-MIXTURE = """\
-%%model mixture(data)
-weights = ppl.sample("weights", dist.Dirichlet(torch.ones(2)))
-with ppl.plate("components", 2):
-    locs = ppl.sample("locs", dist.Normal(0.0, 5.0))
-with ppl.plate("data", len(data)):
-    z = ppl.sample("z", dist.Categorical(weights), infer={"enumerate": "parallel"})
-    ppl.sample("x", dist.Normal(locs[z], 1.0), obs=data)
-"""
 
 
 def test_enumerated_model_shows_its_enum_dims_and_svi_sums_them_out(shell):

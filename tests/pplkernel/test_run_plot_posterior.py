@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from tests.cells import COIN, run_cell
+from tests.cells import COIN, MIXTURE, run_cell
 
 
 def test_plot_posterior_of_an_svi_run(shell):
@@ -27,17 +27,6 @@ def test_plot_posterior_of_an_svi_run(shell):
     # The monitor shown by %svi holds the curves of the last step, in its trait and its HTML.
     assert svi_run.monitor.posterior["step"] == 600
     assert "data-site='p'" in svi_run.monitor.to_html()
-
-
-MIXTURE = """\
-%%model mixture(data)
-weights = ppl.sample("weights", dist.Dirichlet(torch.ones(2)))
-with ppl.plate("components", 2):
-    locs = ppl.sample("locs", dist.Normal(0.0, 5.0))
-with ppl.plate("data", len(data)):
-    z = ppl.sample("z", dist.Categorical(weights), infer={"enumerate": "parallel"})
-    ppl.sample("x", dist.Normal(locs[z], 1.0), obs=data)
-"""
 
 
 def test_an_enumerated_site_shows_its_prior_and_a_delta_guide_its_point(shell):
