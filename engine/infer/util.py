@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from engine.errors import PlateError
 from engine.infer.model_guide_checks import run_guide, run_model_on_guide
 from engine.poutine.enum_messenger import EnumMessenger
 from engine.poutine.handlers import replay, trace
@@ -90,17 +91,52 @@ def guess_max_plate_nesting(
 
 
 def vectorize(
-    fn: Callable, num: int, max_plate_nesting: int, name: str = "_num_particles_vectorized"
+    fn: Callable,
+    num: int,
+    max_plate_nesting: int,
+    name: str = "_num_particles_vectorized",
 ) -> Callable:
     """Run ``fn`` under a plate of size ``num`` left of its own plates (``dim=-max-1``), so that
-    every site gets ``num`` independent draws along that dim."""
+    every site gets ``num`` independent draws along that dim.
+
+    A plate of ``fn`` that asks for that dim means ``max_plate_nesting`` was set too low; the
+    error says so rather than blaming the plate.
+
+    >>> import engine, engine.distributions as dist
+    >>> def deep():
+    ...     with engine.plate("rows", 2, dim=-2):
+    ...         engine.sample("x", dist.Normal(0.0, 1.0))
+    >>> try:
+    ...     vectorize(deep, 5, max_plate_nesting=1)()
+    ... except PlateError as error:
+    ...     print(error.message[:60])
+    max_plate_nesting=1 is too small: plate 'rows' (size 2) asks
+    """
 
     @wraps(fn)
     def vectorized(*args: Any, **kwargs: Any) -> Any:
-        with PlateMessenger(name, num, dim=-max_plate_nesting - 1):
-            return fn(*args, **kwargs)
+        dim = -max_plate_nesting - 1
+        with PlateMessenger(name, num, dim=dim):
+            try:
+                return fn(*args, **kwargs)
+            except PlateError as error:
+                if getattr(error, "holder", None) == name:
+                    error.message = _nesting_too_small(error, max_plate_nesting, num)
+                raise
 
     return vectorized
+
+
+def _nesting_too_small(error: PlateError, max_plate_nesting: int, num: int) -> str:
+    """The message of a model plate that clashed with the vectorising plate."""
+    dim = -max_plate_nesting - 1
+    return (
+        f"max_plate_nesting={max_plate_nesting} is too small: plate {error.asking} asks for dim "
+        f"{dim}, where the {num} vectorised draws go (they take the dim left of the model's "
+        f"max_plate_nesting={max_plate_nesting} plate dims). Fix: max_plate_nesting="
+        f"{max_plate_nesting + 1} or more (the deepest plate dim of the model and guide, counted "
+        "from the right), or leave max_plate_nesting out to have it read off the model."
+    )
 
 
 def inspection_trace(fn: Callable, args: tuple, kwargs: dict[str, Any]) -> Trace:

@@ -236,7 +236,11 @@ class PlateMessenger(Messenger):
 
     def __enter__(self) -> torch.Tensor:
         if self._counter is None:
-            self.dim = self._held_dim = PLATE_DIMS.allocate(self.name, self.requested_dim)
+            self.dim = self._held_dim = PLATE_DIMS.allocate(
+                self.name,
+                self.requested_dim,
+                None if self.full_size == ARBITRARY_SIZE else self.subsample_size,
+            )
         try:
             super().__enter__()
         except BaseException:
