@@ -132,10 +132,10 @@ def _nesting_too_small(error: PlateError, max_plate_nesting: int, num: int) -> s
     dim = -max_plate_nesting - 1
     return (
         f"max_plate_nesting={max_plate_nesting} is too small: plate {error.asking} asks for dim "
-        f"{dim}, where the {num} vectorised draws go (they take the dim left of the model's "
-        f"max_plate_nesting={max_plate_nesting} plate dims). Fix: max_plate_nesting="
-        f"{max_plate_nesting + 1} or more (the deepest plate dim of the model and guide, counted "
-        "from the right), or leave max_plate_nesting out to have it read off the model."
+        f"{dim}, where the {num} vectorised draws go, since max_plate_nesting={max_plate_nesting} "
+        f"leaves the model's plates only the {max_plate_nesting} rightmost dim(s). Fix: "
+        f"max_plate_nesting={max_plate_nesting + 1} or more (as many as the model and guide nest "
+        "plates), or leave max_plate_nesting out to have it read off the model."
     )
 
 
