@@ -4,7 +4,9 @@ An observation whose shape broadcasts *up* the distribution's batch shape (an (N
 an (N,) batch gives an N x N log-prob) is silent in torch and costs Pyro users hours. Here it is
 an error that names the site, its plates and the shapes, and says how to fix it. The check is
 pure shape arithmetic, so it stays on even with validation off, as does the refusal of a
-complex observation. (Values outside the support are caught by torch's own check when the
+complex observation. An observation whose data dim was moved into the event by ``.to_event``
+while a plate claims it as well is scored once per plate entry, so it is refused too. (Values
+outside the support are caught by torch's own check when the
 density is scored; the trace adds the site's name to it.)
 
 >>> import torch, engine, engine.distributions as dist
@@ -27,6 +29,7 @@ from engine.errors import (
     fmt_shape,
     index_with_plate_hint,
 )
+from engine.poutine.shape_table import distribution_name
 from engine.runtime import Message
 
 
@@ -40,6 +43,7 @@ def check_observed_site(msg: Message) -> None:
         raise ArgumentError(f"{_where(msg)}: {complex_value_problem(value)}")
     if value.shape != fn.batch_shape + fn.event_shape:
         _check_shape(msg, fn, value)
+        _check_plate_dims_in_event(msg, fn, value)
 
 
 def _where(msg: Message) -> str:
@@ -49,10 +53,7 @@ def _where(msg: Message) -> str:
 def _check_shape(msg: Message, fn: torch.distributions.Distribution, value: torch.Tensor) -> None:
     batch_shape, event_shape = fn.batch_shape, fn.event_shape
     event_dim = len(event_shape)
-    shapes = (
-        f"the observed value has shape {fmt_shape(value.shape)}, the {type(fn).__name__} has "
-        f"batch shape {fmt_shape(batch_shape)} and event shape {fmt_shape(event_shape)}"
-    )
+    shapes = _shapes(fn, value)
     if value.dim() < event_dim or value.shape[value.dim() - event_dim :] != event_shape:
         raise ShapeError(
             f"{_where(msg)}: {shapes}. The rightmost {event_dim} dim(s) of the value must equal "
@@ -72,6 +73,42 @@ def _check_shape(msg: Message, fn: torch.distributions.Distribution, value: torc
             f"{_where(msg)}: {shapes}. Broadcasting them would silently give a log-prob of "
             f"shape {fmt_shape(joint)} instead of {fmt_shape(batch_shape)}, counting the data "
             f"the wrong number of times. {_shape_fix(value_batch, batch_shape)}"
+        )
+
+
+def _shapes(fn: torch.distributions.Distribution, value: torch.Tensor) -> str:
+    return (
+        f"the observed value has shape {fmt_shape(value.shape)}, the {distribution_name(fn)} has "
+        f"batch shape {fmt_shape(fn.batch_shape)} and event shape {fmt_shape(fn.event_shape)}"
+    )
+
+
+def _check_plate_dims_in_event(
+    msg: Message, fn: torch.distributions.Distribution, value: torch.Tensor
+) -> None:
+    """Refuse a value that has no batch dim of its own for a plate whose size its event part
+    has at that same dim: the plate's data dim was made an event dim (``.to_event`` on a
+    distribution the plate had already batched), so every plate entry scores all the data.
+
+    A value broadcast along a plate otherwise (the ELBO's vectorised particles, Predictive's
+    samples: plates whose names start with ``_``) is left alone.
+    """
+    event_dim = len(fn.event_shape)
+    value_batch = value.shape[: value.dim() - event_dim]
+    for frame in msg["cond_indep_stack"]:
+        if not frame.vectorized or frame.name.startswith("_") or frame.size in (None, 1):
+            continue
+        dim = frame.dim
+        own = value_batch[dim] if len(value_batch) >= -dim else 1
+        if own != 1 or len(fn.event_shape) < -dim or fn.event_shape[dim] != frame.size:
+            continue
+        raise ShapeError(
+            f"{_where(msg)}: {_shapes(fn, value)}. The value has no batch dim {dim} of its own, "
+            f"so each of the {frame.size} entries of plate '{frame.name}' scores the whole value: "
+            f"the data is counted {frame.size} times. The event shape has the plate's size at "
+            f"dim {dim}: the plate's data dim was made an event dim as well. Fix: drop the "
+            "`.to_event(...)` (or lower its count) so that the plate's dim stays a batch dim; "
+            f"if the value is one joint draw, take the site out of plate '{frame.name}'."
         )
 
 

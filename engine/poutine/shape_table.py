@@ -26,14 +26,20 @@ from engine.poutine.trace_struct import log_prob_shape
 from engine.runtime import Message, is_subsample_site
 
 
-def _distribution_name(fn: object) -> str:
+def distribution_name(fn: object) -> str:
+    """The name a table or a message shows for a distribution.
+
+    >>> import torch, engine.distributions as dist
+    >>> distribution_name(dist.Normal(torch.zeros(3), 1.0).to_event(1))
+    'Normal.to_event(1)'
+    """
     name = type(fn).__name__
     base = getattr(fn, "base_dist", None)
     ndims = getattr(fn, "reinterpreted_batch_ndims", None)
     if base is not None and ndims is not None:
-        return f"{_distribution_name(base)}.to_event({ndims})"
+        return f"{distribution_name(base)}.to_event({ndims})"
     if base is not None and name.startswith("Masked"):
-        return f"{_distribution_name(base)}.mask()"
+        return f"{distribution_name(base)}.mask()"
     return name
 
 
@@ -91,7 +97,7 @@ def _site_row(name: str, site: Message) -> dict[str, object] | None:
     has_shapes = hasattr(fn, "batch_shape")
     row.update(
         kind=kind,
-        distribution=_distribution_name(fn),
+        distribution=distribution_name(fn),
         batch=fmt_shape(fn.batch_shape) if has_shapes else "",
         event=fmt_shape(fn.event_shape) if has_shapes else "",
         log_prob=_log_prob_shape(site),
