@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+from IPython import get_ipython
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
 
@@ -116,6 +117,17 @@ def _cell_line(tb: Any) -> str:
     return "" if cell is None else f" ({_cell_location(*cell)})"
 
 
+def _notebook_cell_location(filename: str, lineno: int) -> str | None:
+    """``line N of cell In[K]`` for a line of a notebook cell's own code, as IPython's
+    tracebacks name it, instead of the temporary file the kernel compiled it as (None for other
+    code)."""
+    shell = get_ipython()
+    name_of = getattr(getattr(shell, "compile", None), "format_code_name", None)
+    named = name_of(filename) if name_of is not None else None
+    return None if not named else f"line {lineno} of cell {named[1]}"
+
+
+register_location_namer(_notebook_cell_location)
 register_location_namer(_cell_location)
 
 
