@@ -43,7 +43,9 @@ def check_observed_site(msg: Message) -> None:
         raise ArgumentError(f"{_where(msg)}: {complex_value_problem(value)}")
     if value.shape != fn.batch_shape + fn.event_shape:
         _check_shape(msg, fn, value)
-        _check_plate_dims_in_event(msg, fn, value)
+        # A deterministic site is recorded, never scored: its value is one whole event.
+        if not msg["infer"].get("_deterministic"):
+            _check_plate_dims_in_event(msg, fn, value)
 
 
 def _where(msg: Message) -> str:

@@ -82,3 +82,21 @@ def test_a_joint_observation_under_vectorised_particles_of_the_same_size_is_fine
 
     elbo = Trace_ELBO(num_particles=5, vectorize_particles=True)
     assert math.isfinite(elbo.loss(model, guide))
+
+
+def test_a_deterministic_site_inside_a_plate_is_recorded_not_refused():
+    # deterministic's Delta holds the whole value as its event and is never scored, so the
+    # plate's dim in its event counts nothing twice.
+    def non_centred():
+        with engine.plate("schools", 5):
+            offset = engine.sample("offset", dist.Normal(0.0, 1.0))
+            engine.deterministic("theta", 2.0 + 3.0 * offset)
+            engine.sample("y", dist.Normal(2.0 + 3.0 * offset, 1.0), obs=DATA)
+
+    traced = poutine.trace(non_centred).get_trace()
+    assert torch.equal(traced.nodes["theta"]["value"], 2.0 + 3.0 * traced.nodes["offset"]["value"])
+    assert traced.log_prob_sum() == pytest.approx(
+        normal_log_density(traced.nodes["offset"]["value"], 0.0, 1.0)
+        + normal_log_density(DATA - traced.nodes["theta"]["value"], 0.0, 1.0),
+        rel=1e-5,
+    )
