@@ -5,10 +5,14 @@ on z: its *downstream* cost. The sites that ran before z (in the guide, and in t
 depend on it, and conditional independence removes more: inside a vectorised plate that z shares
 with a cost site, element i of z only meets element i of the cost; in two different iterations of
 a sequential plate, sites are independent. As in :class:`Trace_ELBO`, the score term's log q is
-unscaled and the costs carry the scales. What remains is averaged against a decaying-average
-baseline (``infer={"baseline": {"use_decaying_avg_baseline": True, "baseline_beta": 0.9}}``) or a
-user baseline (``"baseline_value"``, trained by least squares to the downstream cost).
-All of this lowers variance; the estimator stays unbiased.
+unscaled and the costs carry the scales. What remains is compared with a baseline, a
+guess of the cost that does not depend on z's draw: a decaying average of past costs
+(``infer={"baseline": {"use_decaying_avg_baseline": True, "baseline_beta": 0.9}}``), a learnt one
+(``"nn_baseline": module, "nn_baseline_input": x``, the module applied to ``x``; or
+``"baseline_value"``, a tensor the user's own module computes), or the sum of the average and a
+learnt one. A learnt baseline is trained by least squares to the downstream cost, through the
+parameters of its module (registered with ``engine.module``). All of this lowers variance; the
+estimator stays unbiased.
 
 >>> import torch, engine, engine.distributions as dist
 >>> def model():
@@ -27,6 +31,16 @@ from engine.infer.elbo import ELBO
 from engine.infer.trace_elbo import is_reparameterized, score_log_prob, total_seen_by
 from engine.poutine.trace_struct import Trace
 from engine.runtime import Message, is_subsample_site
+
+BASELINE_OPTIONS = frozenset(
+    {
+        "use_decaying_avg_baseline",
+        "baseline_beta",
+        "baseline_value",
+        "nn_baseline",
+        "nn_baseline_input",
+    }
+)
 
 
 class TraceGraph_ELBO(ELBO):
@@ -81,27 +95,59 @@ class TraceGraph_ELBO(ELBO):
     def _baseline(self, name: str, site: Message, cost: torch.Tensor) -> tuple[Any, Any]:
         """The baseline to subtract, and the baseline's own loss term (or 0)."""
         options = site["infer"].get("baseline", {})
-        unknown = set(options) - {"baseline_value", "use_decaying_avg_baseline", "baseline_beta"}
+        unknown = set(options) - BASELINE_OPTIONS
         if unknown:
             raise ValueError(
-                f"site '{name}': baseline options {sorted(unknown)} are not supported (neural "
-                "baselines are not implemented); use use_decaying_avg_baseline/baseline_beta, or "
-                "baseline_value with a tensor your own module computes."
+                f"site '{name}': unknown baseline options {sorted(unknown)}; the options are "
+                f"{sorted(BASELINE_OPTIONS)}."
             )
-        if "baseline_value" in options:
-            value = options["baseline_value"]
-            return value.detach(), ((cost.detach() - value) ** 2).sum()
+        learnt = self._learnt_baseline(name, options)
+        average = 0.0
         if options.get("use_decaying_avg_baseline", False):
             beta = options.get("baseline_beta", 0.90)
             # Particles of one step update the average in turn; it is kept only if the step is.
-            previous = self._pending_averages.get(
+            average = self._pending_averages.get(
                 name, self._decaying_averages.get(name, torch.zeros(()))
             )
             mean_cost = cost.detach().mean()
             if torch.isfinite(mean_cost):
-                self._pending_averages[name] = beta * previous + (1 - beta) * mean_cost
-            return previous, 0.0
-        return 0.0, 0.0
+                self._pending_averages[name] = beta * average + (1 - beta) * mean_cost
+        if learnt is None:
+            return average, 0.0
+        if torch.broadcast_shapes(learnt.shape, cost.shape) != cost.shape:
+            raise ValueError(
+                f"site '{name}': the learnt baseline has shape {tuple(learnt.shape)}, but the "
+                f"downstream cost it guesses has shape {tuple(cost.shape)} (one per element of "
+                "the site's plates); give the baseline that shape, e.g. squeeze a trailing dim."
+            )
+        # The learnt part is fitted to what the average leaves over; only its module learns.
+        baseline = average + learnt
+        return baseline.detach(), ((cost.detach() - baseline) ** 2).sum()
+
+    @staticmethod
+    def _learnt_baseline(name: str, options: dict[str, Any]) -> torch.Tensor | None:
+        """``nn_baseline(nn_baseline_input)`` or ``baseline_value``, or None for neither."""
+        if "nn_baseline" in options and "baseline_value" in options:
+            raise ValueError(
+                f"site '{name}': give nn_baseline or baseline_value, not both (baseline_value is "
+                "a tensor your module already computed; nn_baseline is the module itself)."
+            )
+        if "baseline_value" in options:
+            return torch.as_tensor(options["baseline_value"])
+        if "nn_baseline" not in options:
+            return None
+        module = options["nn_baseline"]
+        if not callable(module) or "nn_baseline_input" not in options:
+            raise ValueError(
+                f"site '{name}': nn_baseline must be a module (a callable) and comes with "
+                "nn_baseline_input, what it reads: infer={'baseline': {'nn_baseline': net, "
+                "'nn_baseline_input': x}}."
+            )
+        # The baseline learns from the cost only: no gradient flows back into its input.
+        inputs = options["nn_baseline_input"]
+        if isinstance(inputs, (tuple, list)):
+            return module(*(torch.as_tensor(x).detach() for x in inputs))
+        return module(torch.as_tensor(inputs).detach())
 
     def _particle_elbo(
         self, model_trace: Trace, guide_trace: Trace

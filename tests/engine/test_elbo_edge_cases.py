@@ -131,13 +131,59 @@ def test_baselines_move_only_with_a_taken_step():
     assert elbo.get_state()["decaying_averages"] != averages
 
 
-def test_unknown_baseline_options_are_refused():
+def coin_guide_with(baseline):
     def guide():
         logit = pyro.param("logit", torch.tensor(0.0))
-        pyro.sample("coin", dist.Bernoulli(logits=logit), infer={"baseline": {"nn_baseline": 1}})
+        pyro.sample("coin", dist.Bernoulli(logits=logit), infer={"baseline": baseline})
 
-    with pytest.raises(ValueError, match="nn_baseline"):
-        TraceGraph_ELBO().loss_and_grads(baseline_model, guide)
+    return guide
+
+
+@pytest.mark.parametrize(
+    "baseline, match",
+    [
+        ({"nn_baselin": torch.nn.Linear(1, 1)}, "unknown baseline options.*nn_baselin"),
+        ({"nn_baseline": torch.nn.Linear(1, 1)}, "nn_baseline_input"),
+        ({"nn_baseline": 3.0, "nn_baseline_input": torch.ones(1)}, "must be a module"),
+        (
+            {"nn_baseline": torch.nn.Linear(1, 1), "baseline_value": torch.zeros(())},
+            "not both",
+        ),
+        ({"nn_baseline": torch.nn.Linear(1, 2), "nn_baseline_input": torch.ones(1)}, r"\(2,\)"),
+    ],
+)
+def test_bad_baseline_options_are_refused_naming_the_site(baseline, match):
+    with pytest.raises(ValueError, match="site 'coin'.*" + match):
+        TraceGraph_ELBO().loss_and_grads(baseline_model, coin_guide_with(baseline))
+
+
+def test_a_module_baseline_is_fitted_to_the_downstream_cost_and_not_its_input():
+    # The guide is certain (coin = 1), so the downstream cost is known exactly:
+    # log p(coin = 1) + log N(0; 1, 1) - log q(1) = log 0.5 - log(2 pi) / 2 - 1 / 2.
+    # The loss gains (cost - b)^2, so the bias of b = bias gets the gradient 2 (b - cost), and
+    # the decaying average (0 at the first step) adds to b without taking part in the gradient.
+    net = torch.nn.Linear(1, 1)
+    with torch.no_grad():
+        net.weight.fill_(0.5)
+        net.bias.fill_(-1.0)
+    reading = torch.tensor([2.0], requires_grad=True)
+
+    def guide():
+        pyro.module("net", net)
+        baseline = {
+            "nn_baseline": lambda x: net(x).squeeze(-1),
+            "nn_baseline_input": reading,
+            "use_decaying_avg_baseline": True,
+        }
+        pyro.sample("coin", dist.Bernoulli(probs=1.0), infer={"baseline": baseline})
+
+    pyro.clear_param_store()
+    TraceGraph_ELBO().loss_and_grads(baseline_model, guide)
+    cost = math.log(0.5) - 0.5 * math.log(2 * math.pi) - 0.5
+    guess = 0.5 * 2.0 - 1.0
+    assert net.bias.grad.item() == pytest.approx(2 * (guess - cost), rel=1e-5)
+    assert net.weight.grad.item() == pytest.approx(2 * (guess - cost) * 2.0, rel=1e-5)
+    assert reading.grad is None
 
 
 def test_a_failed_state_load_changes_nothing():
