@@ -113,6 +113,10 @@ def test_workflow_notebook_checks_its_prior_fits_the_exact_posterior_and_covers_
         assert ess > 100
         assert abs(mcmc_mean - mean) / mcse < 4 + 0.01  # (the 4-decimal rounding of mcse)
         assert abs(mcmc_sd - sd) < 4 * sd / math.sqrt(2 * ess)
+        # SVI against NUTS directly: their independent errors add in quadrature.
+        svi_mean, svi_sd = numbers(text, f"svi {name} mean")
+        assert abs(svi_mean - mcmc_mean) < 4 * math.sqrt(0.044**2 + mcse**2)
+        assert abs(svi_sd - mcmc_sd) < 4 * math.sqrt(0.038**2 + sd**2 / (2 * ess))
 
     # -- the posterior predictive coverage -------------------------------------------------
     # Under the right model each height falls inside its own 89 % interval with probability
