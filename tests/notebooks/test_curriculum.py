@@ -82,6 +82,14 @@ def test_every_numbered_notebook_has_the_kernel_exercises_and_table_rows(path):
     assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")
     found = solutions(notebook)
     assert len(found) >= 2 and all(found), f"{path.name}: fewer than two exercises with code"
+    # Each exercise opens with its number, as notebooks/README.md says, one per solution.
+    exercises = [
+        int(number)
+        for cell in notebook.cells
+        if cell.cell_type == "markdown"
+        for number in re.findall(r"^\*\*Exercise (\d+)\.\*\*", cell.source, flags=re.MULTILINE)
+    ]
+    assert exercises == list(range(1, len(found) + 1)), f"{path.name}: exercises {exercises}"
     # Code in markdown is fenced; a line indented by four spaces outside a fence would turn the
     # prose around it into a code block.
     for cell in notebook.cells:

@@ -62,9 +62,10 @@ def test_mcmc_notebook_shows_the_funnel_and_recovers_the_reference_posterior():
     for name, reference in (("mu", 4.4105), ("tau", 3.6021)):
         mean, _, mcse, _, printed_reference, _, z = lines[f"{name} mean"]
         assert float(printed_reference) == reference and abs(float(z)) < 4
-        # The moved notebook's earlier check: 4000 draws with an ESS near 2,500 give a Monte
-        # Carlo error near 3.3 / 50 = 0.07; 4 of those, plus the reference's own 0.03.
-        assert abs(float(mean) - reference) < 0.3
+        # 2000 draws with an ESS near 1,250 give a Monte Carlo error near 3.3 / 35 = 0.094;
+        # 4 of those, plus the reference's own 0.03.
+        assert abs(float(mean) - reference) < 0.41
+        # tau's ESS can be half mu's (its draws are skewed): an error up to 3.2 / sqrt(600).
         assert 0 < float(mcse) < 0.15
     # ArviZ and the engine compute the MCSE the same way (printed to 3 decimals).
     ours = [float(lines[f"{name} mean"][2]) for name in ("mu", "tau")]
