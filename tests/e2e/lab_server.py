@@ -190,11 +190,36 @@ def shutdown_kernels(server: Server) -> None:
             urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=30).close()
 
 
+# The box an element's content fills: its own left, top and bottom, and the right edge of the
+# farthest text, chart, image or control inside (a view's blocks are as wide as the output area,
+# its content often narrower).
+CONTENT_BOX = """(el) => {
+    const own = el.getBoundingClientRect();
+    const rights = [];
+    const texts = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+    while (texts.nextNode()) {
+        if (!texts.currentNode.textContent.trim()) continue;
+        const range = document.createRange();
+        range.selectNodeContents(texts.currentNode);
+        rights.push(range.getBoundingClientRect().right);
+    }
+    for (const part of el.querySelectorAll("svg, img, canvas, input, button, .noUi-target")) {
+        const box = part.getBoundingClientRect();
+        if (box.width > 0 && box.height > 0) rights.push(box.right);
+    }
+    const width = Math.min(own.width, Math.ceil(Math.max(...rights) - own.left) + 6);
+    return { x: own.left, y: own.top, width, height: own.height };
+}"""
+
+
 def save_view(view, folder: pathlib.Path, name: str) -> pathlib.Path:
     """A screenshot of the element ``view`` (a Playwright locator, scrolled into sight) as
-    ``folder/name.png``; the picture is cropped to the element."""
+    ``folder/name.png``, cropped to what the element shows; it must fit the viewport."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
     view.scroll_into_view_if_needed()
-    view.screenshot(path=str(path), animations="disabled")
+    box = view.evaluate(CONTENT_BOX)
+    viewport = view.page.viewport_size
+    assert box["y"] >= 0 and box["y"] + box["height"] <= viewport["height"], f"{name}: too tall"
+    view.page.screenshot(path=str(path), clip=box, animations="disabled")
     return path

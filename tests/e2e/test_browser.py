@@ -53,6 +53,9 @@ def _check_widgets(page, screenshots: pathlib.Path | None) -> None:
     assert traces.count() >= 1
     for trace in traces.all():  # on the ELBO chart's step axis
         check_chart(trace, x_range=(1, 250))
+    if screenshots is not None:  # the SVI monitor with its posterior panel, before the clicks
+        monitor.locator(".ppl-posterior .ppl-marginal[data-site='p']").wait_for()
+        save_view(monitor, screenshots, "svi_monitor")
     # The smoothing control changes the trait (and so the curve) from the browser.
     monitor.locator("input[data-control='smoothing']").fill("0.5")
     # The MCMC monitor shows one row per chain.
@@ -64,11 +67,9 @@ def _check_widgets(page, screenshots: pathlib.Path | None) -> None:
     assert mcmc.locator("svg.ppl-lp").count() == 1 and mcmc.locator("svg.ppl-trace").count() == 1
     for plot in mcmc.locator("svg.ppl-lp, svg.ppl-trace").all():
         check_chart(plot, x_range=(1, 500))
-    if screenshots is not None:  # the whole tour, and the SVI monitor with its posterior panel
+    if screenshots is not None:  # the whole tour
         screenshots.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(screenshots / "tour.png"), full_page=True)
-        assert monitor.locator(".ppl-posterior .ppl-marginal[data-site='p']").count() == 1
-        save_view(monitor, screenshots, "svi_monitor")
     # Unticking the log scale redraws the loss axis linear, still around the curve.
     monitor.locator("input[data-control='log']").uncheck()
     page.wait_for_function(

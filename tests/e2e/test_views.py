@@ -134,6 +134,16 @@ def _summary_numbers(text: str, stat: str) -> dict[str, float]:
     return {key: float(match.group(1)) for key, match in found.items() if match}
 
 
+def _file_browser(page, output, shown: bool) -> None:
+    """Shows or hides JupyterLab's left area, and waits until ``output`` has its new width."""
+    width = output.evaluate("(el) => el.getBoundingClientRect().width")
+    page.evaluate(f"() => window.jupyterapp.shell.{'expandLeft' if shown else 'collapseLeft'}()")
+    page.wait_for_function(
+        f"([el, width]) => el.getBoundingClientRect().width {'<' if shown else '>'} width",
+        arg=[output.element_handle(), width],
+    )
+
+
 def _image_loaded(image) -> bool:
     return image.evaluate("(img) => img.complete && img.naturalWidth > 0 && img.naturalHeight > 0")
 
@@ -167,10 +177,12 @@ def test_ppc_draws_its_figure_and_the_prior_explorer_redraws_when_a_slider_moves
     # Carlo sd of at most 0.5 / sqrt(500) = 0.022, so 0.1 to 0.9 leaves room for both.
     for stat in ("mean", "sd"):
         assert 0.1 < _summary_numbers(summary, stat)["p"] < 0.9
-    # The output area, wider than the figure, keeps the summary's lines whole.
-    save_view(
-        page.locator(".jp-OutputArea-output:has(figure.ppl-predictive-check)"), screenshots, "ppc"
-    )
+    # Without the file browser the output area is wide enough for the summary's lines (the
+    # explorer's image, below, would stretch to it: the file browser comes back first).
+    output = page.locator(".jp-OutputArea-output:has(figure.ppl-predictive-check)")
+    _file_browser(page, output, shown=False)
+    save_view(output, screenshots, "ppc")
+    _file_browser(page, output, shown=True)
 
     # %prior: a slider for slope_sd starting at its default, 1, over the prior predictive.
     explorer = page.locator(".widget-vbox").filter(has_text="prior predictive of line").first
