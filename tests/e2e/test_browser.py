@@ -13,24 +13,13 @@ test extra (JupyterLab, Notebook, Playwright); skipped when Chromium is missing.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import pathlib
-import secrets
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
+from lab_server import Server, check_chart, run_all_cells, save_view, write_notebook
 
 CHROMIUM = "/usr/bin/chromium"
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-SCREENSHOT = ROOT / "docs" / "tour.png"
 
 pytestmark = [
     pytest.mark.browser,
@@ -38,149 +27,7 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Server:
-    """A jupyter server (``lab`` or ``notebook``) in its own process group and directories."""
-
-    def __init__(self, app: str, tmp: pathlib.Path):
-        self.port, self.token = _free_port(), secrets.token_hex(16)
-        self.root = tmp / "root"
-        self.root.mkdir()
-        shutil.copy(ROOT / "notebooks" / "magics_tour.ipynb", self.root)
-        settings = tmp / "settings" / "@jupyterlab" / "apputils-extension"
-        settings.mkdir(parents=True)
-        (settings / "notification.jupyterlab-settings").write_text(
-            json.dumps({"fetchNews": "false", "checkForUpdates": False})
-        )
-        env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp / "config"))
-        env["JUPYTER_RUNTIME_DIR"] = str(tmp / "runtime")
-        app_class = "LabApp" if app == "lab" else "JupyterNotebookApp"
-        command = [
-            sys.executable,
-            "-m",
-            "jupyterlab" if app == "lab" else "notebook",
-            "--no-browser",
-            "--allow-root",
-            "--ip=127.0.0.1",
-            f"--port={self.port}",
-            "--ServerApp.port_retries=0",
-            f"--IdentityProvider.token={self.token}",
-            f"--ServerApp.root_dir={self.root}",
-            f"--{app_class}.user_settings_dir={tmp / 'settings'}",
-            f"--{app_class}.workspaces_dir={tmp / 'workspaces'}",
-            f"--{app_class}.expose_app_in_browser=True",
-        ]
-        if app == "lab":
-            command.append("--LabApp.news_url=None")
-        self.log = open(tmp / f"{app}.log", "w")  # noqa: SIM115 (closed in stop())
-        self.process = subprocess.Popen(
-            command, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        self._wait_ready()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{path}?token={self.token}"
-
-    def _wait_ready(self, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"jupyter exited early; see {self.log.name}")
-            try:
-                with urllib.request.urlopen(self.url("api/status"), timeout=2):
-                    return
-            except OSError:
-                time.sleep(0.3)
-        raise TimeoutError("jupyter did not start")
-
-    def stop(self) -> None:
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.log.close()
-
-
-def _run_all_cells(page) -> None:
-    page.wait_for_function(
-        "() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
-        " && window.jupyterapp.shell.currentWidget.sessionContext"
-        " && window.jupyterapp.shell.currentWidget.sessionContext.session"
-        " && window.jupyterapp.shell.currentWidget.sessionContext.session.kernel"
-        " && window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status"
-        " === 'idle'",
-        timeout=120_000,
-    )
-    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-    # Done when every code cell has an execution count and the kernel is idle again.
-    page.wait_for_function(
-        """() => {
-            const panel = window.jupyterapp.shell.currentWidget;
-            const cells = panel.content.widgets.filter((cell) => cell.model.type === 'code');
-            const counted = cells.every((cell) => cell.model.executionCount !== null);
-            return counted && panel.sessionContext.session.kernel.status === 'idle';
-        }""",
-        timeout=300_000,
-    )
-
-
-# Reads a chart the monitors draw: each axis (its data attributes, and per tick the value, the
-# label and the place along the axis), every plotted point of its polylines, and its size.
-READ_CHART = """(svg) => {
-    const axis = (name) => {
-        const group = svg.querySelector(`g.ppl-axis[data-axis='${name}']`);
-        if (!group) return null;
-        const texts = [...group.querySelectorAll("text")];
-        return {
-            scale: group.dataset.scale,
-            count: Number(group.dataset.ticks),
-            values: texts.map((text) => Number(text.dataset.value)),
-            labels: texts.map((text) => text.textContent),
-            places: texts.map((text) => Number(text.getAttribute(name))),
-        };
-    };
-    const points = [...svg.querySelectorAll("polyline")].flatMap((line) =>
-        line.getAttribute("points").split(" ").filter(Boolean).map((p) => p.split(",").map(Number))
-    );
-    const size = { x: Number(svg.getAttribute("width")), y: Number(svg.getAttribute("height")) };
-    return { x: axis("x"), y: axis("y"), points, size };
-}"""
-
-
-def _check_chart(svg, x_range: tuple[int, int] | None = None) -> dict:
-    """The chart has drawn x and y axes with labelled ticks placed by their values, and every
-    plotted point lies between the first and the last tick of both axes: the ticks' values
-    bracket the plotted data. ``x_range``, when the test knows it, is checked by value too."""
-    chart = svg.evaluate(READ_CHART)
-    assert chart["points"], "nothing plotted"
-    for name in ("x", "y"):
-        axis = chart[name]
-        assert axis is not None, f"no {name} axis"
-        assert axis["count"] == len(axis["values"]) >= 2 and all(axis["labels"])
-        scale = math.log10 if axis["scale"] == "log" else float
-        ends = [scale(axis["values"][0]), scale(axis["values"][-1])]
-        first, last = axis["places"][0], axis["places"][-1]
-        assert all(0 <= place <= chart["size"][name] for place in axis["places"]), "off the chart"
-        for value, place in zip(axis["values"], axis["places"], strict=True):
-            expected = first + (scale(value) - ends[0]) / (ends[1] - ends[0]) * (last - first)
-            assert abs(place - expected) < 0.2, f"{name} tick {value} is misplaced"
-        low, high = sorted((first, last))
-        coordinate = 0 if name == "x" else 1
-        assert all(low - 0.1 <= point[coordinate] <= high + 0.1 for point in chart["points"])
-    assert chart["x"]["places"][0] < chart["x"]["places"][-1]
-    assert chart["y"]["places"][0] > chart["y"]["places"][-1]  # the lowest value at the bottom
-    if x_range is not None:
-        assert chart["x"]["values"][0] <= x_range[0] and chart["x"]["values"][-1] >= x_range[1]
-    return chart
-
-
-def _check_widgets(page, screenshot: pathlib.Path | None) -> None:
+def _check_widgets(page, screenshots: pathlib.Path | None) -> None:
     # The inspector lists the sites with their shapes.
     obs = page.locator(".ppl-inspector tr[data-site='obs']").first
     obs.wait_for(timeout=60_000)
@@ -201,11 +48,14 @@ def _check_widgets(page, screenshot: pathlib.Path | None) -> None:
     # The ELBO chart and the parameter traces have drawn axes that bracket what they plot; the
     # coin's losses are positive, so the loss axis is on the (default) log scale.
     elbo = monitor.locator("svg.ppl-elbo")
-    assert _check_chart(elbo, x_range=(1, 250))["y"]["scale"] == "log"
+    assert check_chart(elbo, x_range=(1, 250))["y"]["scale"] == "log"
     traces = monitor.locator(".ppl-param svg.ppl-trace")
     assert traces.count() >= 1
     for trace in traces.all():  # on the ELBO chart's step axis
-        _check_chart(trace, x_range=(1, 250))
+        check_chart(trace, x_range=(1, 250))
+    if screenshots is not None:  # the SVI monitor with its posterior panel, before the clicks
+        monitor.locator(".ppl-posterior .ppl-marginal[data-site='p']").wait_for()
+        save_view(monitor, screenshots, "svi_monitor")
     # The smoothing control changes the trait (and so the curve) from the browser.
     monitor.locator("input[data-control='smoothing']").fill("0.5")
     # The MCMC monitor shows one row per chain.
@@ -216,17 +66,17 @@ def _check_widgets(page, screenshot: pathlib.Path | None) -> None:
     # warm-up and 300 draws) that bracket what they plot.
     assert mcmc.locator("svg.ppl-lp").count() == 1 and mcmc.locator("svg.ppl-trace").count() == 1
     for plot in mcmc.locator("svg.ppl-lp, svg.ppl-trace").all():
-        _check_chart(plot, x_range=(1, 500))
-    if screenshot is not None:
-        screenshot.parent.mkdir(exist_ok=True)
-        page.screenshot(path=str(screenshot), full_page=True)
+        check_chart(plot, x_range=(1, 500))
+    if screenshots is not None:  # the whole tour
+        screenshots.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(screenshots / "tour.png"), full_page=True)
     # Unticking the log scale redraws the loss axis linear, still around the curve.
     monitor.locator("input[data-control='log']").uncheck()
     page.wait_for_function(
         "(svg) => svg.querySelector(\"g[data-axis='y']\").dataset.scale === 'linear'",
         arg=elbo.element_handle(),
     )
-    _check_chart(elbo, x_range=(1, 250))
+    check_chart(elbo, x_range=(1, 250))
     # Step adds a point; Run starts a run that Pause stops.
     handle = monitor.element_handle()
     monitor.locator("button[data-action='step']").click()
@@ -244,18 +94,9 @@ def _check_widgets(page, screenshot: pathlib.Path | None) -> None:
 XSS_SITE = "<img src=x onerror=alert(1)>"
 
 
-def _write_notebook(path: pathlib.Path, cells: list[str]) -> None:
-    import nbformat
-    from nbformat.v4 import new_code_cell, new_notebook
-
-    notebook = new_notebook(cells=[new_code_cell(cell) for cell in cells])
-    notebook.metadata["kernelspec"] = {"name": "pplkernel", "display_name": "Python 3 (pplkernel)"}
-    nbformat.write(notebook, path)
-
-
 def _write_escaping_notebook(root: pathlib.Path) -> None:
     cell = f"%%model xss()\nppl.sample({XSS_SITE!r}, dist.Normal(0.0, 1.0))"
-    _write_notebook(root / "escaping.ipynb", [cell])
+    write_notebook(root / "escaping.ipynb", [cell])
 
 
 def test_a_site_named_like_markup_renders_as_text(browser, tmp_path):
@@ -266,7 +107,7 @@ def test_a_site_named_like_markup_renders_as_text(browser, tmp_path):
         dialogs = []
         page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
         page.goto(server.url("lab/tree/escaping.ipynb"))
-        _run_all_cells(page)
+        run_all_cells(page)
         row = page.locator(".ppl-inspector tr[data-kind='sample']").first
         row.wait_for(timeout=60_000)
         assert XSS_SITE in row.inner_text()
@@ -311,13 +152,13 @@ def test_negative_losses_keep_the_loss_axis_linear(browser, tmp_path):
         nbformat.write(notebook, server.root / "negative.ipynb")
         page = browser.new_page()
         page.goto(server.url("lab/tree/negative.ipynb"))
-        _run_all_cells(page)
+        run_all_cells(page)
         monitor = page.locator(".ppl-svi-monitor").first
         page.wait_for_function(
             "(el) => el.dataset.points === '150'", arg=monitor.element_handle(), timeout=60_000
         )
         assert monitor.locator("input[data-control='log']").is_checked()
-        chart = _check_chart(monitor.locator("svg.ppl-elbo"), x_range=(1, 150))
+        chart = check_chart(monitor.locator("svg.ppl-elbo"), x_range=(1, 150))
         assert chart["y"]["scale"] == "linear" and chart["y"]["values"][0] < 0
         assert "linear: some losses are not positive" in monitor.locator(".ppl-range").inner_text()
         page.close()
@@ -349,12 +190,12 @@ monitor.step(200)
 def test_the_posterior_panel_draws_each_latent_site_and_moves_while_running(browser, tmp_path):
     server = Server("lab", tmp_path)
     try:
-        _write_notebook(server.root / "posterior.ipynb", [POSTERIOR_PANEL])
+        write_notebook(server.root / "posterior.ipynb", [POSTERIOR_PANEL])
         page = browser.new_page()
         dialogs = []
         page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
         page.goto(server.url("lab/tree/posterior.ipynb"))
-        _run_all_cells(page)
+        run_all_cells(page)
         monitor = page.locator(".ppl-svi-monitor").first
         panel = monitor.locator(".ppl-posterior")
         page.wait_for_function(
@@ -365,7 +206,7 @@ def test_the_posterior_panel_draws_each_latent_site_and_moves_while_running(brow
         assert figures.nth(1).inner_text().startswith("<b>")  # the name as text, not markup
         for svg in panel.locator("svg.ppl-density").all():
             assert svg.locator("polygon[data-curve='prior']").count() == 1
-            _check_chart(svg)  # the guide's curve inside the drawn axes
+            check_chart(svg)  # the guide's curve inside the drawn axes
         # Run: the curves are redrawn while the run goes on (about once a second).
         monitor.locator("button[data-action='run']").click()
         page.wait_for_function(
@@ -499,7 +340,7 @@ def _check_graph_renderer(page) -> None:
     assert svg.locator("g.ppl-edge.ppl-highlight").count() == 3
 
 
-def test_the_labextension_renders_the_trace_and_the_graph(browser, tmp_path):
+def test_the_labextension_renders_the_trace_and_the_graph(browser, tmp_path, screenshots):
     server = Server("lab", tmp_path)
     try:
         cells = [
@@ -511,12 +352,19 @@ def test_the_labextension_renders_the_trace_and_the_graph(browser, tmp_path):
             ENUM_MODEL,
             WIDGET_ONLY,
         ]
-        _write_notebook(server.root / "labextension.ipynb", cells)
+        write_notebook(server.root / "labextension.ipynb", cells)
         page = browser.new_page(viewport={"width": 1280, "height": 1600})
         dialogs = []
         page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
         page.goto(server.url("lab/tree/labextension.ipynb"))
-        _run_all_cells(page)
+        run_all_cells(page)
+        # The pictures first, before the checks sort the table and point at a site.
+        trace = page.locator(".ppl-lab-trace").filter(has_text="model ratings_model").first
+        trace.wait_for(timeout=60_000)
+        save_view(trace, screenshots, "inspector")
+        graph = page.locator(".ppl-lab-graph").filter(has_text="graph of ratings_model").first
+        graph.wait_for(timeout=60_000)
+        save_view(graph, screenshots, "model_graph")
         _check_trace_renderer(page)
         _check_graph_renderer(page)
         # A site named like markup is text in the graph and in the table.
@@ -547,14 +395,14 @@ def test_the_labextension_renders_the_trace_and_the_graph(browser, tmp_path):
 
 
 @pytest.mark.parametrize("app", ["lab", "notebook"])
-def test_magics_tour_in_a_real_browser(browser, tmp_path, app):
+def test_magics_tour_in_a_real_browser(browser, tmp_path, app, screenshots):
     server = Server(app, tmp_path)
     try:
         page = browser.new_page(viewport={"width": 1280, "height": 1600})
         path = "lab/tree/magics_tour.ipynb" if app == "lab" else "notebooks/magics_tour.ipynb"
         page.goto(server.url(path))
-        _run_all_cells(page)
-        _check_widgets(page, SCREENSHOT if app == "lab" else None)
+        run_all_cells(page)
+        _check_widgets(page, screenshots if app == "lab" else None)
         page.close()
     finally:
         server.stop()
