@@ -1,11 +1,11 @@
 """Each latent site's marginal under a guide, with its prior behind it, as curves on one grid.
 
-:class:`MarginalSampler` draws ``num_samples`` values of every latent site from the guide and as
-many from the prior (the model run on its own, its observed sites staying observed: they do not
-move the prior of a latent, which is drawn before them), and gives one :class:`Marginal` per site,
-or per element of a small vector site (the first ``max_elements``, named ``theta[2]`` or
-``L[0,1]``). The SVI monitor's posterior panel, ``run.plot_posterior()`` and
-:func:`widgets.plot_posterior` all use it.
+:class:`MarginalSampler` draws ``num_samples`` values of every latent site from the guide and
+``num_prior_samples`` from the prior (the model run on its own, its observed sites staying
+observed: they do not move the prior of a latent, which is drawn before them), and gives one
+:class:`Marginal` per site, or per element of a small vector site (the first ``max_elements``,
+named ``theta[2]`` or ``L[0,1]``). The SVI monitor's posterior panel, ``run.plot_posterior()``
+and :func:`widgets.plot_posterior` all use it.
 
 Decisions, and why:
 
@@ -29,9 +29,12 @@ Decisions, and why:
 - **Same random numbers each time**: the draws use a fixed ``seed`` inside
   :func:`~engine.rng.preserved_rng_state`, so consecutive curves of a run differ only by what the
   guide learned, and drawing them never moves the run's own random stream.
-- **Cheap**: the prior's draws are made once and kept (the model and its arguments do not change);
-  each refresh runs the guide once, vectorised, and a few small matrix products. The prior's
-  draws come from one run of the model under a plate of ``num_samples``; a model whose
+- **Cheap**: the prior's draws are made once and kept (the model and its arguments do not change),
+  so there can be many of them (``num_prior_samples``, 4000: a kernel density estimate's noise
+  falls as one over the square root of the draws times the bandwidth, and 300 draws of a
+  Beta(2, 2) wobble by a tenth of its height); each refresh runs the guide once, vectorised, and
+  a few small matrix products. The prior's
+  draws come from one run of the model under a plate of ``num_prior_samples``; a model whose
   likelihood cannot take that batch (``x @ w`` with a batched ``w``) still gives them, as long
   as it fails after its last latent site: the latents drawn before the failure are prior draws
   (each is drawn given the ones before it). Only a model that fails earlier is run once per draw.
@@ -69,6 +72,7 @@ from engine.rng import preserved_rng_state, set_rng_seed
 from engine.runtime import is_subsample_site
 
 NUM_SAMPLES = 300
+PRIOR_SAMPLES = 4000
 GRID_POINTS = 80
 MAX_ELEMENTS = 4  # per vector site: its first elements, in flat (row-major) order
 MAX_PANELS = 12  # in all: the rest are listed in ``not_shown``
@@ -143,8 +147,9 @@ class MarginalSampler:
     """Draws the guide's and the prior's marginals of ``model``'s latent sites.
 
     ``args``/``kwargs`` are the model's (and guide's) arguments; ``param_store`` is the store the
-    guide's params live in (an SVI run's own; None: the one in use). The prior's draws are made
-    on the first call and kept. Draws come from one vectorised run; a guide (or model) that cannot
+    guide's params live in (an SVI run's own; None: the one in use). ``num_samples`` draws come
+    from the guide at each call; ``num_prior_samples`` from the prior, on the first call, and
+    are kept. Draws come from one vectorised run; a guide (or model) that cannot
     be vectorised is run once per draw instead, and remembered as such in ``parallel``.
     """
 
@@ -156,18 +161,21 @@ class MarginalSampler:
         kwargs: dict[str, Any] | None = None,
         *,
         num_samples: int = NUM_SAMPLES,
+        num_prior_samples: int = PRIOR_SAMPLES,
         grid_points: int = GRID_POINTS,
         seed: int = 0,
         param_store: ParamStoreDict | None = None,
     ):
-        if num_samples < 2 or grid_points < 2:
+        if min(num_samples, num_prior_samples, grid_points) < 2:
             raise PosteriorViewError(
-                f"a posterior view needs num_samples >= 2 and grid_points >= 2, got "
-                f"num_samples={num_samples}, grid_points={grid_points}"
+                "a posterior view needs num_samples, num_prior_samples and grid_points >= 2, "
+                f"got num_samples={num_samples}, num_prior_samples={num_prior_samples}, "
+                f"grid_points={grid_points}"
             )
         self.model, self.guide = model, guide
         self.args, self.kwargs = tuple(args), dict(kwargs or {})
-        self.num_samples, self.grid_points, self.seed = num_samples, grid_points, seed
+        self.num_samples, self.num_prior_samples = num_samples, num_prior_samples
+        self.grid_points, self.seed = grid_points, seed
         self.param_store = param_store
         self.parallel = {"model": True, "guide": True}
         self._latents: dict[str, dict[str, Any]] | None = None
@@ -215,32 +223,35 @@ class MarginalSampler:
         return latents
 
     def prior_draws(self) -> dict[str, torch.Tensor]:
-        """``num_samples`` prior draws of each latent site, flat: ``(num_samples, numel)``."""
+        """``num_prior_samples`` prior draws of each latent site, flat:
+        ``(num_prior_samples, numel)``."""
         if self._prior is None:
-            latents = self._check_latents()
+            latents, count = self._check_latents(), self.num_prior_samples
             with self._quietly():
                 draws = self._latents_of_one_batched_run(latents)
                 if draws is None:
-                    draws = self._draw(self.model, list(latents), "model")
-            self._prior = {name: _flat(draws[name], self.num_samples) for name in latents}
+                    draws = self._draw(self.model, list(latents), "model", count)
+            self._prior = {name: _flat(draws[name], count) for name in latents}
         return self._prior
 
     def _latents_of_one_batched_run(
         self, latents: dict[str, dict[str, Any]]
     ) -> dict[str, torch.Tensor] | None:
         """The latent sites' values from one run of the model under a plate of
-        ``num_samples`` (left of its own plates), kept even when a later line of the model fails
-        on the batch (see the module docstring); None if some latent is missing or misshapen."""
-        batched = trace(vectorize(self.model, self.num_samples, self._nesting, _PLATE_NAME))
+        ``num_prior_samples`` (left of its own plates), kept even when a later line of the model
+        fails on the batch (see the module docstring); None if some latent is missing or
+        misshapen."""
+        count = self.num_prior_samples
+        batched = trace(vectorize(self.model, count, self._nesting, _PLATE_NAME))
         with contextlib.suppress(Exception), block():
             batched.get_trace(*self.args, **self.kwargs)
         nodes, draws = batched.trace.nodes, {}
         for name, facts in latents.items():
             value = torch.as_tensor(nodes[name]["value"]) if name in nodes else None
             numel = math.prod(facts["shape"])
-            if value is None or value.dim() == 0 or value.shape[0] != self.num_samples:
+            if value is None or value.dim() == 0 or value.shape[0] != count:
                 return None
-            if value.numel() != self.num_samples * numel:
+            if value.numel() != count * numel:
                 return None
             draws[name] = value
         return draws
@@ -249,33 +260,33 @@ class MarginalSampler:
         """``num_samples`` draws from the guide of each latent site it draws, flat."""
         latents = self._check_latents()
         with self._quietly():
-            draws = self._draw(self.guide, None, "guide")
+            draws = self._draw(self.guide, None, "guide", self.num_samples)
         return {name: _flat(draws[name], self.num_samples) for name in latents if name in draws}
 
-    def _draw(self, fn: Callable, sites: list[str] | None, role: str) -> dict[str, torch.Tensor]:
+    def _draw(
+        self, fn: Callable, sites: list[str] | None, role: str, count: int
+    ) -> dict[str, torch.Tensor]:
         if self.parallel[role]:
             try:
-                return self._predictive(fn, sites, parallel=True)
+                return self._predictive(fn, sites, count, parallel=True)
             except Exception:  # one that does not vectorise: one run per draw instead
                 self.parallel[role] = False
         try:
-            return self._predictive(fn, sites, parallel=False)
+            return self._predictive(fn, sites, count, parallel=False)
         except PPLError:
             raise
         except Exception as error:
             raise PosteriorViewError(
-                f"the {role} '{_name_of(fn)}' failed while drawing {self.num_samples} samples "
+                f"the {role} '{_name_of(fn)}' failed while drawing {count} samples "
                 f"for the posterior view: {type(error).__name__}: {error}"
             ) from error
 
     def _predictive(
-        self, fn: Callable, sites: list[str] | None, parallel: bool
+        self, fn: Callable, sites: list[str] | None, count: int, parallel: bool
     ) -> dict[str, torch.Tensor]:
         # return_sites=None: every site the guide draws (its own internal ones too, skipped
         # later); for the model, the latent sites only.
-        predictive = Predictive(
-            fn, num_samples=self.num_samples, return_sites=sites, parallel=parallel
-        )
+        predictive = Predictive(fn, num_samples=count, return_sites=sites, parallel=parallel)
         return predictive(*self.args, **self.kwargs)
 
     def marginals(
