@@ -2,8 +2,9 @@
 
 ``import engine.distributions as dist`` gives every torch distribution class under its own name,
 each extended with Pyro's methods (``expand_by``, ``to_event``, ``mask``, ``shape``, calling to
-draw), the extras Pyro adds (``Delta``, ``Unit``, ``Empirical``, ``MaskedMixture``, zero-inflated
-and compound counts, ...), and the ``constraints``, ``transforms`` and ``kl`` submodules.
+draw), the extras Pyro adds (``Delta``, ``Unit``, ``Empirical``, ``MaskedMixture``,
+``FoldedDistribution``, zero-inflated and compound counts, ...), and the ``constraints``,
+``transforms`` and ``kl`` submodules.
 
 >>> import torch, engine.distributions as dist
 >>> d = dist.Normal(torch.zeros(3), 1.0).to_event(1)
@@ -22,6 +23,7 @@ from engine.distributions.conjugate import BetaBinomial, GammaPoisson
 from engine.distributions.delta import Delta
 from engine.distributions.distribution import Distribution
 from engine.distributions.empirical import Empirical
+from engine.distributions.folded import FoldedDistribution
 from engine.distributions.improper_uniform import ImproperUniform
 from engine.distributions.kl import kl_divergence, register_kl
 from engine.distributions.mixture import MaskedMixture
@@ -59,6 +61,7 @@ __all__ = [
     "Distribution",
     "Empirical",
     "ExpandedDistribution",
+    "FoldedDistribution",
     "GammaPoisson",
     "ImproperUniform",
     "MaskedDistribution",

@@ -21,6 +21,7 @@ import math
 
 import torch
 
+from engine.distributions.torch_distribution import ExpandedDistribution
 from engine.errors import fmt_shape
 from engine.poutine.trace_struct import log_prob_shape
 from engine.runtime import Message, is_subsample_site
@@ -35,6 +36,10 @@ def distribution_name(fn: object) -> str:
     """
     name = type(fn).__name__
     base = getattr(fn, "base_dist", None)
+    if isinstance(fn, ExpandedDistribution):
+        # A plate broadcast a distribution that has no ``expand`` of its own (one the user wrote
+        # as a TorchDistribution subclass): the table names what the model's code wrote.
+        return _distribution_name(base)
     ndims = getattr(fn, "reinterpreted_batch_ndims", None)
     if base is not None and ndims is not None:
         return f"{distribution_name(base)}.to_event({ndims})"

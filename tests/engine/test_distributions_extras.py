@@ -327,3 +327,55 @@ def test_extras_follow_the_device_of_their_parameters():
     assert flat.log_prob(ones).device.type == "cuda"
     assert dist.Normal(0 * ones, 1.0).mask(False).log_prob(ones).device.type == "cuda"
     assert dist.BetaBinomial(ones, ones, 4).enumerate_support().device.type == "cuda"
+
+
+# ---------------------------------------------------------------- FoldedDistribution
+
+
+def _folded_normal_mean(loc: float, scale: float) -> float:
+    """E|x| for x ~ Normal(loc, scale), in closed form."""
+    return scale * math.sqrt(2 / math.pi) * math.exp(-(loc**2) / (2 * scale**2)) + loc * (
+        1 - 2 * (0.5 * (1 + math.erf(-loc / (scale * math.sqrt(2)))))
+    )
+
+
+def test_folded_normal_density_adds_both_preimages():
+    base = dist.Normal(torch.tensor([1.0, -2.0]), torch.tensor([0.5, 1.5]))
+    folded = dist.FoldedDistribution(base)
+    assert folded.batch_shape == (2,) and folded.event_shape == ()
+    y = torch.tensor([[0.3, 2.5], [1.7, 0.1]])
+    by_hand = torch.log(base.log_prob(y).exp() + base.log_prob(-y).exp())
+    assert torch.allclose(folded.log_prob(y), by_hand)
+    # A density on (0, inf): the trapezoid rule over a fine grid integrates it to one.
+    grid = torch.linspace(1e-12, 15.0, 30001, dtype=torch.float64)  # the support excludes 0
+    wide = dist.FoldedDistribution(dist.Normal(torch.tensor(1.0).double(), 1.5))
+    assert float(torch.trapezoid(wide.log_prob(grid).exp(), grid)) == pytest.approx(1.0, abs=1e-6)
+    # Folding at the centre of a symmetric distribution is the half distribution.
+    assert torch.allclose(
+        dist.FoldedDistribution(dist.Normal(0.0, 2.0)).log_prob(y), dist.HalfNormal(2.0).log_prob(y)
+    )
+
+
+def test_folded_normal_draws_are_absolute_values_with_the_closed_form_mean():
+    folded = dist.FoldedDistribution(dist.Normal(1.0, 1.5))
+    draws = folded.sample((20000,))
+    assert (draws >= 0).all()
+    # sd of |x| is below the base sd 1.5: allowing 5 standard errors of 1.5 / sqrt(n) is safe.
+    assert _within_mc_error(draws, _folded_normal_mean(1.0, 1.5), 1.5)
+    loc = torch.tensor(0.7, requires_grad=True)
+    reparameterised = dist.FoldedDistribution(dist.Normal(loc, 1.0))
+    assert reparameterised.has_rsample
+    reparameterised.rsample((10,)).sum().backward()
+    assert loc.grad is not None and torch.isfinite(loc.grad)
+
+
+def test_folded_distribution_expands_validates_and_refuses_a_multivariate_base():
+    folded = dist.FoldedDistribution(dist.Normal(0.0, 1.0))
+    expanded = folded.expand((4,))
+    assert isinstance(expanded, dist.FoldedDistribution) and expanded.sample().shape == (4,)
+    assert expanded.log_prob(torch.ones(4)).shape == (4,)
+    assert folded.support is constraints.positive
+    with dist.validation_enabled(), pytest.raises(ValueError, match="support"):
+        dist.FoldedDistribution(dist.Normal(0.0, 1.0)).log_prob(torch.tensor(-1.0))
+    with pytest.raises(ShapeError, match="univariate"):
+        dist.FoldedDistribution(dist.MultivariateNormal(torch.zeros(2), torch.eye(2)))

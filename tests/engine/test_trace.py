@@ -97,3 +97,28 @@ def test_copy_and_remove_node():
     clone = tr.copy()
     clone.remove_node("mu")
     assert "mu" in tr and "mu" not in clone
+
+
+class Shifted(dist.TorchDistribution):
+    """A distribution written by a user, without an ``expand`` of its own."""
+
+    arg_constraints = {}
+    support = dist.constraints.real
+
+    def __init__(self, shift):
+        self.shift = torch.as_tensor(shift)
+        super().__init__(self.shift.shape)
+
+    def log_prob(self, value):
+        return dist.Normal(self.shift, 1.0).log_prob(value)
+
+
+def test_format_shapes_names_a_user_distribution_that_a_plate_expanded():
+    def shifted(data):
+        with pyro.plate("data", len(data)):
+            pyro.sample("obs", Shifted(2.0), obs=data)
+
+    tr = poutine.trace(shifted).get_trace(torch.zeros(4))
+    assert isinstance(tr.nodes["obs"]["fn"], dist.ExpandedDistribution)
+    row = tr.format_shapes().splitlines()[2].split()
+    assert row == ["obs", "observed", "Shifted", "(4,)", "()", "(4,)", "(4,)", "data@-1"]
