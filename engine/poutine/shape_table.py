@@ -39,7 +39,7 @@ def distribution_name(fn: object) -> str:
     if isinstance(fn, ExpandedDistribution):
         # A plate broadcast a distribution that has no ``expand`` of its own (one the user wrote
         # as a TorchDistribution subclass): the table names what the model's code wrote.
-        return _distribution_name(base)
+        return distribution_name(base)
     ndims = getattr(fn, "reinterpreted_batch_ndims", None)
     if base is not None and ndims is not None:
         return f"{distribution_name(base)}.to_event({ndims})"
