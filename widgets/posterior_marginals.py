@@ -71,7 +71,7 @@ from engine.poutine.handlers import block, trace
 from engine.rng import preserved_rng_state, set_rng_seed
 from engine.runtime import is_subsample_site
 
-NUM_SAMPLES = 300
+NUM_SAMPLES = 1000
 PRIOR_SAMPLES = 4000
 GRID_POINTS = 80
 MAX_ELEMENTS = 4  # per vector site: its first elements, in flat (row-major) order
