@@ -16,6 +16,13 @@ enough. Those indices are the same for every chain, so chains advance in lockste
 leapfrog step at a time; a chain whose trajectory has ended waits (its results are masked out)
 until every chain's has.
 
+The per-leaf bookkeeping works on packed blocks, so that it costs a few tensor operations
+whatever the model: a point of the trajectory is one (4, C, D) block (position, momentum,
+gradient, velocity), selected per chain with one ``torch.where``; a candidate is such a block
+plus a (2, C) block (potential energy, Hamiltonian); the checkpoints of all levels are one
+(max_tree_depth, 3, C, D) block that also carries the leaf's velocity, so the U-turn criterion of
+every level ending at a leaf is one product and one sum.
+
 A subtree whose energy error exceeds ``max_delta_energy`` diverges: it is dropped and the
 trajectory ends.
 
@@ -40,42 +47,58 @@ from typing import Any, NamedTuple
 import torch
 
 from engine.infer.autoguide.initialization import init_to_uniform
-from engine.infer.mcmc.hmc import HMC, masked_leapfrog
+from engine.infer.mcmc.hmc import HMC
+from engine.infer.mcmc.integrator import leapfrog_with
 from engine.runtime import Message
 
-
-def _choose(condition: torch.Tensor, mine: NamedTuple, theirs: NamedTuple) -> NamedTuple:
-    """Field by field, ``mine`` for the chains where ``condition`` (C,) holds, else ``theirs``
-    (per-chain vectors (C,) and points (C, D) alike)."""
-    picked = []
-    for a, b in zip(mine, theirs, strict=True):
-        keep = condition.reshape(condition.shape + (1,) * (a.dim() - condition.dim()))
-        picked.append(torch.where(keep, a, b))
-    return type(mine)(*picked)
-
-
-class _Edge(NamedTuple):
-    """One end of a trajectory, per chain."""
-
-    z: torch.Tensor
-    momentum: torch.Tensor
-    grad: torch.Tensor
-    velocity: torch.Tensor
-
-
-class _Candidate(NamedTuple):
-    """The point a (sub)trajectory would move the chain to, per chain."""
-
-    z: torch.Tensor
-    energy: torch.Tensor
-    grad: torch.Tensor
-    hamiltonian: torch.Tensor
+# The rows of a point block (4, C, D).
+Z, MOMENTUM, GRAD, VELOCITY = range(4)
 
 
 def _turned(start_velocity, end_velocity, momentum_sum) -> torch.Tensor:
-    """The generalized U-turn criterion, per chain."""
+    """The generalized U-turn criterion, per chain.
+
+    >>> _turned(torch.tensor([[1.0]]), torch.tensor([[-1.0]]), torch.tensor([[0.5]]))
+    tensor([True])
+    """
     return ((start_velocity * momentum_sum).sum(-1) <= 0) | (
         (end_velocity * momentum_sum).sum(-1) <= 0
+    )
+
+
+class _Candidate(NamedTuple):
+    """The point a (sub)trajectory would move the chain to: its point block (4, C, D) and its
+    potential energy (C,). Its Hamiltonian is not carried: :func:`_hamiltonian` recomputes it
+    from the block with the very same arithmetic, once per iteration instead of once per leaf."""
+
+    point: torch.Tensor
+    energy: torch.Tensor
+
+
+def _hamiltonian(
+    energy: torch.Tensor, momentum: torch.Tensor, velocity: torch.Tensor
+) -> torch.Tensor:
+    """``U + ½ rᵀ M⁻¹ r`` given the velocity ``M⁻¹ r`` (the arithmetic of
+    ``energy + MassMatrix.kinetic_energy(momentum)``, without computing the velocity again).
+
+    >>> _hamiltonian(torch.tensor([1.0]), torch.ones(1, 2), torch.ones(1, 2))
+    tensor([2.])
+    """
+    return energy + 0.5 * (momentum * velocity).sum(-1)
+
+
+def _choose(condition: torch.Tensor, mine: _Candidate, theirs: _Candidate) -> _Candidate:
+    """``mine`` for the chains where ``condition`` (C,) holds, else ``theirs``: one
+    ``torch.where`` per block.
+
+    >>> a = _Candidate(torch.zeros(4, 2, 3), torch.zeros(2))
+    >>> b = _Candidate(torch.ones(4, 2, 3), torch.ones(2))
+    >>> _choose(torch.tensor([True, False]), a, b).energy.tolist()
+    [0.0, 1.0]
+    """
+    return _Candidate(
+        torch.where(condition.unsqueeze(-1), mine.point, theirs.point),
+        torch.where(condition, mine.energy, theirs.energy),
     )
 
 
@@ -133,9 +156,9 @@ class NUTS(HMC):
         mass = self.mass
         momentum = mass.sample_momentum()
         start_h = self.energy + mass.kinetic_energy(momentum)
-        edge = _Edge(self.z, momentum, self.grad, mass.velocity(momentum))
-        left = right = edge
-        candidate = _Candidate(self.z, self.energy, self.grad, start_h)
+        # Both ends of the trajectory start at the current point.
+        left = right = torch.stack((self.z, momentum, self.grad, mass.velocity(momentum)))
+        candidate = _Candidate(left, self.energy)
         log_weight = torch.zeros_like(start_h)  # log Σ exp(H0 - H) over the trajectory
         momentum_sum = momentum
         done = torch.zeros_like(start_h, dtype=torch.bool)
@@ -148,100 +171,96 @@ class NUTS(HMC):
             if bool(done.all()):
                 break
             forward = torch.rand_like(start_h) < 0.5
-            start = _choose(forward, right, left)
+            start = torch.where(forward.unsqueeze(-1), right, left)
             step = torch.where(forward, self.step_size, -self.step_size)
-            sub = self._subtree(start, step, tree_depth, start_h, ~done)
             active = ~done
+            sub = self._subtree(start, step, tree_depth, start_h, active)
             depth = depth + active.long()
-            accept_sum = accept_sum + sub["accept_sum"]
-            num_steps = num_steps + sub["num_steps"]
-            diverging = diverging | sub["diverging"]
-            good = active & ~sub["turned"] & ~sub["diverging"]
-            take = good & (torch.rand_like(start_h).log() < sub["log_weight"] - log_weight)
-            candidate = _choose(take, sub["candidate"], candidate)
-            log_weight = torch.where(
-                good, torch.logaddexp(log_weight, sub["log_weight"]), log_weight
-            )
+            accept_sum = accept_sum + sub.accept_sum
+            num_steps = num_steps + sub.num_steps
+            diverging = diverging | sub.diverging
+            good = sub.live  # the chains that neither turned nor diverged in the subtree
+            take = good & (torch.rand_like(start_h).log() < sub.log_weight - log_weight)
+            candidate = _choose(take, sub.candidate, candidate)
+            log_weight = torch.where(good, torch.logaddexp(log_weight, sub.log_weight), log_weight)
             momentum_sum = torch.where(
-                good.unsqueeze(-1), momentum_sum + sub["momentum_sum"], momentum_sum
+                good.unsqueeze(-1), momentum_sum + sub.momentum_sum, momentum_sum
             )
-            right = _choose(good & forward, sub["edge"], right)
-            left = _choose(good & ~forward, sub["edge"], left)
-            turned = _turned(left.velocity, right.velocity, momentum_sum)
+            right = torch.where((good & forward).unsqueeze(-1), sub.point, right)
+            left = torch.where((good & ~forward).unsqueeze(-1), sub.point, left)
+            turned = _turned(left[VELOCITY], right[VELOCITY], momentum_sum)
             done = done | ~good | turned
 
-        self.z, self.energy, self.grad = candidate.z, candidate.energy, candidate.grad
+        self.z, self.grad = candidate.point[Z], candidate.point[GRAD]
+        self.energy = candidate.energy
         return {
             "accept_prob": accept_sum / num_steps.clamp(min=1),
             "diverging": diverging,
             "num_steps": num_steps,
             "tree_depth": depth,
-            "energy": candidate.hamiltonian,
+            "energy": _hamiltonian(
+                candidate.energy, candidate.point[MOMENTUM], candidate.point[VELOCITY]
+            ),
         }
 
     def _subtree(
         self,
-        start: _Edge,
+        start: torch.Tensor,
         step: torch.Tensor,
         tree_depth: int,
         start_h: torch.Tensor,
         active: torch.Tensor,
-    ) -> dict:
-        """Integrate ``2^tree_depth`` leapfrog steps from ``start`` for the ``active`` chains."""
-        levels = (self.max_tree_depth, *start.z.shape)
+    ) -> _SubtreeState:
+        """Integrate ``2^tree_depth`` leapfrog steps from the point block ``start`` for the
+        ``active`` chains."""
+        step = step.unsqueeze(-1)
+        steps = (step, 0.5 * step)  # once per subtree, not once per leaf
         state = _SubtreeState(
-            z=start.z,
-            momentum=start.momentum,
-            grad=start.grad,
-            energy=torch.zeros_like(start_h),
-            velocity=start.velocity,
-            # Any placeholder: the first valid leaf always replaces it (its weight is all there
-            # is). Fresh tensors, not aliases of ``start``: compiled code is specialised on
+            # A fresh tensor, not an alias of ``start``: compiled code is specialised on
             # aliasing, and this keeps one compiled variant for every leaf.
-            candidate=_Candidate(
-                torch.zeros_like(start.z),
-                torch.zeros_like(start_h),
-                torch.zeros_like(start.grad),
-                torch.zeros_like(start_h),
-            ),
+            point=start.clone(),
+            # Any placeholder: the first valid leaf always replaces it (its weight is all there
+            # is).
+            candidate=_Candidate(torch.zeros_like(start), torch.zeros_like(start_h)),
             log_weight=torch.full_like(start_h, -math.inf),
-            momentum_sum=torch.zeros_like(start.momentum),
-            checkpoint_velocity=start.z.new_zeros(levels),
-            checkpoint_sum=start.z.new_zeros(levels),
-            turned=torch.zeros_like(active),
+            momentum_sum=torch.zeros_like(start[MOMENTUM]),
+            checkpoints=start.new_zeros((self.max_tree_depth, 3, *start.shape[1:])),
+            live=active,
             diverging=torch.zeros_like(active),
             accept_sum=torch.zeros_like(start_h),
             num_steps=torch.zeros_like(start_h, dtype=torch.long),
         )
-        for leaf in range(2**tree_depth):
-            state, live_next = self._advance(
-                state, step, active, start_h, *self._level_masks(tree_depth, leaf, start.z.device)
-            )
-            if not bool(live_next.any()):
+        last = 2**tree_depth - 1
+        for leaf in range(last + 1):
+            masks = self._level_masks(tree_depth, leaf, start.device)
+            state = self._advance(state, *steps, start_h, *masks)
+            # The one host sync per leaf: the loop must stop at the leaf it always stopped at,
+            # or the next leaf's random draw would shift every later draw.
+            if leaf < last and not bool(state.live.any()):
                 break
-        return {
-            "edge": _Edge(state.z, state.momentum, state.grad, state.velocity),
-            "candidate": state.candidate,
-            "log_weight": state.log_weight,
-            "momentum_sum": state.momentum_sum,
-            "turned": state.turned,
-            "diverging": state.diverging,
-            "accept_sum": state.accept_sum,
-            "num_steps": state.num_steps,
-        }
+        return state
 
     def _level_masks(
         self, tree_depth: int, leaf: int, device: torch.device
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Which levels of balanced sub-trees start (store a checkpoint) and end (check for a
-        U-turn) at ``leaf`` of a subtree of depth ``tree_depth``; level k is index k - 1."""
+        U-turn) at ``leaf`` of a subtree of depth ``tree_depth``; level k is index k - 1.
+
+        Shaped for the checkpoint block (levels, 3, C, D): the start mask (levels, 3, 1, 1)
+        selects the new checkpoint (rows 0 and 2) where a level starts, and always the leaf's
+        velocity (row 1); the end mask (levels, 1, 1) keeps the criteria of the levels that end.
+        """
         key = (tree_depth, leaf, device)
         masks = self._masks.get(key)
         if masks is None:
             levels = range(1, self.max_tree_depth + 1)
             starts = [level <= tree_depth and leaf % 2**level == 0 for level in levels]
             ends = [level <= tree_depth and (leaf + 1) % 2**level == 0 for level in levels]
-            masks = (torch.tensor(starts, device=device), torch.tensor(ends, device=device))
+            start_rows = [[s, True, s] for s in starts]
+            masks = (
+                torch.tensor(start_rows, device=device)[:, :, None, None],
+                torch.tensor(ends, device=device)[:, None, None],
+            )
             self._masks[key] = masks
         return masks
 
@@ -255,21 +274,19 @@ class NUTS(HMC):
 
 
 class _SubtreeState(NamedTuple):
-    """A subtree being integrated, per chain: its far end, its candidate, its running sums, and
-    one checkpoint per level of balanced sub-trees (velocity at its first leaf, momentum sum
-    before it), shaped (max_tree_depth, C, D)."""
+    """A subtree being integrated, per chain: its far end (a point block (4, C, D)), its
+    candidate, its running sums, which chains go on integrating it (``live``: active, not
+    turned, not diverged; at the end, the chains whose subtree may join the trajectory), and one
+    checkpoint per level of balanced sub-trees, shaped (max_tree_depth, 3, C, D): the velocity
+    at the sub-tree's first leaf, the current leaf's velocity, and the momentum sum before the
+    sub-tree (velocities side by side: both U-turn criteria are one product)."""
 
-    z: torch.Tensor
-    momentum: torch.Tensor
-    grad: torch.Tensor
-    energy: torch.Tensor
-    velocity: torch.Tensor
+    point: torch.Tensor
     candidate: _Candidate
     log_weight: torch.Tensor
     momentum_sum: torch.Tensor
-    checkpoint_velocity: torch.Tensor
-    checkpoint_sum: torch.Tensor
-    turned: torch.Tensor
+    checkpoints: torch.Tensor
+    live: torch.Tensor
     diverging: torch.Tensor
     accept_sum: torch.Tensor
     num_steps: torch.Tensor
@@ -281,51 +298,50 @@ def _advance_leaf(
     max_delta_energy: float,
     state: _SubtreeState,
     step: torch.Tensor,
-    active: torch.Tensor,
+    half_step: torch.Tensor,
     start_h: torch.Tensor,
     starts: torch.Tensor,
     ends: torch.Tensor,
-) -> tuple[_SubtreeState, torch.Tensor]:
-    """One leapfrog step of a subtree for the chains still integrating it (the others keep
-    their state); ``starts``/``ends`` say which levels of balanced sub-trees begin and end at
-    this leaf. Returns the new state and which chains go on to the next leaf."""
-    live = active & ~state.turned & ~state.diverging
-    z, momentum, energy, grad = masked_leapfrog(
-        energy_and_grad, mass, state.z, state.momentum, state.energy, state.grad, step, live
+) -> _SubtreeState:
+    """One leapfrog step of a subtree for the ``live`` chains (the others keep their point);
+    ``starts``/``ends`` (from ``NUTS._level_masks``) say which levels of balanced sub-trees
+    begin and end at this leaf. Values computed for chains that are not live are never read:
+    every update below is masked by ``live`` or by ``valid`` (a subset of it)."""
+    live = state.live
+    point = state.point
+    z, momentum, grad, _ = point.unbind()
+    z, momentum, energy, grad = leapfrog_with(
+        energy_and_grad, mass, z, momentum, grad, step, half_step
     )
     velocity = mass.velocity(momentum)
-    hamiltonian = energy + mass.kinetic_energy(momentum)
-    delta = torch.nan_to_num(hamiltonian - start_h, nan=math.inf)
-    diverged_now = live & (delta > max_delta_energy)
-    valid = live & ~diverged_now
+    leaf = torch.stack((z, momentum, grad, velocity))
+    # -ΔH = H0 - H, exactly the negation of H - H0; NaN counts as an infinite energy error.
+    hamiltonian = _hamiltonian(energy, momentum, velocity)
+    neg_delta = torch.nan_to_num(start_h - hamiltonian, nan=-math.inf)
+    valid = live & (neg_delta >= -max_delta_energy)
     # Multinomial draw inside the subtree: the new leaf wins with its share of the weight.
-    new_log_weight = torch.logaddexp(state.log_weight, -delta)
-    wins = valid & (torch.rand_like(delta).log() < -delta - new_log_weight)
+    new_log_weight = torch.logaddexp(state.log_weight, neg_delta)
+    wins = valid & (torch.rand_like(neg_delta).log() < neg_delta - new_log_weight)
     momentum_sum = torch.where(
         valid.unsqueeze(-1), state.momentum_sum + momentum, state.momentum_sum
     )
     # Balanced sub-trees: those starting here checkpoint this leaf; those ending here are
-    # checked for a U-turn between their first leaf and this one.
-    starting = starts[:, None, None]
-    checkpoint_velocity = torch.where(starting, velocity, state.checkpoint_velocity)
-    checkpoint_sum = torch.where(starting, state.momentum_sum, state.checkpoint_sum)
-    turns = _turned(checkpoint_velocity, velocity, momentum_sum - checkpoint_sum)
-    turned = state.turned | (valid & (turns & ends[:, None]).any(0))
-    diverging = state.diverging | diverged_now
-    new_state = _SubtreeState(
-        z=z,
-        momentum=momentum,
-        grad=grad,
-        energy=energy,
-        velocity=velocity,
-        candidate=_choose(wins, _Candidate(z, energy, grad, hamiltonian), state.candidate),
+    # checked for a U-turn between their first leaf and this one, all levels at once.
+    checkpoints = torch.where(
+        starts, torch.stack((velocity, velocity, state.momentum_sum)), state.checkpoints
+    )
+    rho = momentum_sum - checkpoints.select(1, 2)
+    criteria = (checkpoints.narrow(1, 0, 2) * rho.unsqueeze(1)).sum(-1) <= 0  # (levels, 2, C)
+    # The acceptance statistic is finite (0 where ΔH is infinite), so masking is a product.
+    accept = neg_delta.clamp(max=0.0).exp() * live
+    return _SubtreeState(
+        point=torch.where(live.unsqueeze(-1), leaf, point),
+        candidate=_choose(wins, _Candidate(leaf, energy), state.candidate),
         log_weight=torch.where(valid, new_log_weight, state.log_weight),
         momentum_sum=momentum_sum,
-        checkpoint_velocity=checkpoint_velocity,
-        checkpoint_sum=checkpoint_sum,
-        turned=turned,
-        diverging=diverging,
-        accept_sum=state.accept_sum + torch.where(live, (-delta).clamp(max=0.0).exp(), 0.0),
-        num_steps=state.num_steps + live.long(),
+        checkpoints=checkpoints,
+        live=valid & ~(criteria & ends).any((0, 1)),
+        diverging=state.diverging | (live ^ valid),
+        accept_sum=state.accept_sum + accept,
+        num_steps=state.num_steps + live,
     )
-    return new_state, active & ~turned & ~diverging
