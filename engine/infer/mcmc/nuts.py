@@ -242,13 +242,24 @@ class NUTS(HMC):
 
     def _level_masks(
         self, tree_depth: int, leaf: int, device: torch.device
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Which levels of balanced sub-trees start (store a checkpoint) and end (check for a
         U-turn) at ``leaf`` of a subtree of depth ``tree_depth``; level k is index k - 1.
 
         Shaped for the checkpoint block (levels, 3, C, D): the start mask (levels, 3, 1, 1)
         selects the new checkpoint (rows 0 and 2) where a level starts, and always the leaf's
         velocity (row 1); the end mask (levels, 1, 1) keeps the criteria of the levels that end.
+        No level ends at an even leaf: there the end mask is None and the U-turn check is
+        skipped, except under ``jit_compile``, where a mask of all False keeps one compiled
+        variant of the leaf step for every leaf.
+
+        >>> nuts = NUTS(lambda: None, max_tree_depth=3)
+        >>> nuts._masks = {}
+        >>> starts, ends = nuts._level_masks(2, 3, torch.device("cpu"))  # leaf 3 of 0..3
+        >>> starts[:, 0].flatten().tolist(), ends.flatten().tolist()
+        ([False, False, False], [True, True, False])
+        >>> nuts._level_masks(2, 2, torch.device("cpu"))[1] is None
+        True
         """
         key = (tree_depth, leaf, device)
         masks = self._masks.get(key)
@@ -257,9 +268,10 @@ class NUTS(HMC):
             starts = [level <= tree_depth and leaf % 2**level == 0 for level in levels]
             ends = [level <= tree_depth and (leaf + 1) % 2**level == 0 for level in levels]
             start_rows = [[s, True, s] for s in starts]
+            ends_mask = torch.tensor(ends, device=device)[:, None, None]
             masks = (
                 torch.tensor(start_rows, device=device)[:, :, None, None],
-                torch.tensor(ends, device=device)[:, None, None],
+                ends_mask if any(ends) or self.jit_compile else None,
             )
             self._masks[key] = masks
         return masks
@@ -301,7 +313,7 @@ def _advance_leaf(
     half_step: torch.Tensor,
     start_h: torch.Tensor,
     starts: torch.Tensor,
-    ends: torch.Tensor,
+    ends: torch.Tensor | None,
 ) -> _SubtreeState:
     """One leapfrog step of a subtree for the ``live`` chains (the others keep their point);
     ``starts``/``ends`` (from ``NUTS._level_masks``) say which levels of balanced sub-trees
@@ -330,8 +342,12 @@ def _advance_leaf(
     checkpoints = torch.where(
         starts, torch.stack((velocity, velocity, state.momentum_sum)), state.checkpoints
     )
-    rho = momentum_sum - checkpoints.select(1, 2)
-    criteria = (checkpoints.narrow(1, 0, 2) * rho.unsqueeze(1)).sum(-1) <= 0  # (levels, 2, C)
+    if ends is not None:
+        rho = momentum_sum - checkpoints.select(1, 2)
+        criteria = (checkpoints.narrow(1, 0, 2) * rho.unsqueeze(1)).sum(-1) <= 0  # (levels, 2, C)
+        valid_next = valid & ~(criteria & ends).any((0, 1))
+    else:
+        valid_next = valid
     # The acceptance statistic is finite (0 where ΔH is infinite), so masking is a product.
     accept = neg_delta.clamp(max=0.0).exp() * live
     return _SubtreeState(
@@ -340,7 +356,7 @@ def _advance_leaf(
         log_weight=torch.where(valid, new_log_weight, state.log_weight),
         momentum_sum=momentum_sum,
         checkpoints=checkpoints,
-        live=valid & ~(criteria & ends).any((0, 1)),
+        live=valid_next,
         diverging=state.diverging | (live ^ valid),
         accept_sum=state.accept_sum + accept,
         num_steps=state.num_steps + live,
