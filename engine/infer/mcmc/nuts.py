@@ -19,9 +19,10 @@ until every chain's has.
 The per-leaf bookkeeping works on packed blocks, so that it costs a few tensor operations
 whatever the model: a point of the trajectory is one (4, C, D) block (position, momentum,
 gradient, velocity), selected per chain with one ``torch.where``; a candidate is such a block
-plus a (2, C) block (potential energy, Hamiltonian); the checkpoints of all levels are one
-(max_tree_depth, 3, C, D) block that also carries the leaf's velocity, so the U-turn criterion of
-every level ending at a leaf is one product and one sum.
+and its potential energy; the checkpoints of all levels are one (max_tree_depth, 3, C, D) block
+that also carries the leaf's velocity, so both U-turn criteria of every level ending at a leaf
+are one product and one sum. The only host sync per leaf is the check that some chain still
+integrates the subtree.
 
 A subtree whose energy error exceeds ``max_delta_energy`` diverges: it is dropped and the
 trajectory ends.
