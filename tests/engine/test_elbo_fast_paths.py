@@ -65,7 +65,8 @@ def _grads_of(step) -> tuple[float, dict[str, torch.Tensor]]:
     for _, leaf in pyro.get_param_store().named_parameters():
         leaf.grad = None
     loss = step()
-    grads = {n: leaf.grad.clone() for n, leaf in pyro.get_param_store().named_parameters()}
+    store = pyro.get_param_store()
+    grads = {n: p.grad.clone() for n, p in store.named_parameters() if p.grad is not None}
     return loss, grads
 
 
@@ -117,6 +118,8 @@ def test_enumerated_model_keeps_its_loss_on_the_fast_path():
 
     elbo = TraceEnum_ELBO(max_plate_nesting=1)
     elbo.loss(mixture, guide, DATA)
+    e, s = elbo._elbo_and_surrogate(mixture, guide, (DATA,), {})
+    assert s is e
 
     def general():
         loss = elbo.differentiable_loss(mixture, guide, DATA)
@@ -171,3 +174,31 @@ def test_a_scalar_sites_total_is_its_log_prob_and_a_batched_one_is_summed():
     assert torch.equal(c["log_prob_sum"], c["log_prob"].sum())
     expected = dist.Normal(0.0, 1.0).log_prob(torch.tensor([0.5, 1, 1, 1, 0, 0])).sum()
     assert torch.allclose(tr.log_prob_sum(), expected)
+
+
+def test_a_guide_that_switches_paths_between_steps_gets_each_paths_numbers():
+    # Nothing is carried from step to step: each call picks its path from its own traces.
+    branch = {"reparam": True}
+
+    def switching_guide(data):
+        (reparam_guide if branch["reparam"] else score_guide)(data)
+
+    elbo = Trace_ELBO()
+    elbo.loss(model, reparam_guide, DATA)  # create every param
+
+    def general():
+        loss = elbo.differentiable_loss(model, switching_guide, DATA)
+        loss.backward()
+        return loss.item()
+
+    for step in range(4):
+        branch["reparam"] = step % 2 == 0
+        pyro.set_rng_seed(step)
+        e, s = elbo._elbo_and_surrogate(model, switching_guide, (DATA,), {})
+        assert (s is e) == branch["reparam"]
+        fast_loss, fast_grads = _grads_of(lambda: elbo.loss_and_grads(model, switching_guide, DATA))
+        slow_loss, slow_grads = _grads_of(general)
+        assert fast_loss == slow_loss
+        assert fast_grads.keys() == slow_grads.keys()
+        assert ("q_scale" in fast_grads) == branch["reparam"]
+        assert all(torch.equal(fast_grads[n], slow_grads[n]) for n in fast_grads)
