@@ -43,6 +43,24 @@ def checked_pair(model_trace: Trace, guide_trace: Trace) -> tuple[Trace, Trace]:
     return model_trace, guide_trace
 
 
+def _mean(terms: list, num_particles: int) -> torch.Tensor:
+    """The particles' mean of ``terms`` (one per trace pair: several for sequential branches).
+
+    One particle costs no arithmetic (no ``0.0 +`` and no ``* 1.0``, each an op and an autograd
+    node per step); several are summed in order and scaled, as written out.
+
+    >>> t = torch.tensor(2.0)
+    >>> _mean([t], 1) is t, _mean([t, torch.tensor(4.0)], 2).item()
+    (True, 3.0)
+    """
+    if num_particles == 1 and len(terms) == 1:
+        return torch.as_tensor(terms[0])
+    total = 0.0
+    for term in terms:
+        total = total + term
+    return torch.as_tensor(total) * (1.0 / num_particles)
+
+
 class ELBO:
     """Base class of the ELBO estimators.
 
@@ -128,22 +146,21 @@ class ELBO:
     def _elbo_and_surrogate(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        elbo = surrogate = 0.0
+        elbos, surrogates = [], []
         for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
             particle_elbo, particle_surrogate = self._particle_elbo(model_trace, guide_trace)
-            elbo = elbo + particle_elbo
-            surrogate = surrogate + particle_surrogate
-        scale = 1.0 / self.num_particles
-        return torch.as_tensor(elbo) * scale, torch.as_tensor(surrogate) * scale
+            elbos.append(particle_elbo)
+            surrogates.append(particle_surrogate)
+        elbo = _mean(elbos, self.num_particles)
+        # A surrogate that is the ELBO itself (every guide site reparameterised) stays the same
+        # tensor, so loss_and_grads can skip the detach arithmetic.
+        same = all(s is e for s, e in zip(surrogates, elbos, strict=True))
+        return elbo, elbo if same else _mean(surrogates, self.num_particles)
 
     def differentiable_loss(self, model: Callable, guide: Callable, *args, **kwargs):
         """The negative ELBO as a tensor whose gradient is the estimator's gradient."""
         elbo, surrogate = self._elbo_and_surrogate(model, guide, args, kwargs)
-        loss = -elbo.detach()
-        if not surrogate.requires_grad:
-            return loss
-        # The value is the ELBO estimate; the gradient comes from the surrogate.
-        return loss + (-surrogate - (-surrogate).detach())
+        return _loss_of(elbo, surrogate)
 
     def loss(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
         """The negative ELBO estimate, as a number (no gradients)."""
@@ -153,7 +170,42 @@ class ELBO:
 
     def loss_and_grads(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
         """Estimate the negative ELBO and accumulate its gradient into the parameters' ``.grad``."""
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        elbo, surrogate = self._elbo_and_surrogate(model, guide, args, kwargs)
+        if surrogate is elbo and elbo.requires_grad:
+            # Value and gradient are both the ELBO's: back-propagate -elbo itself (one op, one
+            # autograd node) rather than the detach arithmetic of _loss_of (five of each).
+            loss = -elbo
+            loss.backward(retain_graph=self.retain_graph)
+            return _reported_loss(loss.item())
+        loss = _loss_of(elbo, surrogate)
         if loss.requires_grad:
             loss.backward(retain_graph=self.retain_graph)
         return loss.item()
+
+
+def _loss_of(elbo: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:
+    """The negative ELBO as a tensor whose value is ``-elbo`` and whose gradient is that of
+    ``-surrogate``.
+
+    >>> e = torch.tensor(2.0, requires_grad=True)
+    >>> loss = _loss_of(e.detach(), 3 * e)
+    >>> loss.backward()
+    >>> loss.item(), e.grad.item()
+    (-2.0, -3.0)
+    """
+    loss = -elbo.detach()
+    if not surrogate.requires_grad:
+        return loss
+    # The value is the ELBO estimate; the gradient comes from the surrogate.
+    return loss + (-surrogate - (-surrogate).detach())
+
+
+def _reported_loss(value: float) -> float:
+    """The number :func:`_loss_of` gives for the loss ``value = -elbo``: the same for a finite
+    ELBO (``+ 0.0`` turns -0.0 into 0.0, as its ``x + (y - y)`` does) and NaN for an infinite
+    or NaN one (its ``inf - inf``), so both paths report a failed step alike.
+
+    >>> _reported_loss(-0.0), _reported_loss(float("inf"))
+    (0.0, nan)
+    """
+    return value + 0.0 if math.isfinite(value) else math.nan
