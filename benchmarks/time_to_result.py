@@ -232,28 +232,33 @@ def main(argv: Sequence[str] | None = None) -> None:
             impls.append(impl)
         else:
             print(f"skipping {impl}: {_library(impl)} cannot be imported (see --help)", flush=True)
-    load_before = os.getloadavg()
-    records = []
-    for job in jobs(options.smoke, impls, options.only):
-        record = run_child(job, paths[_library(job["impl"])], options.timeout)
-        records.append(record)
-        print(json.dumps({k: v for k, v in record.items() if k != "plan"}), flush=True)
+    command = sys.argv[1:] if argv is None else list(argv)
     result = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
         "threads": 1,
         "smoke": options.smoke,
-        "command": " ".join(["python -m benchmarks.time_to_result", *sys.argv[1:]]),
+        "command": " ".join(["python -m benchmarks.time_to_result", *command]),
         "versions": versions(options.pyro_path + options.jax_path),
-        "load_average": {"before": load_before, "after": os.getloadavg()},
-        "records": records,
+        "load_average": {"before": os.getloadavg()},
+        "records": [],
     }
-    table = markdown(records)
-    print(table)
-    if options.out:
-        options.out.write_text(json.dumps(result, indent=2))
-    if options.markdown:
-        options.markdown.write_text(table)
+
+    def save() -> None:
+        # After every measurement, so that a long run cut short keeps what it took.
+        result["load_average"]["after"] = os.getloadavg()
+        if options.out:
+            options.out.write_text(json.dumps(result, indent=2))
+        if options.markdown:
+            options.markdown.write_text(markdown(result["records"]))
+
+    save()
+    for job in jobs(options.smoke, impls, options.only):
+        record = run_child(job, paths[_library(job["impl"])], options.timeout)
+        result["records"].append(record)
+        print(json.dumps({k: v for k, v in record.items() if k != "plan"}), flush=True)
+        save()
+    print(markdown(result["records"]))
 
 
 if __name__ == "__main__":

@@ -68,7 +68,8 @@ def test_missing_libraries_are_skipped_with_a_message(monkeypatch, tmp_path, cap
     assert taken[0]["plan"] == {"first": 50, "blocks": 2, "per_block": 10}
     record = json.loads(out.read_text())
     assert record["smoke"] is True and record["threads"] == 1
-    assert {"date", "machine", "command", "versions", "load_average"} <= set(record)
+    assert {"date", "machine", "versions", "load_average"} <= set(record)
+    assert record["command"].endswith("--only svi_small --out " + str(out))
     assert record["versions"]["torch"]
 
 
