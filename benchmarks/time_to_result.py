@@ -152,18 +152,20 @@ def _cell(record: dict[str, Any] | None, key: str, digits: int = 2) -> str:
 
 
 def _ratio(records: dict[str, dict[str, Any]], key: str, over: str) -> str:
-    mine, theirs = records.get("engine"), records.get(over)
-    if not mine or not theirs or "error" in mine or "error" in theirs:
+    mine, theirs = records.get("engine", {}).get(key), records.get(over, {}).get(key)
+    if mine is None or not theirs:  # not measured, failed, or not measurable (a pause)
         return "—"
-    return f"{mine[key] / theirs[key]:.2f}"
+    return f"{mine / theirs:.2f}"
 
 
 def markdown(records: list[dict[str, Any]]) -> str:
     """Two tables (SVI, NUTS) with the engine's ratios against Pyro and NumPyro.
 
-    >>> row = {"kind": "svi", "workload": "w", "first_s": 2.0, "steady_ms": 1.0, "max_pause_s": 0.1}
+    >>> row = {"kind": "svi", "workload": "w", "first_s": 2.0, "max_pause_s": None}
     >>> text = markdown([{**row, "impl": "engine"}, {**row, "impl": "pyro", "first_s": 4.0}])
     >>> "| w | first 1,000 steps (s) | 2.00 | — | 4.00 | — | — | 0.50 | — |" in text
+    True
+    >>> "| w | max pause (s) | — | — | — | — | — | — | — |" in text
     True
     """
     grouped: dict[tuple, dict[str, dict[str, Any]]] = {}
@@ -177,6 +179,7 @@ def markdown(records: list[dict[str, Any]]) -> str:
     ]
     svi_rows = [
         ("first 1,000 steps (s)", "first_s", 2),
+        ("CPU of those (s)", "first_cpu_s", 2),
         ("later steps (ms/step)", "steady_ms", 3),
         ("max pause (s)", "max_pause_s", 2),
     ]
@@ -195,6 +198,7 @@ def markdown(records: list[dict[str, Any]]) -> str:
     ]
     nuts_rows = [
         ("wall (s)", "wall_s", 1),
+        ("CPU (s)", "cpu_s", 1),
         ("min ESS", "min_ess", 0),
         ("ESS/s", "ess_per_s", 1),
         ("max pause (s)", "max_pause_s", 2),

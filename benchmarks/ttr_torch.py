@@ -17,7 +17,7 @@ import torch
 
 from benchmarks import nuts_workloads, svi_workloads
 from benchmarks.run_nuts import min_ess
-from benchmarks.ttr_timing import NutsPlan, SviPlan, longest_pause, time_svi
+from benchmarks.ttr_timing import NutsPlan, SviPlan, cpu_seconds, longest_pause, time_svi
 
 
 def _library(impl: str) -> tuple[Any, tuple[Any, Any, Any]]:
@@ -62,14 +62,15 @@ def nuts(impl: str, workload_name: str, chains: int, plan: NutsPlan) -> dict[str
 
     if impl == "pyro" and chains > 1:
         hook = None
-    start = time.perf_counter()
+    cpu, start = cpu_seconds(), time.perf_counter()
     kernel = infer.NUTS(workload.build(ppl, ppl.distributions), jit_compile=impl == "engine-jit")
     mcmc = infer.MCMC(kernel, plan.num_samples, plan.num_warmup, num_chains=chains, hook_fn=hook)
     mcmc.run(*workload.args)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     ess = min_ess(mcmc.get_samples(group_by_chain=True))
     return {
         "wall_s": wall,
+        "cpu_s": cpu,
         "min_ess": ess,
         "ess_per_s": ess / wall,
         "max_pause_s": longest_pause(start, stamps) if stamps else None,

@@ -29,11 +29,11 @@ def test_engine_measurements_in_fresh_processes_give_well_formed_records():
 
     assert svi["elbo"] == "Trace_ELBO" and len(svi["blocks_ms"]) == 2
     assert 0 < svi["first_step_s"] <= svi["max_pause_s"] <= svi["first_s"]
-    assert svi["steady_ms"] > 0
+    assert svi["steady_ms"] > 0 and svi["first_cpu_s"] > 0
     # The loss of svi_small near its start: a few hundred nats (100 points), finite.
     assert 0 < svi["loss_last_block"] < 1e4
 
-    assert 0 < nuts["max_pause_s"] <= nuts["wall_s"]
+    assert 0 < nuts["max_pause_s"] <= nuts["wall_s"] and nuts["cpu_s"] > 0
     # Ten draws give no meaningful ESS (the estimate can even be negative): only its presence.
     assert math.isfinite(nuts["min_ess"])
     assert nuts["ess_per_s"] == pytest.approx(nuts["min_ess"] / nuts["wall_s"])
