@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.svi_workloads import Workload, workloads
+from benchmarks.svi_workloads import Workload, make_svi, workloads
 
 
 def _implementations() -> dict[str, tuple[Any, Any, Any, str]]:
@@ -58,20 +58,14 @@ _SKIP = {("svi_subsample", "pyro-jit"), ("gmm_enum", "engine-jit"), ("gmm_enum",
 def time_workload(
     workload: Workload, ppl: Any, dist: Any, modules: Any, elbo_name: str
 ) -> dict[str, Any]:
-    infer, autoguide, optim = modules
+    infer = modules[0]
     ppl.clear_param_store()
     ppl.set_rng_seed(0)
-    model = workload.build(ppl, dist)
-    guided = (
-        ppl.poutine.block(model, hide=list(workload.enumerated)) if workload.enumerated else model
-    )
-    guide = autoguide.AutoNormal(guided, init_loc_fn=autoguide.init_to_feasible, init_scale=0.1)
-    adam = optim.Adam({"lr": 0.01, "betas": (0.9, 0.999), "eps": 1e-8})
     if workload.enumerated:
         elbo = infer.TraceEnum_ELBO(max_plate_nesting=1)
     else:
         elbo = getattr(infer, elbo_name)()
-    svi = infer.SVI(model, guide, adam, elbo)
+    svi = make_svi(workload, ppl, modules, elbo)
     start = time.perf_counter()
     svi.step(*workload.args)
     if elbo_name.startswith("Jit"):

@@ -89,6 +89,21 @@ class Workload:
     enumerated: tuple[str, ...] = ()
 
 
+def make_svi(workload: Workload, ppl: Any, modules: tuple[Any, Any, Any], elbo: Any) -> Any:
+    """The SVI object of WORKLOADS.md for ``workload``: the model built on ``ppl``, AutoNormal
+    (``init_to_feasible``, scale 0.1) over the sites not enumerated, Adam(lr 0.01) and ``elbo``.
+
+    ``modules`` is ``(infer, autoguide, optim)`` of that PPL (``engine`` or ``pyro``).
+    """
+    infer, autoguide, optim = modules
+    model = workload.build(ppl, ppl.distributions)
+    hidden = list(workload.enumerated)
+    guided = ppl.poutine.block(model, hide=hidden) if hidden else model
+    guide = autoguide.AutoNormal(guided, init_loc_fn=autoguide.init_to_feasible, init_scale=0.1)
+    adam = optim.Adam({"lr": 0.01, "betas": (0.9, 0.999), "eps": 1e-8})
+    return infer.SVI(model, guide, adam, elbo)
+
+
 def workloads(sizes: str = "full") -> list[Workload]:
     """The SVI workloads; ``sizes="smoke"`` shrinks the big data sets for a quick check."""
     smoke = sizes == "smoke"
