@@ -74,6 +74,13 @@ def mixing():
     pyro.sample("y", dist.Normal(w.mean(), 1.0), obs=torch.tensor(1.0))
 
 
+def in_place():
+    x = pyro.sample("x", dist.Normal(0.0, 1.0))
+    offset = torch.tensor(1.0)
+    offset.mul_(2.0)  # a plan that shared this literal between calls would double it each time
+    pyro.sample("y", dist.Normal(x + offset, 1.0), obs=torch.tensor(2.5))
+
+
 @config_enumerate
 def mixture(data):
     mu = pyro.sample("mu", dist.Normal(0.0, 2.0))
@@ -97,6 +104,7 @@ MODELS = {
     "factor": (factored, (), "plate"),
     "scale-mask": (scaled_and_masked, (torch.tensor([0.3, -1.2, 2.0, 0.7]),), "plate"),
     "vmap": (mixing, (), "vmap"),
+    "in-place": (in_place, (), "plate"),
     "enumerated": (mixture, (torch.tensor([-0.4, 0.3, 2.9, 3.6]),), "plate"),
 }
 

@@ -27,6 +27,7 @@ checked point differ from the full path's. A plan fixes the shape, dtype and dev
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Callable
 
@@ -38,14 +39,28 @@ from engine.distributions.validation import is_validation_enabled
 EnergyAndGrad = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
+# One recording at a time: recording swaps tracing modes in and out, and MCMC may run in a
+# background thread while the notebook's own thread samples too.
+_RECORDING = threading.Lock()
+
+
 class PlanRefused(Exception):
     """The computation cannot be recorded as a plan (the full path stays in use)."""
 
 
+def _writes(node: torch.fx.Node) -> bool:
+    """Whether a graph node may write into one of its inputs (an in-place operation)."""
+    schema = getattr(node.target, "_schema", None)
+    return schema is None or schema.is_mutable if node.op == "call_function" else False
+
+
 def _drop_constant_copies(graph_module: torch.fx.GraphModule) -> None:
-    """Recording copies every tensor the model holds (its data) into the graph on each call
-    (``lift_fresh_copy``); the graph never writes to them, so the copy is pure cost."""
+    """Recording copies every tensor the model creates from a literal into the graph on each
+    call (``lift_fresh_copy``); when no operation of the graph writes in place, the copies are
+    never written to, so they are pure cost."""
     graph = graph_module.graph
+    if any(_writes(node) for node in graph.nodes):
+        return
     for node in list(graph.nodes):
         if node.target is torch.ops.aten.lift_fresh_copy.default:
             node.replace_all_uses_with(node.args[0])
@@ -82,7 +97,10 @@ def record_plan(energy_and_grad: EnergyAndGrad, z: torch.Tensor) -> EnergyAndGra
     refused
     """
     try:
-        graph_module = make_fx(energy_and_grad, tracing_mode="fake", _allow_non_fake_inputs=True)(z)
+        with _RECORDING:
+            graph_module = make_fx(
+                energy_and_grad, tracing_mode="fake", _allow_non_fake_inputs=True
+            )(z)
     except Exception as error:  # whatever a value-less run cannot do: keep the full path
         raise PlanRefused(f"{type(error).__name__}: {error}") from error
     _drop_constant_copies(graph_module)
