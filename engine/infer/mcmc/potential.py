@@ -19,6 +19,11 @@ run enumerates them in dims of their own and the sum-product of :mod:`engine.inf
 sums them out of the log density, so HMC moves on the marginal of the continuous sites (Pyro's
 "collapsed" NUTS). Their posterior is drawn afterwards with ``infer_discrete``.
 
+The sampler asks for ``energy_and_grad`` thousands of times at points of one shape. After a few
+evaluations through the model, that computation is recorded once as a graph of tensor operations
+and replayed (:mod:`~engine.infer.mcmc.gradient_plan`), several times faster; a model that cannot
+be recorded faithfully (a branch on a value, sites that change between runs) keeps the full path.
+
 >>> import torch, engine, engine.distributions as dist
 >>> def model():
 ...     engine.sample("s", dist.LogNormal(0.0, 1.0))
