@@ -194,6 +194,28 @@ def test_a_model_whose_sites_change_between_runs_is_refused():
     assert "other sites" in next(iter(potential._planned_gradient.refused.values()))
 
 
+def test_a_plan_is_dropped_when_the_model_changes_after_the_recording():
+    late = {"factor": False}
+
+    def changes_later():
+        x = pyro.sample("x", dist.Normal(0.0, 1.0))
+        if late["factor"]:  # Python state the recording cannot see
+            pyro.factor("late", -3.0 * x)
+
+    potential = Potential(changes_later)
+    z = torch.tensor([[0.5], [-1.0]])
+    with trusted_run():
+        drive_to_plan(potential, z)
+        assert len(potential._planned_gradient.plans) == 1
+        late["factor"] = True
+        for _ in range(PlannedGradient.audit_every):  # the last one runs the full path too
+            potential.energy_and_grad(z)
+        assert potential._planned_gradient.plans == {}
+        assert "changed after" in next(iter(potential._planned_gradient.refused.values()))
+        _, grad = potential.energy_and_grad(z)
+    torch.testing.assert_close(grad, z + 3.0)  # U(x) = x²/2 + 3x + const
+
+
 def test_value_checks_keep_the_full_path():
     def scale_can_be_negative():
         s = pyro.sample("s", dist.Normal(1.0, 1.0))
@@ -206,8 +228,8 @@ def test_value_checks_keep_the_full_path():
         # Unchecked, a negative scale gives a NaN density, as the full path's does.
         energy, _ = potential.energy_and_grad(torch.tensor([[-1.0]]))
     assert torch.isnan(energy).all()
-    # Checked (validation on, outside the sampler), the model runs and the error names the site.
-    with pytest.raises(PPLError, match="'y'"):
+    # Checked (validation on, outside the sampler), the model runs and its distribution refuses.
+    with pytest.raises(PPLError, match=r"'scale'.* must be positive"):
         potential.energy_and_grad(torch.tensor([[-1.0]]))
 
 

@@ -107,6 +107,12 @@ def record_plan(energy_and_grad: EnergyAndGrad, z: torch.Tensor) -> EnergyAndGra
     return _runner(graph_module, z)
 
 
+def _agree(planned: torch.Tensor, full: torch.Tensor) -> bool:
+    """Whether a plan's result is the full path's: the plan runs the same operations in the same
+    order, so anything beyond rounding is a difference the recording did not see."""
+    return torch.allclose(planned, full, rtol=1e-4, atol=1e-5, equal_nan=True)
+
+
 class PlannedGradient:
     """``energy_and_grad`` that, per shape of ``z``, runs ``full`` (the checked path) for the
     first ``record_after`` evaluations of that shape, then records a plan and replays it. (A
@@ -117,7 +123,10 @@ class PlannedGradient:
     (:func:`~engine.distributions.validation.is_validation_enabled`): those checks need the model
     to run. ``structure()`` describes the sites of the latest run of the model; a plan whose
     recording saw other sites than the checked run before it is refused, as is a plan whose
-    energy or gradient at that point differ from the full path's. :attr:`refused` says why.
+    energy or gradient at that point differ from the full path's. Every ``audit_every``-th
+    replay runs the full path too, and a plan that disagrees with it is dropped: a model's
+    Python state (not its values) may change its sites after the recording, which no recording
+    can see. :attr:`refused` says why a shape has no plan.
 
     >>> def energy_and_grad(z):
     ...     return (z * z).sum(-1), 2 * z
@@ -132,6 +141,7 @@ class PlannedGradient:
 
     record_after = 8
     max_plans = 4  # shapes with a plan of their own (the chains, a single point)
+    audit_every = 256  # replays between two evaluations on both paths
 
     def __init__(self, full: EnergyAndGrad, structure: Callable[[], object]):
         self.full = full
@@ -139,6 +149,8 @@ class PlannedGradient:
         self.plans: dict[tuple, EnergyAndGrad] = {}
         self.refused: dict[tuple, str] = {}
         self._evaluations: dict[tuple, int] = {}
+        self._replays: dict[tuple, int] = {}
+        self._structures: dict[tuple, object] = {}
 
     def __call__(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if is_validation_enabled():
@@ -146,7 +158,10 @@ class PlannedGradient:
         key = (tuple(z.shape), z.dtype, z.device)
         plan = self.plans.get(key)
         if plan is not None:
-            return plan(z)
+            self._replays[key] += 1
+            if self._replays[key] % self.audit_every:
+                return plan(z)
+            return self._audit(key, plan, z)
         value, grad = self.full(z)
         evaluations = self._evaluations.get(key, 0) + 1
         self._evaluations[key] = evaluations
@@ -166,14 +181,24 @@ class PlannedGradient:
                 raise PlanRefused("the recording saw other sites than the checked run")
             with torch.no_grad():
                 planned_value, planned_grad = plan(z)
-            # The plan runs the same operations in the same order: anything beyond rounding is
-            # a difference of structure that the recording did not see.
-            if not (
-                torch.allclose(planned_value, value, rtol=1e-4, atol=1e-5, equal_nan=True)
-                and torch.allclose(planned_grad, grad, rtol=1e-4, atol=1e-5, equal_nan=True)
-            ):
+            if not (_agree(planned_value, value) and _agree(planned_grad, grad)):
                 raise PlanRefused("the plan's energy or gradient differ from the full path's")
         except PlanRefused as refusal:
             self.refused[key] = str(refusal)
             return
         self.plans[key] = plan
+        self._replays[key] = 0
+        self._structures[key] = checked
+
+    def _audit(self, key: tuple, plan: EnergyAndGrad, z: torch.Tensor) -> tuple:
+        """Evaluate ``z`` on both paths; a plan that no longer agrees with the model (whose
+        Python state changed its sites, or their values, since the recording) is dropped."""
+        value, grad = self.full(z)
+        with torch.no_grad():
+            planned_value, planned_grad = plan(z)
+        if self.structure() != self._structures[key] or not (
+            _agree(planned_value, value) and _agree(planned_grad, grad)
+        ):
+            del self.plans[key]
+            self.refused[key] = "the model's sites or values changed after the recording"
+        return value, grad
