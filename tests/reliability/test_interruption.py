@@ -24,6 +24,7 @@ import engine.distributions as dist
 from engine.distributions import constraints
 from engine.infer import MCMC, NUTS, SVI, Trace_ELBO
 from engine.infer.autoguide import AutoNormal
+from engine.infer.mcmc.gradient_plan import PlannedGradient
 from engine.interrupts import deferred_interrupt
 from engine.optim import Adam
 from engine.params import ParamStoreDict
@@ -226,7 +227,13 @@ def normal_mean(data):
 
 
 @pytest.mark.parametrize(("stage", "at", "kept"), [("Warmup", 3, 0), ("Sample", 6, 7)])
-def test_an_interrupt_inside_the_model_during_mcmc_keeps_the_draws_so_far(stage, at, kept):
+def test_an_interrupt_inside_the_model_during_mcmc_keeps_the_draws_so_far(
+    stage, at, kept, monkeypatch
+):
+    # After a few evaluations the sampler replays a recorded plan of the model instead of
+    # running its Python (engine.infer.mcmc.gradient_plan); the model's own raise needs the
+    # model to run at every step, so this test keeps every evaluation on the full path.
+    monkeypatch.setattr(PlannedGradient, "max_plans", 0)
     drawn, runs = [], []
 
     def arm(kernel, params, this_stage, iteration):

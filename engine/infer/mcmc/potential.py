@@ -19,6 +19,11 @@ run enumerates them in dims of their own and the sum-product of :mod:`engine.inf
 sums them out of the log density, so HMC moves on the marginal of the continuous sites (Pyro's
 "collapsed" NUTS). Their posterior is drawn afterwards with ``infer_discrete``.
 
+The sampler asks for ``energy_and_grad`` thousands of times at points of one shape. After a few
+evaluations through the model, that computation is recorded once as a graph of tensor operations
+and replayed (:mod:`~engine.infer.mcmc.gradient_plan`), several times faster; a model that cannot
+be recorded faithfully (a branch on a value, sites that change between runs) keeps the full path.
+
 >>> import torch, engine, engine.distributions as dist
 >>> def model():
 ...     engine.sample("s", dist.LogNormal(0.0, 1.0))
@@ -46,6 +51,7 @@ from engine.errors import raised_in
 from engine.infer.autoguide.initialization import InitMessenger, init_to_uniform
 from engine.infer.enum_factors import enumerated_sites, log_density, site_factor, trace_plates
 from engine.infer.mcmc.flat_layout import FlatLayout, MCMCError, SiteSlot
+from engine.infer.mcmc.gradient_plan import PlannedGradient
 from engine.infer.mcmc.observations import ObservedSite, is_data, site_dims
 from engine.infer.nonfinite import find_first_nonfinite
 from engine.infer.sum_product import contract, total
@@ -128,6 +134,22 @@ def _per_row(value: torch.Tensor, rows: int, shape: torch.Size) -> torch.Tensor:
         raise _NotBatchable from None
 
 
+def _structure(model_trace: Trace) -> tuple:
+    """What a run's sites are, values aside: names, kinds, distributions, shapes and plates."""
+    return tuple(
+        (
+            name,
+            site["type"],
+            site["is_observed"],
+            type(site.get("fn")),
+            tuple(getattr(site.get("value"), "shape", ())),
+            site.get("cond_indep_stack", ()),
+        )
+        for name, site in model_trace.nodes.items()
+        if site["type"] in ("sample", "param")
+    )
+
+
 def _concat_rows(parts: list[Any]) -> Any:
     """Concatenate per-row results (tensors, or dicts of tensors) along the row dim."""
     if isinstance(parts[0], dict):
@@ -177,6 +199,10 @@ class Potential(FlatLayout):
         first = prototype.nodes[self.slots[0].name]["value"]
         self.dtype, self.device = first.dtype, first.device
         self.batching = self._choose_batching(prototype)
+        # After a checked evaluation, the gradient replays a recorded plan of the full path.
+        self._last_structure: tuple = ()
+        full = functools.partial(FlatLayout.energy_and_grad, self)
+        self._planned_gradient = PlannedGradient(full, lambda: self._last_structure)
 
     # -- structure -----------------------------------------------------------------------------
 
@@ -261,6 +287,7 @@ class Potential(FlatLayout):
         if self.enumerated:
             model = EnumMessenger(-self.max_plate_nesting - 1 - int(batched))(model)
         model_trace = trace(model).get_trace(*self.model_args, **self.model_kwargs)
+        self._last_structure = _structure(model_trace)
         log_jacobian = z.new_zeros(rows)
         for jacobian in place.log_jacobians:
             log_jacobian = log_jacobian + jacobian.reshape(rows, -1).sum(-1)
@@ -389,6 +416,13 @@ class Potential(FlatLayout):
     def energy(self, z: torch.Tensor) -> torch.Tensor:
         """``U(z)`` for each row of ``z`` (B, D): a tensor of shape (B,)."""
         return -sum(self.log_densities(z).values())
+
+    def energy_and_grad(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``U(z)`` (B,) and its gradient (B, D). While distributions skip value checks (the
+        sampler's ``trusted_run``), a shape evaluated once through the model is evaluated by
+        a recorded plan of that computation from then on (:mod:`.gradient_plan`); a model that
+        cannot be recorded, or whose sites changed, keeps running in full."""
+        return self._planned_gradient(z)
 
     def site_values(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         """The latent sites (on their supports) and the ``deterministic`` sites at each row of
