@@ -73,6 +73,7 @@ from engine.runtime import is_subsample_site
 
 NUM_SAMPLES = 1000
 PRIOR_SAMPLES = 4000
+SERIAL_SAMPLES = 300  # at most, from a model or guide that runs once per draw
 GRID_POINTS = 80
 MAX_ELEMENTS = 4  # per vector site: its first elements, in flat (row-major) order
 MAX_PANELS = 12  # in all: the rest are listed in ``not_shown``
@@ -149,8 +150,9 @@ class MarginalSampler:
     ``args``/``kwargs`` are the model's (and guide's) arguments; ``param_store`` is the store the
     guide's params live in (an SVI run's own; None: the one in use). ``num_samples`` draws come
     from the guide at each call; ``num_prior_samples`` from the prior, on the first call, and
-    are kept. Draws come from one vectorised run; a guide (or model) that cannot
-    be vectorised is run once per draw instead, and remembered as such in ``parallel``.
+    are kept. Draws come from one vectorised run; a guide (or model) that cannot be vectorised
+    is run once per draw instead, at most ``SERIAL_SAMPLES`` times, and remembered as such in
+    ``parallel``.
     """
 
     def __init__(
@@ -224,14 +226,15 @@ class MarginalSampler:
 
     def prior_draws(self) -> dict[str, torch.Tensor]:
         """``num_prior_samples`` prior draws of each latent site, flat:
-        ``(num_prior_samples, numel)``."""
+        ``(num_prior_samples, numel)``; at most ``SERIAL_SAMPLES`` when the model cannot be run
+        batched before its last latent site, and so runs once per draw."""
         if self._prior is None:
             latents, count = self._check_latents(), self.num_prior_samples
             with self._quietly():
                 draws = self._latents_of_one_batched_run(latents)
                 if draws is None:
                     draws = self._draw(self.model, list(latents), "model", count)
-            self._prior = {name: _flat(draws[name], count) for name in latents}
+            self._prior = {name: _flat(draws[name]) for name in latents}
         return self._prior
 
     def _latents_of_one_batched_run(
@@ -261,7 +264,7 @@ class MarginalSampler:
         latents = self._check_latents()
         with self._quietly():
             draws = self._draw(self.guide, None, "guide", self.num_samples)
-        return {name: _flat(draws[name], self.num_samples) for name in latents if name in draws}
+        return {name: _flat(draws[name]) for name in latents if name in draws}
 
     def _draw(
         self, fn: Callable, sites: list[str] | None, role: str, count: int
@@ -272,7 +275,8 @@ class MarginalSampler:
             except Exception:  # one that does not vectorise: one run per draw instead
                 self.parallel[role] = False
         try:
-            return self._predictive(fn, sites, count, parallel=False)
+            # One run per draw costs a model run each (an HMM's 4000 took a minute): fewer.
+            return self._predictive(fn, sites, min(count, SERIAL_SAMPLES), parallel=False)
         except PPLError:
             raise
         except Exception as error:
@@ -440,8 +444,10 @@ def _site_facts(site: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _flat(value: torch.Tensor, num_samples: int) -> torch.Tensor:
-    return torch.as_tensor(value).detach().reshape(num_samples, -1)
+def _flat(value: torch.Tensor) -> torch.Tensor:
+    """Draws ``(num_draws, *site shape)`` as ``(num_draws, numel)``."""
+    value = torch.as_tensor(value).detach()
+    return value.reshape(value.shape[0], -1)
 
 
 def _element_name(site: str, shape: tuple[int, ...], j: int, numel: int) -> str:

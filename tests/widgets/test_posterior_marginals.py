@@ -21,7 +21,12 @@ from engine.infer.autoguide import (
 from engine.infer.kde import gaussian_kde
 from engine.optim import Adam
 from engine.params import ParamStoreDict
-from widgets.posterior_marginals import MarginalSampler, PosteriorViewError, bandwidth
+from widgets.posterior_marginals import (
+    SERIAL_SAMPLES,
+    MarginalSampler,
+    PosteriorViewError,
+    bandwidth,
+)
 
 
 def moments(density, grid):
@@ -353,3 +358,21 @@ def test_the_prior_curve_is_smooth_because_its_draws_are_many(num_prior_samples,
     exact = 6 * x * (1 - x)
     wobble = float((prior - exact)[inside].abs().max())
     assert (wobble < 0.22) is smooth, wobble
+
+
+def test_a_model_run_once_per_prior_draw_makes_at_most_serial_samples():
+    # Its second latent cannot be drawn under a batch of the first (the matrix product), so the
+    # prior comes from one run per draw: SERIAL_SAMPLES of them, not the num_prior_samples a
+    # batched run affords (an HMM's 4000 runs took a minute).
+    calls = []
+
+    def model():
+        calls.append(1)
+        w = engine.sample("w", dist.Normal(0.0, 1.0).expand([3]).to_event(1))
+        engine.sample("s", dist.Normal((torch.ones(2, 3) @ w).sum(), 1.0))
+
+    sampler = MarginalSampler(model, lambda: None, num_samples=20, num_prior_samples=4000)
+    prior = sampler.prior_draws()
+    assert prior["w"].shape == (SERIAL_SAMPLES, 3) and prior["s"].shape == (SERIAL_SAMPLES, 1)
+    # The draws, and a few runs that found out it does not batch (probe, batch, Predictive's).
+    assert sampler.parallel["model"] is False and SERIAL_SAMPLES < len(calls) < SERIAL_SAMPLES + 8
