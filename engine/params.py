@@ -735,9 +735,12 @@ class ParamStoreDict:
                 raise ParamError(f"cannot save param {name!r}: {err.message}") from err
         return {
             "format": _FILE_FORMAT,
-            # Plain detached tensors: no attributes, no subclass, nothing but the numbers.
+            # Plain tensors of their own: no attributes, no subclass, nothing but the numbers,
+            # copied so that a payload kept in memory (SVI.get_state) does not move with later
+            # steps.
             "params": {
-                n: p.leaf.detach().as_subclass(torch.Tensor) for n, p in self._params.items()
+                n: p.leaf.detach().clone().as_subclass(torch.Tensor)
+                for n, p in self._params.items()
             },
             "constraints": encoded,
             "event_dims": {n: p.event_dim for n, p in self._params.items()},

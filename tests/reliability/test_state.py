@@ -159,6 +159,19 @@ def test_params_born_in_a_failed_step_are_removed():
     assert "a" not in engine.get_param_store()
 
 
+def test_a_state_kept_in_memory_is_a_copy_and_continues_bit_for_bit():
+    # get_state's params used to share memory with the live ones: a state kept in a variable
+    # moved with every later step, and set_state "restored" the present.
+    svi = fitted_svi()
+    kept = svi.get_state()
+    frozen = {name: value.clone() for name, value in kept["params"]["params"].items()}
+    first = [svi.step(FLIPS) for _ in range(5)]
+    for name, value in kept["params"]["params"].items():
+        assert torch.equal(value, frozen[name]), name
+    svi.set_state(kept)
+    assert [svi.step(FLIPS) for _ in range(5)] == first
+
+
 def test_a_failed_set_state_restores_params_and_optimizer():
     svi = fitted_svi()
     good = svi.get_state()
