@@ -19,20 +19,10 @@ import pytest
 import torch
 
 import engine as pyro
-import engine.distributions as dist
 from engine.infer import HMC, NUTS
+from tests.eight_schools import SIGMA, Y, schools_centred
 
-Y = torch.tensor([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
-SIGMA = torch.tensor([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
 WARMUP, KEPT = 20, 4
-
-
-def centred_eight_schools(y, sigma):
-    mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
-    tau = pyro.sample("tau", dist.HalfCauchy(5.0))
-    with pyro.plate("J", 8):
-        theta = pyro.sample("theta", dist.Normal(mu, tau))
-        pyro.sample("y", dist.Normal(theta, sigma), obs=y)
 
 
 def run_pinned(kernel):
@@ -82,9 +72,9 @@ PINNED = {
 # fmt: on
 
 KERNELS = {
-    "nuts": lambda: NUTS(centred_eight_schools, max_tree_depth=5),
-    "nuts_dense": lambda: NUTS(centred_eight_schools, full_mass=True, max_tree_depth=5),
-    "hmc": lambda: HMC(centred_eight_schools, trajectory_length=1.0),
+    "nuts": lambda: NUTS(schools_centred, max_tree_depth=5),
+    "nuts_dense": lambda: NUTS(schools_centred, full_mass=True, max_tree_depth=5),
+    "hmc": lambda: HMC(schools_centred, trajectory_length=1.0),
 }
 
 
