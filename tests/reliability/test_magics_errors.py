@@ -11,13 +11,7 @@ from IPython.core.interactiveshell import InteractiveShell
 
 import engine
 from pplkernel.errors import MagicError
-
-COIN = """\
-%%model coin(flips)
-p = ppl.sample("p", dist.Beta(2.0, 2.0))
-with ppl.plate("flips", len(flips)):
-    ppl.sample("obs", dist.Bernoulli(p), obs=flips)
-"""
+from tests.cells import COIN
 
 COIN_GUIDE = """\
 %%guide coin_guide(flips)
