@@ -91,7 +91,9 @@ def test_the_mcmc_monitor_redraws_its_marginals_and_rank_plots_while_sampling(
     draws = _draws_shown(monitor)
     assert first < draws < 50_000
     chains = monitor.locator("tr.ppl-chain")
-    assert [row.locator("td").last.inner_text() for row in chains.all()] == ["stopped"] * 2
+    # A chain that met a divergence says so after its state (the draws are random).
+    states = [row.locator("td").last.inner_text() for row in chains.all()]
+    assert len(states) == 2 and all(re.fullmatch(r"stopped(, diverging)?", s) for s in states)
     # The running diagnostics over the draws so far are shown in the status line.
     assert re.search(r"stopped · R-hat \d\.\d{3} · ESS \d+", monitor.inner_text())
     # One box per latent site, each with a density per chain and a rank plot per chain, drawn
