@@ -11,10 +11,12 @@ ten milliseconds for a small model), so it is never done per step. A live refres
 every ``interval_s`` seconds *and* only once the run has trained for ``cost / budget`` seconds
 since the last one (``cost``: what the last one took), so however slow the guide, the live
 refreshes take at most ``budget`` of the run's wall time. The state written at the end of a
-stretch of steps (what a saved notebook shows, and the static fallback) is computed at once,
-unless the previous end of a stretch was less than ``cost / budget`` ago (a loop of one-step
-stretches): then :meth:`PosteriorPanel.wait` says how long until it is allowed, and the monitor
-writes it then. The prior's draws, made once per run, are not counted in ``cost``.
+stretch of steps (what a saved notebook shows, and the static fallback) is computed at once while
+the ends of stretches have not spent more than ``burst_s`` seconds of drawing beyond ``budget`` of
+the time since the run started (a token bucket: a few stretches in a row, as a notebook's cells
+run them, each get their final state); in a loop of one-step stretches the bucket runs dry, and
+then :meth:`PosteriorPanel.wait` says how long until the next is allowed, and the monitor writes
+it then. The prior's draws, made once per run, are not counted in ``cost``.
 
 A panel that fails (a guide that cannot be run on its own) says why in ``error`` and is not
 retried until the run is reset: the run itself goes on. A model without latent sites (a fit of
@@ -36,7 +38,6 @@ True
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -61,13 +62,14 @@ class PosteriorPanel:
         make_sampler: Callable[[], MarginalSampler],
         interval_s: float = 1.0,
         budget: float = 0.02,
+        burst_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ):
         if not 0 < budget < 1:
             raise ValueError(f"the posterior panel's budget is a fraction of the run, got {budget}")
         self._make_sampler = make_sampler
         self._sampler: MarginalSampler | None = None
-        self.interval_s, self.budget = interval_s, budget
+        self.interval_s, self.budget, self.burst_s = interval_s, budget, burst_s
         self._clock = clock
         self.reset()
 
@@ -78,17 +80,23 @@ class PosteriorPanel:
         self.payload: dict[str, Any] = {}  # the last one computed
         self.failed = False
         self._last_end = self._clock()  # the first live refresh comes an interval in
-        self._last_final = -math.inf
+        self._allowance, self._allowance_at = self.burst_s, self._clock()
 
     def due(self) -> bool:
         """Whether a live refresh may come now (the interval and the budget both allow it)."""
         since = self._clock() - self._last_end
         return not self.failed and since >= max(self.interval_s, self.cost / self.budget)
 
+    def _final_allowance(self) -> float:
+        """Seconds of end-of-stretch drawing allowed now: ``burst_s`` at the start, spent by
+        each end-of-stretch state, earned back at ``budget`` seconds per second."""
+        earned = (self._clock() - self._allowance_at) * self.budget
+        return min(self.burst_s, self._allowance + earned)
+
     def wait(self) -> float:
         """Seconds until the budget allows the end-of-stretch state to be recomputed (0.0:
         now)."""
-        return max(0.0, self.cost / self.budget - (self._clock() - self._last_final))
+        return max(0.0, (self.cost - self._final_allowance()) / self.budget)
 
     def compute(self, step: int, final: bool = False) -> dict[str, Any]:
         """Draw the marginals now (``final``: the end-of-stretch state); a payload (with
@@ -114,9 +122,10 @@ class PosteriorPanel:
             self.failed = True
             payload["error"] = f"{type(error).__name__}: {error}"
         self._last_end = self._clock()
-        if final:
-            self._last_final = self._last_end
         self.cost = self._last_end - start
+        if final:
+            self._allowance = self._final_allowance() - self.cost
+            self._allowance_at = self._last_end
         self.last_step = step
         payload["seconds"] = round(self.cost, 4)
         self.payload = payload
