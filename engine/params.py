@@ -24,7 +24,7 @@ import re
 import threading
 import warnings
 import weakref
-from collections.abc import Callable, Iterator, KeysView
+from collections.abc import Callable, Iterator, KeysView, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -592,6 +592,44 @@ class ParamStoreDict:
         {'s': tensor([0.], requires_grad=True)}
         """
         return ((n, p.leaf) for n, p in list(self._params.items()))
+
+    def leaves(self, names: Sequence[str]) -> list[torch.Tensor]:
+        """The unconstrained leaves of the params ``names``, in that order (KeyError if one is
+        missing).
+
+        >>> import torch
+        >>> store = ParamStoreDict()
+        >>> _ = store.get_param("a", torch.ones(2))
+        >>> store.leaves(["a"])[0] is store.get_param("a").unconstrained()
+        True
+        """
+        params = self._params
+        return [params[name].leaf for name in names]
+
+    @contextlib.contextmanager
+    def substituted_leaves(self, leaves: dict[str, torch.Tensor]) -> Iterator[None]:
+        """Within the block, the params named in ``leaves`` read their value from the given
+        tensors instead of their own leaves (the store is otherwise unchanged). Recording an SVI
+        step as a plan (:mod:`engine.infer.svi_step_plan`) runs the model on stand-ins this way.
+
+        >>> import torch
+        >>> from torch.distributions import constraints
+        >>> store = ParamStoreDict()
+        >>> _ = store.get_param("s", torch.ones(1), constraints.positive)
+        >>> with store.substituted_leaves({"s": torch.tensor([2.0])}):
+        ...     round(store["s"].item(), 4)
+        7.3891
+        >>> store["s"].item()
+        1.0
+        """
+        saved = {name: self._params[name].leaf for name in leaves}
+        try:
+            for name, leaf in leaves.items():
+                self._params[name].leaf = leaf
+            yield
+        finally:
+            for name, leaf in saved.items():
+                self._params[name].leaf = leaf
 
     def get_all_param_names(self) -> list[str]:
         """The param names, as a list."""

@@ -168,19 +168,25 @@ class ELBO:
             elbo, _ = self._elbo_and_surrogate(model, guide, args, kwargs)
         return -float(elbo)
 
-    def loss_and_grads(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
-        """Estimate the negative ELBO and accumulate its gradient into the parameters' ``.grad``."""
+    def loss_to_differentiate(
+        self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
+    ) -> tuple[torch.Tensor, bool]:
+        """The negative ELBO as a tensor whose gradient is the estimator's, and whether it is
+        ``-elbo`` itself: when every guide site is reparameterised, value and gradient are both
+        the ELBO's, and one op (one autograd node) replaces the detach arithmetic of
+        :func:`_loss_of` (five of each). :func:`reported_loss` turns its value into the number
+        a step reports."""
         elbo, surrogate = self._elbo_and_surrogate(model, guide, args, kwargs)
         if surrogate is elbo and elbo.requires_grad:
-            # Value and gradient are both the ELBO's: back-propagate -elbo itself (one op, one
-            # autograd node) rather than the detach arithmetic of _loss_of (five of each).
-            loss = -elbo
-            loss.backward(retain_graph=self.retain_graph)
-            return _reported_loss(loss.item())
-        loss = _loss_of(elbo, surrogate)
+            return -elbo, True
+        return _loss_of(elbo, surrogate), False
+
+    def loss_and_grads(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
+        """Estimate the negative ELBO and accumulate its gradient into the parameters' ``.grad``."""
+        loss, is_negative_elbo = self.loss_to_differentiate(model, guide, args, kwargs)
         if loss.requires_grad:
             loss.backward(retain_graph=self.retain_graph)
-        return loss.item()
+        return reported_loss(loss.item(), is_negative_elbo)
 
 
 def _loss_of(elbo: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:
@@ -200,12 +206,17 @@ def _loss_of(elbo: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:
     return loss + (-surrogate - (-surrogate).detach())
 
 
-def _reported_loss(value: float) -> float:
-    """The number :func:`_loss_of` gives for the loss ``value = -elbo``: the same for a finite
-    ELBO (``+ 0.0`` turns -0.0 into 0.0, as its ``x + (y - y)`` does) and NaN for an infinite
-    or NaN one (its ``inf - inf``), so both paths report a failed step alike.
+def reported_loss(value: float, is_negative_elbo: bool) -> float:
+    """The number a step reports for the value of :meth:`ELBO.loss_to_differentiate`'s loss.
+    :func:`_loss_of`'s value already is that number; ``-elbo`` itself is made to give the same:
+    ``+ 0.0`` turns -0.0 into 0.0, as ``x + (y - y)`` does, and an infinite or NaN ELBO gives
+    NaN (``inf - inf``), so both report a failed step alike.
 
-    >>> _reported_loss(-0.0), _reported_loss(float("inf"))
+    >>> reported_loss(-0.0, True), reported_loss(float("inf"), True)
     (0.0, nan)
+    >>> reported_loss(float("inf"), False)
+    inf
     """
+    if not is_negative_elbo:
+        return value
     return value + 0.0 if math.isfinite(value) else math.nan

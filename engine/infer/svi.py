@@ -24,6 +24,7 @@ True
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -49,6 +50,7 @@ from engine.infer.nonfinite import (
     nonfinite_gradients,
 )
 from engine.infer.progress import Progress, ProgressEvent
+from engine.infer.svi_step_plan import PLANNED_ELBOS, PlannedSteps
 from engine.infer.util import guide_and_model_traces
 from engine.interrupts import deferred_interrupt
 from engine.params import ParamStoreDict, get_param_store, param_store_scope
@@ -73,6 +75,11 @@ class SVI:
     *args)`` then estimates the loss, as Pyro's ``svi.loss`` does. ``loss_and_grads`` replaces
     how a step turns the loss into gradients (by default: ``backward`` on the loss).
 
+    After a few steps, the loss and gradients of a step are replayed from a recorded plan of
+    the model and guide (:mod:`~engine.infer.svi_step_plan`; ``svi.planned_steps``), several
+    times cheaper and with every check kept; ``plan_steps=False`` (not in Pyro) runs every step
+    in full.
+
     ``param_store`` (not in Pyro) gives this SVI a param store of its own: its steps, losses,
     state and files use that store instead of the global one (see
     :func:`~engine.params.param_store_scope`), so two fits of one model keep apart.
@@ -91,6 +98,7 @@ class SVI:
         loss_and_grads: Callable[..., Any] | None = None,
         on_nonfinite: str = "raise",
         param_store: ParamStoreDict | None = None,
+        plan_steps: bool = True,
         **kwargs: Any,
     ):
         if on_nonfinite not in ("raise", "skip"):
@@ -105,11 +113,18 @@ class SVI:
         self.optim = optim
         self.elbo: ELBO | None = loss if isinstance(loss, ELBO) else None
         self.loss: Callable[..., Any] = loss.loss if self.elbo is not None else loss
+        custom = loss_and_grads is not None
         if loss_and_grads is None:
             loss_and_grads = (
                 self.elbo.loss_and_grads if self.elbo is not None else self._backward_of_loss
             )
         self.loss_and_grads = loss_and_grads
+        plannable = self.elbo is not None and type(self.elbo) in PLANNED_ELBOS
+        self.planned_steps = (
+            PlannedSteps(self.elbo, model, guide)
+            if plan_steps and plannable and not custom
+            else None
+        )
         self.on_nonfinite = on_nonfinite
         self.param_store = param_store
         self.step_count = 0
@@ -143,9 +158,7 @@ class SVI:
         with self._own_store() as store, contextlib.ExitStack() as whole_step:
             with store.transaction():
                 try:
-                    with trace(param_only=True) as param_capture:
-                        loss = self.loss_and_grads(self.model, self.guide, *args, **kwargs)
-                    params = self._leaves(param_capture.trace)
+                    loss, params = self._loss_and_grads(store, args, kwargs)
                     problem = self._nonfinite_problem(loss, params, args, kwargs)
                     # Up to here a stop (KeyboardInterrupt) is undone by the transaction. From
                     # here the step is taken (or counted as skipped) whole: the optimizer's
@@ -168,6 +181,23 @@ class SVI:
             if self.progress.active:
                 self._report(loss, params, problem)
         return loss
+
+    def _loss_and_grads(
+        self, store: ParamStoreDict, args: tuple, kwargs: dict[str, Any]
+    ) -> tuple[float, list[torch.Tensor]]:
+        """The step's loss, with gradients accumulated into the returned leaves: replayed from a
+        recorded plan where :mod:`~engine.infer.svi_step_plan` can, else on the full path."""
+        full = functools.partial(self._full_loss_and_grads, args, kwargs)
+        if self.planned_steps is None:
+            return full()
+        return self.planned_steps.step(store, args, kwargs, full)
+
+    def _full_loss_and_grads(
+        self, args: tuple, kwargs: dict[str, Any]
+    ) -> tuple[float, list[torch.Tensor]]:
+        with trace(param_only=True) as param_capture:
+            loss = self.loss_and_grads(self.model, self.guide, *args, **kwargs)
+        return loss, self._leaves(param_capture.trace)
 
     @staticmethod
     def _leaves(param_trace) -> list[torch.Tensor]:

@@ -214,31 +214,50 @@ def test_value_checks_keep_the_full_path():
         potential.energy_and_grad(torch.tensor([[-1.0]]))
 
 
-def test_a_distribution_that_checks_values_in_the_sampler_keeps_the_full_path():
+def test_a_distribution_that_checks_values_in_the_sampler_is_planned_with_its_checks():
     def heavy_tailed(data):
         mu = pyro.sample("mu", dist.Normal(0.0, 3.0))
         with pyro.plate("data", len(data)):
             # torch's StudentT builds a Chi2 that checks its arguments even in the sampler's
-            # unchecked runs: a plan cannot make that check, so it must not replace the model.
+            # unchecked runs: the plan records that check as one of its outputs.
             pyro.sample("obs", dist.StudentT(4.0, mu, 1.0), obs=data)
 
     potential = Potential(heavy_tailed, (torch.tensor([0.5, -1.0, 2.0]),))
     z = torch.tensor([[0.3], [1.0], [-2.0]])
     with trusted_run():
         drive_to_plan(potential, z)
-        assert potential._planned_gradient.plans == {}
-        assert "data-dependent" in next(iter(potential._planned_gradient.refused.values()))
-        energy, _ = potential.energy_and_grad(z)
+        assert len(potential._planned_gradient.plans) == 1, potential._planned_gradient.refused
+        energy, _ = potential.energy_and_grad(z * 0.5)
     torch.testing.assert_close(
         energy,
         -torch.stack(
             [
                 dist.Normal(0.0, 3.0).log_prob(m)
                 + dist.StudentT(4.0, m, 1.0).log_prob(torch.tensor([0.5, -1.0, 2.0])).sum()
-                for m in z[:, 0]
+                for m in z[:, 0] * 0.5
             ]
         ),
     )
+
+
+def test_a_point_that_fails_a_check_recorded_in_the_plan_goes_to_the_full_path():
+    def learnt_tails(data):
+        df = pyro.sample("df", dist.Gamma(2.0, 0.5))
+        with pyro.plate("data", len(data)):
+            pyro.sample("obs", dist.StudentT(df, 0.0, 1.0), obs=data)
+
+    potential = Potential(learnt_tails, (torch.tensor([0.5, -1.0, 2.0]),))
+    z = torch.tensor([[0.3], [1.0], [-2.0]])
+    with trusted_run():
+        drive_to_plan(potential, z)
+        assert len(potential._planned_gradient.plans) == 1, potential._planned_gradient.refused
+        nan_df = torch.tensor([[0.3], [float("nan")], [-2.0]])
+        with pytest.raises(PPLError) as planned:
+            potential.energy_and_grad(nan_df)
+        with pytest.raises(PPLError) as full:
+            potential._planned_gradient.full(nan_df)
+    assert str(planned.value) == str(full.value)
+    assert "df" in str(full.value)
 
 
 def test_nuts_draws_the_same_chains_with_and_without_the_plan(monkeypatch):

@@ -1,0 +1,174 @@
+"""Recording a computation once as a graph of tensor operations, to replay it without Python.
+
+Running a model costs its Python code, the handler stack, the distributions' constructors and
+autograd's bookkeeping on every call; for a small model that machinery costs several times the
+arithmetic. :func:`record_plan` records one whole call of a function of tensors (the model run
+through its handlers, the log densities, autograd's backward pass) as a graph of the tensor
+operations it made, and returns something that replays that graph. The MCMC potential's gradient
+(:mod:`engine.infer.mcmc.gradient_plan`) and SVI's steps (:mod:`engine.infer.svi_step_plan`) use
+it; each decides when a plan may stand in for the full path and keeps checking that it does.
+
+Recording uses fake tensors (``make_fx(..., tracing_mode="fake")``): they carry shapes but no
+values, so a function whose Python control flow reads a value (``if x > 0``, ``.item()``) cannot be
+recorded and raises :class:`PlanRefused`. Distributions that check their arguments and scored
+values do so in the plan too: each check becomes an output of the graph (:class:`RecordedChecks`)
+instead of a Python ``if``, and the caller reads one boolean after a replay.
+
+>>> import torch
+>>> def halved_normal_log_prob(scale):
+...     return torch.distributions.Normal(0.0, scale, validate_args=True).log_prob(torch.zeros(()))
+>>> plan = record_plan(halved_normal_log_prob, (torch.ones(()),))
+>>> value, checks_passed = plan(torch.tensor(2.0))
+>>> round(value.item(), 4), bool(checks_passed)
+(-1.6121, True)
+>>> bool(plan(torch.tensor(-2.0))[1])  # a negative scale fails the check recorded in the plan
+False
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.fx.experimental.proxy_tensor import make_fx
+from torch.overrides import TorchFunctionMode
+
+from engine.rng import preserved_rng_state
+
+# One recording at a time: recording swaps tracing modes in and out, and MCMC may run in a
+# background thread while the notebook's own thread steps SVI.
+_RECORDING = threading.Lock()
+
+
+class PlanRefused(Exception):
+    """The computation cannot be recorded as a plan (the full path stays in use)."""
+
+
+class RecordedChecks(TorchFunctionMode):
+    """While recording, the value checks torch's distributions make (``torch._is_all_true`` of
+    each constraint's check, followed by a Python ``if`` that raises) are collected as tensors
+    and answered "passed", so that the recording goes on; :meth:`all_passed` is their conjunction,
+    an output of the graph."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checks: list[torch.Tensor] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is torch._is_all_true:
+            self.checks.append(args[0].all().reshape(()))
+            return True
+        return func(*args, **(kwargs or {}))
+
+    def all_passed(self) -> torch.Tensor:
+        if not self.checks:
+            return torch.ones((), dtype=torch.bool)
+        return torch.stack(self.checks).all()
+
+
+def _writes(node: torch.fx.Node) -> bool:
+    """Whether a graph node may write into one of its inputs (an in-place operation)."""
+    schema = getattr(node.target, "_schema", None)
+    return schema is None or schema.is_mutable if node.op == "call_function" else False
+
+
+def _drop_constant_copies(graph_module: torch.fx.GraphModule) -> None:
+    """Recording copies every tensor the function creates from a literal into the graph on each
+    call (``lift_fresh_copy``); when no operation of the graph writes in place, the copies are
+    never written to, so they are pure cost."""
+    graph = graph_module.graph
+    if any(_writes(node) for node in graph.nodes):
+        return
+    for node in list(graph.nodes):
+        if node.target is torch.ops.aten.lift_fresh_copy.default:
+            node.replace_all_uses_with(node.args[0])
+            graph.erase_node(node)
+    graph.eliminate_dead_code()
+    graph_module.recompile()
+
+
+def captured_tensors(graph_module: torch.fx.GraphModule) -> list[str]:
+    """The graph's constants that the function read from outside its inputs (a global, a closure,
+    an attribute), rather than created from a literal: the plan holds them by reference, so it
+    never sees the function read another tensor there later.
+
+    >>> outside = torch.ones(2)
+    >>> graph = make_fx(lambda x: x + outside + torch.tensor(1.0), tracing_mode="fake",
+    ...                 _allow_non_fake_inputs=True)(torch.zeros(2))
+    >>> [getattr(graph, name) is outside for name in captured_tensors(graph)]
+    [True]
+    """
+    lifted = torch.ops.aten.lift_fresh_copy.default
+    return [
+        node.target
+        for node in graph_module.graph.nodes
+        if node.op == "get_attr"
+        and isinstance(getattr(graph_module, node.target), torch.Tensor)
+        and any(user.target is not lifted for user in node.users)
+    ]
+
+
+def _runner(graph_module: torch.fx.GraphModule, example: tuple) -> Callable[..., Any]:
+    """The fastest way to replay the graph without compiling it: TorchScript's interpreter (its
+    per-operation cost is a third of the fx graph's Python), else the fx graph itself."""
+    try:
+        with warnings.catch_warnings():
+            # Deprecated in favour of torch.compile, which costs seconds to compile; the
+            # interpreter starts in milliseconds, and the fx graph is there if it goes away.
+            warnings.simplefilter("ignore")
+            scripted = torch.jit.trace(graph_module, example, check_trace=False)
+    except Exception:  # any failure of the optional interpreter: the fx graph does the same
+        return graph_module
+    return scripted
+
+
+def record_plan(
+    function: Callable[..., Any], example: tuple, allow_captured: bool = True
+) -> Callable[..., Any]:
+    """Record ``function(*example)`` (autograd included) for inputs shaped like ``example``; the
+    plan returns ``(function's result, whether every value check passed)``. Raises
+    :class:`PlanRefused` when the function reads a value in its Python control flow, or, with
+    ``allow_captured=False``, reads a tensor from outside its inputs (:func:`captured_tensors`).
+
+    >>> def branching(z):
+    ...     return z.sum() if bool(z.sum() > 0) else -z.sum()
+    >>> try:
+    ...     record_plan(branching, (torch.ones(2),))
+    ... except PlanRefused:
+    ...     print("refused")
+    refused
+    """
+
+    def checked(*inputs: Any) -> tuple[Any, torch.Tensor]:
+        with RecordedChecks() as checks:
+            result = function(*inputs)
+        return result, checks.all_passed()
+
+    try:
+        with _RECORDING:
+            graph_module = make_fx(checked, tracing_mode="fake", _allow_non_fake_inputs=True)(
+                *example
+            )
+    except Exception as error:  # whatever a value-less run cannot do: keep the full path
+        raise PlanRefused(f"{type(error).__name__}: {error}") from error
+    if not allow_captured and captured_tensors(graph_module):
+        raise PlanRefused(
+            "the function reads tensors from outside its arguments (a global or a closure), "
+            "which a plan would hold on to"
+        )
+    _drop_constant_copies(graph_module)
+    with preserved_rng_state():  # the interpreter runs the graph once: its draws are not the run's
+        return _runner(graph_module, example)
+
+
+def agree(planned: torch.Tensor, full: torch.Tensor) -> bool:
+    """Whether a plan's result is the full path's: the plan runs the same operations in the same
+    order, so anything beyond rounding is a difference the recording did not see.
+
+    >>> agree(torch.tensor([1.0, float("nan")]), torch.tensor([1.0, float("nan")]))
+    True
+    """
+    return torch.allclose(planned, full, rtol=1e-4, atol=1e-5, equal_nan=True)
