@@ -606,30 +606,27 @@ class ParamStoreDict:
         params = self._params
         return [params[name].leaf for name in names]
 
-    @contextlib.contextmanager
-    def substituted_leaves(self, leaves: dict[str, torch.Tensor]) -> Iterator[None]:
-        """Within the block, the params named in ``leaves`` read their value from the given
-        tensors instead of their own leaves (the store is otherwise unchanged). Recording an SVI
-        step as a plan (:mod:`engine.infer.svi_step_plan`) runs the model on stand-ins this way.
+    def with_leaves(self, leaves: dict[str, torch.Tensor]) -> ParamStoreDict:
+        """A new store whose params named in ``leaves`` read their value from the given tensors,
+        the others being this store's own (the same leaves). This store is not changed, so other
+        threads never see the stand-ins: recording an SVI step as a plan
+        (:mod:`engine.infer.svi_step_plan`) runs the model on them in a
+        :func:`param_store_scope`.
 
         >>> import torch
         >>> from torch.distributions import constraints
         >>> store = ParamStoreDict()
         >>> _ = store.get_param("s", torch.ones(1), constraints.positive)
-        >>> with store.substituted_leaves({"s": torch.tensor([2.0])}):
-        ...     round(store["s"].item(), 4)
-        7.3891
-        >>> store["s"].item()
-        1.0
+        >>> round(store.with_leaves({"s": torch.tensor([2.0])})["s"].item(), 4), store["s"].item()
+        (7.3891, 1.0)
         """
-        saved = {name: self._params[name].leaf for name in leaves}
-        try:
-            for name, leaf in leaves.items():
-                self._params[name].leaf = leaf
-            yield
-        finally:
-            for name, leaf in saved.items():
-                self._params[name].leaf = leaf
+        other = ParamStoreDict()
+        for name, p in self._params.items():
+            leaf = leaves.get(name, p.leaf)
+            other._commit(
+                name, p if leaf is p.leaf else _Param(leaf, p.constraint, p.transform, p.event_dim)
+            )
+        return other
 
     def get_all_param_names(self) -> list[str]:
         """The param names, as a list."""

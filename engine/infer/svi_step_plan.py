@@ -50,7 +50,7 @@ only. :attr:`PlannedSteps.refused` says why a kind of arguments has no plan.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -61,7 +61,7 @@ from engine.infer.plan_recording import PlanRefused, agree, record_plan
 from engine.infer.trace_elbo import Trace_ELBO
 from engine.infer.traceenum_elbo import TraceEnum_ELBO
 from engine.infer.tracemeanfield_elbo import TraceMeanField_ELBO
-from engine.params import ParamStoreDict
+from engine.params import ParamStoreDict, param_store_scope
 from engine.rng import get_rng_state, set_rng_state
 from engine.runtime import Message, Messenger
 
@@ -142,6 +142,16 @@ def _split(args: tuple, kwargs: dict[str, Any]) -> tuple[_Arguments, Hashable] |
         else:
             return None
     return _Arguments(tensors, tuple(positions), leaves, spec), (spec, tuple(kind))
+
+
+@dataclass
+class _Recording:
+    """What the recording's run of guide and model saw: its sites, its store (stand-ins for the
+    leaves; params it created stay there, never in the real store) and the kind of its loss."""
+
+    layout: SiteLayout = field(default_factory=SiteLayout)
+    store: ParamStoreDict | None = None
+    is_negative_elbo: bool = False
 
 
 @dataclass
@@ -262,39 +272,33 @@ class PlannedSteps:
         names = tuple(store.param_name(leaf) for leaf in leaves)
         if not names or None in names:
             raise PlanRefused("the step's params are not all in the param store")
-        recording = SiteLayout()
-        is_negative_elbo = []
+        seen = _Recording()
 
         def loss_and_grads(
             leaf_values: list[torch.Tensor], tensors: list[torch.Tensor]
         ) -> tuple[torch.Tensor, list[torch.Tensor]]:
             inputs = [value.detach().requires_grad_(True) for value in leaf_values]
             args, kwargs = arguments.rebuilt(tensors)
-            with store.substituted_leaves(dict(zip(names, inputs, strict=True))), recording:
-                differentiable, direct = self.elbo.loss_to_differentiate(
+            seen.store = store.with_leaves(dict(zip(names, inputs, strict=True)))
+            with param_store_scope(seen.store), seen.layout:
+                differentiable, seen.is_negative_elbo = self.elbo.loss_to_differentiate(
                     self.model, self.guide, args, kwargs
                 )
-            is_negative_elbo.append(direct)
             grads = torch.autograd.grad(differentiable, inputs, allow_unused=True)
             if any(grad is None for grad in grads):
                 raise PlanRefused("a param of the step gets no gradient from the loss")
             return differentiable.detach(), list(grads)
 
-        before = set(store.keys())
         example = ([leaf.detach() for leaf in leaves], arguments.tensors)
-        try:
-            run = record_plan(loss_and_grads, example, allow_captured=False)
-        finally:
-            for created in set(store.keys()) - before:  # made from fake tensors: never real
-                del store[created]
-        if set(store.keys()) != before or recording.sites != layout:
+        run = record_plan(loss_and_grads, example, allow_captured=False)
+        if set(seen.store.keys()) != set(store.keys()) or seen.layout.sites != layout:
             raise PlanRefused("the recording saw other sites than the checked step")
         plan = _Plan(
             run,
             names,
             tuple((leaf.shape, leaf.dtype, leaf.device) for leaf in leaves),
             layout,
-            is_negative_elbo[0],
+            seen.is_negative_elbo,
         )
         if not self._agrees(plan, leaves, arguments, start, loss):
             raise PlanRefused("the plan's loss or gradients differ from the full path's")

@@ -322,3 +322,20 @@ def test_a_param_deleted_after_the_recording_sends_the_step_to_the_full_path():
     svi.step(flips)  # the guide creates "a" afresh at 3, as on the full path
     # Adam's first step moves the unconstrained log(a) by at most the learning rate.
     assert abs(math.log(store["a"].item()) - math.log(3.0)) <= 0.05 + 1e-6
+
+
+def test_the_recording_never_puts_its_stand_ins_into_the_real_store():
+    # A notebook may read a run's params from another thread while a step is being recorded.
+    store = ParamStoreDict()
+    seen_by_a_reader = []
+
+    def guide(flips):
+        seen_by_a_reader.append({type(leaf) for leaf in store.leaves(list(store.keys()))})
+        coin_guide(flips)
+
+    svi = SVI(coin_model, guide, Adam({"lr": 0.05}), Trace_ELBO(), param_store=store)
+    for _ in range(STEPS):
+        svi.step(torch.tensor([1.0, 0.0]))
+    assert svi.planned_steps.plans
+    assert len(seen_by_a_reader) == PlannedSteps.record_after + 1  # the recording ran it too
+    assert all(types <= {torch.nn.Parameter, torch.Tensor} for types in seen_by_a_reader)
