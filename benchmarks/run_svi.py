@@ -16,10 +16,12 @@ import json
 import statistics
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 
+from benchmarks.svi_torch_floor import HandWrittenLinearRegression
 from benchmarks.svi_workloads import Workload, make_svi, workloads
 
 
@@ -33,6 +35,7 @@ def _implementations() -> dict[str, tuple[Any, Any, Any, str]]:
 
     engine_modules = (engine.infer, engine.infer.autoguide, engine.optim)
     found = {
+        "torch": (torch, None, None, _HAND_WRITTEN),
         "engine": (engine, engine.distributions, engine_modules, "Trace_ELBO"),
         "engine-jit": (engine, engine.distributions, engine_modules, "JitTrace_ELBO"),
     }
@@ -53,11 +56,18 @@ def _implementations() -> dict[str, tuple[Any, Any, Any, str]]:
 # Pyro's JIT traces the mini-batch indices into the compiled loss: it would reuse one batch. The
 # engine has no compiled TraceEnum_ELBO, so gmm_enum compares the eager ELBOs only.
 _SKIP = {("svi_subsample", "pyro-jit"), ("gmm_enum", "engine-jit"), ("gmm_enum", "pyro-jit")}
+# The floor (benchmarks/svi_torch_floor.py) is written for the full-data linear regression.
+_HAND_WRITTEN = "hand-written"
+_SKIP |= {(name, "torch") for name in ("svi_many_sites", "svi_subsample", "gmm_enum")}
 
 
 def time_workload(
     workload: Workload, ppl: Any, dist: Any, modules: Any, elbo_name: str
 ) -> dict[str, Any]:
+    torch.manual_seed(0)
+    if elbo_name == _HAND_WRITTEN:
+        svi = SimpleNamespace(step=HandWrittenLinearRegression(workload.args[0].shape[1]))
+        return _timed(workload, svi, compiled=False)
     infer = modules[0]
     ppl.clear_param_store()
     ppl.set_rng_seed(0)
@@ -65,10 +75,13 @@ def time_workload(
         elbo = infer.TraceEnum_ELBO(max_plate_nesting=1)
     else:
         elbo = getattr(infer, elbo_name)()
-    svi = make_svi(workload, ppl, modules, elbo)
+    return _timed(workload, make_svi(workload, ppl, modules, elbo), elbo_name.startswith("Jit"))
+
+
+def _timed(workload: Workload, svi: Any, compiled: bool) -> dict[str, Any]:
     start = time.perf_counter()
     svi.step(*workload.args)
-    if elbo_name.startswith("Jit"):
+    if compiled:
         svi.step(*workload.args)  # the first compiled step (the first one runs eagerly)
     first_s = time.perf_counter() - start
     for _ in range(workload.warmup):
@@ -114,7 +127,7 @@ def main() -> None:
             r = row[name]
             line = f"  {name:11s} {r['value']:8.3f} ms/step  loss {r['loss_last_block_mean']:12.3f}"
             line += f"  first step(s) {r['first_steps_s']:6.2f} s"
-            for reference in ("pyro", "pyro-jit"):
+            for reference in ("pyro", "pyro-jit", "torch"):
                 if reference in row and reference != name and not name.startswith("pyro"):
                     line += f"  /{reference} {r['value'] / row[reference]['value']:.3f}"
             print(line, flush=True)
