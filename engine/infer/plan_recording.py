@@ -90,6 +90,63 @@ def _drop_constant_copies(graph_module: torch.fx.GraphModule) -> None:
     graph_module.recompile()
 
 
+def _merge_repeated_operations(graph_module: torch.fx.GraphModule) -> None:
+    """Compute each operation once: a model's handlers and checks often ask for the same thing
+    twice (a value checked against a constraint by the distribution and again by its log_prob).
+    Random operations (each call draws anew) and graphs that write in place are left alone."""
+    graph = graph_module.graph
+    if any(_writes(node) for node in graph.nodes):
+        return
+    seen: dict[tuple, torch.fx.Node] = {}
+    for node in list(graph.nodes):
+        if node.op != "call_function":
+            continue
+        tags = getattr(node.target, "tags", ())
+        if torch.Tag.nondeterministic_seeded in tags:
+            continue
+        try:
+            key = (node.target, repr(node.args), repr(sorted(node.kwargs.items())))
+        except Exception:  # an argument without a stable repr: keep the node
+            continue
+        earlier = seen.setdefault(key, node)
+        if earlier is not node:
+            node.replace_all_uses_with(earlier)
+            graph.erase_node(node)
+    graph.eliminate_dead_code()
+    graph_module.recompile()
+
+
+def _pointwise_before_expand(graph_module: torch.fx.GraphModule) -> None:
+    """Apply a pointwise operation of one broadcast tensor before the broadcast: a distribution
+    broadcasts a scalar scale to its batch shape (``expand``, no copy), then takes its log or
+    square there, once per element; on the scalar it is one operation. ``f(expand(x))`` and
+    ``expand(f(x))`` are the same values."""
+    graph = graph_module.graph
+    if any(_writes(node) for node in graph.nodes):
+        return
+    expand = torch.ops.aten.expand.default
+    for node in list(graph.nodes):
+        tags = getattr(node.target, "tags", ())
+        if node.op != "call_function" or torch.Tag.pointwise not in tags:
+            continue
+        if torch.Tag.nondeterministic_seeded in tags or node.kwargs:
+            continue
+        tensors = [arg for arg in node.args if isinstance(arg, torch.fx.Node)]
+        if len(tensors) != 1 or tensors[0].target is not expand:
+            continue
+        broadcast = tensors[0]
+        small, shape = broadcast.args[0], broadcast.args[1]
+        with graph.inserting_before(node):
+            args = tuple(small if arg is broadcast else arg for arg in node.args)
+            applied = graph.call_function(node.target, args)
+            expanded = graph.call_function(expand, (applied, shape))
+        node.replace_all_uses_with(expanded)
+        graph.erase_node(node)
+    graph.eliminate_dead_code()
+    graph.lint()
+    graph_module.recompile()
+
+
 def captured_tensors(graph_module: torch.fx.GraphModule) -> list[str]:
     """The graph's constants that the function read from outside its inputs (a global, a closure,
     an attribute), rather than created from a literal: the plan holds them by reference, so it
@@ -160,6 +217,8 @@ def record_plan(
             "which a plan would hold on to"
         )
     _drop_constant_copies(graph_module)
+    _pointwise_before_expand(graph_module)
+    _merge_repeated_operations(graph_module)
     with preserved_rng_state():  # the interpreter runs the graph once: its draws are not the run's
         return _runner(graph_module, example)
 
