@@ -312,3 +312,9 @@ def describe_site(site: dict) -> str:
     "'x' (no plate)"
     """
     return f"'{site['name']}' ({describe_plates(site['cond_indep_stack'])})"
+
+
+class DistributedError(PPLError, RuntimeError):
+    """A distributed run cannot go on: this process has not joined a process group, or another
+    process of the group failed (the message names its rank and its error) or is gone. A
+    ``RuntimeError`` as torch's own collective failures are."""

@@ -1,0 +1,107 @@
+"""What each process of the distributed tests runs (module-level functions: ``spawn`` starts fresh
+interpreters that import them by name)."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+import engine as pyro
+import engine.distributions as dist
+from engine.infer import SVI, Trace_ELBO
+from engine.infer.autoguide import AutoNormal, init_to_feasible
+from engine.infer.distributed import DistributedMCMC, DistributedSVI, Shard, current_group
+from engine.infer.mcmc import NUTS
+from engine.optim import SGD, Adam
+from engine.params import ParamStoreDict
+from tests.eight_schools import SIGMA, Y, schools_noncentred
+
+ROWS = 101  # uneven shards among 2 and 3 processes
+
+
+def regression_data() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(ROWS, 2, generator=generator)
+    y = x @ torch.tensor([1.5, -0.5]) + 0.7 + 0.4 * torch.randn(ROWS, generator=generator)
+    return x, y
+
+
+def regression(shard: Shard, subsample_size: int | None = None):
+    """Global latent sites only: the weighted sum of the shards' gradients is the full data's."""
+
+    def model(x: torch.Tensor, y: torch.Tensor) -> None:
+        w = pyro.sample("w", dist.Normal(0.0, 2.0).expand([2]).to_event(1))
+        b = pyro.sample("b", dist.Normal(0.0, 2.0))
+        with shard.plate("data", subsample_size=subsample_size) as idx:
+            pyro.sample("y", dist.Normal(x[idx] @ w + b, 0.4), obs=y[idx])
+
+    return model
+
+
+def fit(
+    steps: int,
+    world_size: int | None,
+    optim: str = "sgd",
+    subsample_size: int | None = None,
+    load: str | None = None,
+    save: str | None = None,
+) -> dict[str, torch.Tensor]:
+    """``steps`` steps of the regression on this process's shard (``world_size`` None: one
+    process without a group, on all rows); returns the params."""
+    pyro.set_rng_seed(0)
+    x, y = regression_data()
+    shard = Shard.of(ROWS)
+    model = regression(shard, subsample_size)
+    guide = AutoNormal(model, init_loc_fn=init_to_feasible)
+    optimizer = SGD({"lr": 1e-3}) if optim == "sgd" else Adam({"lr": 0.02})
+    store = ParamStoreDict()
+    if world_size is None:
+        svi = SVI(model, guide, optimizer, Trace_ELBO(), param_store=store)
+    else:
+        assert current_group().world_size == world_size
+        svi = DistributedSVI(model, guide, optimizer, Trace_ELBO(), shard=shard, param_store=store)
+    local = (shard.take(x), shard.take(y))
+    if load is not None:
+        svi.step(*local)  # creates the params the checkpoint fills
+        svi.load(load)
+    for _ in range(steps):
+        svi.step(*local)
+    if save is not None:
+        svi.save(save)
+    return {name: value.detach().clone() for name, value in store.items()}
+
+
+def fail_at_step(failing_rank: int, step: int, how: str) -> None:
+    """Fit, and on ``failing_rank`` raise (``how="raise"``) or die (``"exit"``) at ``step``."""
+    x, y = regression_data()
+    shard = Shard.of(ROWS)
+    model = regression(shard)
+    svi = DistributedSVI(model, AutoNormal(model), Adam({"lr": 0.01}), Trace_ELBO(), shard=shard)
+    local = (shard.take(x), shard.take(y))
+    for number in range(20):
+        if number == step and current_group().rank == failing_rank:
+            if how == "exit":
+                os._exit(3)
+            raise ValueError(f"rank {failing_rank} read a corrupt shard")
+        svi.step(*local)
+
+
+def shard_of(total: int) -> Shard:
+    return Shard.of(total)
+
+
+def eight_schools_chains(num_chains: int) -> dict | None:
+    """Eight schools (non-centred) by NUTS with ``num_chains`` chains over the group; rank 0
+    returns the gathered draws by chain, and the others their own chains' number."""
+    pyro.set_rng_seed(3)
+    mcmc = DistributedMCMC(NUTS(schools_noncentred), 1000, 500, num_chains=num_chains)
+    mcmc.run(Y, SIGMA)
+    if not current_group().is_main:
+        return {"own_chains": mcmc.num_chains}
+    samples = mcmc.get_samples(group_by_chain=True)
+    return {
+        "samples": {name: samples[name] for name in ("mu", "tau", "theta_trans", "theta")},
+        "divergences": mcmc.diagnostics()["divergences"],
+        "chain_range": (mcmc.chain_range.start, mcmc.chain_range.stop),
+    }
