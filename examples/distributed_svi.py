@@ -56,7 +56,6 @@ def main() -> None:
     guide = AutoNormal(model)
     svi = DistributedSVI(model, guide, Adam({"lr": 0.01}), Trace_ELBO(), shard=shard)
     if options.resume:
-        svi.step(x, y)  # creates the params the checkpoint fills
         svi.load(options.resume)
     for step in range(options.steps):
         loss = svi.step(x, y)

@@ -15,6 +15,7 @@ import torch
 
 from engine.errors import DistributedError
 from engine.infer.distributed import Shard, spawn
+from engine.infer.mcmc.diagnostics import effective_sample_size
 from tests.distributed import workers
 
 TIMEOUT_S = 60.0
@@ -45,7 +46,6 @@ def test_params_stay_identical_on_every_process_with_mini_batches():
 def test_a_checkpoint_resumes_on_another_number_of_processes(tmp_path):
     checkpoint = str(tmp_path / "fit.pt")
     spawn(workers.fit, 2, 8, 2, "sgd", None, None, checkpoint, timeout_s=TIMEOUT_S)
-    # The resumed run takes one step to create its params, then loads, then goes on.
     resumed = spawn(workers.fit, 3, 8, 3, "sgd", None, checkpoint, timeout_s=TIMEOUT_S)
     straight = workers.fit(16, None)
     for params in resumed:
@@ -71,3 +71,19 @@ def test_shards_cover_the_rows_once_with_sizes_one_apart():
     assert [(s.start, s.stop) for s in shards] == [(0, 3), (3, 6), (6, 10)]
     assert sum(s.weight for s in shards) == pytest.approx(1.0)
     assert Shard.of(10) == Shard(10, 0, 10)  # outside a group: all the rows
+
+
+def test_a_mini_batch_fit_over_two_processes_finds_the_exact_posterior_as_one_process_does():
+    # The exact posterior mean of mu given the data; the ELBO is quadratic in the guide's loc,
+    # so the stationary mean of its noisy iterates is that mean. Each run's average of its last
+    # iterates must be within 4 Monte Carlo standard errors of it (the iterates are
+    # autocorrelated: the standard error comes from their effective sample size).
+    y = workers.conjugate_data()
+    exact = y.sum().item() / (len(y) + 1 / 100)
+    alone = workers.conjugate_fit(False, 3000, 100, 2000)
+    together = spawn(workers.conjugate_fit, 2, True, 3000, 50, 2000, timeout_s=TIMEOUT_S)
+    assert torch.equal(together[0], together[1])  # one fit, on both processes
+    for locs in (alone, together[0]):
+        ess = effective_sample_size(locs.reshape(1, -1, 1)).item()
+        mcse = locs.std().item() / ess**0.5
+        assert abs(locs.mean().item() - exact) < 4 * mcse, (locs.mean(), exact, mcse, ess)

@@ -63,7 +63,6 @@ def fit(
         svi = DistributedSVI(model, guide, optimizer, Trace_ELBO(), shard=shard, param_store=store)
     local = (shard.take(x), shard.take(y))
     if load is not None:
-        svi.step(*local)  # creates the params the checkpoint fills
         svi.load(load)
     for _ in range(steps):
         svi.step(*local)
@@ -105,3 +104,34 @@ def eight_schools_chains(num_chains: int) -> dict | None:
         "divergences": mcmc.diagnostics()["divergences"],
         "chain_range": (mcmc.chain_range.start, mcmc.chain_range.stop),
     }
+
+
+CONJUGATE_ROWS = 1000
+
+
+def conjugate_data() -> torch.Tensor:
+    return 2.0 + torch.randn(CONJUGATE_ROWS, generator=torch.Generator().manual_seed(5))
+
+
+def conjugate_fit(distributed: bool, steps: int, batch: int, keep: int) -> torch.Tensor:
+    """Mini-batch SVI of y ~ Normal(mu, 1), mu ~ Normal(0, 10) (AutoNormal is the exact family);
+    returns the guide's loc over the last ``keep`` steps."""
+    pyro.set_rng_seed(0)
+    shard = Shard.of(CONJUGATE_ROWS)
+
+    def model(y: torch.Tensor) -> None:
+        mu = pyro.sample("mu", dist.Normal(0.0, 10.0))
+        with shard.plate("data", subsample_size=batch) as idx:
+            pyro.sample("y", dist.Normal(mu, 1.0), obs=y[idx])
+
+    store = ParamStoreDict()
+    guide = AutoNormal(model, init_loc_fn=init_to_feasible)
+    make = DistributedSVI if distributed else SVI
+    options = {"shard": shard} if distributed else {}
+    svi = make(model, guide, Adam({"lr": 0.01}), Trace_ELBO(), param_store=store, **options)
+    local = shard.take(conjugate_data())
+    locs = []
+    for _ in range(steps):
+        svi.step(local)
+        locs.append(store["AutoNormal.locs.mu"].item())
+    return torch.tensor(locs[-keep:])

@@ -60,8 +60,10 @@ def _run_rank(
         init_group("gloo", timeout_s=timeout_s)
         value = fn(*args)
     except BaseException as error:  # the parent names this rank and its error
+        failed_at = time.time()  # which rank failed first: the others' errors follow from it
         report_failure(error)
-        results.put((rank, "error", f"{type(error).__name__}: {error}", traceback.format_exc()))
+        message = f"{type(error).__name__}: {error}"
+        results.put((rank, "error", (failed_at, message), traceback.format_exc()))
         return
     finally:
         if dist.is_initialized():
@@ -89,20 +91,20 @@ def _died(processes: list, outcomes: dict[int, tuple]) -> list[int]:
 
 
 def _group_failure(processes: list, outcomes: dict[int, tuple]) -> DistributedError:
-    """The error that names the cause: a rank's own error first, then a rank that died, and
-    only then the others' reports of them."""
-    errors = {rank: o for rank, o in outcomes.items() if o[0] == "error"}
-    causes = {r: o for r, o in errors.items() if not o[1].startswith("DistributedError")}
-    if causes:
-        rank = min(causes)
-        _, message, trace = causes[rank]
-        return DistributedError(f"rank {rank} failed: {message}\n\n{trace}")
+    """The error that names the cause: the first rank to fail with an error of its own, else a
+    rank that died, else the first report of them (the others' collective operations fail
+    because of the first failure, a moment later)."""
+    errors = sorted(
+        (outcome[1][0], rank, outcome[1][1], outcome[2])
+        for rank, outcome in outcomes.items()
+        if outcome[0] == "error"
+    )
+    causes = [error for error in errors if not error[2].startswith("DistributedError")]
     dead = _died(processes, outcomes)
-    if dead:
+    if dead and not causes:
         codes = ", ".join(f"rank {r} (exit code {processes[r].exitcode})" for r in dead)
         return DistributedError(f"{codes} ended without a result or an error.")
-    rank = min(errors)
-    _, message, trace = errors[rank]
+    _, rank, message, trace = (causes or errors)[0]
     return DistributedError(f"rank {rank} failed: {message}\n\n{trace}")
 
 
@@ -137,7 +139,7 @@ def spawn(
     try:
         while len(outcomes) < nprocs:
             _collect(results, outcomes, 0.2)
-            failed = any(status == "error" for status, _, _ in outcomes.values())
+            failed = any(outcome[0] == "error" for outcome in outcomes.values())
             if failed or _died(processes, outcomes):
                 # Let the others report or end too, so that the error names the cause.
                 settle = time.monotonic() + 5.0
