@@ -73,6 +73,7 @@ def test_shards_cover_the_rows_once_with_sizes_one_apart():
     assert Shard.of(10) == Shard(10, 0, 10)  # outside a group: all the rows
 
 
+@pytest.mark.slow
 def test_a_mini_batch_fit_over_two_processes_finds_the_exact_posterior_as_one_process_does():
     # The exact posterior mean of mu given the data; the ELBO is quadratic in the guide's loc,
     # so the stationary mean of its noisy iterates is that mean. Each run's average of its last
