@@ -18,7 +18,8 @@ def test_chains_over_three_processes_give_the_eight_schools_reference_posterior(
     assert main["chain_range"] == (0, 1)
     assert (second["own_chains"], third["own_chains"]) == (1, 2)
     samples = main["samples"]
-    assert samples["mu"].shape == (4, 1000)
+    assert samples["mu"].shape == (4, 1000) and main["arviz_mu_shape"] == (4, 1000)
+    assert len(main["divergences"]) == 4  # diagnostics name every chain
     # Independent chains: no two processes drew the same chain.
     for a in range(4):
         for b in range(a + 1, 4):

@@ -88,3 +88,9 @@ def test_a_mini_batch_fit_over_two_processes_finds_the_exact_posterior_as_one_pr
         ess = effective_sample_size(locs.reshape(1, -1, 1)).item()
         mcse = locs.std().item() / ess**0.5
         assert abs(locs.mean().item() - exact) < 4 * mcse, (locs.mean(), exact, mcse, ess)
+
+
+def test_a_step_sums_every_gradient_and_the_loss_in_one_all_reduce():
+    for counts in spawn(workers.collectives_per_step, 3, 5, timeout_s=TIMEOUT_S):
+        assert counts["params"] == 4  # AutoNormal's locs and scales of w and b
+        assert counts["all_reduce"] == 5 and counts["broadcast"] == 0

@@ -102,6 +102,7 @@ def eight_schools_chains(num_chains: int) -> dict | None:
     return {
         "samples": {name: samples[name] for name in ("mu", "tau", "theta_trans", "theta")},
         "divergences": mcmc.diagnostics()["divergences"],
+        "arviz_mu_shape": tuple(mcmc.to_arviz().posterior["mu"].shape),
         "chain_range": (mcmc.chain_range.start, mcmc.chain_range.stop),
     }
 
@@ -135,3 +136,33 @@ def conjugate_fit(distributed: bool, steps: int, batch: int, keep: int) -> torch
         svi.step(local)
         locs.append(store["AutoNormal.locs.mu"].item())
     return torch.tensor(locs[-keep:])
+
+
+def collectives_per_step(steps: int) -> dict[str, int]:
+    """The collective operations ``steps`` steps make after the first (which shares the params)."""
+    x, y = regression_data()
+    shard = Shard.of(ROWS)
+    model = regression(shard, subsample_size=8)
+    svi = DistributedSVI(model, AutoNormal(model), Adam({"lr": 0.01}), Trace_ELBO(), shard=shard)
+    local = (shard.take(x), shard.take(y))
+    svi.step(*local)
+    counts = {"all_reduce": 0, "broadcast": 0}
+    originals = {name: getattr(torch.distributed, name) for name in ("all_reduce", "broadcast")}
+
+    def counted(name):
+        def call(*args, **kwargs):
+            counts[name] += 1
+            return originals[name](*args, **kwargs)
+
+        return call
+
+    for name in originals:
+        setattr(torch.distributed, name, counted(name))
+    try:
+        for _ in range(steps):
+            svi.step(*local)
+    finally:
+        for name, original in originals.items():
+            setattr(torch.distributed, name, original)
+    counts["params"] = len(list(pyro.get_param_store().keys()))
+    return counts
