@@ -11,9 +11,14 @@ identical. Without mini-batches and with only global latent sites, that gradient
 single-process full-data gradient, to float rounding.
 
 Random draws: every process starts from rank 0's random state, so global latent sites are drawn
-alike everywhere. A checkpoint (:meth:`DistributedSVI.save`) is written by rank 0 alone,
-atomically, and holds nothing about the number of processes: :meth:`DistributedSVI.load` on any
-number of them (rank 0 reads it and sends it to the others) continues the run.
+alike everywhere. Local latent sites (one per row) are drawn by each process for its own rows;
+when the shards differ in size, the processes' random streams then drift apart and later global
+draws differ between processes too. The params stay identical (every process applies the same
+summed gradient); only the one-process equality of the steps is lost.
+
+A checkpoint (:meth:`DistributedSVI.save`) is written by rank 0 alone, atomically, and holds
+nothing about the number of processes: :meth:`DistributedSVI.load` on any number of them (rank 0
+reads it and sends it to the others) continues the run.
 
 Everything else is SVI's: the checks, the non-finite guard (every process sees the same summed
 loss and gradient, so all of them stop, or skip, together), the recorded step plans, the
