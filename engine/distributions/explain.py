@@ -73,111 +73,148 @@ def _param_hint(param: str) -> str:
     return ""
 
 
-def describe_constraint(constraint: constraints.Constraint, param: str = "") -> tuple[str, str]:
-    """Say what ``constraint`` demands, and how to get a value that meets it, in plain words.
+Advice = tuple[str, str]  # what a constraint demands, and how to get a value that meets it
 
-    Returns ``(words, how)`` so a message can read "scale must be {words}: {how}".
 
-    >>> describe_constraint(constraints.positive)[0]
+def _real(constraint: Any, hint: str) -> Advice:
+    return (
+        "a real number (not NaN)",
+        "a NaN usually comes from an earlier computation (0/0, the log of a negative number, "
+        "a diverged optimizer); find where it first appears, e.g. with "
+        "torch.autograd.set_detect_anomaly(True)",
+    )
+
+
+def _greater_than(constraint: Any, hint: str) -> Advice:
+    lb = _bound(constraint.lower_bound)
+    if lb == "0":
+        return (
+            "positive",
+            "pass a positive tensor, e.g. via torch.nn.functional.softplus or a param with "
+            "constraint=constraints.positive",
+        )
+    how = f"greater_than({lb})" if _is_number(lb) else "greater_than(lower)"
+    return (
+        f"greater than {lb}",
+        f"pass e.g. lower + softplus(x), or a param with constraint=constraints.{how}",
+    )
+
+
+def _greater_than_eq(constraint: Any, hint: str) -> Advice:
+    lb = _bound(constraint.lower_bound)
+    if lb == "0":
+        return (
+            "non-negative",
+            "pass e.g. x.abs() or softplus(x), or a param with constraint=constraints.positive",
+        )
+    how = f"greater_than_eq({lb})" if _is_number(lb) else "greater_than_eq(lower)"
+    return (
+        f"at least {lb}",
+        f"pass e.g. lower + softplus(x), or a param with constraint=constraints.{how}",
+    )
+
+
+def _less_than(constraint: Any, hint: str) -> Advice:
+    ub = _bound(constraint.upper_bound)
+    how = f"less_than({ub})" if _is_number(ub) else "less_than(upper)"
+    return (
+        f"less than {ub}",
+        f"pass e.g. upper - softplus(x), or a param with constraint=constraints.{how}",
+    )
+
+
+def _interval(constraint: Any, hint: str) -> Advice:
+    lo, hi = _bound(constraint.lower_bound), _bound(constraint.upper_bound)
+    closing = "]" if isinstance(constraint, _Interval) else ")"
+    words = f"in [{lo}, {hi}{closing}"
+    if (lo, hi) == ("0", "1"):
+        return (
+            words,
+            "pass e.g. torch.sigmoid(x), or a param with constraint=constraints.unit_interval"
+            + hint,
+        )
+    bounds = f"{lo}, {hi}" if _is_number(lo) and _is_number(hi) else "lower, upper"
+    return (words, f"pass e.g. a param with constraint=constraints.interval({bounds})" + hint)
+
+
+def _integer_interval(constraint: Any, hint: str) -> Advice:
+    lo, hi = _bound(constraint.lower_bound), _bound(constraint.upper_bound)
+    return (f"an integer in [{lo}, {hi}]", "round it (x.round()) or pass whole numbers")
+
+
+def _integer_greater_than(constraint: Any, hint: str) -> Advice:
+    lb = _bound(constraint.lower_bound)
+    words = {"0": "a non-negative integer", "1": "a positive integer"}.get(
+        lb, f"an integer of at least {lb}"
+    )
+    return (words, "round it (x.round()) or pass whole numbers")
+
+
+def _simplex(constraint: Any, hint: str) -> Advice:
+    return (
+        "a probability vector along the last dim (entries >= 0 that sum to 1)",
+        "normalize with x / x.sum(-1, keepdim=True) or torch.softmax(x, -1), or use a param "
+        "with constraint=constraints.simplex" + hint,
+    )
+
+
+def _fixed(words: str, how: str) -> Callable[[Any, str], Advice]:
+    """Advice that does not depend on the constraint's bounds."""
+    return lambda constraint, hint: (words, how)
+
+
+# By constraint class; a subclass of one of these gets its nearest parent's advice.
+_ADVICE: dict[type, Callable[[Any, str], Advice]] = {
+    _Real: _real,
+    _GreaterThan: _greater_than,
+    _GreaterThanEq: _greater_than_eq,
+    _LessThan: _less_than,
+    _Interval: _interval,
+    _HalfOpenInterval: _interval,
+    _IntegerInterval: _integer_interval,
+    _IntegerGreaterThan: _integer_greater_than,
+    _Boolean: _fixed("0 or 1", "pass 0./1. values, e.g. (x > 0).float()"),
+    _Simplex: _simplex,
+    _CorrCholesky: _fixed(
+        "the Cholesky factor of a correlation matrix (lower-triangular, positive diagonal, "
+        "rows of unit length)",
+        "pass torch.linalg.cholesky(corr) or a param with constraint=constraints.corr_cholesky",
+    ),
+    _LowerCholesky: _fixed(
+        "lower-triangular with a positive diagonal (a Cholesky factor)",
+        "pass torch.linalg.cholesky(cov) or a param with constraint=constraints.lower_cholesky",
+    ),
+    _PositiveDefinite: _fixed(
+        "a symmetric positive-definite matrix",
+        "pass e.g. A @ A.mT + 1e-6 * I, or a param with constraint=constraints.positive_definite",
+    ),
+    _PositiveSemidefinite: _fixed(
+        "a symmetric positive-semidefinite matrix",
+        "pass e.g. A @ A.mT, or a param with constraint=constraints.positive_semidefinite",
+    ),
+}
+
+
+def constraint_advice(constraint: constraints.Constraint, param: str = "") -> Advice:
+    """What ``constraint`` demands, and how to get a value that meets it, in plain words: a
+    message reads "scale must be {words}: {how}". (For the constraint's name as code, see
+    :func:`engine.constraint_codec.describe_constraint`.)
+
+    >>> constraint_advice(constraints.positive)[0]
     'positive'
+    >>> constraint_advice(constraints.unit_interval, "probs")[1].endswith("(any real number)")
+    True
     """
     if isinstance(constraint, _Independent):
-        return describe_constraint(constraint.base_constraint, param)
+        return constraint_advice(constraint.base_constraint, param)
     # Constraints that belong to this package (ordered vectors, ...) describe themselves.
     own = getattr(constraint, "plain_words", None)
     if own is not None:
         return own()
-    hint = _param_hint(param)
-    if isinstance(constraint, _Real):
-        return (
-            "a real number (not NaN)",
-            "a NaN usually comes from an earlier computation (0/0, the log of a negative number, "
-            "a diverged optimizer); find where it first appears, e.g. with "
-            "torch.autograd.set_detect_anomaly(True)",
-        )
-    if isinstance(constraint, _GreaterThan):
-        lb = _bound(constraint.lower_bound)
-        if lb == "0":
-            return (
-                "positive",
-                "pass a positive tensor, e.g. via torch.nn.functional.softplus or a param with "
-                "constraint=constraints.positive",
-            )
-        how = f"greater_than({lb})" if _is_number(lb) else "greater_than(lower)"
-        return (
-            f"greater than {lb}",
-            f"pass e.g. lower + softplus(x), or a param with constraint=constraints.{how}",
-        )
-    if isinstance(constraint, _GreaterThanEq):
-        lb = _bound(constraint.lower_bound)
-        if lb == "0":
-            return (
-                "non-negative",
-                "pass e.g. x.abs() or softplus(x), or a param with constraint=constraints.positive",
-            )
-        how = f"greater_than_eq({lb})" if _is_number(lb) else "greater_than_eq(lower)"
-        return (
-            f"at least {lb}",
-            f"pass e.g. lower + softplus(x), or a param with constraint=constraints.{how}",
-        )
-    if isinstance(constraint, _LessThan):
-        ub = _bound(constraint.upper_bound)
-        how = f"less_than({ub})" if _is_number(ub) else "less_than(upper)"
-        return (
-            f"less than {ub}",
-            f"pass e.g. upper - softplus(x), or a param with constraint=constraints.{how}",
-        )
-    if isinstance(constraint, (_Interval, _HalfOpenInterval)):
-        lo, hi = _bound(constraint.lower_bound), _bound(constraint.upper_bound)
-        closing = "]" if isinstance(constraint, _Interval) else ")"
-        words = f"in [{lo}, {hi}{closing}"
-        if (lo, hi) == ("0", "1"):
-            return (
-                words,
-                "pass e.g. torch.sigmoid(x), or a param with constraint=constraints.unit_interval"
-                + hint,
-            )
-        bounds = f"{lo}, {hi}" if _is_number(lo) and _is_number(hi) else "lower, upper"
-        return (words, f"pass e.g. a param with constraint=constraints.interval({bounds})" + hint)
-    if isinstance(constraint, _IntegerInterval):
-        lo, hi = _bound(constraint.lower_bound), _bound(constraint.upper_bound)
-        return (f"an integer in [{lo}, {hi}]", "round it (x.round()) or pass whole numbers")
-    if isinstance(constraint, _IntegerGreaterThan):
-        lb = _bound(constraint.lower_bound)
-        words = {"0": "a non-negative integer", "1": "a positive integer"}.get(
-            lb, f"an integer of at least {lb}"
-        )
-        return (words, "round it (x.round()) or pass whole numbers")
-    if isinstance(constraint, _Boolean):
-        return ("0 or 1", "pass 0./1. values, e.g. (x > 0).float()")
-    if isinstance(constraint, _Simplex):
-        return (
-            "a probability vector along the last dim (entries >= 0 that sum to 1)",
-            "normalize with x / x.sum(-1, keepdim=True) or torch.softmax(x, -1), or use a param "
-            "with constraint=constraints.simplex" + hint,
-        )
-    if isinstance(constraint, _CorrCholesky):
-        return (
-            "the Cholesky factor of a correlation matrix (lower-triangular, positive diagonal, "
-            "rows of unit length)",
-            "pass torch.linalg.cholesky(corr) or a param with constraint=constraints.corr_cholesky",
-        )
-    if isinstance(constraint, _LowerCholesky):
-        return (
-            "lower-triangular with a positive diagonal (a Cholesky factor)",
-            "pass torch.linalg.cholesky(cov) or a param with constraint=constraints.lower_cholesky",
-        )
-    if isinstance(constraint, _PositiveDefinite):
-        return (
-            "a symmetric positive-definite matrix",
-            "pass e.g. A @ A.mT + 1e-6 * I, or a param with "
-            "constraint=constraints.positive_definite",
-        )
-    if isinstance(constraint, _PositiveSemidefinite):
-        return (
-            "a symmetric positive-semidefinite matrix",
-            "pass e.g. A @ A.mT, or a param with constraint=constraints.positive_semidefinite",
-        )
+    for kind in type(constraint).__mro__:
+        advise = _ADVICE.get(kind)
+        if advise is not None:
+            return advise(constraint, _param_hint(param))
     return (f"within {constraint!r}", "pass a value that satisfies it")
 
 
@@ -316,7 +353,7 @@ def argument_error(
         error = DistributionArgumentError(f"{name}: {err}")
     else:
         param, value, constraint, ok = found
-        words, how = describe_constraint(constraint, param)
+        words, how = constraint_advice(constraint, param)
         error = DistributionArgumentError(
             f"{name}: parameter '{param}' (shape {fmt_shape(value.shape)}) must be {words} "
             f"(constraint {constraint!r}), but {_violations(value, ok, constraint.event_dim)}.\n"
@@ -365,7 +402,7 @@ def sample_error(dist: torch.distributions.Distribution, value: Any, err: ValueE
     ok = support.check(value)
     if bool(ok.all()):
         return DistributionArgumentError(f"{name}: {err}")
-    words, _ = describe_constraint(support)
+    words, _ = constraint_advice(support)
     broken = _violations(value.detach(), ok, support.event_dim)
     return SupportError(
         f"{name}: the value to score (shape {fmt_shape(value.shape)}) must lie in the support, "

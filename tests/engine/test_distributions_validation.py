@@ -5,7 +5,7 @@ import torch
 
 import engine.distributions as dist
 from engine.distributions import constraints
-from engine.distributions.explain import describe_constraint
+from engine.distributions.explain import constraint_advice
 from engine.errors import DistributionArgumentError, ShapeError, SupportError
 
 NAN = float("nan")
@@ -207,7 +207,7 @@ def test_expand_does_not_validate_again(monkeypatch):
 
 
 def test_extra_constraints_describe_themselves():
-    words, how = describe_constraint(constraints.ordered_vector)
+    words, how = constraint_advice(constraints.ordered_vector)
     assert "increasing" in words and "ordered_vector" in how
-    assert describe_constraint(constraints.softplus_positive)[0] == "positive"
-    assert "ones on the diagonal" in describe_constraint(constraints.unit_lower_cholesky)[0]
+    assert constraint_advice(constraints.softplus_positive)[0] == "positive"
+    assert "ones on the diagonal" in constraint_advice(constraints.unit_lower_cholesky)[0]
