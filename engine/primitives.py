@@ -20,6 +20,9 @@ from engine.argument_checks import check_name, check_sample_fn
 from engine.distributions import Delta, Unit
 from engine.errors import ArgumentError, ShapeError, fmt_shape
 from engine.observation_checks import check_observed_site
+
+# clear_param_store lives with the store; Pyro users also import it from pyro.primitives.
+from engine.params import clear_param_store as clear_param_store
 from engine.params import get_param_store
 from engine.poutine.plate_messenger import PlateMessenger
 from engine.runtime import apply_stack, handlers_active, new_message
@@ -205,8 +208,3 @@ def _copy_into(module_param: torch.Tensor, stored: torch.Tensor, param_name: str
         )
     with torch.no_grad():
         module_param.copy_(stored)
-
-
-def clear_param_store() -> None:
-    """Remove every parameter from the global param store."""
-    get_param_store().clear()
