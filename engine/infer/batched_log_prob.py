@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.poutine.trace_struct import Trace
+from engine.poutine.trace_struct import compute_site_log_prob
 from engine.runtime import Message
 
 
@@ -131,7 +131,7 @@ def log_prob_total(sites: Sequence[Message]) -> torch.Tensor:
         terms.append(group_total if scale == 1 else scale * group_total)
     for site in singles:
         if "log_prob_sum" not in site:
-            Trace._compute_site_log_prob(site)
+            compute_site_log_prob(site)
         terms.append(site["log_prob_sum"])
     if not terms:
         return torch.zeros(())

@@ -29,7 +29,7 @@ from engine.errors import EnumerationError, describe_site, fmt_shape, markov_win
 from engine.infer.model_guide_checks import VINDEX_HINT
 from engine.infer.sum_product import Factor, Plate, Variable
 from engine.infer.trace_elbo import score_log_prob
-from engine.poutine.trace_struct import Trace
+from engine.poutine.trace_struct import Trace, compute_site_log_prob
 from engine.runtime import Message
 
 
@@ -78,7 +78,7 @@ def log_density(site: Message, masked: bool = True) -> torch.Tensor:
     still sum to one over its values, so the masked element contributes nothing.
     """
     if "unscaled_log_prob" not in site:
-        Trace._compute_site_log_prob(site)
+        compute_site_log_prob(site)
     return score_log_prob(site) if masked else site["unscaled_log_prob"]
 
 

@@ -24,7 +24,7 @@ from engine.infer.batched_log_prob import log_prob_total
 from engine.infer.elbo import ELBO, PARTICLE_PLATE
 from engine.infer.rao_blackwell import cost_seen_by, independent_sites
 from engine.infer.util import sum_except_plate
-from engine.poutine.trace_struct import Trace, scale_and_mask
+from engine.poutine.trace_struct import Trace, compute_site_log_prob, scale_and_mask
 from engine.runtime import Message
 
 
@@ -92,7 +92,7 @@ class Trace_ELBO(ELBO):
             return elbo, elbo
         for site in (*model_sites, *guide_sites):
             if "log_prob" not in site:
-                Trace._compute_site_log_prob(site)
+                compute_site_log_prob(site)
         costs = [(site, site["log_prob"]) for site in model_sites]
         costs += [(site, -site["log_prob"]) for site in guide_sites]
         elbo = total([site_total(site) for site in model_sites])

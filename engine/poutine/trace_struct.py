@@ -143,7 +143,7 @@ class Trace:
         """Compute and cache ``log_prob`` (scaled and masked) on every selected sample site."""
         for name, site in self.sample_sites():
             if "log_prob" not in site and site_filter(name, site):
-                self._compute_site_log_prob(site)
+                compute_site_log_prob(site)
 
     def log_prob_sum(self, site_filter: SiteFilter = _every_site) -> torch.Tensor:
         """The total log density of the selected sample sites, scaled by their plates."""
@@ -152,23 +152,9 @@ class Trace:
             if not site_filter(name, site):
                 continue
             if "log_prob_sum" not in site:
-                self._compute_site_log_prob(site)
+                compute_site_log_prob(site)
             total = total + site["log_prob_sum"]
         return total if isinstance(total, torch.Tensor) else torch.tensor(total)
-
-    @staticmethod
-    def _compute_site_log_prob(site: Message) -> None:
-        try:
-            unscaled = site["fn"].log_prob(site["value"], *site["args"], **site["kwargs"])
-        except PPLError as error:
-            # torch's one validation of the value (support, shape) knows no site: name it here.
-            kind = "Observed site" if site["is_observed"] else "Sample site"
-            raise type(error)(f"{kind} {describe_site(site)}: {error.message}") from None
-        log_prob = scale_and_mask(unscaled, site["scale"], site["mask"])
-        site["unscaled_log_prob"] = unscaled
-        site["log_prob"] = log_prob
-        # A scalar log-prob is its own sum: no extra op, and no extra autograd node per step.
-        site["log_prob_sum"] = log_prob if log_prob.dim() == 0 else log_prob.sum()
 
     def format_shapes(self, title: str = "Trace shapes", culprit: Message | None = None) -> str:
         """A table of every site's distribution, shapes, log-prob shape and plates (and, last,
@@ -176,6 +162,32 @@ class Trace:
         from engine.poutine.shape_table import format_site_table
 
         return format_site_table(self, title=title, culprit=culprit)
+
+
+def compute_site_log_prob(site: Message) -> None:
+    """Score a sample site in place: its ``unscaled_log_prob`` (the distribution's log-density of
+    its value), its ``log_prob`` (scaled and masked by its handlers) and ``log_prob_sum``. A value
+    outside the support is an error that names the site.
+
+    >>> import torch, engine, engine.distributions as dist
+    >>> with engine.poutine.trace() as tracer:
+    ...     _ = engine.sample("x", dist.Normal(0.0, 1.0), obs=torch.tensor(0.0))
+    >>> site = tracer.trace.nodes["x"]
+    >>> compute_site_log_prob(site)
+    >>> round(site["log_prob_sum"].item(), 4)
+    -0.9189
+    """
+    try:
+        unscaled = site["fn"].log_prob(site["value"], *site["args"], **site["kwargs"])
+    except PPLError as error:
+        # torch's one validation of the value (support, shape) knows no site: name it here.
+        kind = "Observed site" if site["is_observed"] else "Sample site"
+        raise type(error)(f"{kind} {describe_site(site)}: {error.message}") from None
+    log_prob = scale_and_mask(unscaled, site["scale"], site["mask"])
+    site["unscaled_log_prob"] = unscaled
+    site["log_prob"] = log_prob
+    # A scalar log-prob is its own sum: no extra op, and no extra autograd node per step.
+    site["log_prob_sum"] = log_prob if log_prob.dim() == 0 else log_prob.sum()
 
 
 def _describe_kind(site: Message) -> str:

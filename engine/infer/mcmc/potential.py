@@ -58,7 +58,7 @@ from engine.infer.sum_product import contract, total
 from engine.infer.util import max_plate_nesting_of, sum_except_plate, vectorize
 from engine.poutine.enum_messenger import EnumMessenger
 from engine.poutine.handlers import trace
-from engine.poutine.trace_struct import Trace
+from engine.poutine.trace_struct import Trace, compute_site_log_prob
 from engine.runtime import Message, Messenger, is_subsample_site
 from engine.source_lines import SourceLines
 
@@ -302,7 +302,7 @@ class Potential(FlatLayout):
             if site["infer"].get("_enum_dims"):
                 continue  # ran while a site was enumerated: part of the sum above
             if "log_prob" not in site:
-                Trace._compute_site_log_prob(site)
+                compute_site_log_prob(site)
             if batched:
                 density = sum_except_plate(site["log_prob"], site, CHAIN_PLATE)
                 densities[name] = density.expand(z.shape[0])
@@ -347,7 +347,7 @@ class Potential(FlatLayout):
             if site["infer"].get("_enum_dims"):
                 continue  # its density depends on an enumerated site: no pointwise value
             if "log_prob" not in site:
-                Trace._compute_site_log_prob(site)
+                compute_site_log_prob(site)
             log_prob = site["log_prob"]
             if batched:
                 values[name] = _per_row(log_prob, z.shape[0], observed.batch_shape)
