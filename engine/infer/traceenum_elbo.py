@@ -50,7 +50,6 @@ from engine.infer.sum_product import (
     total,
 )
 from engine.infer.trace_elbo import is_reparameterized
-from engine.infer.util import vectorize
 from engine.poutine.enum_messenger import EnumMessenger
 from engine.poutine.handlers import replay, trace
 from engine.poutine.trace_struct import Trace
@@ -74,17 +73,11 @@ class TraceEnum_ELBO(ELBO):
     def _get_traces(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
     ) -> Iterator[tuple[Trace, Trace]]:
+        # Enumeration dims go left of the model's plates: one particle needs the nesting too.
         self._guess_max_plate_nesting(model, guide, args, kwargs)
-        if self.vectorize_particles and self.num_particles > 1:
-            nesting = int(self.max_plate_nesting)
-            model = vectorize(model, self.num_particles, nesting)
-            guide = vectorize(guide, self.num_particles, nesting)
-            yield from self._branch_traces(model, guide, args, kwargs)
-            return
-        for _ in range(self.num_particles):
-            yield from self._branch_traces(model, guide, args, kwargs)
+        yield from super()._get_traces(model, guide, args, kwargs)
 
-    def _branch_traces(
+    def _particle_traces(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
     ) -> Iterator[tuple[Trace, Trace]]:
         """One (model, guide) trace pair per combination of the guide's sequential values."""
