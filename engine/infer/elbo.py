@@ -124,15 +124,25 @@ class ELBO:
         args: tuple,
         kwargs: dict[str, Any],
     ) -> Iterator[tuple[Trace, Trace]]:
+        """Every particle's trace pairs: :meth:`_particle_traces` run ``num_particles`` times, or
+        once under the particle plate (:data:`PARTICLE_PLATE`) when particles are vectorised."""
         if self.vectorize_particles and self.num_particles > 1:
             self._guess_max_plate_nesting(model, guide, args, kwargs)
             nesting = int(self.max_plate_nesting)
             model = vectorize(model, self.num_particles, nesting, PARTICLE_PLATE)
             guide = vectorize(guide, self.num_particles, nesting, PARTICLE_PLATE)
-            yield self._get_trace(model, guide, args, kwargs)
+            yield from self._particle_traces(model, guide, args, kwargs)
             return
         for _ in range(self.num_particles):
-            yield self._get_trace(model, guide, args, kwargs)
+            yield from self._particle_traces(model, guide, args, kwargs)
+
+    def _particle_traces(
+        self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
+    ) -> Iterator[tuple[Trace, Trace]]:
+        """One particle's trace pairs: here the one pair of :meth:`_get_trace`; an ELBO that runs
+        the guide several times per particle (TraceEnum_ELBO's sequential branches) gives each
+        run's pair, each scored by :meth:`_particle_elbo` before the next run."""
+        yield self._get_trace(model, guide, args, kwargs)
 
     # -- the estimate ------------------------------------------------------------------------
 

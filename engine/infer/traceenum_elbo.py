@@ -28,7 +28,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -42,6 +42,7 @@ from engine.infer.sequential_enum import SequentialEnumMessenger, sequential_bra
 from engine.infer.sum_product import (
     Factor,
     Plate,
+    Variable,
     align,
     combine,
     contract,
@@ -50,7 +51,6 @@ from engine.infer.sum_product import (
     total,
 )
 from engine.infer.trace_elbo import is_reparameterized
-from engine.infer.util import vectorize
 from engine.poutine.enum_messenger import EnumMessenger
 from engine.poutine.handlers import replay, trace
 from engine.poutine.trace_struct import Trace
@@ -74,17 +74,11 @@ class TraceEnum_ELBO(ELBO):
     def _get_traces(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
     ) -> Iterator[tuple[Trace, Trace]]:
+        # Enumeration dims go left of the model's plates: one particle needs the nesting too.
         self._guess_max_plate_nesting(model, guide, args, kwargs)
-        if self.vectorize_particles and self.num_particles > 1:
-            nesting = int(self.max_plate_nesting)
-            model = vectorize(model, self.num_particles, nesting)
-            guide = vectorize(guide, self.num_particles, nesting)
-            yield from self._branch_traces(model, guide, args, kwargs)
-            return
-        for _ in range(self.num_particles):
-            yield from self._branch_traces(model, guide, args, kwargs)
+        yield from super()._get_traces(model, guide, args, kwargs)
 
-    def _branch_traces(
+    def _particle_traces(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
     ) -> Iterator[tuple[Trace, Trace]]:
         """One (model, guide) trace pair per combination of the guide's sequential values."""
@@ -114,72 +108,131 @@ class TraceEnum_ELBO(ELBO):
     def _particle_elbo(
         self, model_trace: Trace, guide_trace: Trace
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        plates = trace_plates(model_trace, guide_trace)
+        """The ELBO of one trace pair, its enumerated sites summed out, and its surrogate, in three
+        steps: the factors (:func:`_factors`), the guide's weights (:func:`_guide_weights`) and
+        the score-function surrogate (:func:`_score_surrogate`)."""
+        labels = _Labels.of(model_trace, guide_trace)
+        model_sites = [site for _, site in model_trace.sample_sites()]
+        guide_sites = [site for _, site in guide_trace.iter_stochastic_nodes()]
+        scored = [
+            site
+            for site in guide_sites
+            if _drawn(site, labels.guide_variables) and not is_reparameterized(site)
+        ]
+        # Sites that ran while no site was enumerated cannot depend on one: their total is all
+        # the ELBO needs, scored in batches as in Trace_ELBO. A score-function term needs every
+        # cost element by element, so then every site goes the long way.
+        touched = (lambda site: True) if scored else _touched
+        plain_model, touched_model = _split(model_sites, touched)
+        plain_guide, touched_guide = _split(guide_sites, touched)
+        costs, guide_factors = _factors(labels, touched_model, touched_guide)
+        weights, branch_weight = _guide_weights(labels, touched_guide, guide_factors)
+        expected = [_expected(cost, weights, labels.plates) for cost in costs]
+        elbo = log_prob_total(plain_model) - log_prob_total(plain_guide)
+        for factor in expected:
+            elbo = elbo + total(factor, labels.plates)
+        if branch_weight is not None:
+            elbo = branch_weight * elbo
+        surrogate = _score_surrogate(labels, elbo, scored, costs, expected, weights, branch_weight)
+        return elbo, surrogate
+
+
+@dataclass(frozen=True)
+class _Labels:
+    """What names the dims of one trace pair's log-densities: its plates and its enumerated sites
+    (the guide's, and the model's own)."""
+
+    plates: dict[str, Plate]
+    guide_variables: dict[str, Variable]
+    model_variables: dict[str, Variable]
+    variables: dict[str, Variable]  # both
+
+    @classmethod
+    def of(cls, model_trace: Trace, guide_trace: Trace) -> _Labels:
         guide_variables = enumerated_sites(guide_trace)
         model_variables = {  # replayed guide sites carry the guide's marks: not the model's
             name: variable
             for name, variable in enumerated_sites(model_trace).items()
             if name not in guide_variables
         }
-        variables = {**guide_variables, **model_variables}
-        model_sites = [site for _, site in model_trace.sample_sites()]
-        guide_sites = [site for _, site in guide_trace.iter_stochastic_nodes()]
-        scored = [
-            site
-            for site in guide_sites
-            if _drawn(site, guide_variables) and not is_reparameterized(site)
-        ]
-        # Sites that ran while no site was enumerated cannot depend on one: their total is all
-        # the ELBO needs, scored in batches as in Trace_ELBO. A score-function term needs every
-        # cost element by element, so then every site goes the long way.
-        touched = (lambda site: True) if scored else _touched
-        plain_model = [site for site in model_sites if not touched(site)]
-        plain_guide = [site for site in guide_sites if not touched(site)]
-        model_factors = [
-            site_factor(
-                site,
-                log_density(site, masked=site["name"] not in model_variables),
-                variables,
-                plates,
-            )
-            for site in model_sites
-            if touched(site)
-        ]
-        costs = contract(model_factors, variables, plates, set(model_variables))
-        weights: dict[str, Factor] = {}
-        branch_log_weight: torch.Tensor | None = None
-        for site in guide_sites:
-            if not touched(site):
-                continue
-            factor = site_factor(site, log_density(site), variables, plates)
-            costs.append(Factor(-factor.tensor, factor.labels, factor.sites, factor.scale))
-            if site["name"] in guide_variables:
-                unmasked = site_factor(site, log_density(site, masked=False), variables, plates)
-                weights[site["name"]] = Factor(unmasked.tensor, unmasked.labels, unmasked.sites)
-            elif site["infer"].get("_sequential"):
-                term = factor.tensor.sum()
-                branch_log_weight = term if branch_log_weight is None else branch_log_weight + term
-        expected = [_expected(cost, weights, plates) for cost in costs]
-        elbo = log_prob_total(plain_model) - log_prob_total(plain_guide)
-        for factor in expected:
-            elbo = elbo + total(factor, plates)
-        weight = None if branch_log_weight is None else branch_log_weight.exp()
-        if weight is not None:
-            elbo = weight * elbo
-        surrogate = elbo
-        for site in scored:
-            score = site_factor(site, log_density(site), variables, plates)
-            drawn_per = tuple(label for label in score.labels if label in weights)
-            # A site drawn once per value of enumerated guide sites meets, for each value, that
-            # value's share of the expected costs.
-            seen = (
-                [_expected(cost, weights, plates, drawn_per) for cost in costs]
-                if drawn_per
-                else expected
-            )
-            term = _score_term(score, seen, plates)
-            surrogate = surrogate + (term if weight is None else weight.detach() * term)
-        return elbo, surrogate
+        return cls(
+            trace_plates(model_trace, guide_trace),
+            guide_variables,
+            model_variables,
+            {**guide_variables, **model_variables},
+        )
+
+    def factor(self, site: Message, masked: bool = True) -> Factor:
+        """``site``'s log-density (masked unless ``masked=False``) as a labelled factor."""
+        return site_factor(site, log_density(site, masked=masked), self.variables, self.plates)
+
+
+def _split(sites: list[Message], touched: Callable[[Message], bool]) -> tuple[list, list]:
+    """``sites`` in two lists, in their order: those not ``touched``, and those touched."""
+    return [site for site in sites if not touched(site)], [site for site in sites if touched(site)]
+
+
+def _factors(
+    labels: _Labels, model_sites: list[Message], guide_sites: list[Message]
+) -> tuple[list[Factor], dict[str, Factor]]:
+    """Step 1, the factors: the costs whose expectation under the guide is the ELBO (the model's
+    log-densities with its own enumerated sites summed out, then minus the guide's), and the
+    guide's log-densities by site name."""
+    model_factors = [
+        labels.factor(site, masked=site["name"] not in labels.model_variables)
+        for site in model_sites
+    ]
+    costs = contract(model_factors, labels.variables, labels.plates, set(labels.model_variables))
+    guide_factors = {site["name"]: labels.factor(site) for site in guide_sites}
+    costs.extend(Factor(-f.tensor, f.labels, f.sites, f.scale) for f in guide_factors.values())
+    return costs, guide_factors
+
+
+def _guide_weights(
+    labels: _Labels, guide_sites: list[Message], guide_factors: dict[str, Factor]
+) -> tuple[dict[str, Factor], torch.Tensor | None]:
+    """Step 2, the guide's weights: the log-probabilities of each enumerated guide site's values
+    (unmasked and unscaled: they weigh the costs), by name; and the probability of this run's
+    branch of the sequentially enumerated guide sites (None when there are none)."""
+    weights: dict[str, Factor] = {}
+    branch_log_weight: torch.Tensor | None = None
+    for site in guide_sites:
+        if site["name"] in labels.guide_variables:
+            unmasked = labels.factor(site, masked=False)
+            weights[site["name"]] = Factor(unmasked.tensor, unmasked.labels, unmasked.sites)
+        elif site["infer"].get("_sequential"):
+            term = guide_factors[site["name"]].tensor.sum()
+            branch_log_weight = term if branch_log_weight is None else branch_log_weight + term
+    return weights, None if branch_log_weight is None else branch_log_weight.exp()
+
+
+def _score_surrogate(
+    labels: _Labels,
+    elbo: torch.Tensor,
+    scored: list[Message],
+    costs: list[Factor],
+    expected: list[Factor],
+    weights: dict[str, Factor],
+    branch_weight: torch.Tensor | None,
+) -> torch.Tensor:
+    """Step 3, the score-function surrogate: ``elbo`` plus the score term (:func:`_score_term`)
+    of each ``scored`` guide site (drawn, not reparameterised) against the costs it meets
+    (``expected``, the costs in expectation), each weighted by its branch's probability as a
+    constant. Without scored sites, ``elbo`` itself."""
+    surrogate = elbo
+    for site in scored:
+        score = labels.factor(site)
+        drawn_per = tuple(label for label in score.labels if label in weights)
+        # A site drawn once per value of enumerated guide sites meets, for each value, that
+        # value's share of the expected costs.
+        seen = (
+            [_expected(cost, weights, labels.plates, drawn_per) for cost in costs]
+            if drawn_per
+            else expected
+        )
+        term = _score_term(score, seen, labels.plates)
+        surrogate = surrogate + (term if branch_weight is None else branch_weight.detach() * term)
+    return surrogate
 
 
 def _score_term(score: Factor, costs: list[Factor], plates: dict[str, Plate]) -> torch.Tensor:

@@ -4,7 +4,7 @@
 >>> def model():
 ...     with engine.plate("data", 3):
 ...         return engine.sample("x", dist.Normal(0.0, 1.0))
->>> vectorize(model, 5, max_plate_nesting=1)().shape
+>>> vectorize(model, 5, max_plate_nesting=1, name="draws")().shape
 torch.Size([5, 3])
 """
 
@@ -94,10 +94,11 @@ def vectorize(
     fn: Callable,
     num: int,
     max_plate_nesting: int,
-    name: str = "_num_particles_vectorized",
+    name: str,
 ) -> Callable:
-    """Run ``fn`` under a plate of size ``num`` left of its own plates (``dim=-max-1``), so that
-    every site gets ``num`` independent draws along that dim.
+    """Run ``fn`` under a plate named ``name`` of size ``num`` left of its own plates
+    (``dim=-max-1``), so that every site gets ``num`` independent draws along that dim. Each
+    caller names its own plate (the ELBOs' is :data:`engine.infer.elbo.PARTICLE_PLATE`).
 
     A plate of ``fn`` that asks for that dim means ``max_plate_nesting`` was set too low; the
     error says so rather than blaming the plate.
@@ -107,7 +108,7 @@ def vectorize(
     ...     with engine.plate("rows", 2, dim=-2):
     ...         engine.sample("x", dist.Normal(0.0, 1.0))
     >>> try:
-    ...     vectorize(deep, 5, max_plate_nesting=1)()
+    ...     vectorize(deep, 5, max_plate_nesting=1, name="draws")()
     ... except PlateError as error:
     ...     print(error.message[:60])
     max_plate_nesting=1 is too small: plate 'rows' (size 2) asks

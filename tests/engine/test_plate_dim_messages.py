@@ -9,6 +9,7 @@ import engine
 import engine.distributions as dist
 from engine.errors import PlateError
 from engine.infer import Trace_ELBO
+from engine.infer.elbo import PARTICLE_PLATE
 
 
 def nested(data):
@@ -55,7 +56,7 @@ def test_too_small_max_plate_nesting_is_blamed_not_the_models_plate():
         "vectorised draws go"
     )
     assert "Fix: max_plate_nesting=2 or more" in message
-    assert "_num_particles_vectorized" not in message
+    assert PARTICLE_PLATE not in message
     # The fix it names works, and so does leaving the argument out.
     for fixed in (
         Trace_ELBO(num_particles=5, vectorize_particles=True, max_plate_nesting=2),
