@@ -38,12 +38,12 @@ class Family:
     """How to score a stack of sites of one distribution family at once.
 
     ``key(fn, value)`` returns a hashable group key (sites with equal keys are stacked) or None
-    when this site cannot join a batch; ``total(sites)`` returns the summed, unscaled
+    when this site cannot join a batch; ``summed_log_prob(sites)`` returns the summed, unscaled
     log-density of the group.
     """
 
     key: Callable[[torch.distributions.Distribution, torch.Tensor], Hashable | None]
-    total: Callable[[Sequence[Message]], torch.Tensor]
+    summed_log_prob: Callable[[Sequence[Message]], torch.Tensor]
 
 
 _FAMILIES: dict[type, Family] = {}
@@ -68,12 +68,12 @@ def parametric_family(cls: type, names: tuple[str, ...]) -> Family:
             return None
         return _shape_key([*params, value])
 
-    def total(sites):
+    def summed_log_prob(sites):
         params = [torch.stack([getattr(s["fn"], name) for s in sites]) for name in names]
         values = torch.stack([s["value"] for s in sites])
         return cls(*params).log_prob(values).sum()
 
-    return Family(key, total)
+    return Family(key, summed_log_prob)
 
 
 def _independent_key(fn, value):
@@ -90,7 +90,7 @@ def _independent_total(sites):
     # An Independent's log-density is the sum of its base's over the event dims, and only the
     # total is needed: score the bases as a batch.
     base_sites = [dict(site, fn=site["fn"].base_dist) for site in sites]
-    return _FAMILIES[type(base_sites[0]["fn"])].total(base_sites)
+    return _FAMILIES[type(base_sites[0]["fn"])].summed_log_prob(base_sites)
 
 
 def _group_key(site: Message) -> Hashable | None:
@@ -124,7 +124,7 @@ def log_prob_total(sites: Sequence[Message]) -> torch.Tensor:
             singles.extend(members)
             continue
         try:
-            group_total = _FAMILIES[cls].total(members)
+            group_total = _FAMILIES[cls].summed_log_prob(members)
         except ValueError:
             singles.extend(members)  # rescored one by one below, so the error names the site
             continue

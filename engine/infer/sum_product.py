@@ -149,15 +149,15 @@ def reduce_plates(factor: Factor, names: Iterable[str], plates: dict[str, Plate]
     return Factor(tensor, labels, factor.sites, factor.scale)
 
 
-def total(factor: Factor, plates: dict[str, Plate], keep: str | None = None) -> torch.Tensor:
+def plate_total(factor: Factor, plates: dict[str, Plate], keep: str | None = None) -> torch.Tensor:
     """A factor with no enumerated site left, summed over its plates and scaled: its share of
     the log-density. With ``keep``, that plate's dim is kept (one total per element; a factor
     that does not run along it gives one total for all).
 
-    >>> total(Factor(torch.ones(3), ("data",), ("x",), 0.5), {"data": Plate(3, 2.0)})
+    >>> plate_total(Factor(torch.ones(3), ("data",), ("x",), 0.5), {"data": Plate(3, 2.0)})
     tensor(3.)
     >>> chains_by_data = Factor(torch.ones(2, 3), ("chains", "data"), ("x",))
-    >>> total(chains_by_data, {"chains": Plate(2), "data": Plate(3)}, keep="chains")
+    >>> plate_total(chains_by_data, {"chains": Plate(2), "data": Plate(3)}, keep="chains")
     tensor([3., 3.])
     """
     summed = [label for label in factor.labels if label != keep]

@@ -60,7 +60,7 @@ def total_seen_by(site: Message, costs: list[tuple[Message, torch.Tensor]]) -> t
     return seen
 
 
-def total(terms: list[torch.Tensor]) -> torch.Tensor:
+def stacked_sum(terms: list[torch.Tensor]) -> torch.Tensor:
     """Sum equally-shaped terms in one op: one autograd node instead of a chain of additions."""
     if not terms:
         return torch.zeros(())
@@ -95,8 +95,8 @@ class Trace_ELBO(ELBO):
                 compute_site_log_prob(site)
         costs = [(site, site["log_prob"]) for site in model_sites]
         costs += [(site, -site["log_prob"]) for site in guide_sites]
-        elbo = total([site_total(site) for site in model_sites])
-        elbo = elbo - total([site_total(site) for site in guide_sites])
+        elbo = stacked_sum([site_total(site) for site in model_sites])
+        elbo = elbo - stacked_sum([site_total(site) for site in guide_sites])
         surrogate = elbo.sum()
         for site in guide_sites:
             if is_reparameterized(site):

@@ -47,8 +47,8 @@ from engine.infer.sum_product import (
     combine,
     contract,
     guide_sites_across_plates,
+    plate_total,
     reduce_plates,
-    total,
 )
 from engine.infer.trace_elbo import is_reparameterized
 from engine.poutine.enum_messenger import EnumMessenger
@@ -117,20 +117,20 @@ class TraceEnum_ELBO(ELBO):
         scored = [
             site
             for site in guide_sites
-            if _drawn(site, labels.guide_variables) and not is_reparameterized(site)
+            if _drawn_at_random(site, labels.guide_variables) and not is_reparameterized(site)
         ]
         # Sites that ran while no site was enumerated cannot depend on one: their total is all
         # the ELBO needs, scored in batches as in Trace_ELBO. A score-function term needs every
         # cost element by element, so then every site goes the long way.
-        touched = (lambda site: True) if scored else _touched
-        plain_model, touched_model = _split(model_sites, touched)
-        plain_guide, touched_guide = _split(guide_sites, touched)
-        costs, guide_factors = _factors(labels, touched_model, touched_guide)
-        weights, branch_weight = _guide_weights(labels, touched_guide, guide_factors)
+        meets_enumeration = (lambda site: True) if scored else _meets_enumeration
+        plain_model, enumerated_model = _split(model_sites, meets_enumeration)
+        plain_guide, enumerated_guide = _split(guide_sites, meets_enumeration)
+        costs, guide_factors = _factors(labels, enumerated_model, enumerated_guide)
+        weights, branch_weight = _guide_weights(labels, enumerated_guide, guide_factors)
         expected = [_expected(cost, weights, labels.plates) for cost in costs]
         elbo = log_prob_total(plain_model) - log_prob_total(plain_guide)
         for factor in expected:
-            elbo = elbo + total(factor, labels.plates)
+            elbo = elbo + plate_total(factor, labels.plates)
         if branch_weight is not None:
             elbo = branch_weight * elbo
         surrogate = _score_surrogate(labels, elbo, scored, costs, expected, weights, branch_weight)
@@ -167,9 +167,9 @@ class _Labels:
         return site_factor(site, log_density(site, masked=masked), self.variables, self.plates)
 
 
-def _split(sites: list[Message], touched: Callable[[Message], bool]) -> tuple[list, list]:
-    """``sites`` in two lists, in their order: those not ``touched``, and those touched."""
-    return [site for site in sites if not touched(site)], [site for site in sites if touched(site)]
+def _split(sites: list[Message], chosen: Callable[[Message], bool]) -> tuple[list, list]:
+    """``sites`` in two lists, in their order: those not ``chosen``, and those chosen."""
+    return [site for site in sites if not chosen(site)], [site for site in sites if chosen(site)]
 
 
 def _factors(
@@ -254,13 +254,13 @@ def _score_term(score: Factor, costs: list[Factor], plates: dict[str, Plate]) ->
     return term
 
 
-def _touched(site: Message) -> bool:
+def _meets_enumeration(site: Message) -> bool:
     """Whether a site ran while some site was enumerated (so it may depend on one), or is a
     sequentially enumerated guide site (its probability weights its branch)."""
     return bool(site["infer"].get("_enum_dims")) or bool(site["infer"].get("_sequential"))
 
 
-def _drawn(site: Message, guide_variables: dict) -> bool:
+def _drawn_at_random(site: Message, guide_variables: dict) -> bool:
     """Whether a guide site's value was drawn at random (not enumerated)."""
     return site["name"] not in guide_variables and not site["infer"].get("_sequential")
 

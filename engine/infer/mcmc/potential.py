@@ -54,7 +54,7 @@ from engine.infer.mcmc.flat_layout import FlatLayout, MCMCError, SiteSlot
 from engine.infer.mcmc.gradient_plan import PlannedGradient
 from engine.infer.mcmc.observations import ObservedSite, is_data, site_dims
 from engine.infer.nonfinite import find_first_nonfinite
-from engine.infer.sum_product import contract, total
+from engine.infer.sum_product import contract, plate_total
 from engine.infer.util import max_plate_nesting_of, sum_except_plate, vectorize
 from engine.poutine.enum_messenger import EnumMessenger
 from engine.poutine.handlers import trace
@@ -325,7 +325,7 @@ class Potential(FlatLayout):
         ]
         marginal = torch.zeros(rows, dtype=self.dtype, device=self.device)
         for factor in contract(factors, variables, plates, set(variables)):
-            marginal = marginal + total(factor, plates, keep=CHAIN_PLATE if batched else None)
+            marginal = marginal + plate_total(factor, plates, keep=CHAIN_PLATE if batched else None)
         return {f"sum over {', '.join(variables)}": marginal}
 
     def _site_values(self, z: torch.Tensor, batched: bool) -> dict[str, torch.Tensor]:
