@@ -48,7 +48,7 @@ from pplkernel.magic_args import (
     parse_trace,
 )
 from pplkernel.runs import SviRun
-from pplkernel.session import MagicError, Registered, Session, bind_arguments
+from pplkernel.session import CellFunction, MagicError, Session, bind_arguments
 from widgets import McmcMonitor, ModelGraph, TraceInspector
 from widgets.predictive_check import PredictiveCheck
 from widgets.predictive_draws import PredictiveDraws, choose_covariate, replicate
@@ -283,7 +283,7 @@ class PPLMagics(Magics):
         with engine_errors(), contextlib.suppress(KeyboardInterrupt):
             run.step(steps)
 
-    def _new_run(self, name: str, model: Registered, options, settings, args, kwargs) -> SviRun:
+    def _new_run(self, name: str, model: CellFunction, options, settings, args, kwargs) -> SviRun:
         guide, guide_entry = self._guide_for(options.guide, model)
         optim = _OPTIMIZERS[options.optim]({"lr": options.lr})
         loss = _ELBOS[options.elbo](num_particles=options.particles)
@@ -382,7 +382,7 @@ class PPLMagics(Magics):
         self._check_given(fn, values)
         return {**kwargs, **values}
 
-    def _mcmc_draws(self, model: Registered, mcmc: MCMC, options: Any) -> PredictiveDraws:
+    def _mcmc_draws(self, model: CellFunction, mcmc: MCMC, options: Any) -> PredictiveDraws:
         if mcmc.running:
             raise MagicError(
                 f"The MCMC run of '{model.name}' is still sampling: wait for it to end (or stop "
@@ -456,7 +456,7 @@ class PPLMagics(Magics):
             "NameError",
         )
 
-    def _guide_for(self, name: str, model: Registered) -> tuple[Callable, Registered | None]:
+    def _guide_for(self, name: str, model: CellFunction) -> tuple[Callable, CellFunction | None]:
         """The guide ``--guide name`` means, and its ``%%guide`` entry (None for an autoguide)."""
         if name in _AUTOGUIDES:
             return _AUTOGUIDES[name](model.fn), None

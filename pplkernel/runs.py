@@ -19,13 +19,13 @@ the params after a whole step.
 >>> from engine.infer import Trace_ELBO
 >>> from engine.infer.autoguide import AutoNormal
 >>> from engine.optim import Adam
->>> from pplkernel.session import Registered
+>>> from pplkernel.session import CellFunction
 >>> engine.clear_param_store()  # a run starts from a copy of the notebook's store
 >>> def coin(flips):
 ...     p = engine.sample("p", dist.Beta(2.0, 2.0))
 ...     with engine.plate("n", len(flips)):
 ...         engine.sample("obs", dist.Bernoulli(p), obs=flips)
->>> model = Registered("model", "coin", coin, "digest")
+>>> model = CellFunction("model", "coin", coin, "digest")
 >>> run = SviRun("coin", model, AutoNormal(coin), None, Adam({"lr": 0.05}), Trace_ELBO(),
 ...              (), {"flips": torch.ones(5)})
 >>> len(run.step(3).losses)
@@ -48,7 +48,7 @@ from engine.infer.autoguide import AutoGuide
 from engine.infer.elbo import ELBO
 from engine.params import ParamStoreDict, get_param_store, param_store_scope
 from engine.poutine.handlers import block, trace
-from pplkernel.session import Registered
+from pplkernel.session import CellFunction
 from widgets.posterior_plot import FIGURE_SAMPLES, plot_posterior
 from widgets.run_lock import RunLock
 from widgets.svi_monitor import SviMonitor
@@ -105,9 +105,9 @@ class SviRun:
     def __init__(
         self,
         name: str,
-        model: Registered,
+        model: CellFunction,
         guide: Any,
-        guide_entry: Registered | None,
+        guide_entry: CellFunction | None,
         optim: Any,
         loss: ELBO,
         args: tuple,
@@ -217,7 +217,7 @@ class SviRun:
         """Stop a background Run and detach the monitor (the run's params go with the run)."""
         self.monitor.close()
 
-    def mark_stale_if_built_on(self, entry: Registered) -> None:
+    def mark_stale_if_built_on(self, entry: CellFunction) -> None:
         for own in (self.model_entry, self.guide_entry):
             if own is entry:
                 self.stale = (

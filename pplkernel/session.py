@@ -24,8 +24,9 @@ from pplkernel.model_cells import source_digest
 
 
 @dataclass
-class Registered:
-    """A model or guide defined by a cell."""
+class CellFunction:
+    """A model or guide function defined by a `%%model` or `%%guide` cell, as the session keeps
+    it: its kind, name, the function, a digest of the cell's body and a version."""
 
     kind: str
     name: str
@@ -38,13 +39,13 @@ class Registered:
 class Session:
     """Models, guides and runs of one notebook (kernel)."""
 
-    models: dict[str, Registered] = field(default_factory=dict)
-    guides: dict[str, Registered] = field(default_factory=dict)
+    models: dict[str, CellFunction] = field(default_factory=dict)
+    guides: dict[str, CellFunction] = field(default_factory=dict)
     runs: dict[str, Any] = field(default_factory=dict)
     latest_run: str | None = None
     mcmc_runs: list[tuple[str, Any]] = field(default_factory=list)  # (model name, MCMC)
 
-    def register(self, kind: str, fn: Callable) -> tuple[Registered, bool]:
+    def register(self, kind: str, fn: Callable) -> tuple[CellFunction, bool]:
         """Register ``fn`` as a model or guide under its name; returns the entry and whether it
         changed (a new name, or a new body)."""
         table = self.models if kind == "model" else self.guides
@@ -54,20 +55,20 @@ class Session:
             old.fn = fn
             return old, False
         version = 1 if old is None else old.version + 1
-        entry = Registered(kind, fn.__name__, fn, digest, version)
+        entry = CellFunction(kind, fn.__name__, fn, digest, version)
         table[fn.__name__] = entry
         if old is not None:
             for run in self.runs.values():
                 run.mark_stale_if_built_on(old)
         return entry, True
 
-    def model(self, name: str) -> Registered:
+    def model(self, name: str) -> CellFunction:
         return self._lookup(self.models, "model", name)
 
-    def guide(self, name: str) -> Registered:
+    def guide(self, name: str) -> CellFunction:
         return self._lookup(self.guides, "guide", name)
 
-    def _lookup(self, table: dict[str, Registered], kind: str, name: str) -> Registered:
+    def _lookup(self, table: dict[str, CellFunction], kind: str, name: str) -> CellFunction:
         if name not in table:
             known = ", ".join(sorted(table)) or "none yet"
             raise MagicError(

@@ -303,7 +303,7 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
     def _finish(self, phase: str, error: str = "") -> None:
         """The final state into the traits: one message, the iterations not sent yet
         included."""
-        pending = self._throttle.take()
+        pending = self._throttle.take_pending()
         if pending:
             self._record(pending)
         draws = self.mcmc.draws_so_far()

@@ -216,7 +216,7 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
         # Under the lock, so no step adds points halfway; whole, so a stop pressed now cannot
         # leave the traits disagreeing with each other.
         with self.lock.hold(), deferred_interrupt():
-            pending = self._throttle.take()
+            pending = self._throttle.take_pending()
             if pending:
                 self._record(pending)
             rows, param_rows = self._losses.rows(), self._param_rows.rows()
@@ -332,7 +332,7 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
         with self.lock.hold():
             if self._on_reset is not None:
                 self._on_reset()
-            self._throttle.take()  # points of the old history not sent yet: gone with it
+            self._throttle.take_pending()  # points of the old history not sent yet: gone with it
             self._losses.clear()
             self._param_rows.clear()
             self._loss_extent, self._param_extents, self._sent_axes = Extent(), {}, {}

@@ -44,7 +44,7 @@ class Throttle:
         if self._clock() - self._last >= self.interval_s:
             self.flush()
 
-    def take(self) -> list[Any]:
+    def take_pending(self) -> list[Any]:
         """Hand the pending items to the caller instead of sending them (it sends them its own
         way, with :meth:`mark_sent`)."""
         batch, self._pending = self._pending, []

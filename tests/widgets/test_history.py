@@ -62,7 +62,7 @@ def test_take_hands_over_the_pending_items_without_sending():
     throttle = Throttle(batches.append, interval_s=1.0, clock=lambda: now[0])
     throttle.add(1)
     throttle.add(2)
-    assert throttle.take() == [1, 2] and throttle.take() == []
+    assert throttle.take_pending() == [1, 2] and throttle.take_pending() == []
     throttle.flush()
     assert batches == []
 
