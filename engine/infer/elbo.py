@@ -67,6 +67,11 @@ class ELBO:
     ``num_particles`` independent draws are averaged; with ``vectorize_particles=True`` they are
     drawn in one run of guide and model under a plate of that size at dim
     ``-max_plate_nesting - 1`` (``max_plate_nesting`` is read off the model when not given).
+
+    ``strict_enumeration_warning`` and ``ignore_jit_warnings`` are accepted because Pyro code
+    passes them, and have nothing to switch here: an enumeration mistake is an error naming the
+    site (never a warning to make strict), and the compiled ELBOs use ``torch.compile``, which
+    has no tracer warnings to silence. ``retain_graph`` is passed to ``backward``.
     """
 
     def __init__(

@@ -59,8 +59,13 @@ class BlockMessenger(Messenger):
     otherwise hidden unless ``hide_all=False`` or ``expose_all=True``. Types are ``"sample"``,
     ``"param"``, ..., and ``"observe"`` for observed sample sites.
 
-    >>> with BlockMessenger(hide=["x"]):
-    ...     pass
+    >>> import engine, engine.distributions as dist
+    >>> with engine.poutine.trace() as tracer:
+    ...     with BlockMessenger(hide=["x"]):
+    ...         _ = engine.sample("x", dist.Normal(0.0, 1.0))
+    ...         _ = engine.sample("y", dist.Normal(0.0, 1.0))
+    >>> list(tracer.trace.nodes)  # the outer trace never sees x
+    ['y']
     """
 
     def __init__(
@@ -121,8 +126,14 @@ class EscapeMessenger(Messenger):
     """At the first sample site where ``escape_fn(msg)`` holds, abort the run with
     :class:`NonlocalExit` (plates' mini-batch sites are never escaped).
 
-    >>> with EscapeMessenger(lambda msg: True):
-    ...     pass
+    >>> import engine, engine.distributions as dist
+    >>> try:
+    ...     with EscapeMessenger(lambda msg: msg["name"] == "y"):
+    ...         _ = engine.sample("x", dist.Normal(0.0, 1.0))
+    ...         _ = engine.sample("y", dist.Normal(0.0, 1.0))
+    ... except NonlocalExit as exit:
+    ...     print("stopped at", exit.site["name"])
+    stopped at y
     """
 
     def __init__(self, escape_fn: SitePredicate):

@@ -37,8 +37,11 @@ def _site_values(data: dict[str, Any] | Trace) -> dict[str, Any]:
 class ConditionMessenger(Messenger):
     """Observe the sample sites named in ``data`` (a dict of values, or a trace).
 
-    >>> with ConditionMessenger({"x": 1.0}):
-    ...     pass
+    >>> import torch, engine, engine.distributions as dist
+    >>> with engine.poutine.trace() as tracer, ConditionMessenger({"x": torch.tensor(1.0)}):
+    ...     x = engine.sample("x", dist.Normal(0.0, 1.0))
+    >>> x.item(), tracer.trace.nodes["x"]["is_observed"]  # observed at 1.0: scored, not drawn
+    (1.0, True)
     """
 
     def __init__(self, data: dict[str, Any] | Trace):
@@ -58,8 +61,12 @@ class DoMessenger(Messenger):
     outside (for counterfactual reasoning); the code after the site, and the handlers inside,
     see the intervention value.
 
-    >>> with DoMessenger({"x": 1.0}):
-    ...     pass
+    >>> import torch, engine, engine.distributions as dist
+    >>> with engine.poutine.trace() as tracer, DoMessenger({"x": torch.tensor(1.0)}):
+    ...     x = engine.sample("x", dist.Normal(0.0, 1.0))
+    >>> site = tracer.trace.nodes["x"]  # outside: drawn as ever, not observed
+    >>> x.item(), site["is_observed"], bool(site["value"] != 1.0)
+    (1.0, False, True)
     """
 
     def __init__(self, data: dict[str, Any]):
@@ -75,8 +82,11 @@ class SubstituteMessenger(Messenger):
     """Replace the values of sample and param sites from ``data`` or ``substitute_fn(site)``.
 
     >>> import torch
+    >>> import engine
     >>> with SubstituteMessenger(data={"w": torch.ones(2)}):
-    ...     pass
+    ...     w = engine.param("w", torch.zeros(2))
+    >>> w.tolist(), "w" in engine.get_param_store()  # the given value; the store is untouched
+    ([1.0, 1.0], False)
     """
 
     def __init__(
@@ -105,8 +115,11 @@ class SubstituteMessenger(Messenger):
 class UnconditionMessenger(Messenger):
     """Sample observed sites instead of observing them (the data is kept in ``infer["obs"]``).
 
-    >>> with UnconditionMessenger():
-    ...     pass
+    >>> import torch, engine, engine.distributions as dist
+    >>> with engine.poutine.trace() as tracer, UnconditionMessenger():
+    ...     y = engine.sample("y", dist.Normal(0.0, 1.0), obs=torch.tensor(5.0))
+    >>> tracer.trace.nodes["y"]["is_observed"], bool(y != 5.0)  # drawn instead of observed
+    (False, True)
     """
 
     def _process_sample(self, msg: Message) -> None:

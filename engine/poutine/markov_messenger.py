@@ -41,9 +41,14 @@ class _Step:
 class MarkovMessenger(Messenger):
     """One Markov step per entry; see the module docstring.
 
-    >>> m = MarkovMessenger(history=2)
-    >>> with m:
-    ...     pass
+    >>> import engine, engine.distributions as dist
+    >>> def chain():
+    ...     x = 0.0
+    ...     for t in engine.markov(range(4), history=2):  # one MarkovMessenger step per t
+    ...         x = engine.sample(f"x_{t}", dist.Normal(x, 1.0))
+    >>> scope = engine.poutine.trace(chain).get_trace().nodes["x_3"]["infer"]["_markov_scope"]
+    >>> sorted(scope)  # with history 2, x_3 may depend on x_1 and x_2, not on x_0
+    ['x_1', 'x_2', 'x_3']
     """
 
     def __init__(self, history: int = 1, keep: bool = False, dim=None, name=None):

@@ -27,8 +27,14 @@ class ReplayError(PPLError, RuntimeError):
 class ReplayMessenger(Messenger):
     """Take latent sample values from ``trace`` and param values from ``params``.
 
-    >>> with ReplayMessenger(trace=Trace()):
-    ...     pass
+    >>> import engine, engine.distributions as dist
+    >>> def model():
+    ...     return engine.sample("x", dist.Normal(0.0, 1.0))
+    >>> earlier = engine.poutine.trace(model).get_trace()
+    >>> with ReplayMessenger(trace=earlier):
+    ...     again = model()
+    >>> bool(again == earlier.nodes["x"]["value"])  # the recorded draw, not a new one
+    True
     """
 
     def __init__(self, trace: Trace | None = None, params: dict[str, Any] | None = None):

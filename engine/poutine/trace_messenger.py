@@ -28,10 +28,14 @@ from engine.runtime import Message, Messenger
 class TraceMessenger(Messenger):
     """Record sample and param sites (only params with ``param_only=True``).
 
+    >>> import engine, engine.distributions as dist
     >>> with TraceMessenger() as tracer:
-    ...     pass
-    >>> len(tracer.trace)
-    0
+    ...     x = engine.sample("x", dist.Normal(0.0, 1.0))
+    ...     _ = engine.sample("y", dist.Normal(x, 1.0), obs=0.5)
+    >>> list(tracer.trace.nodes), bool(tracer.trace.nodes["x"]["value"] == x)
+    (['x', 'y'], True)
+    >>> tracer.trace.nodes["y"]["is_observed"]
+    True
     """
 
     def __init__(self, graph_type: str | None = None, param_only: bool = False):
