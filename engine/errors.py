@@ -318,3 +318,56 @@ class DistributedError(PPLError, RuntimeError):
     """A distributed run cannot go on: this process has not joined a process group, or another
     process of the group failed (the message names its rank and its error) or is gone. A
     ``RuntimeError`` as torch's own collective failures are."""
+
+
+class MissingParamError(ParamError, KeyError):
+    """A param was read before anything created it; a ``KeyError`` too, as in Pyro.
+    ``param_name`` is the name that was asked for."""
+
+    def __init__(self, message: str, param_name: str | None = None):
+        super().__init__(message)
+        self.param_name = param_name
+
+
+class ReplayError(PPLError, RuntimeError):
+    """A replayed trace holds a site that cannot stand in for the model's site."""
+
+
+class MCMCError(PPLError, ValueError):
+    """A model MCMC cannot sample, or a starting point it cannot start from."""
+
+
+class ModelGuideMismatchError(PPLError, ValueError):
+    """The guide does not provide exactly the model's latent sites, with their shapes."""
+
+
+class NonFiniteError(PPLError, ValueError):
+    """An SVI step met a NaN or an infinity; no parameter was changed.
+
+    Built from a :class:`~engine.infer.nonfinite.NonFiniteReport`, it also shows the sites up to
+    the culprit.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        table = getattr(message, "table", None)
+        if table:
+            self.attach_site_table(lambda: table, heading=message.table_heading)
+
+
+class AutoGuideError(PPLError, ValueError):
+    """An autoguide cannot cover this model (no latent site, a discrete site, no bijection...).
+
+    >>> isinstance(AutoGuideError("no latent site"), ValueError)
+    True
+    """
+
+
+class OptimError(PPLError, ValueError):
+    """Optimizer arguments, a saved optimizer state or an optimizer file that cannot be used.
+
+    A ``ValueError`` too, like the other engine errors.
+
+    >>> isinstance(OptimError("bad lr"), ValueError)
+    True
+    """

@@ -45,7 +45,7 @@ from engine.constraint_codec import (
     describe_constraint,
     encode_constraint,
 )
-from engine.errors import ParamError, SupportError, fmt_shape
+from engine.errors import MissingParamError, ParamError, SupportError, fmt_shape
 
 __all__ = [
     "MissingParamError",
@@ -59,15 +59,6 @@ __all__ = [
 InitValue = torch.Tensor | float | int | Callable[[], torch.Tensor | float | int]
 
 _FILE_FORMAT = "pplkernel-param-store-1"
-
-
-class MissingParamError(ParamError, KeyError):
-    """A param was read before anything created it; a ``KeyError`` too, as in Pyro.
-    ``param_name`` is the name that was asked for."""
-
-    def __init__(self, message: str, param_name: str | None = None):
-        super().__init__(message)
-        self.param_name = param_name
 
 
 class _UnconstrainedLink:

@@ -1,4 +1,5 @@
-"""The one error type of the magics, :class:`MagicError`, and the wording its messages share.
+"""The magics' error types, :class:`MagicError` (what a magic reports) and :class:`CellError` (a
+``%%model``/``%%guide`` cell that defines no function), and the wording their messages share.
 
 It lives apart from the modules that raise it (:mod:`pplkernel.session`,
 :mod:`pplkernel.model_cells`, :mod:`pplkernel.magic_args`) so each of them can use it without
@@ -10,6 +11,11 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+
+
+class CellError(ValueError):
+    """A ``%%model`` or ``%%guide`` cell that does not define a function (a bad magic line, a
+    syntax error, an empty body); the message says why and how to fix it."""
 
 
 class MagicError(Exception):

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.params import MissingParamError, get_param_store
+from engine.errors import MissingParamError
+from engine.params import get_param_store
 from pplkernel.magics import PPLMagics, inject_names
 from pplkernel.session import MagicError, Session
 

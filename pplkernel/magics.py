@@ -38,7 +38,7 @@ from engine.optim import SGD, Adam, ClippedAdam
 from engine.params import param_store_scope
 from engine.source_lines import register_location_namer
 from pplkernel import model_cells, predictive
-from pplkernel.errors import did_you_mean
+from pplkernel.errors import CellError, did_you_mean
 from pplkernel.magic_args import (
     evaluate_args,
     parse_mcmc,
@@ -202,7 +202,7 @@ class PPLMagics(Magics):
                 fn = model_cells.function_from_cell(cell, self.namespace, kind)
             else:
                 fn = model_cells.function_from_body(header, cell, self.namespace, kind)
-        except model_cells.CellError as error:
+        except CellError as error:
             raise MagicError(str(error), "SyntaxError") from error
         entry, changed = self.session.register(kind, fn)
         if not changed:

@@ -36,14 +36,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pplkernel.errors import MagicError
+from pplkernel.errors import CellError, MagicError
 
 _FORM = "the magic line takes `NAME(ARGS)`, for example `coin(flips)`"
-
-
-class CellError(ValueError):
-    """A ``%%model`` or ``%%guide`` cell that does not define a function (a bad magic line, a
-    syntax error, an empty body); the message says why and how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +57,7 @@ def parse_header(line: str) -> Header:
     >>> parse_header("coin(flips) extra")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    pplkernel.model_cells.CellError: Unexpected 'extra' after `coin(flips)` on the magic line...
+    pplkernel.errors.CellError: Unexpected 'extra' after `coin(flips)` on the magic line...
     """
     text = line.strip()
     if not text:

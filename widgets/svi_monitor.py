@@ -48,7 +48,8 @@ import anywidget
 import torch
 import traitlets
 
-from engine.infer import SVI, NonFiniteError
+from engine.errors import NonFiniteError
+from engine.infer import SVI
 from engine.infer.progress import ProgressEvent
 from engine.interrupts import deferred_interrupt
 from engine.params import get_param_store

@@ -6,7 +6,7 @@ CSIS; the Resampler lives in ``engine.infer.resampler``, as in Pyro).
 1
 """
 
-from engine.errors import EnumerationError
+from engine.errors import EnumerationError, MCMCError, ModelGuideMismatchError, NonFiniteError
 from engine.infer import autoguide
 from engine.infer import resampler as resampler
 from engine.infer.abstract_infer import TracePosterior
@@ -30,11 +30,10 @@ from engine.infer.jit_elbo import (
     JitTraceGraph_ELBO,
     JitTraceMeanField_ELBO,
 )
-from engine.infer.mcmc import HMC, MCMC, NUTS, MCMCError
-from engine.infer.model_guide_checks import ModelGuideMismatchError
+from engine.infer.mcmc import HMC, MCMC, NUTS
 from engine.infer.predictive import Predictive
 from engine.infer.progress import Progress, ProgressEvent
-from engine.infer.svi import SVI, NonFiniteError
+from engine.infer.svi import SVI
 from engine.infer.trace_elbo import Trace_ELBO
 from engine.infer.traceenum_elbo import TraceEnum_ELBO
 from engine.infer.tracegraph_elbo import TraceGraph_ELBO

@@ -30,7 +30,14 @@ import torch
 from torch.distributions import constraints
 
 from engine.distributions.validation import structure_checks_enabled
-from engine.errors import PPLError, ShapeError, blame, describe_site, fmt_shape
+from engine.errors import (
+    ModelGuideMismatchError,
+    PPLError,
+    ShapeError,
+    blame,
+    describe_site,
+    fmt_shape,
+)
 from engine.poutine.trace_struct import Trace, log_prob_shape
 from engine.runtime import ARBITRARY_SIZE, Message, is_subsample_site
 
@@ -38,10 +45,6 @@ VINDEX_HINT = (
     "When an enumerated value indexes a tensor, use Vindex (engine.ops.indexing): "
     "`Vindex(probs)[..., z, :]` keeps the value's dims on the left where `probs[z]` does not."
 )
-
-
-class ModelGuideMismatchError(PPLError, ValueError):
-    """The guide does not provide exactly the model's latent sites, with their shapes."""
 
 
 def _latent_sites(trace: Trace) -> dict[str, Message]:

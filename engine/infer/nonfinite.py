@@ -24,23 +24,10 @@ from dataclasses import dataclass
 import torch
 from torch.distributions.utils import lazy_property
 
-from engine.errors import PPLError, describe_site
+from engine.errors import describe_site
 from engine.poutine.trace_struct import Trace
 from engine.runtime import Message, is_subsample_site
 from engine.source_lines import Location, describe_location
-
-
-class NonFiniteError(PPLError, ValueError):
-    """An SVI step met a NaN or an infinity; no parameter was changed.
-
-    Built from a :class:`NonFiniteReport`, it also shows the sites up to the culprit.
-    """
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        table = getattr(message, "table", None)
-        if table:
-            self.attach_site_table(lambda: table, heading=message.table_heading)
 
 
 class NonFiniteReport(str):

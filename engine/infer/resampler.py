@@ -27,8 +27,12 @@ import torch
 from engine.argument_checks import as_count
 from engine.distributions.util import scale_and_mask
 from engine.distributions.validation import trusted_run
-from engine.errors import DistributionArgumentError, PlateError, SupportError
-from engine.infer.model_guide_checks import ModelGuideMismatchError
+from engine.errors import (
+    DistributionArgumentError,
+    ModelGuideMismatchError,
+    PlateError,
+    SupportError,
+)
 from engine.infer.util import max_plate_nesting_of, sum_except_plate, vectorize
 from engine.poutine.handlers import block, condition, replay, trace
 from engine.poutine.trace_struct import Trace

@@ -41,14 +41,9 @@ from engine.atomic_file import (
     warn_replaced_shapes,
 )
 from engine.distributions.validation import trusted_run
-from engine.errors import PPLError
+from engine.errors import NonFiniteError, PPLError
 from engine.infer.elbo import ELBO
-from engine.infer.nonfinite import (
-    NonFiniteError,
-    NonFiniteSite,
-    find_first_nonfinite,
-    nonfinite_gradients,
-)
+from engine.infer.nonfinite import NonFiniteSite, find_first_nonfinite, nonfinite_gradients
 from engine.infer.progress import Progress, ProgressEvent
 from engine.infer.svi_step_plan import PLANNED_ELBOS, PlannedSteps
 from engine.infer.util import guide_and_model_traces

@@ -18,8 +18,8 @@ tensor([-0.1000, -0.1000, -0.1000])
 >>> engine.clear_param_store()
 """
 
+from engine.errors import OptimError
 from engine.optim import multi
-from engine.optim.errors import OptimError
 from engine.optim.named_optimizers import TORCH_OPTIMIZERS, ClippedAdam
 from engine.optim.optimizer import PyroOptim
 from engine.optim.schedulers import TORCH_SCHEDULERS, PyroLRScheduler

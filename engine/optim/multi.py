@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 
+from engine.errors import OptimError
 from engine.ops.newton import newton_step
-from engine.optim.errors import OptimError
 from engine.optim.optimizer import PyroOptim
 
 Params = dict[str, torch.Tensor]

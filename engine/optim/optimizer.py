@@ -21,7 +21,7 @@ import torch
 from torch.optim import Optimizer
 
 from engine.atomic_file import content_error
-from engine.optim.errors import OptimError
+from engine.errors import OptimError
 from engine.optim.grad_clipping import clip_grads_
 from engine.optim.implementation import fastest_flags
 from engine.optim.state import (

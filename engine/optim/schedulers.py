@@ -21,7 +21,7 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from engine.optim.errors import OptimError
+from engine.errors import OptimError
 from engine.optim.implementation import keyword_names
 from engine.optim.optimizer import OptimArgs, ParamGroup, PyroOptim
 from engine.optim.state import snapshot

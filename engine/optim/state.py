@@ -20,8 +20,7 @@ from typing import Any
 import torch
 
 from engine.atomic_file import atomic_torch_save, content_error, load_state_file
-from engine.errors import fmt_shape
-from engine.optim.errors import OptimError
+from engine.errors import OptimError, fmt_shape
 
 FORMAT = "pplkernel-optim-1"
 
@@ -126,7 +125,7 @@ def check_state(state: Any) -> None:
     >>> check_state({"loc": {}})
     Traceback (most recent call last):
     ...
-    engine.optim.errors.OptimError: not an optimizer state written by engine.optim's get_state ...
+    engine.errors.OptimError: not an optimizer state written by engine.optim's get_state ...
     """
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise OptimError(

@@ -7,6 +7,7 @@ True
 
 # Pyro's submodules, reachable as attributes as in Pyro (``poutine.util.enum_extend``,
 # ``poutine.messenger.Messenger``, ``poutine.runtime.NonlocalExit``).
+from engine.errors import ReplayError
 from engine.poutine import condition_messenger as condition_messenger
 from engine.poutine import do_messenger as do_messenger
 from engine.poutine import escape_messenger as escape_messenger
@@ -49,7 +50,7 @@ from engine.poutine.infer_config_messenger import InferConfigMessenger
 from engine.poutine.lift_messenger import LiftMessenger
 from engine.poutine.markov_messenger import MarkovMessenger
 from engine.poutine.plate_messenger import PlateMessenger
-from engine.poutine.replay_messenger import ReplayError, ReplayMessenger
+from engine.poutine.replay_messenger import ReplayMessenger
 from engine.poutine.seed_messenger import SeedMessenger
 from engine.poutine.trace_messenger import TraceHandler, TraceMessenger
 from engine.poutine.trace_struct import Trace

@@ -15,13 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.errors import PPLError
+from engine.errors import ReplayError
 from engine.poutine.trace_struct import Trace
 from engine.runtime import Message, Messenger
-
-
-class ReplayError(PPLError, RuntimeError):
-    """A replayed trace holds a site that cannot stand in for the model's site."""
 
 
 class ReplayMessenger(Messenger):

@@ -16,9 +16,13 @@ import engine as pyro
 import engine.distributions as dist
 import engine.infer
 import engine.optim
-from engine.errors import ArgumentError, ObservationNameError
-from engine.infer import CSIS, EmpiricalMarginal, Importance, ModelGuideMismatchError
-from engine.infer.nonfinite import NonFiniteError
+from engine.errors import (
+    ArgumentError,
+    ModelGuideMismatchError,
+    NonFiniteError,
+    ObservationNameError,
+)
+from engine.infer import CSIS, EmpiricalMarginal, Importance
 
 PRIOR_MEAN = torch.tensor(1.0)
 DATA = {"x1": torch.tensor(8.0), "x2": torch.tensor(9.0)}

@@ -15,8 +15,13 @@ import torch
 import engine as pyro
 import engine.distributions as dist
 import engine.infer.resampler
-from engine.errors import ArgumentError, DistributionArgumentError, PlateError, SupportError
-from engine.infer import ModelGuideMismatchError
+from engine.errors import (
+    ArgumentError,
+    DistributionArgumentError,
+    ModelGuideMismatchError,
+    PlateError,
+    SupportError,
+)
 from engine.infer.resampler import Resampler
 
 Y = torch.tensor([2.0, 3.0, 2.5])

@@ -7,11 +7,10 @@ import engine
 import engine.distributions as dist
 from engine import poutine
 from engine.distributions import constraints
-from engine.errors import ParamError, ShapeError
+from engine.errors import AutoGuideError, ParamError, ShapeError
 from engine.infer.autoguide import (
     AutoDelta,
     AutoDiagonalNormal,
-    AutoGuideError,
     AutoGuideList,
     AutoLaplaceApproximation,
     AutoMultivariateNormal,

@@ -11,10 +11,10 @@ import torch
 import engine
 import engine.distributions as dist
 from engine import poutine
+from engine.errors import ModelGuideMismatchError
 from engine.infer import (
     SVI,
     EnumerationError,
-    ModelGuideMismatchError,
     Trace_ELBO,
     TraceEnum_ELBO,
     config_enumerate,

@@ -14,15 +14,8 @@ from torch._dynamo.utils import counters
 
 import engine as pyro
 import engine.distributions as dist
-from engine.errors import ShapeError
-from engine.infer import (
-    SVI,
-    JitTrace_ELBO,
-    JitTraceGraph_ELBO,
-    JitTraceMeanField_ELBO,
-    NonFiniteError,
-    Trace_ELBO,
-)
+from engine.errors import NonFiniteError, ShapeError
+from engine.infer import SVI, JitTrace_ELBO, JitTraceGraph_ELBO, JitTraceMeanField_ELBO, Trace_ELBO
 from engine.infer.autoguide import AutoNormal
 from engine.optim import Adam
 from tests.engine.test_elbo_gradients import (

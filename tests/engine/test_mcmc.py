@@ -12,7 +12,8 @@ import torch
 
 import engine as pyro
 import engine.distributions as dist
-from engine.infer import HMC, MCMC, NUTS, MCMCError, Predictive
+from engine.errors import MCMCError
+from engine.infer import HMC, MCMC, NUTS, Predictive
 from engine.infer.autoguide import init_to_value
 from engine.infer.mcmc import Potential
 from engine.infer.mcmc.adaptation import adaptation_windows

@@ -12,9 +12,9 @@ import torch
 
 import engine as pyro
 import engine.distributions as dist
+from engine.errors import MCMCError
 from engine.infer import HMC, MCMC, NUTS, config_enumerate
 from engine.infer.mcmc.diagnostics import ess_bulk, mcse_mean
-from engine.infer.mcmc.flat_layout import MCMCError
 from engine.infer.mcmc.potential import Potential
 
 DATA = torch.tensor([-0.4, 0.3, 2.9, 3.6, 0.1, 3.2, -1.0])

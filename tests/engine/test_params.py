@@ -19,13 +19,8 @@ from engine.constraint_codec import (
     encode_constraint,
     register_constraint,
 )
-from engine.errors import ParamError, StateFileContentError, SupportError
-from engine.params import (
-    MissingParamError,
-    ParamStoreDict,
-    clear_param_store,
-    get_param_store,
-)
+from engine.errors import MissingParamError, ParamError, StateFileContentError, SupportError
+from engine.params import ParamStoreDict, clear_param_store, get_param_store
 
 
 @pytest.fixture

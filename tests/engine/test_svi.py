@@ -8,14 +8,8 @@ import torch
 import engine as pyro
 import engine.distributions as dist
 from engine.distributions import constraints
-from engine.infer import (
-    SVI,
-    ModelGuideMismatchError,
-    NonFiniteError,
-    Trace_ELBO,
-    TraceGraph_ELBO,
-    TraceMeanField_ELBO,
-)
+from engine.errors import ModelGuideMismatchError, NonFiniteError
+from engine.infer import SVI, Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
 from engine.optim import Adam
 
 DATA = torch.tensor([0.5, 1.5, -0.3, 2.0, 1.1])

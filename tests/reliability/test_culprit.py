@@ -19,11 +19,14 @@ import torch
 import engine as pyro
 import engine.distributions as dist
 from engine.distributions import constraints
-from engine.errors import DistributionArgumentError, PPLError
+from engine.errors import (
+    DistributionArgumentError,
+    MCMCError,
+    ModelGuideMismatchError,
+    NonFiniteError,
+    PPLError,
+)
 from engine.infer import MCMC, NUTS, SVI, Trace_ELBO, TraceEnum_ELBO
-from engine.infer.mcmc.flat_layout import MCMCError
-from engine.infer.model_guide_checks import ModelGuideMismatchError
-from engine.infer.nonfinite import NonFiniteError
 from engine.optim import Adam
 from pplkernel.session import MagicError
 from tests.cells import COIN, run_cell

@@ -13,9 +13,8 @@ import torch
 import engine as pyro
 import engine.distributions as dist
 from engine import poutine
-from engine.errors import ArgumentError, PlateError, SiteNameError
+from engine.errors import ArgumentError, MCMCError, PlateError, SiteNameError
 from engine.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO
-from engine.infer.mcmc.flat_layout import MCMCError
 from engine.optim import Adam
 from tests.reliability.support import assert_same_values, values_of
 

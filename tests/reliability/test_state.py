@@ -9,11 +9,10 @@ import torch
 import engine
 import engine.distributions as dist
 from engine.distributions import constraints
+from engine.errors import NonFiniteError, OptimError
 from engine.infer import SVI, Trace_ELBO
 from engine.infer.autoguide import AutoNormal
-from engine.infer.nonfinite import NonFiniteError
 from engine.optim import SGD, Adam, ClippedAdam
-from engine.optim.errors import OptimError
 from engine.params import ParamStoreDict, param_store_scope
 from tests.cells import COIN, run_cell
 from tests.reliability.support import assert_same_values, failing_cell, values_of

@@ -10,7 +10,8 @@ import torch
 
 import engine
 import engine.distributions as dist
-from engine.infer import SVI, NonFiniteError, Trace_ELBO
+from engine.errors import NonFiniteError
+from engine.infer import SVI, Trace_ELBO
 from engine.optim import Adam
 from widgets.svi_monitor import SviMonitor
 from widgets.throttle import Throttle

@@ -18,9 +18,10 @@ the flat vector of all latent sites; ``AutoGuideList`` combines guides for diffe
 ['AutoNormal.locs.mu', 'AutoNormal.scales.mu']
 """
 
+from engine.errors import AutoGuideError
 from engine.infer.autoguide.continuous import AutoContinuous
 from engine.infer.autoguide.delta import AutoDelta
-from engine.infer.autoguide.guide import AutoGuide, AutoGuideError
+from engine.infer.autoguide.guide import AutoGuide
 from engine.infer.autoguide.guide_list import AutoCallable, AutoGuideList
 from engine.infer.autoguide.initialization import (
     InitMessenger,

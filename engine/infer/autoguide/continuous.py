@@ -21,8 +21,8 @@ from torch.distributions.constraints import Constraint
 from torch.distributions.transforms import Transform
 
 from engine.distributions.util import sum_rightmost
-from engine.errors import describe_plates
-from engine.infer.autoguide.guide import AutoGuide, AutoGuideError, GuideParam, LatentSite
+from engine.errors import AutoGuideError, describe_plates
+from engine.infer.autoguide.guide import AutoGuide, GuideParam, LatentSite
 from engine.infer.autoguide.initialization import InitFn, init_to_median
 from engine.infer.autoguide.site_distributions import SiteDelta
 from engine.primitives import sample

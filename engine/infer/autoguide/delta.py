@@ -21,7 +21,8 @@ from typing import Any, NamedTuple
 import torch
 from torch.distributions.constraints import Constraint
 
-from engine.infer.autoguide.guide import AutoGuide, AutoGuideError, GuideParam, LatentSite
+from engine.errors import AutoGuideError
+from engine.infer.autoguide.guide import AutoGuide, GuideParam, LatentSite
 from engine.infer.autoguide.initialization import InitFn, init_to_median
 from engine.infer.autoguide.site_distributions import SiteDelta
 from engine.primitives import param, sample

@@ -36,7 +36,7 @@ from torch.distributions.transforms import Transform
 
 from engine.constraint_codec import describe_constraint
 from engine.distributions import biject_to
-from engine.errors import PPLError, ShapeError, describe_plates, fmt_shape
+from engine.errors import AutoGuideError, ShapeError, describe_plates, fmt_shape
 from engine.infer.autoguide.initialization import InitFn, InitMessenger, init_to_feasible
 from engine.infer.shape_signature import shape_signature
 from engine.params import get_param_store
@@ -51,14 +51,6 @@ __all__ = ["AutoGuide", "AutoGuideError", "GuideParam", "LatentSite"]
 # Argument signatures remembered as already checked against the setup's site shapes; more than
 # this many distinct ones (a counter passed as an argument, say) starts the memory afresh.
 _MAX_REMEMBERED_SIGNATURES = 64
-
-
-class AutoGuideError(PPLError, ValueError):
-    """An autoguide cannot cover this model (no latent site, a discrete site, no bijection...).
-
-    >>> isinstance(AutoGuideError("no latent site"), ValueError)
-    True
-    """
 
 
 @dataclass

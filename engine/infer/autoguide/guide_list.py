@@ -26,7 +26,8 @@ from typing import Any
 
 import torch
 
-from engine.infer.autoguide.guide import AutoGuide, AutoGuideError
+from engine.errors import AutoGuideError
+from engine.infer.autoguide.guide import AutoGuide
 
 __all__ = ["AutoCallable", "AutoGuideList"]
 

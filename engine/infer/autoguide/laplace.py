@@ -23,8 +23,9 @@ from typing import Any
 import torch
 
 from engine.distributions import Delta, constraints
+from engine.errors import AutoGuideError
 from engine.infer.autoguide.continuous import AutoContinuous
-from engine.infer.autoguide.guide import AutoGuideError, GuideParam
+from engine.infer.autoguide.guide import GuideParam
 from engine.infer.autoguide.initialization import InitFn, init_to_median
 from engine.infer.autoguide.multivariate import AutoMultivariateNormal
 from engine.infer.util import guide_and_model_traces

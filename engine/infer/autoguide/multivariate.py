@@ -36,8 +36,9 @@ from engine.distributions import (
     Normal,
     constraints,
 )
+from engine.errors import AutoGuideError
 from engine.infer.autoguide.continuous import AutoContinuous
-from engine.infer.autoguide.guide import AutoGuideError, GuideParam
+from engine.infer.autoguide.guide import GuideParam
 from engine.infer.autoguide.initialization import InitFn, init_to_median
 from engine.primitives import param
 

@@ -25,7 +25,8 @@ from torch.distributions.constraints import Constraint
 from torch.distributions.transforms import Transform
 
 from engine.distributions import constraints
-from engine.infer.autoguide.guide import AutoGuide, AutoGuideError, GuideParam, LatentSite
+from engine.errors import AutoGuideError
+from engine.infer.autoguide.guide import AutoGuide, GuideParam, LatentSite
 from engine.infer.autoguide.initialization import InitFn, init_to_feasible
 from engine.infer.autoguide.site_distributions import TransformedNormal
 from engine.primitives import param, sample

@@ -7,9 +7,9 @@ warm-up adaptation, and the diagnostics of their draws.
 """
 
 # Pyro's submodules, reachable as attributes as in Pyro (``pyro.infer.mcmc.util.summary``).
+from engine.errors import MCMCError
 from engine.infer.mcmc import api as api
 from engine.infer.mcmc import util as util
-from engine.infer.mcmc.flat_layout import MCMCError
 from engine.infer.mcmc.hmc import HMC
 from engine.infer.mcmc.mcmc import MCMC
 from engine.infer.mcmc.nuts import NUTS

@@ -16,11 +16,7 @@ from typing import Any
 import torch
 
 from engine.distributions.validation import trusted_run
-from engine.errors import PPLError, did_you_mean, fmt_shape
-
-
-class MCMCError(PPLError, ValueError):
-    """A model MCMC cannot sample, or a starting point it cannot start from."""
+from engine.errors import MCMCError, did_you_mean, fmt_shape
 
 
 @dataclass(frozen=True)

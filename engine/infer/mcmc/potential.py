@@ -47,10 +47,10 @@ import torch
 from engine.constraint_codec import describe_constraint
 from engine.distributions import biject_to
 from engine.distributions.validation import trusted_run
-from engine.errors import raised_in
+from engine.errors import MCMCError, raised_in
 from engine.infer.autoguide.initialization import InitMessenger, init_to_uniform
 from engine.infer.enum_factors import enumerated_sites, log_density, site_factor, trace_plates
-from engine.infer.mcmc.flat_layout import FlatLayout, MCMCError, SiteSlot
+from engine.infer.mcmc.flat_layout import FlatLayout, SiteSlot
 from engine.infer.mcmc.gradient_plan import PlannedGradient
 from engine.infer.mcmc.observations import ObservedSite, is_data, site_dims
 from engine.infer.nonfinite import find_first_nonfinite

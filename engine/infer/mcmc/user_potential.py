@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from engine.errors import fmt_shape
-from engine.infer.mcmc.flat_layout import FlatLayout, MCMCError, SiteSlot
+from engine.errors import MCMCError, fmt_shape
+from engine.infer.mcmc.flat_layout import FlatLayout, SiteSlot
 
 
 class UserPotential(FlatLayout):

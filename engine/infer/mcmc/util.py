@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from engine.distributions import biject_to
+from engine.errors import MCMCError
 from engine.infer.autoguide.initialization import init_to_uniform
 from engine.infer.mcmc.diagnostics import (
     effective_sample_size,
@@ -35,7 +36,6 @@ from engine.infer.mcmc.diagnostics import (
     hpdi,
     split_gelman_rubin,
 )
-from engine.infer.mcmc.flat_layout import MCMCError
 from engine.infer.mcmc.potential import Potential
 from engine.infer.predictive import Predictive
 from engine.poutine.trace_struct import Trace
