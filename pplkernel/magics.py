@@ -32,8 +32,9 @@ from engine.infer import (
     TraceMeanField_ELBO,
 )
 from engine.infer import autoguide as autoguides
+from engine.infer.guide_then_model import guide_and_model_traces
 from engine.infer.model_guide_checks import check_model_guide_match
-from engine.infer.util import guide_and_model_traces, inspection_trace
+from engine.infer.util import inspection_trace
 from engine.optim import SGD, Adam, ClippedAdam
 from engine.params import param_store_scope
 from engine.source_lines import register_location_namer

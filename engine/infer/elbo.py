@@ -26,8 +26,9 @@ import torch
 
 from engine.distributions.validation import structure_checks_enabled
 from engine.infer.elbo_module import ELBOModule
+from engine.infer.guide_then_model import guide_and_model_traces
 from engine.infer.model_guide_checks import check_model_guide_match, check_site_shapes
-from engine.infer.util import guess_max_plate_nesting, guide_and_model_traces, vectorize
+from engine.infer.util import guess_max_plate_nesting, vectorize
 from engine.poutine.trace_struct import Trace
 from engine.rng import preserved_rng_state
 

@@ -43,10 +43,10 @@ from engine.atomic_file import (
 from engine.distributions.validation import trusted_run
 from engine.errors import NonFiniteError, PPLError
 from engine.infer.elbo import ELBO
+from engine.infer.guide_then_model import guide_and_model_traces
 from engine.infer.nonfinite import NonFiniteSite, find_first_nonfinite, nonfinite_gradients
 from engine.infer.progress import Progress, ProgressEvent
 from engine.infer.svi_step_plan import PLANNED_ELBOS, PlannedSteps
-from engine.infer.util import guide_and_model_traces
 from engine.interrupts import deferred_interrupt
 from engine.params import ParamStoreDict, get_param_store, param_store_scope
 from engine.poutine.handlers import trace

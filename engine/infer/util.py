@@ -16,9 +16,9 @@ from typing import Any
 import torch
 
 from engine.errors import PlateError
-from engine.infer.model_guide_checks import run_guide, run_model_on_guide
+from engine.infer.guide_then_model import guide_and_model_traces
 from engine.poutine.enum_messenger import EnumMessenger
-from engine.poutine.handlers import replay, trace
+from engine.poutine.handlers import trace
 from engine.poutine.plate_messenger import PlateMessenger
 from engine.poutine.trace_struct import Trace
 from engine.runtime import Message, wraps
@@ -56,29 +56,6 @@ def sum_except_plate(values: torch.Tensor, site: Message, plate_name: str) -> to
             start = values.dim() + frame.dim + 1
             return values if start >= values.dim() else values.flatten(start_dim=start).sum(-1)
     return values.sum()
-
-
-def guide_and_model_traces(
-    model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
-) -> tuple[Trace, Trace]:
-    """Run the guide, then the model replayed on the guide's draws: ``(guide_trace, model_trace)``.
-
-    An engine error says whether the guide or the model raised it, and a model that fails
-    after a site where the guide disagrees with it reports that mismatch instead (see
-    :func:`~engine.infer.model_guide_checks.run_model_on_guide`).
-
-    >>> import engine, engine.distributions as dist
-    >>> def model():
-    ...     engine.sample("z", dist.Normal(0.0, 1.0))
-    >>> g, m = guide_and_model_traces(model, model, (), {})
-    >>> bool(g.nodes["z"]["value"] == m.nodes["z"]["value"])
-    True
-    """
-    guide_trace = run_guide(trace(guide), args, kwargs)
-    model_trace = run_model_on_guide(
-        trace(replay(model, trace=guide_trace)), guide_trace, args, kwargs
-    )
-    return guide_trace, model_trace
 
 
 def guess_max_plate_nesting(

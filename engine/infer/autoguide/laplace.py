@@ -28,7 +28,7 @@ from engine.infer.autoguide.continuous import AutoContinuous
 from engine.infer.autoguide.guide import GuideParam
 from engine.infer.autoguide.initialization import InitFn, init_to_median
 from engine.infer.autoguide.multivariate import AutoMultivariateNormal
-from engine.infer.util import guide_and_model_traces
+from engine.infer.guide_then_model import guide_and_model_traces
 from engine.params import get_param_store
 from engine.primitives import param
 
