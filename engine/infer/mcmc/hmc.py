@@ -28,10 +28,10 @@ from engine.distributions.validation import trusted_run
 from engine.infer.autoguide.initialization import init_to_uniform
 from engine.infer.mcmc.adaptation import WarmupAdapter
 from engine.infer.mcmc.flat_layout import FlatLayout
-from engine.infer.mcmc.integrator import PhasePoint, leapfrog
+from engine.infer.mcmc.integrator import leapfrog
 from engine.infer.mcmc.mass_matrix import MassMatrix
 from engine.infer.mcmc.potential import Potential
-from engine.infer.mcmc.state import ChainPoint, HMCState, where_chains
+from engine.infer.mcmc.state import ChainPoint, HMCState, PhasePoint, where_chains
 from engine.infer.mcmc.step_size import find_reasonable_step_size
 from engine.infer.mcmc.user_potential import UserPotential
 from engine.runtime import Message
@@ -230,7 +230,7 @@ class HMC:
             state.step_size,
         )
         self._set_step_size(step_size)
-        state.adapter.restart_step_size(self.state.step_size)
+        self.state.adapter.restart_step_size(self.state.step_size)
 
     def _set_step_size(self, step_size: torch.Tensor) -> None:
         """Every chain's next step size, kept within ``min_stepsize`` and ``max_stepsize``."""
@@ -326,5 +326,5 @@ def masked_leapfrog(
     [0.9950000047683716, 1.0]
     """
     z, momentum, _, grad = point
-    moved = leapfrog(energy_and_grad, mass, z, momentum, grad, step_size)
+    moved = PhasePoint(*leapfrog(energy_and_grad, mass, z, momentum, grad, step_size))
     return where_chains(moving, moved, point)

@@ -17,21 +17,10 @@ may be negative to integrate backwards in time).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
 
 import torch
 
 from engine.infer.mcmc.mass_matrix import MassMatrix
-
-
-class PhasePoint(NamedTuple):
-    """A point of a trajectory, for every chain: the position (C, D), the momentum (C, D), the
-    potential energy (C,) and its gradient (C, D)."""
-
-    z: torch.Tensor
-    momentum: torch.Tensor
-    energy: torch.Tensor
-    grad: torch.Tensor
 
 
 def leapfrog(
@@ -41,9 +30,8 @@ def leapfrog(
     momentum: torch.Tensor,
     grad: torch.Tensor,
     step_size: torch.Tensor,
-) -> PhasePoint:
-    """One leapfrog step per chain: the :class:`PhasePoint` ``(z, momentum, energy, grad)`` it
-    reaches."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One leapfrog step per chain: returns ``(z, momentum, energy, grad)`` at the new point."""
     step = step_size.unsqueeze(-1)
     return leapfrog_with(energy_and_grad, mass, z, momentum, grad, step, 0.5 * step)
 
@@ -56,7 +44,7 @@ def leapfrog_with(
     grad: torch.Tensor,
     step: torch.Tensor,
     half_step: torch.Tensor,
-) -> PhasePoint:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`leapfrog` given the step as a column ``step`` (C, 1) and ``half_step = 0.5 * step``:
     a caller taking many steps of one size (a NUTS subtree) computes them once, not per step.
 
@@ -71,4 +59,4 @@ def leapfrog_with(
     z = z + step * mass.velocity(momentum)
     energy, grad = energy_and_grad(z)
     momentum = momentum - half_step * grad
-    return PhasePoint(z, momentum, energy, grad)
+    return z, momentum, energy, grad
