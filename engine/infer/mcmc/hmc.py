@@ -31,6 +31,7 @@ from engine.infer.mcmc.flat_layout import FlatLayout
 from engine.infer.mcmc.integrator import leapfrog
 from engine.infer.mcmc.mass_matrix import MassMatrix
 from engine.infer.mcmc.potential import Potential
+from engine.infer.mcmc.state import ChainPoint, HMCState, PhasePoint, where_chains
 from engine.infer.mcmc.step_size import find_reasonable_step_size
 from engine.infer.mcmc.user_potential import UserPotential
 from engine.runtime import Message
@@ -111,6 +112,7 @@ class HMC:
         self.init_strategy = init_strategy
         self.max_delta_energy = max_delta_energy
         self.potential: FlatLayout | None = None
+        self.state: HMCState | None = None  # made by setup
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -146,27 +148,49 @@ class HMC:
                 stacklevel=3,
             )
         if initial_params is not None:
-            self.z = potential.points_from_values(initial_params, num_chains)
+            z = potential.points_from_values(initial_params, num_chains)
         else:
-            self.z = potential.initial_points(num_chains)
-        options = {"dtype": self.z.dtype, "device": self.z.device}
-        self.mass = MassMatrix(num_chains, potential.num_latent, self.full_mass, **options)
-        self._make_step_functions()
-        self.step_size = torch.full((num_chains,), self.initial_step_size, **options)
-        self.adapter = WarmupAdapter(
-            num_warmup,
-            num_chains,
-            potential.num_latent,
-            adapt_step_size=self.adapt_step_size,
-            adapt_mass_matrix=self.adapt_mass_matrix,
-            dense_mass=self.full_mass,
-            target_accept_prob=self.target_accept_prob,
-            **options,
-        )
+            z = potential.initial_points(num_chains)
+        options = {"dtype": z.dtype, "device": z.device}
         with trusted_run():
-            self.energy, self.grad = self.potential.energy_and_grad(self.z)
-            if self.adapt_step_size and num_warmup > 0:
+            energy, grad = potential.energy_and_grad(z)
+        self.state = HMCState(
+            point=ChainPoint(z, energy, grad),
+            step_size=torch.full((num_chains,), self.initial_step_size, **options),
+            mass=MassMatrix(num_chains, potential.num_latent, self.full_mass, **options),
+            adapter=WarmupAdapter(
+                num_warmup,
+                num_chains,
+                potential.num_latent,
+                adapt_step_size=self.adapt_step_size,
+                adapt_mass_matrix=self.adapt_mass_matrix,
+                dense_mass=self.full_mass,
+                target_accept_prob=self.target_accept_prob,
+                **options,
+            ),
+        )
+        self._make_step_functions()
+        if self.adapt_step_size and num_warmup > 0:
+            with trusted_run():
                 self._restart_step_size()
+
+    # Read-only views of the state, for the driver, live views and hooks (Pyro's ``hook_fn``
+    # receives the kernel).
+
+    @property
+    def z(self) -> torch.Tensor:
+        """Every chain's current unconstrained position (C, D)."""
+        return self.state.point.z
+
+    @property
+    def step_size(self) -> torch.Tensor:
+        """Every chain's current step size (C,)."""
+        return self.state.step_size
+
+    @property
+    def mass(self) -> MassMatrix:
+        """The chains' mass matrices."""
+        return self.state.mass
 
     def _make_step_functions(self) -> None:
         """The potential's energy and gradient, and the masked leapfrog step of a trajectory.
@@ -195,20 +219,23 @@ class HMC:
         return torch.compile(fn, **self.jit_options) if self.jit_compile else fn
 
     def _restart_step_size(self) -> None:
+        state = self.state
         step_size = find_reasonable_step_size(
             # A handful of single steps: the eager gradient, not the compiled step's.
             self.potential.energy_and_grad,
-            self.mass,
-            self.z,
-            self.energy,
-            self.grad,
-            self.step_size,
+            state.mass,
+            state.point.z,
+            state.point.energy,
+            state.point.grad,
+            state.step_size,
         )
-        self.step_size = self._clamped(step_size)
-        self.adapter.restart_step_size(self.step_size)
+        self._set_step_size(step_size)
+        self.state.adapter.restart_step_size(self.state.step_size)
 
-    def _clamped(self, step_size: torch.Tensor) -> torch.Tensor:
-        return step_size.clamp(self.min_stepsize, self.max_stepsize)
+    def _set_step_size(self, step_size: torch.Tensor) -> None:
+        """Every chain's next step size, kept within ``min_stepsize`` and ``max_stepsize``."""
+        clamped = step_size.clamp(self.min_stepsize, self.max_stepsize)
+        self.state = self.state._replace(step_size=clamped)
 
     # -- one iteration -----------------------------------------------------------------------
 
@@ -219,8 +246,8 @@ class HMC:
         checks here (``trusted_run``): a bad region shows up as a divergence instead."""
         with trusted_run(), self._compiled_stance(iteration):
             stats = self._transition()
-            stats["step_size"] = self.step_size.clone()
-            stats["lp"] = -self.energy
+            stats["step_size"] = self.state.step_size.clone()
+            stats["lp"] = -self.state.point.energy
             if warmup:
                 self._adapt(iteration, stats["accept_prob"])
         return stats
@@ -234,46 +261,43 @@ class HMC:
         return contextlib.nullcontext()
 
     def _adapt(self, iteration: int, accept_prob: torch.Tensor) -> None:
-        new_step = self.adapter.step_size_after(accept_prob)
+        adapter = self.state.adapter
+        new_step = adapter.step_size_after(accept_prob)
         if new_step is not None:
-            self.step_size = self._clamped(new_step)
-        inverse_mass = self.adapter.collect(iteration, self.z)
+            self._set_step_size(new_step)
+        inverse_mass = adapter.collect(iteration, self.state.point.z)
         if inverse_mass is not None:
-            self.mass.set_inverse(inverse_mass)
+            self.state.mass.set_inverse(inverse_mass)
             if self.adapt_step_size:
                 self._restart_step_size()
-        if iteration + 1 == self.adapter.num_warmup:
-            final = self.adapter.final_step_size()
+        if iteration + 1 == adapter.num_warmup:
+            final = adapter.final_step_size()
             if final is not None:
-                self.step_size = self._clamped(final)
+                self._set_step_size(final)
 
     def _transition(self) -> dict[str, torch.Tensor]:
-        mass, step_size = self.mass, self.step_size
+        """One fixed-length trajectory per chain and its Metropolis correction; the chains that
+        accept move to the trajectory's end."""
+        state = self.state
+        mass, step_size, current = state.mass, state.step_size, state.point
         momentum = mass.sample_momentum()
-        start_energy = self.energy + mass.kinetic_energy(momentum)
+        start_energy = current.energy + mass.kinetic_energy(momentum)
         steps = (self.trajectory_length / step_size).floor().clamp(min=1).long()
-        z, r, energy, grad = self.z, momentum, self.energy, self.grad
+        end = PhasePoint(current.z, momentum, current.energy, current.grad)
         for i in range(int(steps.max())):
-            z, r, energy, grad = self._masked_leapfrog(z, r, energy, grad, step_size, i < steps)
-        end_energy = energy + mass.kinetic_energy(r)
+            end = self._masked_leapfrog(end, step_size, i < steps)
+        end_energy = end.energy + mass.kinetic_energy(end.momentum)
         delta = torch.nan_to_num(end_energy - start_energy, nan=math.inf)
         accept_prob = (-delta).clamp(max=0.0).exp()
         accepted = torch.rand_like(accept_prob) < accept_prob
-        self._accept(accepted, z, energy, grad)
+        proposal = ChainPoint(end.z, end.energy, end.grad)
+        self.state = state._replace(point=where_chains(accepted, proposal, current))
         return {
             "accept_prob": accept_prob,
             "diverging": delta > self.max_delta_energy,
             "num_steps": steps,
             "energy": torch.where(accepted, end_energy, start_energy),
         }
-
-    def _accept(
-        self, accepted: torch.Tensor, z: torch.Tensor, energy: torch.Tensor, grad: torch.Tensor
-    ) -> None:
-        keep = accepted.unsqueeze(-1)
-        self.z = torch.where(keep, z, self.z)
-        self.grad = torch.where(keep, grad, self.grad)
-        self.energy = torch.where(accepted, energy, self.energy)
 
     # -- results -----------------------------------------------------------------------------
 
@@ -286,31 +310,21 @@ class HMC:
 def masked_leapfrog(
     energy_and_grad: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
     mass: MassMatrix,
-    z: torch.Tensor,
-    momentum: torch.Tensor,
-    energy: torch.Tensor,
-    grad: torch.Tensor,
+    point: PhasePoint,
     step_size: torch.Tensor,
     moving: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A leapfrog step for the ``moving`` chains; the others keep their state.
+) -> PhasePoint:
+    """A leapfrog step from ``point`` for the ``moving`` chains; the others keep their point.
 
     >>> def quadratic(z):
     ...     return 0.5 * (z * z).sum(-1), z
     >>> z = torch.ones(2, 1)
-    >>> new_z, *_ = masked_leapfrog(quadratic, MassMatrix(2, 1, False), z, torch.zeros(2, 1),
-    ...                             torch.full((2,), 0.5), z, torch.full((2,), 0.1),
-    ...                             torch.tensor([True, False]))
-    >>> new_z.flatten().tolist()  # the second chain did not move
+    >>> point = PhasePoint(z, torch.zeros(2, 1), torch.full((2,), 0.5), z)
+    >>> moved = masked_leapfrog(quadratic, MassMatrix(2, 1, False), point, torch.full((2,), 0.1),
+    ...                         torch.tensor([True, False]))
+    >>> moved.z.flatten().tolist()  # the second chain did not move
     [0.9950000047683716, 1.0]
     """
-    new_z, new_momentum, new_energy, new_grad = leapfrog(
-        energy_and_grad, mass, z, momentum, grad, step_size
-    )
-    keep = moving.unsqueeze(-1)
-    return (
-        torch.where(keep, new_z, z),
-        torch.where(keep, new_momentum, momentum),
-        torch.where(moving, new_energy, energy),
-        torch.where(keep, new_grad, grad),
-    )
+    z, momentum, _, grad = point
+    moved = PhasePoint(*leapfrog(energy_and_grad, mass, z, momentum, grad, step_size))
+    return where_chains(moving, moved, point)

@@ -27,6 +27,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -49,6 +50,52 @@ _STAT_NAMES = {
 
 # How many draws are pushed through the model at once to compute the recorded site values.
 _SITE_VALUES_BATCH = 1024
+
+
+@dataclass
+class _Recording:
+    """What a run has recorded so far: the unconstrained draws ``(chains, num_samples, D)``, of
+    which the first ``kept`` are filled, each statistic of :data:`_STAT_NAMES` in one
+    ``(chains, num_samples, ...)`` tensor allocated at its first draw (lists of small tensors
+    would hold about 2 KB per draw until the run ends), and per chain the leapfrog steps of all
+    iterations and the divergences of the sampling phase (warm-up divergences are expected
+    while the step size settles).
+
+    >>> recording = _Recording.for_run(torch.zeros(2, 3), num_samples=5)
+    >>> recording.keep(torch.ones(2, 3), {"diverging": torch.tensor([True, False])})
+    >>> recording.kept, recording.divergences.tolist(), recording.stats["diverging"].shape
+    (1, [1, 0], torch.Size([2, 5]))
+    """
+
+    draws: torch.Tensor
+    divergences: torch.Tensor
+    leapfrog_steps: torch.Tensor
+    stats: dict[str, torch.Tensor] = field(default_factory=dict)
+    kept: int = 0
+
+    @classmethod
+    def for_run(cls, z: torch.Tensor, num_samples: int) -> _Recording:
+        """An empty recording for chains now at ``z`` (chains, D)."""
+        chains = z.shape[0]
+        divergences = torch.zeros(chains, dtype=torch.long, device=z.device)
+        return cls(
+            draws=z.new_empty((chains, num_samples, z.shape[-1])),
+            divergences=divergences,
+            leapfrog_steps=torch.zeros_like(divergences),
+        )
+
+    def keep(self, z: torch.Tensor, step_stats: dict[str, torch.Tensor]) -> None:
+        """Record a sampling-phase iteration: the chains' points ``z`` and their statistics."""
+        self.divergences = self.divergences + step_stats["diverging"].long()
+        self.draws[:, self.kept] = z
+        for name in _STAT_NAMES:
+            if name in step_stats:
+                value = torch.as_tensor(step_stats[name])
+                if name not in self.stats:
+                    shape = (*self.draws.shape[:2], *value.shape[1:])
+                    self.stats[name] = value.new_empty(shape)
+                self.stats[name][:, self.kept] = value
+        self.kept += 1
 
 
 class MCMC:
@@ -119,54 +166,21 @@ class MCMC:
         self.kernel.setup(self.num_chains, self.warmup_steps, args, kwargs, self.initial_params)
 
     def _sample(self) -> None:
-        kernel, chains = self.kernel, self.num_chains
-        draws = kernel.z.new_empty((chains, self.num_samples, kernel.z.shape[-1]))
-        # Per statistic, one (chains, num_samples) tensor allocated at its first draw: lists of
-        # small tensors would hold about 2 KB per draw until the run ends.
-        stats: dict[str, torch.Tensor] = {}
-        divergences = torch.zeros(chains, dtype=torch.long, device=kernel.z.device)
-        leapfrog_steps = torch.zeros_like(divergences)
-        kept = 0
+        """Record the run's iterations; whatever ends them, finish: keep what was recorded and
+        say how the run ended."""
+        recording = _Recording.for_run(self.kernel.z, self.num_samples)
         ended = "failed"  # what the final progress event says, unless the loop gets further
         failure = ""
         self.interrupted = False
-        started = time.perf_counter()
         try:
-            for iteration in range(self.warmup_steps + self.num_samples):
-                if self._stop.is_set():
-                    raise KeyboardInterrupt  # request_stop(): end as the stop button does
-                warmup = iteration < self.warmup_steps
-                step_stats = kernel.sample(iteration, warmup)
-                leapfrog_steps = leapfrog_steps + step_stats["num_steps"]
-                if not warmup:  # warm-up divergences are expected while the step size settles
-                    divergences = divergences + step_stats["diverging"].long()
-                if not warmup:
-                    draws[:, kept] = kernel.z
-                    for name in _STAT_NAMES:
-                        if name in step_stats:
-                            value = torch.as_tensor(step_stats[name])
-                            if name not in stats:
-                                stats[name] = value.new_empty(
-                                    (chains, self.num_samples, *value.shape[1:])
-                                )
-                            stats[name][:, kept] = value
-                    kept += 1
-                    self._live = (draws, kept)
-                if self.hook_fn is not None:
-                    # Pyro's hook: the current unconstrained values, the stage, and the
-                    # iteration counted within that stage.
-                    params = kernel.potential.unconstrained_sites(kernel.z)
-                    stage_iteration = iteration if warmup else iteration - self.warmup_steps
-                    self.hook_fn(kernel, params, "Warmup" if warmup else "Sample", stage_iteration)
-                if self.progress.active:
-                    self._report(iteration, warmup, step_stats, divergences, started)
+            self._record(recording)
             ended = "done"
         except KeyboardInterrupt:
             ended = "stopped"
             self.interrupted = True
             warnings.warn(
-                f"MCMC interrupted after {kept} of {self.num_samples} draws per chain; the "
-                "draws so far are kept.",
+                f"MCMC interrupted after {recording.kept} of {self.num_samples} draws per chain; "
+                "the draws so far are kept.",
                 RuntimeWarning,
                 stacklevel=2,
             )
@@ -174,19 +188,55 @@ class MCMC:
             failure = f"{type(error).__name__}: {error}"
             raise
         finally:
-            # Kept whole even when the stop button is pressed again right now.
-            with deferred_interrupt():
-                self.num_leapfrog_steps = leapfrog_steps  # per chain, warm-up and sampling
-                self._draws = draws[:, :kept]
-                # An interruption can land between a draw's statistics: keep whole draws only.
-                self._stats = {
-                    _STAT_NAMES[name]: values[:, :kept] for name, values in stats.items() if kept
+            self._finish(recording, ended, failure)
+
+    def _record(self, recording: _Recording) -> None:
+        """Warm-up and sampling: each iteration's draw and statistics go into ``recording``,
+        and to the hook and the progress listeners."""
+        kernel = self.kernel
+        started = time.perf_counter()
+        for iteration in range(self.warmup_steps + self.num_samples):
+            if self._stop.is_set():
+                raise KeyboardInterrupt  # request_stop(): end as the stop button does
+            warmup = iteration < self.warmup_steps
+            step_stats = kernel.sample(iteration, warmup)
+            recording.leapfrog_steps = recording.leapfrog_steps + step_stats["num_steps"]
+            if not warmup:
+                recording.keep(kernel.z, step_stats)
+                self._live = (recording.draws, recording.kept)
+            if self.hook_fn is not None:
+                # Pyro's hook: the current unconstrained values, the stage, and the iteration
+                # counted within that stage.
+                params = kernel.potential.unconstrained_sites(kernel.z)
+                stage_iteration = iteration if warmup else iteration - self.warmup_steps
+                self.hook_fn(kernel, params, "Warmup" if warmup else "Sample", stage_iteration)
+            if self.progress.active:
+                self._report(iteration, warmup, step_stats, recording.divergences, started)
+
+    def _finish(self, recording: _Recording, ended: str, failure: str) -> None:
+        """Keep the whole draws of ``recording`` as the run's results and send the last
+        progress event (phase ``ended``; ``failure`` names the error of a failed run)."""
+        # Kept whole even when the stop button is pressed again right now.
+        with deferred_interrupt():
+            kept = recording.kept
+            self.num_leapfrog_steps = recording.leapfrog_steps  # per chain, warm-up and sampling
+            self._draws = recording.draws[:, :kept]
+            # An interruption can land between a draw's statistics: keep whole draws only.
+            self._stats = {
+                _STAT_NAMES[name]: values[:, :kept]
+                for name, values in recording.stats.items()
+                if kept
+            }
+            self._samples = None
+            if self.progress.active:
+                info = {
+                    "phase": ended,
+                    "kept": kept,
+                    "num_chains": self.num_chains,
+                    "error": failure,
                 }
-                self._samples = None
-                if self.progress.active:
-                    info = {"phase": ended, "kept": kept, "num_chains": chains, "error": failure}
-                    self.progress.emit(ProgressEvent("mcmc", kept + self.warmup_steps, info=info))
-                self._live = None
+                self.progress.emit(ProgressEvent("mcmc", kept + self.warmup_steps, info=info))
+            self._live = None
 
     def run_in_background(self, *args: Any, **kwargs: Any) -> None:
         """:meth:`run` with the sampling in a thread, so the caller (a notebook) stays free: a

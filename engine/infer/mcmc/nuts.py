@@ -50,6 +50,7 @@ import torch
 from engine.infer.autoguide.initialization import init_to_uniform
 from engine.infer.mcmc.hmc import HMC
 from engine.infer.mcmc.integrator import leapfrog_with
+from engine.infer.mcmc.state import ChainPoint, where_chains
 from engine.runtime import Message
 
 # The rows of a point block (4, C, D).
@@ -88,19 +89,23 @@ def _hamiltonian(
     return energy + 0.5 * (momentum * velocity).sum(-1)
 
 
-def _choose(condition: torch.Tensor, mine: _Candidate, theirs: _Candidate) -> _Candidate:
-    """``mine`` for the chains where ``condition`` (C,) holds, else ``theirs``: one
-    ``torch.where`` per block.
+class _SubtreeState(NamedTuple):
+    """A subtree being integrated, per chain: its far end (a point block (4, C, D)), its
+    candidate, its running sums, which chains go on integrating it (``live``: active, not
+    turned, not diverged; at the end, the chains whose subtree may join the trajectory), and one
+    checkpoint per level of balanced sub-trees, shaped (max_tree_depth, 3, C, D): the velocity
+    at the sub-tree's first leaf, the current leaf's velocity, and the momentum sum before the
+    sub-tree (velocities side by side: both U-turn criteria are one product)."""
 
-    >>> a = _Candidate(torch.zeros(4, 2, 3), torch.zeros(2))
-    >>> b = _Candidate(torch.ones(4, 2, 3), torch.ones(2))
-    >>> _choose(torch.tensor([True, False]), a, b).energy.tolist()
-    [0.0, 1.0]
-    """
-    return _Candidate(
-        torch.where(condition.unsqueeze(-1), mine.point, theirs.point),
-        torch.where(condition, mine.energy, theirs.energy),
-    )
+    point: torch.Tensor
+    candidate: _Candidate
+    log_weight: torch.Tensor
+    momentum_sum: torch.Tensor
+    checkpoints: torch.Tensor
+    live: torch.Tensor
+    diverging: torch.Tensor
+    accept_sum: torch.Tensor
+    num_steps: torch.Tensor
 
 
 class NUTS(HMC):
@@ -154,12 +159,15 @@ class NUTS(HMC):
         self.max_tree_depth = max_tree_depth
 
     def _transition(self) -> dict[str, torch.Tensor]:
-        mass = self.mass
+        """One trajectory per chain, doubled until it turns; each chain moves to its
+        trajectory's candidate."""
+        state = self.state
+        mass, step_size, current = state.mass, state.step_size, state.point
         momentum = mass.sample_momentum()
-        start_h = self.energy + mass.kinetic_energy(momentum)
+        start_h = current.energy + mass.kinetic_energy(momentum)
         # Both ends of the trajectory start at the current point.
-        left = right = torch.stack((self.z, momentum, self.grad, mass.velocity(momentum)))
-        candidate = _Candidate(left, self.energy)
+        left = right = torch.stack((current.z, momentum, current.grad, mass.velocity(momentum)))
+        candidate = _Candidate(left, current.energy)
         log_weight = torch.zeros_like(start_h)  # log Σ exp(H0 - H) over the trajectory
         momentum_sum = momentum
         done = torch.zeros_like(start_h, dtype=torch.bool)
@@ -173,7 +181,7 @@ class NUTS(HMC):
                 break
             forward = torch.rand_like(start_h) < 0.5
             start = torch.where(forward.unsqueeze(-1), right, left)
-            step = torch.where(forward, self.step_size, -self.step_size)
+            step = torch.where(forward, step_size, -step_size)
             active = ~done
             sub = self._subtree(start, step, tree_depth, start_h, active)
             depth = depth + active.long()
@@ -182,7 +190,7 @@ class NUTS(HMC):
             diverging = diverging | sub.diverging
             good = sub.live  # the chains that neither turned nor diverged in the subtree
             take = good & (torch.rand_like(start_h).log() < sub.log_weight - log_weight)
-            candidate = _choose(take, sub.candidate, candidate)
+            candidate = where_chains(take, sub.candidate, candidate)
             log_weight = torch.where(good, torch.logaddexp(log_weight, sub.log_weight), log_weight)
             momentum_sum = torch.where(
                 good.unsqueeze(-1), momentum_sum + sub.momentum_sum, momentum_sum
@@ -192,8 +200,8 @@ class NUTS(HMC):
             turned = _turned(left[VELOCITY], right[VELOCITY], momentum_sum)
             done = done | ~good | turned
 
-        self.z, self.grad = candidate.point[Z], candidate.point[GRAD]
-        self.energy = candidate.energy
+        chosen = ChainPoint(candidate.point[Z], candidate.energy, candidate.point[GRAD])
+        self.state = state._replace(point=chosen)
         return {
             "accept_prob": accept_sum / num_steps.clamp(min=1),
             "diverging": diverging,
@@ -286,25 +294,6 @@ class NUTS(HMC):
         self._advance = self._compiled(advance)
 
 
-class _SubtreeState(NamedTuple):
-    """A subtree being integrated, per chain: its far end (a point block (4, C, D)), its
-    candidate, its running sums, which chains go on integrating it (``live``: active, not
-    turned, not diverged; at the end, the chains whose subtree may join the trajectory), and one
-    checkpoint per level of balanced sub-trees, shaped (max_tree_depth, 3, C, D): the velocity
-    at the sub-tree's first leaf, the current leaf's velocity, and the momentum sum before the
-    sub-tree (velocities side by side: both U-turn criteria are one product)."""
-
-    point: torch.Tensor
-    candidate: _Candidate
-    log_weight: torch.Tensor
-    momentum_sum: torch.Tensor
-    checkpoints: torch.Tensor
-    live: torch.Tensor
-    diverging: torch.Tensor
-    accept_sum: torch.Tensor
-    num_steps: torch.Tensor
-
-
 def _advance_leaf(
     energy_and_grad,
     mass,
@@ -353,7 +342,7 @@ def _advance_leaf(
     accept = neg_delta.clamp(max=0.0).exp() * live
     return _SubtreeState(
         point=torch.where(live.unsqueeze(-1), leaf, point),
-        candidate=_choose(wins, _Candidate(leaf, energy), state.candidate),
+        candidate=where_chains(wins, _Candidate(leaf, energy), state.candidate),
         log_weight=torch.where(valid, new_log_weight, state.log_weight),
         momentum_sum=momentum_sum,
         checkpoints=checkpoints,
