@@ -105,6 +105,9 @@ class MCMC:
     values (each site's unconstrained shape, or with a leading dim of ``num_chains``). Pyro's
     ``mp_context``, ``chain_method`` and ``disable_progbar`` are accepted for compatibility:
     chains always run batched in this process, and progress goes to ``mcmc.progress``.
+    ``disable_validation`` too: the sampler always runs the model once with every check when it
+    sets up (the run that lays out its sites), and computes every later density without value
+    checks (a proposal outside a support is a rejected move, not an error), whatever it says.
     """
 
     def __init__(
