@@ -183,20 +183,24 @@ class NUTS(HMC):
             start = torch.where(forward.unsqueeze(-1), right, left)
             step = torch.where(forward, step_size, -step_size)
             active = ~done
-            sub = self._subtree(start, step, tree_depth, start_h, active)
+            subtree = self._subtree(start, step, tree_depth, start_h, active)
             depth = depth + active.long()
-            accept_sum = accept_sum + sub.accept_sum
-            num_steps = num_steps + sub.num_steps
-            diverging = diverging | sub.diverging
-            good = sub.live  # the chains that neither turned nor diverged in the subtree
-            take = good & (torch.rand_like(start_h).log() < sub.log_weight - log_weight)
-            candidate = where_chains(take, sub.candidate, candidate)
-            log_weight = torch.where(good, torch.logaddexp(log_weight, sub.log_weight), log_weight)
-            momentum_sum = torch.where(
-                good.unsqueeze(-1), momentum_sum + sub.momentum_sum, momentum_sum
+            accept_sum = accept_sum + subtree.accept_sum
+            num_steps = num_steps + subtree.num_steps
+            diverging = diverging | subtree.diverging
+            good = subtree.live  # the chains that neither turned nor diverged in the subtree
+            moves_into_subtree = good & (
+                torch.rand_like(start_h).log() < subtree.log_weight - log_weight
             )
-            right = torch.where((good & forward).unsqueeze(-1), sub.point, right)
-            left = torch.where((good & ~forward).unsqueeze(-1), sub.point, left)
+            candidate = where_chains(moves_into_subtree, subtree.candidate, candidate)
+            log_weight = torch.where(
+                good, torch.logaddexp(log_weight, subtree.log_weight), log_weight
+            )
+            momentum_sum = torch.where(
+                good.unsqueeze(-1), momentum_sum + subtree.momentum_sum, momentum_sum
+            )
+            right = torch.where((good & forward).unsqueeze(-1), subtree.point, right)
+            left = torch.where((good & ~forward).unsqueeze(-1), subtree.point, left)
             turned = _turned(left[VELOCITY], right[VELOCITY], momentum_sum)
             done = done | ~good | turned
 
