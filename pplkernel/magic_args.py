@@ -31,11 +31,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from pplkernel.errors import MagicError, did_you_mean
-
-AUTOGUIDES = ("auto_normal", "auto_delta", "auto_diag", "auto_mvn", "auto_lowrank")
-OPTIMIZERS = ("adam", "clipped_adam", "sgd")
-ELBOS = ("trace", "meanfield", "tracegraph", "enum")
-KERNELS = ("nuts", "hmc")
+from pplkernel.magic_choices import ELBOS, KERNELS, OPTIMIZERS
 
 # A reader turns a flag's text into its value, or raises ValueError with the rest of the
 # sentence that starts with the flag's name ("must be ..., got 'abc'").
@@ -229,15 +225,15 @@ _SVI_FLAGS = (
     Flag("--guide", _name, "auto_normal", "--guide auto_delta"),
     Flag("--steps", _positive_int, 1000, "--steps 500"),
     Flag("--lr", _positive_float, 0.01, "--lr 0.01"),
-    Flag("--optim", _choice(OPTIMIZERS), "adam", "--optim adam"),
-    Flag("--elbo", _choice(ELBOS), "trace", "--elbo trace"),
+    Flag("--optim", _choice(tuple(OPTIMIZERS)), "adam", "--optim adam"),
+    Flag("--elbo", _choice(tuple(ELBOS)), "trace", "--elbo trace"),
     Flag("--particles", _positive_int, 1, "--particles 4"),
     Flag("--name", _name, None, "--name fast"),
     _ARGS,
 )
 
 _MCMC_FLAGS = (
-    Flag("--kernel", _choice(KERNELS), "nuts", "--kernel nuts"),
+    Flag("--kernel", _choice(tuple(KERNELS)), "nuts", "--kernel nuts"),
     Flag("--samples", _positive_int, 1000, "--samples 1000"),
     Flag("--warmup", _non_negative_int, None, "--warmup 500"),
     Flag("--chains", _positive_int, 4, "--chains 4"),

@@ -23,19 +23,11 @@ import engine
 from engine.distributions.validation import structure_checks_enabled
 from engine.errors import PPLError
 from engine.infer import (
-    HMC,
     MCMC,
-    NUTS,
-    Trace_ELBO,
-    TraceEnum_ELBO,
-    TraceGraph_ELBO,
-    TraceMeanField_ELBO,
 )
-from engine.infer import autoguide as autoguides
 from engine.infer.guide_then_model import guide_and_model_traces
 from engine.infer.model_guide_checks import check_model_guide_match
 from engine.infer.util import inspection_trace
-from engine.optim import SGD, Adam, ClippedAdam
 from engine.params import param_store_scope
 from engine.source_lines import register_location_namer
 from pplkernel import model_cells, predictive
@@ -48,27 +40,13 @@ from pplkernel.magic_args import (
     parse_svi,
     parse_trace,
 )
+from pplkernel.magic_choices import AUTOGUIDES, ELBOS, KERNELS, OPTIMIZERS
 from pplkernel.runs import SviRun
 from pplkernel.session import CellFunction, MagicError, Session, bind_arguments
 from widgets import McmcMonitor, ModelGraph, TraceInspector
 from widgets.predictive_check import PredictiveCheck
 from widgets.predictive_draws import PredictiveDraws, choose_covariate, replicate
 from widgets.prior_explorer import PriorExplorer
-
-_AUTOGUIDES = {
-    "auto_normal": autoguides.AutoNormal,
-    "auto_delta": autoguides.AutoDelta,
-    "auto_diag": autoguides.AutoDiagonalNormal,
-    "auto_mvn": autoguides.AutoMultivariateNormal,
-    "auto_lowrank": autoguides.AutoLowRankMultivariateNormal,
-}
-_OPTIMIZERS = {"adam": Adam, "clipped_adam": ClippedAdam, "sgd": SGD}
-_ELBOS = {
-    "trace": Trace_ELBO,
-    "meanfield": TraceMeanField_ELBO,
-    "tracegraph": TraceGraph_ELBO,
-    "enum": TraceEnum_ELBO,
-}
 
 
 @contextlib.contextmanager
@@ -286,8 +264,8 @@ class PPLMagics(Magics):
 
     def _new_run(self, name: str, model: CellFunction, options, settings, args, kwargs) -> SviRun:
         guide, guide_entry = self._guide_for(options.guide, model)
-        optim = _OPTIMIZERS[options.optim]({"lr": options.lr})
-        loss = _ELBOS[options.elbo](num_particles=options.particles)
+        optim = OPTIMIZERS[options.optim]({"lr": options.lr})
+        loss = ELBOS[options.elbo](num_particles=options.particles)
         return SviRun(name, model, guide, guide_entry, optim, loss, args, kwargs, settings)
 
     def _reset_latest_run(self) -> None:
@@ -305,7 +283,7 @@ class PPLMagics(Magics):
         options = parse_mcmc(line)
         model = self.session.model(options.model)
         args, kwargs = self._bound(model.fn, options.args)
-        kernel = (NUTS if options.kernel == "nuts" else HMC)(model.fn)
+        kernel = KERNELS[options.kernel](model.fn)
         warmup = options.samples if options.warmup is None else options.warmup
         mcmc = MCMC(kernel, options.samples, warmup, num_chains=options.chains)
         monitor = McmcMonitor(mcmc, title=f"MCMC {model.name}")
@@ -447,20 +425,20 @@ class PPLMagics(Magics):
     def _check_guide(self, name: str) -> None:
         """Refuse a ``--guide`` that is neither an autoguide nor a ``%%guide`` (before anything
         starts), naming both kinds."""
-        if name in _AUTOGUIDES or name in self.session.guides:
+        if name in AUTOGUIDES or name in self.session.guides:
             return
         defined = ", ".join(sorted(self.session.guides)) or "none yet"
         raise MagicError(
             f"No guide named '{name}' (defined guides: {defined}; autoguides: "
-            f"{', '.join(_AUTOGUIDES)}).{did_you_mean(name, [*self.session.guides, *_AUTOGUIDES])}"
+            f"{', '.join(AUTOGUIDES)}).{did_you_mean(name, [*self.session.guides, *AUTOGUIDES])}"
             f" Define it in a `%%guide {name}(...)` cell first, or pick an autoguide.",
             "NameError",
         )
 
     def _guide_for(self, name: str, model: CellFunction) -> tuple[Callable, CellFunction | None]:
         """The guide ``--guide name`` means, and its ``%%guide`` entry (None for an autoguide)."""
-        if name in _AUTOGUIDES:
-            return _AUTOGUIDES[name](model.fn), None
+        if name in AUTOGUIDES:
+            return AUTOGUIDES[name](model.fn), None
         entry = self.session.guide(name)
         return entry.fn, entry
 
