@@ -75,28 +75,20 @@ def _writes(node: torch.fx.Node) -> bool:
     return schema is None or schema.is_mutable if node.op == "call_function" else False
 
 
-def _drop_constant_copies(graph_module: torch.fx.GraphModule) -> None:
+def _drop_constant_copies(graph: torch.fx.Graph) -> None:
     """Recording copies every tensor the function creates from a literal into the graph on each
-    call (``lift_fresh_copy``); when no operation of the graph writes in place, the copies are
-    never written to, so they are pure cost."""
-    graph = graph_module.graph
-    if any(_writes(node) for node in graph.nodes):
-        return
+    call (``lift_fresh_copy``); in a graph that never writes in place, the copies are never
+    written to, so they are pure cost."""
     for node in list(graph.nodes):
         if node.target is torch.ops.aten.lift_fresh_copy.default:
             node.replace_all_uses_with(node.args[0])
             graph.erase_node(node)
-    graph.eliminate_dead_code()
-    graph_module.recompile()
 
 
-def _merge_repeated_operations(graph_module: torch.fx.GraphModule) -> None:
+def _merge_repeated_operations(graph: torch.fx.Graph) -> None:
     """Compute each operation once: a model's handlers and checks often ask for the same thing
     twice (a value checked against a constraint by the distribution and again by its log_prob).
-    Random operations (each call draws anew) and graphs that write in place are left alone."""
-    graph = graph_module.graph
-    if any(_writes(node) for node in graph.nodes):
-        return
+    Random operations (each call draws anew) are left alone."""
     seen: dict[tuple, torch.fx.Node] = {}
     for node in list(graph.nodes):
         if node.op != "call_function":
@@ -112,18 +104,13 @@ def _merge_repeated_operations(graph_module: torch.fx.GraphModule) -> None:
         if earlier is not node:
             node.replace_all_uses_with(earlier)
             graph.erase_node(node)
-    graph.eliminate_dead_code()
-    graph_module.recompile()
 
 
-def _pointwise_before_expand(graph_module: torch.fx.GraphModule) -> None:
+def _pointwise_before_expand(graph: torch.fx.Graph) -> None:
     """Apply a pointwise operation of one broadcast tensor before the broadcast: a distribution
     broadcasts a scalar scale to its batch shape (``expand``, no copy), then takes its log or
     square there, once per element; on the scalar it is one operation. ``f(expand(x))`` and
     ``expand(f(x))`` are the same values."""
-    graph = graph_module.graph
-    if any(_writes(node) for node in graph.nodes):
-        return
     expand = torch.ops.aten.expand.default
     for node in list(graph.nodes):
         tags = getattr(node.target, "tags", ())
@@ -142,6 +129,17 @@ def _pointwise_before_expand(graph_module: torch.fx.GraphModule) -> None:
             expanded = graph.call_function(expand, (applied, shape))
         node.replace_all_uses_with(expanded)
         graph.erase_node(node)
+
+
+def _simplify(graph_module: torch.fx.GraphModule) -> None:
+    """The rewrites above, which hold only where no operation writes in place (an aliased or
+    shared tensor could then change between two uses), and one recompilation after them."""
+    graph = graph_module.graph
+    if any(_writes(node) for node in graph.nodes):
+        return
+    _drop_constant_copies(graph)
+    _pointwise_before_expand(graph)
+    _merge_repeated_operations(graph)
     graph.eliminate_dead_code()
     graph.lint()
     graph_module.recompile()
@@ -216,9 +214,7 @@ def record_plan(
             "the function reads tensors from outside its arguments (a global or a closure), "
             "which a plan would hold on to"
         )
-    _drop_constant_copies(graph_module)
-    _pointwise_before_expand(graph_module)
-    _merge_repeated_operations(graph_module)
+    _simplify(graph_module)
     with preserved_rng_state():  # the interpreter runs the graph once: its draws are not the run's
         return _runner(graph_module, example)
 
