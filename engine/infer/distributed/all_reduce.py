@@ -9,7 +9,8 @@ bucket across the processes in one ``all_reduce`` and copies the sums back in pl
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -49,11 +50,7 @@ def summed_across(
 ) -> None:
     """Replace each tensor, in place, by its sum over the group's processes (``what`` names the
     operation in a failure's message)."""
-    for bucket in _buckets(tensors, bucket_bytes):
-        flat = torch.cat([t.reshape(-1) for t in bucket])
-        with collective(what, group):
-            dist.all_reduce(flat)
-        _copy_back(flat, bucket)
+    _bucket_by_bucket(tensors, group, what, bucket_bytes, lambda flat: dist.all_reduce(flat))
 
 
 def copy_from_main(
@@ -63,16 +60,24 @@ def copy_from_main(
     bucket_bytes: int = DEFAULT_BUCKET_BYTES,
 ) -> None:
     """Replace each tensor, in place, by rank 0's."""
+    _bucket_by_bucket(tensors, group, what, bucket_bytes, lambda flat: dist.broadcast(flat, 0))
+
+
+def _bucket_by_bucket(
+    tensors: Sequence[torch.Tensor],
+    group: Group,
+    what: str,
+    bucket_bytes: int,
+    operation: Callable[[torch.Tensor], Any],
+) -> None:
+    """Flatten each bucket into one tensor, apply the collective ``operation`` to it in place,
+    and copy the result back into the bucket's tensors."""
     for bucket in _buckets(tensors, bucket_bytes):
         flat = torch.cat([t.detach().reshape(-1) for t in bucket])
         with collective(what, group):
-            dist.broadcast(flat, src=0)
-        _copy_back(flat, bucket)
-
-
-def _copy_back(flat: torch.Tensor, bucket: list[torch.Tensor]) -> None:
-    offset = 0
-    with torch.no_grad():
-        for tensor in bucket:
-            tensor.copy_(flat[offset : offset + tensor.numel()].view_as(tensor))
-            offset += tensor.numel()
+            operation(flat)
+        offset = 0
+        with torch.no_grad():
+            for tensor in bucket:
+                tensor.copy_(flat[offset : offset + tensor.numel()].view_as(tensor))
+                offset += tensor.numel()
