@@ -124,6 +124,11 @@ class _Arguments:
 _SCALARS = (bool, int, float, str, type(None))
 
 
+def _layout_of(tensor: torch.Tensor) -> tuple:
+    """What a plan fixes about an input tensor: its shape, dtype and device."""
+    return tensor.shape, tensor.dtype, tensor.device
+
+
 def _split(args: tuple, kwargs: dict[str, Any]) -> tuple[_Arguments, Hashable] | None:
     """The arguments and their kind (the plan's key), or None when a plan cannot take them: an
     object that is neither a tensor nor a plain value, or a tensor that requires grad (the full
@@ -136,7 +141,7 @@ def _split(args: tuple, kwargs: dict[str, Any]) -> tuple[_Arguments, Hashable] |
                 return None
             tensors.append(leaf)
             positions.append(position)
-            kind.append((leaf.shape, leaf.dtype, leaf.device))
+            kind.append(_layout_of(leaf))
         elif isinstance(leaf, _SCALARS):
             kind.append((type(leaf), leaf))
         else:
@@ -216,8 +221,7 @@ class PlannedSteps:
             leaves = store.leaves(plan.names)
         except KeyError:  # a param was deleted since the recording
             return None
-        shapes = tuple((leaf.shape, leaf.dtype, leaf.device) for leaf in leaves)
-        return leaves if shapes == plan.shapes else None
+        return leaves if tuple(map(_layout_of, leaves)) == plan.shapes else None
 
     def _run(
         self, plan: _Plan, leaves: list[torch.Tensor], arguments: _Arguments
@@ -296,7 +300,7 @@ class PlannedSteps:
         plan = _Plan(
             run,
             names,
-            tuple((leaf.shape, leaf.dtype, leaf.device) for leaf in leaves),
+            tuple(map(_layout_of, leaves)),
             layout,
             seen.is_negative_elbo,
         )
