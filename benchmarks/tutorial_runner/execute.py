@@ -84,8 +84,9 @@ def run_script(
     env: Mapping[str, str],
     timeout: float,
     script: Script | None = None,
+    arguments: Sequence[str] = (),
 ) -> RunResult:
-    """Run ``python script_path`` with ``PYTHONPATH=path_entries`` in ``cwd``; never hangs.
+    """Run ``python script_path *arguments`` with ``PYTHONPATH=path_entries`` in ``cwd``; no hang.
 
     >>> import sys, tempfile
     >>> with tempfile.TemporaryDirectory() as tmp:
@@ -103,7 +104,7 @@ def run_script(
     timed_out = False
     with out_path.open("wb") as out, err_path.open("wb") as err:
         process = subprocess.Popen(
-            [python, str(script_path)],
+            [python, str(script_path), *arguments],
             cwd=cwd,
             env=environment,
             stdin=subprocess.DEVNULL,
