@@ -112,8 +112,13 @@ class FileResult:
         return self.passed / ran if ran else None
 
 
-def outcomes_to_result(path: str, lines: Sequence[str], timed_out: bool) -> FileResult:
+def outcomes_to_result(
+    path: str, lines: Sequence[str], timed_out: bool, crash: str | None = None
+) -> FileResult:
     """Count a file's outcomes from the plugin's JSON lines; unrun tests of a cut-off run fail.
+
+    ``crash`` is the error of a process that ended abnormally (a conftest that does not import, a
+    segfault): before collection it counts as an import failure, after it like a timeout.
 
     >>> lines = ['{"kind": "collected", "count": 3}',
     ...          '{"kind": "test", "id": "a", "outcome": "passed", "message": ""}',
@@ -121,13 +126,18 @@ def outcomes_to_result(path: str, lines: Sequence[str], timed_out: bool) -> File
     >>> result = outcomes_to_result("t.py", lines, timed_out=True)
     >>> result.passed, result.failed, result.first_failures
     (1, 2, ('b: boom',))
+    >>> outcomes_to_result("t.py", [], False, "ImportError: no pyro.ops").first_failures
+    ('ImportError: no pyro.ops',)
     """
     records = [json.loads(line) for line in lines if line.strip()]
     collected = sum(r["count"] for r in records if r["kind"] == "collected")
     tests = [r for r in records if r["kind"] == "test"]
     counts = Counter(r["outcome"] for r in tests)
-    unrun = max(collected - len({r["id"] for r in tests}), 0) if timed_out else 0
+    cut_off = timed_out or crash is not None
+    unrun = max(collected - len({r["id"] for r in tests}), 0) if cut_off else 0
     collect_errors = [r for r in records if r["kind"] == "collect_error"]
+    if crash is not None and not any(r["kind"] == "collected" for r in records):
+        collect_errors.append({"message": crash})
     failures = [
         f"{r['id']}: {r['message'].splitlines()[0] if r['message'] else ''}"
         for r in tests
@@ -146,7 +156,7 @@ def outcomes_to_result(path: str, lines: Sequence[str], timed_out: bool) -> File
     )
 
 
-def test_files(checkout: Path, only: Sequence[str]) -> list[str]:
+def area_files(checkout: Path, only: Sequence[str]) -> list[str]:
     """The test files of the areas (or of ``only``), relative to the checkout, sorted."""
     roots = only or AREAS
     found: set[str] = set()
@@ -181,11 +191,15 @@ def run_file(
             "-p",
             "no:cacheprovider",
             "-q",
+            "--rootdir",
+            str(checkout),
             str(checkout / relative),
         ],
     )
     lines = outcomes.read_text().splitlines() if outcomes.exists() else []
-    return outcomes_to_result(relative, lines, run.timed_out)
+    # pytest's own exit codes: 0 passed, 1 some failed, 2 collection errors, 5 nothing collected
+    crash = None if run.timed_out or run.returncode in (0, 1, 2, 5) else run.first_error
+    return outcomes_to_result(relative, lines, run.timed_out, crash)
 
 
 def mean_rate(results: Sequence[FileResult]) -> tuple[float, int]:
@@ -241,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, help="write every file's counts here")
     args = parser.parse_args(argv)
     checkout = args.pyro_checkout.resolve()
-    files = test_files(checkout, args.only)
+    files = area_files(checkout, args.only)
     project = str(Path(__file__).resolve().parent.parent)
     sides: dict[str, list[FileResult]] = {}
     with tempfile.TemporaryDirectory(prefix="pyro-alias-") as alias:
