@@ -1,7 +1,8 @@
 """Axes for the monitors' charts: "nice" tick values, their labels, and the static chart.
 
 The ticks are computed here, in Python, and travel to the browser with the data (in a trait and
-in the batched messages); the ESM files only place the ticks they are given (widgets/axes.js).
+in the batched messages); the ESM files only place the ticks they are given (the chart drawing in
+widgets/monitor_base.js).
 Why here and not in JavaScript: the SVI monitor's static HTML fallback draws the loss curve with
 the same axes, so Python needs the tick code anyway, and one copy of it is better than two. What
 the browser decides needs no new ticks: its log-scale switch picks one of the two loss axes sent,
@@ -24,24 +25,10 @@ it with one or two ticks and the curve squeezed into a corner.
 from __future__ import annotations
 
 import math
-import pathlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from widgets.html import escape
-
-
-def esm_with_axes(filename: str) -> str:
-    """The source of this package's ESM file ``filename`` with widgets/axes.js (the chart
-    drawing both monitors use) in front of it.
-
-    anywidget imports each widget's ESM as one module from a string (a blob URL in the browser),
-    where ``import ... from "./axes.js"`` has nothing to resolve against; joining the two files
-    here shares one copy of the drawing code without a build step. (anywidget's hot reload,
-    which watches an ``_esm`` given as a path, does not apply to these two widgets.)
-    """
-    here = pathlib.Path(__file__).parent
-    return "\n".join((here / name).read_text(encoding="utf-8") for name in ("axes.js", filename))
 
 
 class Extent:
@@ -141,7 +128,8 @@ def _labels(ticks: list[float], exponents: list[int]) -> list[str]:
     return labels
 
 
-# The static chart (the SVI monitor's HTML fallback): the same layout as widgets/axes.js draws.
+# The static chart (the SVI monitor's HTML fallback): the same layout as the live one
+# (drawChart in widgets/monitor_base.js).
 _LEFT, _RIGHT, _TOP, _BOTTOM = 48, 10, 8, 20
 
 
@@ -198,8 +186,8 @@ def svg_plot(
 def _static_axis(
     name: str, axis: dict[str, Any], place: Callable[[float], float], box: tuple[int, ...]
 ) -> str:
-    """One axis as axisGroup in widgets/axes.js draws it: its line and tick marks in one path,
-    a text per tick."""
+    """One axis as axisGroup in widgets/monitor_base.js draws it: its line and tick marks in
+    one path, a text per tick."""
     left, top, right, bottom = box
     places = [place(tick) for tick in axis["ticks"]]
     if name == "x":

@@ -3,55 +3,48 @@
 // element's density per chain and rank plot (recomputed in Python about once a second and sent
 // whole, with their axes), and a Stop button. Updates arrive in batched "update" messages; the
 // traits hold the final state (the plots' histories at most a fixed number of iterations, evenly
-// spaced: `lp_iterations` says which). Messages that arrive before the view renders are buffered
-// in initialize(). The axes come from Python with the data; drawChart and svgElement are
-// widgets/axes.js, put in front of this file.
+// spaced: `lp_iterations` says which). The axes come from Python with the data. The state of a
+// widget, kept from messages that come before any view renders too, the redraws and the charts
+// are the shared base's (widgets/monitor_base.js, put in front of this file): this file says
+// what is particular.
 
 const COLORS = ["steelblue", "darkorange", "seagreen", "crimson", "purple", "goldenrod", "teal", "gray"];
 const STATE_COLORS = { warmup: "#fff6d5", sample: "#e3f1ff", done: "#e4f7e4", stopped: "#eeeeee", diverging: "#ffe0e0" };
 
-// anywidget hands initialize() and each render() different proxies of one model: the state
-// they share lives here, keyed by the widget's _uid trait.
-const STATES = new Map();
+// What a view shows, kept per widget (see monitorWidget in widgets/monitor_base.js).
+function emptyState() {
+  return { chains: [], lp: [], lpIterations: [], traces: {}, traceIterations: [], axes: {}, marginals: {}, rhat: null, ess: null, status: "waiting" };
+}
 
-function initialize({ model }) {
-  const state = { chains: [], lp: [], lpIterations: [], traces: {}, traceIterations: [], axes: {}, marginals: {}, rhat: null, ess: null, status: "waiting", views: new Set() };
-  STATES.set(model.get("_uid"), state);
-  const fromTraits = () => {
-    state.chains = model.get("chains");
-    state.lp = model.get("lp").map((values) => [...values]);
-    state.lpIterations = [...model.get("lp_iterations")];
-    state.traces = {};
-    for (const [name, chains] of Object.entries(model.get("traces"))) state.traces[name] = chains.map((v) => [...v]);
-    state.traceIterations = [...model.get("trace_iterations")];
-    state.axes = model.get("axes");
-    state.marginals = model.get("marginals");
-    state.rhat = model.get("rhat");
-    state.ess = model.get("ess");
-    state.status = model.get("status");
-  };
-  fromTraits();
-  model.on("change:chains", () => { fromTraits(); state.views.forEach((draw) => draw()); });
-  model.on("change:marginals", () => { state.marginals = model.get("marginals"); state.views.forEach((draw) => draw()); });
-  model.on("change:status", () => { state.status = model.get("status"); state.views.forEach((draw) => draw()); });
-  model.on("msg:custom", (msg) => {
-    if (msg.type === "update") {
-      state.chains = msg.chains;
-      if (state.status !== "stopping") state.status = "running";
-      msg.lp.forEach((values, c) => { (state.lp[c] = state.lp[c] || []).push(...values); });
-      state.lpIterations.push(...msg.lp_iterations);
-      for (const [name, values] of Object.entries(msg.trace || {})) {
-        state.traces[name] = state.traces[name] || values.map(() => []);
-        values.forEach((v, c) => state.traces[name][c].push(v));
-      }
-      state.traceIterations.push(msg.trace_iteration);
-      if (msg.axes) state.axes = msg.axes;
-      if (msg.marginals) state.marginals = msg.marginals;
-      if ("rhat" in msg) state.rhat = msg.rhat;
-      if ("ess" in msg) state.ess = msg.ess;
-    }
-    state.views.forEach((draw) => draw());
-  });
+function fromTraits(state, model) {
+  state.chains = model.get("chains");
+  state.lp = model.get("lp").map((values) => [...values]);
+  state.lpIterations = [...model.get("lp_iterations")];
+  state.traces = {};
+  for (const [name, chains] of Object.entries(model.get("traces"))) state.traces[name] = chains.map((v) => [...v]);
+  state.traceIterations = [...model.get("trace_iterations")];
+  state.axes = model.get("axes");
+  state.marginals = model.get("marginals");
+  state.rhat = model.get("rhat");
+  state.ess = model.get("ess");
+  state.status = model.get("status");
+}
+
+function applyMessage(state, msg) {
+  if (msg.type !== "update") return;
+  state.chains = msg.chains;
+  if (state.status !== "stopping") state.status = "running";
+  msg.lp.forEach((values, c) => { (state.lp[c] = state.lp[c] || []).push(...values); });
+  state.lpIterations.push(...msg.lp_iterations);
+  for (const [name, values] of Object.entries(msg.trace || {})) {
+    state.traces[name] = state.traces[name] || values.map(() => []);
+    values.forEach((v, c) => state.traces[name][c].push(v));
+  }
+  state.traceIterations.push(msg.trace_iteration);
+  if (msg.axes) state.axes = msg.axes;
+  if (msg.marginals) state.marginals = msg.marginals;
+  if ("rhat" in msg) state.rhat = msg.rhat;
+  if ("ess" in msg) state.ess = msg.ess;
 }
 
 // One svg: a curve per chain (null, a non-finite value, is left out) against the iterations
@@ -84,9 +77,8 @@ function marginalBox(element, bins, draws) {
   return box;
 }
 
-function render({ model, el }) {
-  if (!STATES.has(model.get("_uid"))) initialize({ model });
-  const state = STATES.get(model.get("_uid"));
+// One view in el; returns its draw().
+function view({ model, el, state }) {
   const root = document.createElement("div");
   root.className = "ppl-mcmc-monitor";
   el.appendChild(root);
@@ -149,10 +141,18 @@ function render({ model, el }) {
     }
   }
 
-  state.views.add(draw);
-  model.on("change:title", draw);
-  draw();
-  return () => state.views.delete(draw);
+  return draw;
 }
 
-export default { initialize, render };
+export default monitorWidget({
+  state: emptyState,
+  fromTraits,
+  resync: ["chains"],
+  follow: {
+    marginals: (state, model) => { state.marginals = model.get("marginals"); },
+    status: (state, model) => { state.status = model.get("status"); },
+  },
+  redrawOn: ["title"],
+  message: applyMessage,
+  view,
+});

@@ -36,7 +36,6 @@ import itertools
 import math
 import threading
 import time
-import uuid
 from typing import Any
 
 import anywidget
@@ -47,7 +46,8 @@ from engine.infer import MCMC
 from engine.infer.mcmc.diagnostics import ess_bulk, split_rhat
 from engine.infer.mcmc.marginals import default_bins, density_curves, rank_counts, stack_elements
 from engine.infer.progress import ProgressEvent
-from widgets.axes import Extent, esm_with_axes, linear_axis, svg_lines
+from widgets.axes import Extent, linear_axis, svg_lines
+from widgets.esm import monitor_esm
 from widgets.history import Thinned
 from widgets.html import HtmlFallback, escape, table
 from widgets.throttle import Throttle
@@ -75,10 +75,8 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
     """Live view of one MCMC run (see the module docstring); ``max_points`` bounds the
     iterations each plot keeps."""
 
-    _esm = esm_with_axes("mcmc_monitor.js")
+    _esm = monitor_esm("mcmc_monitor.js")
     title = traitlets.Unicode("").tag(sync=True)
-    # Ties the state the ESM builds in initialize() to every view of this widget.
-    _uid = traitlets.Unicode().tag(sync=True)
     chains = traitlets.List().tag(sync=True)  # one dict per chain
     lp = traitlets.List().tag(sync=True)  # per chain: log density at each kept iteration
     lp_iterations = traitlets.List(traitlets.Int()).tag(sync=True)  # the kept iterations
@@ -105,7 +103,7 @@ class McmcMonitor(HtmlFallback, anywidget.AnyWidget):
         marginals_every_s: float = 1.0,
     ):
         lp_rows: Thinned[LpRow] = Thinned(max_points, label="max_points")
-        super().__init__(title=title, _uid=uuid.uuid4().hex)
+        super().__init__(title=title)
         self.mcmc = mcmc
         self._lp_rows = lp_rows
         self._trace_rows: Thinned[TraceRow] = Thinned(max_points, label="max_points")

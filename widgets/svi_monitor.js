@@ -2,55 +2,52 @@
 // Step / Run / Pause / Reset buttons, and markers for non-finite steps. Points arrive in
 // batched "append" messages; the traits hold the history once a stretch of steps ends (at most
 // a fixed number of points, evenly spaced: `num_steps` counts the steps, kept or not).
-// Messages that arrive before the view renders are buffered in initialize(). The axes come from
-// Python with the data; drawChart and svgElement are widgets/axes.js, put in front of this file.
+// The axes come from Python with the data. The state of a widget, kept from messages that come
+// before any view renders too, the redraws and the charts are the shared base's
+// (widgets/monitor_base.js, put in front of this file): this file says what is particular.
 // The posterior panel (widgets/posterior_panel.py) comes whole, in an "append" message now and
 // then and in the `posterior` trait: each latent site's guide density (a line; a vertical line
 // for a point mass; narrow bars for a discrete site) with its prior behind it (shaded).
 
-// anywidget hands initialize() and each render() different proxies of one model: the state
-// they share lives here, keyed by the widget's _uid trait.
-const STATES = new Map();
+// What a view shows, kept per widget (see monitorWidget in widgets/monitor_base.js).
+function emptyState() {
+  return { steps: [], losses: [], count: 0, params: {}, paramSteps: [], axes: {}, posterior: {} };
+}
 
-function initialize({ model }) {
-  const state = { steps: [], losses: [], count: 0, params: {}, paramSteps: [], axes: {}, posterior: {}, views: new Set() };
-  STATES.set(model.get("_uid"), state);
-  const fromTraits = () => {
-    state.steps = [...model.get("steps")];
-    state.losses = model.get("losses").map((x) => (x === null ? NaN : x));
-    state.count = model.get("num_steps");
-    state.params = {};
-    state.paramSteps = [...model.get("param_steps")];
-    state.axes = model.get("axes");
-    state.posterior = model.get("posterior");
-    for (const [name, traces] of Object.entries(model.get("params"))) {
-      state.params[name] = {};
-      for (const [element, values] of Object.entries(traces)) state.params[name][element] = [...values];
-    }
-  };
-  fromTraits();
-  model.on("change:steps", () => { fromTraits(); state.views.forEach((draw) => draw()); });
-  model.on("change:posterior", () => { state.posterior = model.get("posterior"); state.views.forEach((draw) => draw()); });
-  model.on("msg:custom", (msg) => {
-    if (msg.type === "append") {
-      state.steps.push(...msg.steps);
-      state.losses.push(...msg.losses.map((x) => (x === null ? NaN : x)));
-      state.count += msg.steps.length;
-      state.paramSteps.push(msg.steps[msg.steps.length - 1]);
-      if (msg.axes) state.axes = msg.axes;
-      if (msg.posterior) state.posterior = msg.posterior;
-      for (const [name, summary] of Object.entries(msg.params || {})) {
-        state.params[name] = state.params[name] || {};
-        for (const [element, value] of Object.entries(summary)) {
-          (state.params[name][element] = state.params[name][element] || []).push(value);
-        }
+// JSON has no NaN: a non-finite loss comes as null.
+const lossValues = (values) => values.map((x) => (x === null ? NaN : x));
+
+function fromTraits(state, model) {
+  state.steps = [...model.get("steps")];
+  state.losses = lossValues(model.get("losses"));
+  state.count = model.get("num_steps");
+  state.params = {};
+  state.paramSteps = [...model.get("param_steps")];
+  state.axes = model.get("axes");
+  state.posterior = model.get("posterior");
+  for (const [name, traces] of Object.entries(model.get("params"))) {
+    state.params[name] = {};
+    for (const [element, values] of Object.entries(traces)) state.params[name][element] = [...values];
+  }
+}
+
+function applyMessage(state, msg) {
+  if (msg.type === "append") {
+    state.steps.push(...msg.steps);
+    state.losses.push(...lossValues(msg.losses));
+    state.count += msg.steps.length;
+    state.paramSteps.push(msg.steps[msg.steps.length - 1]);
+    if (msg.axes) state.axes = msg.axes;
+    if (msg.posterior) state.posterior = msg.posterior;
+    for (const [name, summary] of Object.entries(msg.params || {})) {
+      state.params[name] = state.params[name] || {};
+      for (const [element, value] of Object.entries(summary)) {
+        (state.params[name][element] = state.params[name][element] || []).push(value);
       }
-    } else if (msg.type === "reset") {
-      state.steps = []; state.losses = []; state.count = 0; state.params = {}; state.paramSteps = []; state.axes = {};
-      state.posterior = {};
     }
-    state.views.forEach((draw) => draw());
-  });
+  } else if (msg.type === "reset") {
+    Object.assign(state, emptyState());
+  }
 }
 
 // Exponential smoothing of the curve as drawn: on a log scale, of the log values.
@@ -79,9 +76,7 @@ const PRIOR_FILL = "#d0d0d0", GUIDE_COLOUR = "steelblue";
 // static SVG (_marks in widgets/posterior_panel.py).
 function drawDensity(svg, width, height, panel) {
   drawChart(svg, width, height, panel.x_axis, panel.y_axis, []);
-  const box = { left: MARGIN.left, right: width - MARGIN.right, top: MARGIN.top, bottom: height - MARGIN.bottom };
-  const px = (x) => box.left + fraction(panel.x_axis, x) * (box.right - box.left);
-  const py = (y) => box.bottom - fraction(panel.y_axis, y) * (box.bottom - box.top);
+  const { px, py } = chartFrame(width, height, panel.x_axis, panel.y_axis);
   const rect = (left, right, top, fill, curve) => svgElement("rect", {
     "data-curve": curve, x: left.toFixed(1), y: top.toFixed(1), width: (right - left).toFixed(1),
     height: (py(0) - top).toFixed(1), fill,
@@ -151,9 +146,8 @@ function drawPosterior(box, posterior) {
   }
 }
 
-function render({ model, el }) {
-  if (!STATES.has(model.get("_uid"))) initialize({ model });
-  const state = STATES.get(model.get("_uid"));
+// One view in el; returns its draw().
+function view({ model, el, state }) {
   const root = document.createElement("div");
   root.className = "ppl-svi-monitor";
   el.appendChild(root);
@@ -244,10 +238,15 @@ function render({ model, el }) {
     if (drawnPosterior !== state.posterior) drawPosterior(posteriorBox, (drawnPosterior = state.posterior));
   }
 
-  state.views.add(draw);
-  for (const name of ["status", "nonfinite", "log_scale", "smoothing", "title", "params"]) model.on(`change:${name}`, draw);
-  draw();
-  return () => state.views.delete(draw);
+  return draw;
 }
 
-export default { initialize, render };
+export default monitorWidget({
+  state: emptyState,
+  fromTraits,
+  resync: ["steps"],
+  follow: { posterior: (state, model) => { state.posterior = model.get("posterior"); } },
+  redrawOn: ["status", "nonfinite", "log_scale", "smoothing", "title", "params"],
+  message: applyMessage,
+  view,
+});

@@ -40,7 +40,6 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -53,7 +52,8 @@ from engine.infer import SVI
 from engine.infer.progress import ProgressEvent
 from engine.interrupts import deferred_interrupt
 from engine.params import get_param_store
-from widgets.axes import Extent, esm_with_axes, linear_axis, log_axis, svg_chart
+from widgets.axes import Extent, linear_axis, log_axis, svg_chart
+from widgets.esm import monitor_esm
 from widgets.history import Thinned
 from widgets.html import HtmlFallback, escape
 from widgets.posterior_marginals import MarginalSampler
@@ -90,10 +90,8 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
     panel (drawn in the SVI's own param store, with the model arguments of the steps).
     """
 
-    _esm = esm_with_axes("svi_monitor.js")
+    _esm = monitor_esm("svi_monitor.js")
     title = traitlets.Unicode("").tag(sync=True)
-    # Ties the state the ESM builds in initialize() to every view of this widget.
-    _uid = traitlets.Unicode().tag(sync=True)
     steps = traitlets.List(traitlets.Int()).tag(sync=True)  # of the points kept (thinned)
     num_steps = traitlets.Int(0).tag(sync=True)  # steps recorded, kept or not
     losses = traitlets.List().tag(sync=True)  # floats; None for a non-finite loss
@@ -123,7 +121,7 @@ class SviMonitor(HtmlFallback, anywidget.AnyWidget):
         posterior: bool = True,
     ):
         losses: Thinned[LossRow] = Thinned(max_points, label="max_points")
-        super().__init__(title=title, _uid=uuid.uuid4().hex)
+        super().__init__(title=title)
         self.svi = svi
         self.args, self.kwargs = tuple(args), dict(kwargs or {})
         self._on_reset = on_reset

@@ -97,7 +97,8 @@ class Server:
         self.log.close()
 
 
-def run_all_cells(page) -> None:
+def wait_for_kernel(page) -> None:
+    """Waits until the open notebook's kernel has started and is idle."""
     page.wait_for_function(
         "() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
         " && window.jupyterapp.shell.currentWidget.sessionContext"
@@ -107,6 +108,33 @@ def run_all_cells(page) -> None:
         " === 'idle'",
         timeout=120_000,
     )
+
+
+def run_cell(page, index: int) -> None:
+    """Runs the open notebook's code cell ``index`` alone and waits until it is done (the
+    frontend has had the outputs and messages it sent before the kernel went idle)."""
+    wait_for_kernel(page)
+    page.evaluate(
+        """(index) => {
+            window.jupyterapp.shell.currentWidget.content.activeCellIndex = index;
+            return window.jupyterapp.commands.execute('notebook:run-cell');
+        }""",
+        index,
+    )
+    page.wait_for_function(
+        """(index) => {
+            const panel = window.jupyterapp.shell.currentWidget;
+            const cell = panel.content.widgets[index];
+            return cell.model.executionCount !== null
+                && panel.sessionContext.session.kernel.status === 'idle';
+        }""",
+        arg=index,
+        timeout=120_000,
+    )
+
+
+def run_all_cells(page) -> None:
+    wait_for_kernel(page)
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
     # Done when every code cell has an execution count and the kernel is idle again.
     page.wait_for_function(

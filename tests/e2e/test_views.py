@@ -11,7 +11,14 @@ import os
 import re
 
 import pytest
-from lab_server import check_chart, run_all_cells, save_view, shutdown_kernels, write_notebook
+from lab_server import (
+    check_chart,
+    run_all_cells,
+    run_cell,
+    save_view,
+    shutdown_kernels,
+    write_notebook,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -34,11 +41,12 @@ with ppl.plate("scores", len(scores)):
 @pytest.fixture
 def open_notebook(browser, lab):
     """``open_notebook(name, cells)`` writes the notebook, opens it in the shared JupyterLab and
-    runs every cell; the page is closed and its kernel ended after the test. ``page.dialogs``
-    collects any alert a view raised (there must be none)."""
+    runs every cell (none with ``run_all=False``: the test runs them one by one, ``run_cell``);
+    the page is closed and its kernel ended after the test. ``page.dialogs`` collects any alert
+    a view raised (there must be none)."""
     pages = []
 
-    def open_(name: str, cells: list[str]):
+    def open_(name: str, cells: list[str], run_all: bool = True):
         write_notebook(lab.root / f"{name}.ipynb", cells)
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         page.dialogs = []
@@ -46,7 +54,8 @@ def open_notebook(browser, lab):
         pages.append(page)
         # reset: a fresh workspace, without the tabs (and kernels) of the tests before
         page.goto(lab.url(f"lab/tree/{name}.ipynb") + "&reset")
-        run_all_cells(page)
+        if run_all:
+            run_all_cells(page)
         return page
 
     yield open_
@@ -109,6 +118,64 @@ def test_the_mcmc_monitor_redraws_its_marginals_and_rank_plots_while_sampling(
     mu_axis = check_chart(boxes.first.locator("svg.ppl-density"))["x"]["values"]
     assert mu_axis[0] < 1.41 < mu_axis[-1]
     save_view(monitor, screenshots, "mcmc_monitor")
+    assert page.dialogs == []
+
+
+# Two SVI monitors with a parameter trace each; every step goes to the browser in a message of
+# its own (the rate is unbounded), and nothing is written into the traits until a sync.
+TWO_MONITORS = """\
+from engine.infer import SVI, Trace_ELBO
+from engine.optim import Adam
+from widgets import SviMonitor
+
+def shift():
+    m = ppl.param("m", torch.tensor(0.0))
+    ppl.sample("x", dist.Normal(m, 1.0), obs=torch.tensor(2.0))
+
+def monitor(title):
+    svi = SVI(shift, lambda: None, Adam({"lr": 0.05}), Trace_ELBO())
+    return SviMonitor(svi, title=title, max_rate=1e9, posterior=False)
+
+shown, other = monitor("shown"), monitor("other")
+display(shown)
+display(other)
+"""
+# Steps through the SVI itself: the monitor sends each point but writes no trait.
+STEP_SHOWN = """\
+for _ in range(30):
+    shown.svi.step()
+print("no trait written:", shown.steps == [] and shown.num_steps == 0)
+"""
+
+
+def _points(page, title: str) -> list[str]:
+    """data-points of every view of the SVI monitor titled ``title``, in page order."""
+    views = page.locator(".ppl-svi-monitor").filter(has=page.locator("b", has_text=title))
+    return [view.get_attribute("data-points") for view in views.all()]
+
+
+def test_two_views_of_one_monitor_share_its_state_and_two_monitors_do_not(open_notebook):
+    cells = [TWO_MONITORS, STEP_SHOWN, "display(shown)"]
+    page = open_notebook("two_monitors", cells, run_all=False)
+    run_cell(page, 0)
+    page.locator(".ppl-svi-monitor").nth(1).wait_for(timeout=60_000)
+    assert _points(page, "shown") == ["0"] and _points(page, "other") == ["0"]
+    # The 30 points reach the widget shown in messages only; the other widget gets none.
+    run_cell(page, 1)
+    page.wait_for_function(
+        "() => document.querySelector('.ppl-svi-monitor').dataset.points === '30'",
+        timeout=60_000,
+    )
+    page.get_by_text("no trait written: True").wait_for()
+    # A second view of the same widget, rendered after the messages (the traits still hold no
+    # point), draws at once the state the first view shows: the widget's, not a view's own.
+    run_cell(page, 2)
+    page.locator(".ppl-svi-monitor").nth(2).wait_for(timeout=60_000)
+    assert _points(page, "shown") == ["30", "30"]
+    assert _points(page, "other") == ["0"]
+    late = page.locator(".ppl-svi-monitor").nth(2)
+    assert "· 30 steps" in late.locator(".ppl-status").inner_text()
+    check_chart(late.locator("svg.ppl-elbo"), x_range=(1, 30))
     assert page.dialogs == []
 
 
