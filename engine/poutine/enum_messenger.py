@@ -10,7 +10,8 @@ chain of T states needs ``history + 1`` dims, not T.
 
 Every sample site is stamped with ``infer["_enum_dims"]``: which enumerated site each enum dim
 holds at the moment the site runs. A log-density that varies along an enum dim depends on the site
-named there; that is how :mod:`engine.infer.sum_product` tells dims apart once they are recycled.
+named there; that is how :mod:`engine.infer.enum.sum_product` tells dims apart once they are
+recycled.
 
 >>> import torch, engine, engine.distributions as dist
 >>> from engine import poutine
