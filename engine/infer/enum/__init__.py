@@ -9,6 +9,8 @@
   dim named; a dim that is neither a plate nor an enumerated site is an error naming the site.
 - :mod:`~engine.infer.enum.sequential`: sequential enumeration, the guide run once per
   combination of the values of its sites marked ``"sequential"``.
+- :mod:`~engine.infer.enum.guide_expectation`: costs in expectation over the guide's enumerated
+  sites, one forward pass in the guide's order (so a ``markov`` guide costs what its model does).
 - :mod:`~engine.infer.enum.elbo`: ``TraceEnum_ELBO``, the ELBO with the model's enumerated sites
   summed out and the guide's taken in exact expectation.
 - :mod:`~engine.infer.enum.discrete`: ``infer_discrete``, posterior draws (or the MAP) of a

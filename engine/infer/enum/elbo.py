@@ -37,15 +37,14 @@ from engine.errors import EnumerationError, describe_site
 from engine.infer.batched_log_prob import log_prob_total
 from engine.infer.elbo import ELBO, checked_pair
 from engine.infer.enum.factors import enumerated_sites, log_density, site_factor, trace_plates
+from engine.infer.enum.guide_expectation import expectations
 from engine.infer.enum.sequential import SequentialEnumMessenger, sequential_branches
 from engine.infer.enum.sum_product import (
     Factor,
     Plate,
     Variable,
     align,
-    combine,
     contract,
-    guide_sites_across_plates,
     plate_total,
     reduce_plates,
 )
@@ -127,7 +126,7 @@ class TraceEnum_ELBO(ELBO):
         plain_guide, enumerated_guide = _split(guide_sites, meets_enumeration)
         costs, guide_factors = _factors(labels, enumerated_model, enumerated_guide)
         weights, branch_weight = _guide_weights(labels, enumerated_guide, guide_factors)
-        expected = [_expected(cost, weights, labels.plates) for cost in costs]
+        expected = expectations(costs, weights, labels.plates)
         elbo = log_prob_total(plain_model) - log_prob_total(plain_guide)
         for factor in expected:
             elbo = elbo + plate_total(factor, labels.plates)
@@ -225,11 +224,7 @@ def _score_surrogate(
         drawn_per = tuple(label for label in score.labels if label in weights)
         # A site drawn once per value of enumerated guide sites meets, for each value, that
         # value's share of the expected costs.
-        seen = (
-            [_expected(cost, weights, labels.plates, drawn_per) for cost in costs]
-            if drawn_per
-            else expected
-        )
+        seen = expectations(costs, weights, labels.plates, drawn_per) if drawn_per else expected
         term = _score_term(score, seen, labels.plates)
         surrogate = surrogate + (term if branch_weight is None else branch_weight.detach() * term)
     return surrogate
@@ -263,33 +258,6 @@ def _meets_enumeration(site: Message) -> bool:
 def _drawn_at_random(site: Message, guide_variables: dict) -> bool:
     """Whether a guide site's value was drawn at random (not enumerated)."""
     return site["name"] not in guide_variables and not site["infer"].get("_sequential")
-
-
-def _expected(
-    cost: Factor, weights: dict[str, Factor], plates: dict[str, Plate], keep: tuple[str, ...] = ()
-) -> Factor:
-    """``cost`` in expectation over the guide's enumerated sites it depends on (weighted by
-    their probabilities, and those of the sites they depend on): a factor over plates only.
-    With ``keep``, those enumerated sites are weighted but not summed out: each value's share
-    of the expectation."""
-    needed = [label for label in cost.labels if label in weights] + list(keep)
-    if not needed:
-        return cost
-    seen: set[str] = set()
-    while needed:
-        name = needed.pop()
-        if name not in seen:
-            seen.add(name)
-            needed.extend(label for label in weights[name].labels if label in weights)
-    log_weight = combine([weights[name] for name in sorted(seen)])
-    outside = log_weight.plates(plates) - cost.plates(plates)
-    if outside and not keep:
-        raise guide_sites_across_plates(sorted(seen), outside, cost.sites)
-    labels, (w, c) = align([log_weight, cost])
-    summed = [labels.index(label) for label in labels if label in weights and label not in keep]
-    expected = (w.exp() * c).sum(summed) if summed else w.exp() * c
-    kept = tuple(label for label in labels if label not in weights or label in keep)
-    return Factor(expected, kept, cost.sites, cost.scale)
 
 
 def _refuse_sequential_model_sites(model_trace: Trace, guide_trace: Trace) -> None:
