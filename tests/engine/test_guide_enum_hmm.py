@@ -101,5 +101,6 @@ def test_a_long_guide_enumerated_hmm_builds_no_table_larger_than_one_step(steps)
         loss.backward()
     assert largest.largest <= STATES**3
     assert torch.isfinite(loss)
-    grads = [engine.param(name).unconstrained().grad for name in ("guide_transition", "guide_start")]
+    names = ("guide_transition", "guide_start")
+    grads = [engine.param(name).unconstrained().grad for name in names]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
