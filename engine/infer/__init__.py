@@ -23,7 +23,7 @@ from engine.infer.elbo import ELBO
 from engine.infer.empirical_marginal import EmpiricalMarginal
 from engine.infer.enum.config import config_enumerate
 from engine.infer.enum.discrete import infer_discrete
-from engine.infer.enum.elbo import TraceEnum_ELBO
+from engine.infer.enum.elbo import TraceEnum_ELBO, TraceEnumSample_ELBO
 from engine.infer.importance import Importance
 from engine.infer.jit_elbo import (
     JitTrace_ELBO,
@@ -59,6 +59,7 @@ __all__ = [
     "Predictive",
     "Progress",
     "ProgressEvent",
+    "TraceEnumSample_ELBO",
     "TraceEnum_ELBO",
     "TraceGraph_ELBO",
     "TraceMeanField_ELBO",

@@ -1,5 +1,6 @@
-"""Pyro's import path for ``infer_discrete`` (``from pyro.infer.discrete import
-infer_discrete``); it lives in :mod:`engine.infer.enum.discrete`.
+"""Pyro's import path for ``infer_discrete`` and ``TraceEnumSample_ELBO`` (``from
+pyro.infer.discrete import infer_discrete, TraceEnumSample_ELBO``); they live in
+:mod:`engine.infer.enum.discrete` and :mod:`engine.infer.enum.elbo`.
 
 >>> from engine.infer.discrete import infer_discrete
 >>> import engine.infer.enum.discrete
@@ -8,5 +9,6 @@ True
 """
 
 from engine.infer.enum.discrete import infer_discrete
+from engine.infer.enum.elbo import TraceEnumSample_ELBO
 
-__all__ = ["infer_discrete"]
+__all__ = ["TraceEnumSample_ELBO", "infer_discrete"]

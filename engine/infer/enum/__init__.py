@@ -11,10 +11,14 @@
   combination of the values of its sites marked ``"sequential"``.
 - :mod:`~engine.infer.enum.guide_expectation`: costs in expectation over the guide's enumerated
   sites, one forward pass in the guide's order (so a ``markov`` guide costs what its model does).
-- :mod:`~engine.infer.enum.elbo`: ``TraceEnum_ELBO``, the ELBO with the model's enumerated sites
-  summed out and the guide's taken in exact expectation.
 - :mod:`~engine.infer.enum.discrete`: ``infer_discrete``, posterior draws (or the MAP) of a
   model's enumerated sites by forward filtering and backward sampling.
+- :mod:`~engine.infer.enum.marginals`: each enumerated site's posterior marginal, by
+  differentiating the sum-product's ``log Z``.
+- :mod:`~engine.infer.enum.elbo`: ``TraceEnum_ELBO``, the ELBO with the model's enumerated sites
+  summed out and the guide's taken in exact expectation, with ``compute_marginals`` and
+  ``sample_posterior``; and ``TraceEnumSample_ELBO``, which keeps its last guide draw for
+  ``sample_saved``.
 
 The handler half stays in :mod:`engine.poutine`: ``EnumMessenger`` (``poutine.enum``, which gives
 each enumerated site a tensor dim of its own), ``MarkovMessenger`` (``markov``, whose windows let
@@ -22,7 +26,7 @@ enumeration recycle dims) and the dim allocator (:mod:`engine.poutine.dim_alloca
 live with handlers, poutine must not import infer, and the dim allocator serves plates as well.
 
 ``engine.infer.traceenum_elbo`` and ``engine.infer.discrete`` are Pyro's import paths for
-``TraceEnum_ELBO`` and ``infer_discrete``; they re-export from here.
+``TraceEnum_ELBO``, ``infer_discrete`` and ``TraceEnumSample_ELBO``; they re-export from here.
 
 >>> import engine, engine.distributions as dist
 >>> from engine.infer.enum import config_enumerate
@@ -35,6 +39,6 @@ live with handlers, poutine must not import infer, and the dim allocator serves 
 
 from engine.infer.enum.config import config_enumerate
 from engine.infer.enum.discrete import infer_discrete
-from engine.infer.enum.elbo import TraceEnum_ELBO
+from engine.infer.enum.elbo import TraceEnum_ELBO, TraceEnumSample_ELBO
 
-__all__ = ["TraceEnum_ELBO", "config_enumerate", "infer_discrete"]
+__all__ = ["TraceEnumSample_ELBO", "TraceEnum_ELBO", "config_enumerate", "infer_discrete"]

@@ -31,7 +31,7 @@ from engine.infer.enum.factors import enumerated_sites, site_factors, trace_plat
 from engine.infer.enum.sum_product import Elimination, Plate, contract
 from engine.infer.util import max_plate_nesting_of
 from engine.poutine.enum_messenger import EnumMessenger
-from engine.poutine.handlers import block, substitute, trace
+from engine.poutine.handlers import block, replay, substitute, trace
 from engine.poutine.trace_struct import Trace
 
 
@@ -70,6 +70,24 @@ def infer_discrete(
         return substitute(fn, data=values)(*args, **kwargs)
 
     return posterior_run
+
+
+def posterior_draw(
+    model: Callable, guide_trace: Trace, first_available_dim: int, args: tuple, kwargs: dict
+) -> Any:
+    """Run ``model`` with the guide's values of ``guide_trace`` and a joint posterior draw of
+    its enumerated sites (enumeration dims from ``first_available_dim``); what it returns.
+
+    >>> import engine, engine.distributions as dist
+    >>> def model():
+    ...     z = engine.sample("z", dist.Bernoulli(0.5), infer={"enumerate": "parallel"})
+    ...     engine.sample("x", dist.Normal(50.0 * z, 1.0), obs=torch.tensor(50.0))
+    ...     return z
+    >>> posterior_draw(model, Trace(), -1, (), {})  # z = 0 is e^-1250 as likely
+    tensor(1.)
+    """
+    replayed = replay(model, trace=guide_trace)
+    return infer_discrete(replayed, first_available_dim=first_available_dim)(*args, **kwargs)
 
 
 def _fixed_value(site: dict) -> torch.Tensor:

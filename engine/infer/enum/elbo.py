@@ -33,11 +33,14 @@ from typing import Any
 
 import torch
 
-from engine.errors import EnumerationError, describe_site
+from engine.distributions import Distribution
+from engine.errors import EnumerationError, EnumerationNotSupportedError, describe_site
 from engine.infer.batched_log_prob import log_prob_total
 from engine.infer.elbo import ELBO, checked_pair
+from engine.infer.enum.discrete import posterior_draw
 from engine.infer.enum.factors import enumerated_sites, log_density, site_factor, trace_plates
 from engine.infer.enum.guide_expectation import expectations
+from engine.infer.enum.marginals import posterior_marginals
 from engine.infer.enum.sequential import SequentialEnumMessenger, sequential_branches
 from engine.infer.enum.sum_product import (
     Factor,
@@ -51,7 +54,7 @@ from engine.infer.enum.sum_product import (
 from engine.infer.model_guide_checks import run_guide, run_model_on_guide
 from engine.infer.trace_elbo import is_reparameterized
 from engine.poutine.enum_messenger import EnumMessenger
-from engine.poutine.handlers import replay, trace
+from engine.poutine.handlers import block, replay, trace
 from engine.poutine.trace_struct import Trace
 from engine.runtime import Message
 
@@ -104,6 +107,67 @@ class TraceEnum_ELBO(ELBO):
         _refuse_sequential_model_sites(model_trace, guide_trace)
         return checked_pair(model_trace, guide_trace)
 
+    # -- the posterior of the model's enumerated sites -----------------------------------------
+
+    def compute_marginals(
+        self, model: Callable, guide: Callable, *args: Any, **kwargs: Any
+    ) -> dict[str, Distribution]:
+        """The posterior marginal of each site the model enumerates (not the guide), given one
+        draw of the guide and the observations: a distribution per site name, batched over the
+        site's plates (a ``Bernoulli``, ``Categorical`` or ``OneHotCategorical`` as the site;
+        any other kind of site gets a ``Categorical`` over the positions of its
+        ``enumerate_support()``).
+
+        >>> import torch, engine, engine.distributions as dist
+        >>> from engine.infer import config_enumerate
+        >>> @config_enumerate
+        ... def model():
+        ...     z = engine.sample("z", dist.Categorical(torch.tensor([0.5, 0.5])))
+        ...     engine.sample("x", dist.Normal(3.0 * z, 1.0), obs=torch.tensor(3.0))
+        >>> marginals = TraceEnum_ELBO().compute_marginals(model, lambda: None)
+        >>> marginals["z"].probs.round(decimals=4)  # likelihoods exp(-4.5) and exp(0)
+        tensor([0.0110, 0.9890])
+        """
+        model_trace, _ = self._one_pair("compute_marginals", model, guide, args, kwargs)
+        return posterior_marginals(model_trace)
+
+    def sample_posterior(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> Any:
+        """Run ``model`` once with the guide's draw for the guide's sites and a joint draw from
+        the posterior for the sites the model enumerates (forward filtering, backward
+        sampling, as ``infer_discrete``); returns what the model returns.
+
+        >>> import torch, engine, engine.distributions as dist
+        >>> from engine.infer import config_enumerate
+        >>> @config_enumerate
+        ... def model():
+        ...     z = engine.sample("z", dist.Bernoulli(0.5))
+        ...     engine.sample("x", dist.Normal(50.0 * z, 1.0), obs=torch.tensor(50.0))
+        ...     return z
+        >>> TraceEnum_ELBO().sample_posterior(model, lambda: None)  # z = 0 is e^-1250 as likely
+        tensor(1.)
+        """
+        _, guide_trace = self._one_pair("sample_posterior", model, guide, args, kwargs)
+        return posterior_draw(model, guide_trace, self._first_enum_dim(), args, kwargs)
+
+    def _one_pair(
+        self, method: str, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
+    ) -> tuple[Trace, Trace]:
+        """One (model, guide) trace pair, out of sight of the caller's handlers; refused where
+        the model's posterior given one guide draw is not what is asked."""
+        if self.num_particles != 1:
+            raise EnumerationNotSupportedError(
+                f"TraceEnum_ELBO.{method}() conditions on one draw of the guide, but this ELBO "
+                f"has num_particles={self.num_particles}. Call it on an ELBO with "
+                "num_particles=1 (the default)."
+            )
+        with block():
+            self._guess_max_plate_nesting(model, guide, args, kwargs)
+            model_trace, guide_trace = next(iter(self._particle_traces(model, guide, args, kwargs)))
+        refuse_enumerated_guide(guide_trace, f"TraceEnum_ELBO.{method}()")
+        return model_trace, guide_trace
+
+    # -- the ELBO ----------------------------------------------------------------------------
+
     def _particle_elbo(
         self, model_trace: Trace, guide_trace: Trace
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,6 +198,53 @@ class TraceEnum_ELBO(ELBO):
             elbo = branch_weight * elbo
         surrogate = _score_surrogate(labels, elbo, scored, costs, expected, weights, branch_weight)
         return elbo, surrogate
+
+
+class TraceEnumSample_ELBO(TraceEnum_ELBO):
+    """``TraceEnum_ELBO`` that keeps the guide draw of its last trace pair, so that
+    :meth:`sample_saved` can draw the model's enumerated sites from their posterior given it:
+    after ``loss``, ``loss_and_grads`` or an SVI step, ``elbo.sample_saved()`` is
+    ``infer_discrete(replay(model, guide_trace), ...)`` on that draw and the same arguments.
+
+    >>> import torch, engine, engine.distributions as dist
+    >>> from engine.infer import config_enumerate
+    >>> @config_enumerate
+    ... def model(x):
+    ...     z = engine.sample("z", dist.Bernoulli(0.5))
+    ...     engine.sample("x", dist.Normal(50.0 * z, 1.0), obs=x)
+    ...     return z
+    >>> elbo = TraceEnumSample_ELBO()
+    >>> loss = elbo.loss(model, lambda x: None, torch.tensor(0.0))
+    >>> elbo.sample_saved()  # z = 1 is e^-1250 as likely as z = 0
+    tensor(0.)
+    """
+
+    _saved: tuple[Callable, Trace, tuple, dict[str, Any]] | None = None
+
+    def _particle_traces(
+        self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
+    ) -> Iterator[tuple[Trace, Trace]]:
+        for model_trace, guide_trace in super()._particle_traces(model, guide, args, kwargs):
+            self._saved = (model, guide_trace, args, kwargs)
+            yield model_trace, guide_trace
+
+    def sample_saved(self) -> Any:
+        """Run the model of the last ELBO computation once more, with the guide's draw and a
+        joint posterior draw of the model's enumerated sites; what the model returns."""
+        if self._saved is None:
+            raise EnumerationError(
+                "TraceEnumSample_ELBO.sample_saved() draws from the posterior given the guide "
+                "draw of the last ELBO computation, and there has been none: call loss, "
+                "loss_and_grads or svi.step first."
+            )
+        if self.vectorize_particles and self.num_particles > 1:
+            raise EnumerationNotSupportedError(
+                "TraceEnumSample_ELBO.sample_saved() needs one guide draw, but this ELBO "
+                f"vectorises {self.num_particles} particles. Use vectorize_particles=False."
+            )
+        model, guide_trace, args, kwargs = self._saved
+        refuse_enumerated_guide(guide_trace, "TraceEnumSample_ELBO.sample_saved()")
+        return posterior_draw(model, guide_trace, self._first_enum_dim(), args, kwargs)
 
 
 @dataclass(frozen=True)
@@ -258,6 +369,19 @@ def _meets_enumeration(site: Message) -> bool:
 def _drawn_at_random(site: Message, guide_variables: dict) -> bool:
     """Whether a guide site's value was drawn at random (not enumerated)."""
     return site["name"] not in guide_variables and not site["infer"].get("_sequential")
+
+
+def refuse_enumerated_guide(guide_trace: Trace, what: str) -> None:
+    """Refuse ``what`` (a posterior of the model's enumerated sites given one guide draw) when
+    the guide enumerates sites itself: then there is no single guide draw."""
+    for name, site in guide_trace.iter_stochastic_nodes():
+        if site["infer"].get("_enumerate_dim") is not None or site["infer"].get("_sequential"):
+            raise EnumerationNotSupportedError(
+                f"{what} gives the posterior of the model's enumerated sites given one draw of "
+                f"the guide, but the guide enumerates site {describe_site(site)}. Enumerate "
+                f"'{name}' in the model instead (leave it out of the guide), or draw it in the "
+                "guide without enumeration."
+            )
 
 
 def _refuse_sequential_model_sites(model_trace: Trace, guide_trace: Trace) -> None:
