@@ -4,6 +4,7 @@ enumerating every assignment by hand."""
 
 import itertools
 import math
+import warnings
 
 import pytest
 import torch
@@ -224,3 +225,17 @@ def test_guide_enumeration_and_several_particles_are_refused_as_not_implemented(
     several = TraceEnum_ELBO(max_plate_nesting=1, num_particles=2)
     with pytest.raises(NotImplementedError, match="num_particles=2"):
         several.compute_marginals(model, empty_guide, DATA)
+
+
+def test_infer_discrete_warns_when_no_site_is_marked_for_enumeration():
+    def unmarked(data):
+        a = engine.sample("a", dist.Categorical(PRIOR_A))
+        with engine.plate("rows", len(data)):
+            engine.sample("x", dist.Normal(a.float(), 1.0), obs=data)
+
+    with pytest.warns(UserWarning, match="no sample site marked for enumeration"):
+        infer_discrete(unmarked, first_available_dim=-2)(DATA)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        infer_discrete(unmarked, first_available_dim=-2, strict_enumeration_warning=False)(DATA)
+        infer_discrete(config_enumerate(unmarked), first_available_dim=-2)(DATA)

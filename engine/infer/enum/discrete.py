@@ -21,6 +21,7 @@ tensor(1.)
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -36,24 +37,32 @@ from engine.poutine.trace_struct import Trace
 
 
 def infer_discrete(
-    fn: Callable | None = None, first_available_dim: int | None = None, temperature: int = 1
+    fn: Callable | None = None,
+    first_available_dim: int | None = None,
+    temperature: int = 1,
+    *,
+    strict_enumeration_warning: bool = True,
 ) -> Callable:
     """Wrap ``fn`` so that each call draws its enumerated sites from their joint posterior
     (``temperature=1``) or sets them to their joint MAP values (``temperature=0``).
 
     ``first_available_dim`` is ``-max_plate_nesting - 1``; when left out it is read off one run
-    of the model.
+    of the model. A model with no site marked for enumeration has nothing to infer: each call
+    then warns, unless ``strict_enumeration_warning=False``.
 
     >>> infer_discrete(temperature=0)  # doctest: +ELLIPSIS
-    functools.partial(<function infer_discrete at ...>, first_available_dim=None, temperature=0)
-    """
+    functools.partial(<function infer_discrete at ...>, first_available_dim=None, temperature=0, strict_enumeration_warning=True)
+    """  # noqa: E501 (the doctest's expected repr is one line)
     if temperature not in (0, 1):
         raise ValueError(
             f"infer_discrete: temperature must be 0 (MAP) or 1 (sample), got {temperature}"
         )
     if fn is None:
         return functools.partial(
-            infer_discrete, first_available_dim=first_available_dim, temperature=temperature
+            infer_discrete,
+            first_available_dim=first_available_dim,
+            temperature=temperature,
+            strict_enumeration_warning=strict_enumeration_warning,
         )
 
     @functools.wraps(fn)
@@ -63,6 +72,15 @@ def infer_discrete(
             if first is None:
                 first = -max_plate_nesting_of(trace(fn).get_trace(*args, **kwargs)) - 1
             enumerated = trace(EnumMessenger(first)(fn)).get_trace(*args, **kwargs)
+            if strict_enumeration_warning and not enumerated_sites(enumerated):
+                warnings.warn(
+                    f"infer_discrete: {getattr(fn, '__name__', 'the model')} has no sample site "
+                    "marked for enumeration, so its sites keep their prior draws. Mark the "
+                    "discrete sites with @config_enumerate or infer={'enumerate': 'parallel'}, "
+                    "or pass strict_enumeration_warning=False.",
+                    UserWarning,
+                    stacklevel=2,
+                )
             values = _posterior_values(enumerated, temperature)
         for name, site in enumerated.iter_stochastic_nodes():
             if name not in values:
