@@ -67,8 +67,14 @@ def available(impl: str, extra_path: Sequence[str]) -> bool:
     return importlib.machinery.PathFinder.find_spec(name, [*extra_path, *sys.path]) is not None
 
 
-def run_child(job: dict[str, Any], extra_path: Sequence[str], timeout: float) -> dict[str, Any]:
-    """Run one measurement in a fresh process with empty compile caches; its record."""
+def run_child(
+    job: dict[str, Any],
+    extra_path: Sequence[str],
+    timeout: float,
+    module: str = "benchmarks.time_to_result",
+) -> dict[str, Any]:
+    """Run one measurement in a fresh process with empty compile caches (``module --child
+    JOB``, which prints its record as the last line); its record."""
     with tempfile.TemporaryDirectory(prefix="ttr-cache-") as cache:
         path = [str(ROOT), *extra_path, os.environ.get("PYTHONPATH", "")]
         env = {
@@ -83,7 +89,7 @@ def run_child(job: dict[str, Any], extra_path: Sequence[str], timeout: float) ->
             # One thread for XLA's CPU backend too, as torch.set_num_threads(1) for the others.
             "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
         }
-        command = [sys.executable, "-m", "benchmarks.time_to_result", "--child", json.dumps(job)]
+        command = [sys.executable, "-m", module, "--child", json.dumps(job)]
         try:
             done = subprocess.run(
                 command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout

@@ -139,6 +139,11 @@ class EnumerationError(PPLError, ValueError):
     """Enumerated sites are used in a way exact marginalisation cannot follow."""
 
 
+class EnumerationNotSupportedError(EnumerationError, NotImplementedError):
+    """An enumeration feature the engine does not offer for this setting (as Pyro, it raises a
+    ``NotImplementedError``), with what to use instead."""
+
+
 def markov_window_error(site: dict, holder: str, dim: int) -> EnumerationError:
     """The error for a site that depends on an enumerated site outside its markov window.
 

@@ -19,10 +19,11 @@ from engine.infer.autoguide.initialization import (
     init_to_value,
 )
 from engine.infer.csis import CSIS
-from engine.infer.discrete import infer_discrete
 from engine.infer.elbo import ELBO
 from engine.infer.empirical_marginal import EmpiricalMarginal
-from engine.infer.enum_config import config_enumerate
+from engine.infer.enum.config import config_enumerate
+from engine.infer.enum.discrete import infer_discrete
+from engine.infer.enum.elbo import TraceEnum_ELBO, TraceEnumSample_ELBO
 from engine.infer.importance import Importance
 from engine.infer.jit_elbo import (
     JitTrace_ELBO,
@@ -35,7 +36,6 @@ from engine.infer.predictive import Predictive
 from engine.infer.progress import Progress, ProgressEvent
 from engine.infer.svi import SVI
 from engine.infer.trace_elbo import Trace_ELBO
-from engine.infer.traceenum_elbo import TraceEnum_ELBO
 from engine.infer.tracegraph_elbo import TraceGraph_ELBO
 from engine.infer.tracemeanfield_elbo import TraceMeanField_ELBO
 
@@ -59,6 +59,7 @@ __all__ = [
     "Predictive",
     "Progress",
     "ProgressEvent",
+    "TraceEnumSample_ELBO",
     "TraceEnum_ELBO",
     "TraceGraph_ELBO",
     "TraceMeanField_ELBO",

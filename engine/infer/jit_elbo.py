@@ -92,9 +92,9 @@ from torch._dynamo.utils import counters
 
 from engine.argument_checks import as_count
 from engine.distributions.validation import trusted_run
+from engine.infer.enum.elbo import TraceEnum_ELBO
 from engine.infer.shape_signature import shape_signature
 from engine.infer.trace_elbo import Trace_ELBO
-from engine.infer.traceenum_elbo import TraceEnum_ELBO
 from engine.infer.tracegraph_elbo import TraceGraph_ELBO
 from engine.infer.tracemeanfield_elbo import TraceMeanField_ELBO
 from engine.poutine.trace_struct import Trace

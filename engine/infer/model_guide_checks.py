@@ -314,7 +314,7 @@ def check_site_shapes(trace: Trace) -> None:
         enumerated = site["infer"].get("_enum_dims", {})
         for dim in range(-1, -len(shape) - 1, -1):
             if dim in enumerated and dim not in declared:
-                continue  # an enumeration dim: engine.infer.enum_factors checks its size
+                continue  # an enumeration dim: engine.infer.enum.factors checks its size
             size = shape[dim]
             frame = declared.get(dim)
             if frame is not None:

@@ -57,9 +57,9 @@ import torch
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from engine.infer.elbo import ELBO, reported_loss
+from engine.infer.enum.elbo import TraceEnum_ELBO
 from engine.infer.plan_recording import PlanRefused, agree, record_plan
 from engine.infer.trace_elbo import Trace_ELBO
-from engine.infer.traceenum_elbo import TraceEnum_ELBO
 from engine.infer.tracemeanfield_elbo import TraceMeanField_ELBO
 from engine.params import ParamStoreDict, param_store_scope
 from engine.rng import get_rng_state, set_rng_state

@@ -10,7 +10,8 @@ chain of T states needs ``history + 1`` dims, not T.
 
 Every sample site is stamped with ``infer["_enum_dims"]``: which enumerated site each enum dim
 holds at the moment the site runs. A log-density that varies along an enum dim depends on the site
-named there; that is how :mod:`engine.infer.sum_product` tells dims apart once they are recycled.
+named there; that is how :mod:`engine.infer.enum.sum_product` tells dims apart once they are
+recycled.
 
 >>> import torch, engine, engine.distributions as dist
 >>> from engine import poutine
@@ -29,7 +30,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.errors import PlateError, describe_site, fmt_shape, markov_window_error
+from engine.errors import (
+    EnumerationError,
+    PlateError,
+    describe_site,
+    fmt_shape,
+    markov_window_error,
+)
 from engine.runtime import Message, Messenger, is_subsample_site
 
 
@@ -117,6 +124,13 @@ class EnumMessenger(Messenger):
 
     def _enumerate(self, msg: Message) -> None:
         fn = msg["fn"]
+        if msg["infer"].get("num_samples") is not None:
+            raise EnumerationError(
+                f"Site {describe_site(msg)} asks for sampled enumeration (infer['num_samples']="
+                f"{msg['infer']['num_samples']!r}, Tensor Monte Carlo), which the engine does not "
+                "do. Leave num_samples out to enumerate a discrete site exhaustively, or draw the "
+                "site in the guide and average several particles (num_particles)."
+            )
         if not getattr(fn, "has_enumerate_support", False):
             raise ValueError(
                 f"Site {describe_site(msg)} is marked for enumeration, but its "

@@ -15,7 +15,7 @@ vmap cannot batch (it branches on a value) runs once per chain. Which of the thr
 checked on two points when the potential is built (:attr:`Potential.batching`).
 
 Discrete sites marked for parallel enumeration (``config_enumerate``) are not moved at all: each
-run enumerates them in dims of their own and the sum-product of :mod:`engine.infer.sum_product`
+run enumerates them in dims of their own and the sum-product of :mod:`engine.infer.enum.sum_product`
 sums them out of the log density, so HMC moves on the marginal of the continuous sites (Pyro's
 "collapsed" NUTS). Their posterior is drawn afterwards with ``infer_discrete``.
 
@@ -49,12 +49,12 @@ from engine.distributions import biject_to
 from engine.distributions.validation import trusted_run
 from engine.errors import MCMCError, raised_in
 from engine.infer.autoguide.initialization import InitMessenger, init_to_uniform
-from engine.infer.enum_factors import enumerated_sites, log_density, site_factor, trace_plates
+from engine.infer.enum.factors import enumerated_sites, log_density, site_factor, trace_plates
+from engine.infer.enum.sum_product import contract, plate_total
 from engine.infer.mcmc.flat_layout import FlatLayout, SiteSlot
 from engine.infer.mcmc.gradient_plan import PlannedGradient
 from engine.infer.mcmc.observations import ObservedSite, is_data, site_dims
 from engine.infer.nonfinite import find_first_nonfinite
-from engine.infer.sum_product import contract, plate_total
 from engine.infer.util import max_plate_nesting_of, sum_except_plate, vectorize
 from engine.poutine.enum_messenger import EnumMessenger
 from engine.poutine.handlers import trace

@@ -70,8 +70,8 @@ class Factor:
 
 @dataclass(frozen=True)
 class Elimination:
-    """One eliminated site, for :mod:`engine.infer.discrete`: the combined log-density ``table``
-    (the site's label last) before the site was summed or maximised out."""
+    """One eliminated site, for :mod:`engine.infer.enum.discrete`: the combined log-density
+    ``table`` (the site's label last) before the site was summed or maximised out."""
 
     name: str
     table: Factor

@@ -1,4 +1,4 @@
-"""From an enumerated trace to the labelled factors of :mod:`engine.infer.sum_product`.
+"""From an enumerated trace to the labelled factors of :mod:`engine.infer.enum.sum_product`.
 
 Each dim of a site's log-density is named: a plate by the site's plate frames, an enum dim by
 ``infer["_enum_dims"]`` (the site enumerated there when this site ran). A dim that is neither, or
@@ -26,8 +26,8 @@ import math
 import torch
 
 from engine.errors import EnumerationError, describe_site, fmt_shape, markov_window_error
+from engine.infer.enum.sum_product import Factor, Plate, Variable
 from engine.infer.model_guide_checks import VINDEX_HINT
-from engine.infer.sum_product import Factor, Plate, Variable
 from engine.infer.trace_elbo import score_log_prob
 from engine.poutine.trace_struct import Trace, compute_site_log_prob
 from engine.runtime import Message
