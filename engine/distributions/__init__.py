@@ -36,6 +36,8 @@ from engine.distributions.mixture import MaskedMixture
 from engine.distributions.multivariate_studentt import MultivariateStudentT
 from engine.distributions.ordered_logistic import OrderedLogistic
 from engine.distributions.score_parts import ScoreParts
+from engine.distributions.sine_bivariate_von_mises import SineBivariateVonMises
+from engine.distributions.sine_skewed import SineSkewed
 from engine.distributions.soft_laplace import SoftLaplace
 from engine.distributions.torch_distribution import (
     ExpandedDistribution,
@@ -53,6 +55,7 @@ from engine.distributions.validation import (
     is_validation_enabled,
     validation_enabled,
 )
+from engine.distributions.von_mises_3d import VonMises3D
 from engine.distributions.zero_inflated import (
     ZeroInflatedDistribution,
     ZeroInflatedNegativeBinomial,
@@ -104,9 +107,12 @@ __all__ += [
     "Logistic",
     "MultivariateStudentT",
     "OrderedLogistic",
+    "SineBivariateVonMises",
+    "SineSkewed",
     "SkewLogistic",
     "SoftAsymmetricLaplace",
     "SoftLaplace",
+    "VonMises3D",
 ]
 __all__ += _wrapped
 __all__.sort()
