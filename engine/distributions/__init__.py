@@ -35,10 +35,12 @@ from engine.distributions.logistic import Logistic, SkewLogistic
 from engine.distributions.mixture import MaskedMixture
 from engine.distributions.multivariate_studentt import MultivariateStudentT
 from engine.distributions.ordered_logistic import OrderedLogistic
+from engine.distributions.rejector import Rejector
 from engine.distributions.score_parts import ScoreParts
 from engine.distributions.sine_bivariate_von_mises import SineBivariateVonMises
 from engine.distributions.sine_skewed import SineSkewed
 from engine.distributions.soft_laplace import SoftLaplace
+from engine.distributions.stable import Stable, StableWithLogProb
 from engine.distributions.torch_distribution import (
     ExpandedDistribution,
     MaskedDistribution,
@@ -107,6 +109,7 @@ __all__ += [
     "Logistic",
     "MultivariateStudentT",
     "OrderedLogistic",
+    "Rejector",
     "SineBivariateVonMises",
     "SineSkewed",
     "SkewLogistic",
