@@ -116,6 +116,8 @@ __all__ += [
     "SoftAsymmetricLaplace",
     "SoftLaplace",
     "VonMises3D",
+    "Stable",
+    "StableWithLogProb",
 ]
 __all__ += _wrapped
 __all__.sort()
