@@ -115,9 +115,9 @@ __all__ += [
     "SkewLogistic",
     "SoftAsymmetricLaplace",
     "SoftLaplace",
-    "VonMises3D",
     "Stable",
     "StableWithLogProb",
+    "VonMises3D",
 ]
 __all__ += _wrapped
 __all__.sort()
