@@ -84,4 +84,5 @@ class VonMises3D(TorchDistribution):
             )
             v = v - (v * mu).sum(-1, keepdim=True) * mu
             v = v / v.norm(dim=-1, keepdim=True)
-            return w.unsqueeze(-1) * mu + torch.sqrt(1 - w.pow(2)).unsqueeze(-1) * v
+            x = w.unsqueeze(-1) * mu + torch.sqrt(1 - w.pow(2)).unsqueeze(-1) * v
+            return x / x.norm(dim=-1, keepdim=True)
