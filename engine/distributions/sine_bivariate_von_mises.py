@@ -93,7 +93,11 @@ class SineBivariateVonMises(TorchDistribution):
         super().__init__(self.phi_loc.shape, (2,), validate_args=validate_args)
 
     def expand(self, batch_shape: Sequence[int], _instance: Any = None) -> SineBivariateVonMises:
-        return expand_params(self, SineBivariateVonMises, batch_shape, _instance)
+        new = expand_params(self, SineBivariateVonMises, batch_shape, _instance)
+        # A plate expands the law to the data's size; the normaliser depends on the parameters
+        # only, so it is computed once on the unexpanded ones and broadcast.
+        new._unexpanded = self.__dict__.get("_unexpanded", self)
+        return new
 
     def _grid(self) -> torch.Tensor:
         like = self.phi_loc
@@ -115,6 +119,9 @@ class SineBivariateVonMises(TorchDistribution):
     @lazy_property
     def norm_const(self) -> torch.Tensor:
         """The log normaliser ``log C``."""
+        unexpanded = self.__dict__.get("_unexpanded")
+        if unexpanded is not None:
+            return unexpanded.norm_const.expand(self.batch_shape)
         log_f = self._log_marginal(self._grid())
         log_step = math.log(2 * math.pi / _GRID)
         return math.log(2 * math.pi) + torch.logsumexp(log_f, dim=-1) + log_step
@@ -150,7 +157,8 @@ class SineBivariateVonMises(TorchDistribution):
         grid = self._grid()
         log_f = self._log_marginal(grid)  # batch + (GRID,)
         # The marginal is symmetric in a -> -a; its mode is 0 or a pair +-a*.
-        mode = grid.gather(-1, log_f.argmax(-1, keepdim=True)).abs().squeeze(-1)
+        mode = grid.expand(log_f.shape).gather(-1, log_f.argmax(-1, keepdim=True))
+        mode = mode.abs().squeeze(-1)
         # Proposal: an even mixture of von Mises at +-mode, concentration from the curvature at
         # the mode (a von Mises k cos(a - m) has curvature -k there), floored at 0 (uniform).
         h = 2 * math.pi / _GRID
