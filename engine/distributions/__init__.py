@@ -27,6 +27,7 @@ from engine.distributions.distribution import Distribution
 from engine.distributions.empirical import Empirical
 from engine.distributions.extended import ExtendedBetaBinomial, ExtendedBinomial
 from engine.distributions.folded import FoldedDistribution
+from engine.distributions.grouped_normal_normal import GroupedNormalNormal
 from engine.distributions.improper_uniform import ImproperUniform
 from engine.distributions.kl import kl_divergence, register_kl
 from engine.distributions.lkj import LKJ
@@ -35,6 +36,7 @@ from engine.distributions.logistic import Logistic, SkewLogistic
 from engine.distributions.mixture import MaskedMixture
 from engine.distributions.multivariate_studentt import MultivariateStudentT
 from engine.distributions.ordered_logistic import OrderedLogistic
+from engine.distributions.polya_gamma import TruncatedPolyaGamma
 from engine.distributions.rejector import Rejector
 from engine.distributions.score_parts import ScoreParts
 from engine.distributions.sine_bivariate_von_mises import SineBivariateVonMises
@@ -105,6 +107,7 @@ __all__ += [
     "AsymmetricLaplace",
     "ExtendedBetaBinomial",
     "ExtendedBinomial",
+    "GroupedNormalNormal",
     "LogNormalNegativeBinomial",
     "Logistic",
     "MultivariateStudentT",
@@ -117,6 +120,7 @@ __all__ += [
     "SoftLaplace",
     "Stable",
     "StableWithLogProb",
+    "TruncatedPolyaGamma",
     "VonMises3D",
 ]
 __all__ += _wrapped
