@@ -173,14 +173,12 @@ class SineBivariateVonMises(TorchDistribution):
         second = (ratio.roll(1, -1) - 2 * ratio + ratio.roll(-1, -1)).abs().amax(-1) / h**2
         log_m = ratio.amax(-1) + 2 * second * h**2 / 8
 
-        batch = self.batch_shape
         out = torch.zeros(shape, dtype=grid.dtype, device=grid.device)
         todo = torch.ones(shape, dtype=torch.bool, device=grid.device)
         mode, kappa, log_m = (t.expand(shape) for t in (mode, kappa, log_m))
         k1 = self.phi_concentration.expand(shape)
         k2 = self.psi_concentration.expand(shape)
         rho = self.correlation.expand(shape)
-        del batch
         while todo.any():
             m, k = mode[todo], kappa[todo]
             sign = torch.where(torch.rand_like(m) < 0.5, -1.0, 1.0).to(m.dtype)

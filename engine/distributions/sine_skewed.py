@@ -64,6 +64,8 @@ class SineSkewed(TorchDistribution):
         skewness: torch.Tensor,
         validate_args: bool | None = None,
     ):
+        if not isinstance(base_dist, torch.distributions.Distribution):
+            raise DistributionArgumentError("SineSkewed: base_dist must be a distribution.")
         if len(base_dist.event_shape) != 1:
             raise ShapeError(
                 "SineSkewed: the base distribution must have event_shape (d,) for d angles; "
@@ -76,8 +78,6 @@ class SineSkewed(TorchDistribution):
                 f"SineSkewed: skewness must end in the base's event size "
                 f"{base_dist.event_shape[0]}; got shape {fmt_shape(skewness.shape)}."
             )
-        if not isinstance(base_dist, torch.distributions.Distribution):
-            raise DistributionArgumentError("SineSkewed: base_dist must be a distribution.")
         event_shape = base_dist.event_shape
         batch_shape = broadcast_shape(base_dist.batch_shape, skewness.shape[:-1])
         self.base_dist = base_dist.expand(batch_shape)
