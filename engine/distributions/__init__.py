@@ -13,6 +13,8 @@ draw), the extras Pyro adds (``Delta``, ``Unit``, ``Empirical``, ``MaskedMixture
 """
 
 from engine.distributions import constraints, kl, transforms
+from engine.distributions.affine_beta import AffineBeta
+from engine.distributions.asymmetric_laplace import AsymmetricLaplace, SoftAsymmetricLaplace
 from engine.distributions.conditional import (
     ConditionalDistribution,
     ConditionalTransform,
@@ -23,11 +25,24 @@ from engine.distributions.conjugate import BetaBinomial, GammaPoisson
 from engine.distributions.delta import Delta
 from engine.distributions.distribution import Distribution
 from engine.distributions.empirical import Empirical
+from engine.distributions.extended import ExtendedBetaBinomial, ExtendedBinomial
 from engine.distributions.folded import FoldedDistribution
+from engine.distributions.grouped_normal_normal import GroupedNormalNormal
 from engine.distributions.improper_uniform import ImproperUniform
 from engine.distributions.kl import kl_divergence, register_kl
+from engine.distributions.lkj import LKJ
+from engine.distributions.log_normal_negative_binomial import LogNormalNegativeBinomial
+from engine.distributions.logistic import Logistic, SkewLogistic
 from engine.distributions.mixture import MaskedMixture
+from engine.distributions.multivariate_studentt import MultivariateStudentT
+from engine.distributions.ordered_logistic import OrderedLogistic
+from engine.distributions.polya_gamma import TruncatedPolyaGamma
+from engine.distributions.rejector import Rejector
 from engine.distributions.score_parts import ScoreParts
+from engine.distributions.sine_bivariate_von_mises import SineBivariateVonMises
+from engine.distributions.sine_skewed import SineSkewed
+from engine.distributions.soft_laplace import SoftLaplace
+from engine.distributions.stable import Stable, StableWithLogProb
 from engine.distributions.torch_distribution import (
     ExpandedDistribution,
     MaskedDistribution,
@@ -44,6 +59,7 @@ from engine.distributions.validation import (
     is_validation_enabled,
     validation_enabled,
 )
+from engine.distributions.von_mises_3d import VonMises3D
 from engine.distributions.zero_inflated import (
     ZeroInflatedDistribution,
     ZeroInflatedNegativeBinomial,
@@ -84,6 +100,28 @@ __all__ = [
     "transform_to",
     "transforms",
     "validation_enabled",
+]
+__all__ += [
+    "LKJ",
+    "AffineBeta",
+    "AsymmetricLaplace",
+    "ExtendedBetaBinomial",
+    "ExtendedBinomial",
+    "GroupedNormalNormal",
+    "LogNormalNegativeBinomial",
+    "Logistic",
+    "MultivariateStudentT",
+    "OrderedLogistic",
+    "Rejector",
+    "SineBivariateVonMises",
+    "SineSkewed",
+    "SkewLogistic",
+    "SoftAsymmetricLaplace",
+    "SoftLaplace",
+    "Stable",
+    "StableWithLogProb",
+    "TruncatedPolyaGamma",
+    "VonMises3D",
 ]
 __all__ += _wrapped
 __all__.sort()

@@ -105,3 +105,8 @@ __all__ = sorted(
         "unit_lower_cholesky",
     }
 )
+
+# Correlation matrices and the unit sphere (their module is torch-only, so no import cycle).
+from engine.distributions.corr_matrix import corr_matrix, sphere  # noqa: E402
+
+__all__ += ["corr_matrix", "sphere"]

@@ -185,3 +185,7 @@ __all__ += [
     "spline_coupling",
 ]
 __all__.sort()
+
+from engine.distributions.corr_matrix import CorrMatrixCholeskyTransform  # noqa: E402
+
+__all__ += ["CorrMatrixCholeskyTransform"]
