@@ -26,6 +26,7 @@ from engine.infer.autoguide.guide_list import AutoCallable, AutoGuideList
 from engine.infer.autoguide.initialization import (
     InitMessenger,
     init_to_feasible,
+    init_to_generated,
     init_to_mean,
     init_to_median,
     init_to_sample,
@@ -54,6 +55,7 @@ __all__ = [
     "AutoNormal",
     "InitMessenger",
     "init_to_feasible",
+    "init_to_generated",
     "init_to_mean",
     "init_to_median",
     "init_to_sample",
