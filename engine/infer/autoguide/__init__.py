@@ -21,6 +21,7 @@ the flat vector of all latent sites; ``AutoGuideList`` combines guides for diffe
 from engine.errors import AutoGuideError
 from engine.infer.autoguide.continuous import AutoContinuous
 from engine.infer.autoguide.delta import AutoDelta
+from engine.infer.autoguide.flows import AutoIAFNormal, AutoNormalizingFlow
 from engine.infer.autoguide.guide import AutoGuide
 from engine.infer.autoguide.guide_list import AutoCallable, AutoGuideList
 from engine.infer.autoguide.initialization import (
@@ -49,10 +50,12 @@ __all__ = [
     "AutoGuide",
     "AutoGuideError",
     "AutoGuideList",
+    "AutoIAFNormal",
     "AutoLaplaceApproximation",
     "AutoLowRankMultivariateNormal",
     "AutoMultivariateNormal",
     "AutoNormal",
+    "AutoNormalizingFlow",
     "InitMessenger",
     "init_to_feasible",
     "init_to_generated",
