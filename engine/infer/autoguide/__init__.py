@@ -21,6 +21,12 @@ the flat vector of all latent sites; ``AutoGuideList`` combines guides for diffe
 from engine.errors import AutoGuideError
 from engine.infer.autoguide.continuous import AutoContinuous
 from engine.infer.autoguide.delta import AutoDelta
+from engine.infer.autoguide.effect import (
+    AutoHierarchicalNormalMessenger,
+    AutoMessenger,
+    AutoNormalMessenger,
+    AutoRegressiveMessenger,
+)
 from engine.infer.autoguide.flows import AutoIAFNormal, AutoNormalizingFlow
 from engine.infer.autoguide.guide import AutoGuide
 from engine.infer.autoguide.guide_list import AutoCallable, AutoGuideList
@@ -50,12 +56,16 @@ __all__ = [
     "AutoGuide",
     "AutoGuideError",
     "AutoGuideList",
+    "AutoHierarchicalNormalMessenger",
     "AutoIAFNormal",
     "AutoLaplaceApproximation",
     "AutoLowRankMultivariateNormal",
+    "AutoMessenger",
     "AutoMultivariateNormal",
     "AutoNormal",
+    "AutoNormalMessenger",
     "AutoNormalizingFlow",
+    "AutoRegressiveMessenger",
     "InitMessenger",
     "init_to_feasible",
     "init_to_generated",
