@@ -21,6 +21,7 @@ the flat vector of all latent sites; ``AutoGuideList`` combines guides for diffe
 from engine.errors import AutoGuideError
 from engine.infer.autoguide.continuous import AutoContinuous
 from engine.infer.autoguide.delta import AutoDelta
+from engine.infer.autoguide.discrete import AutoDiscreteParallel
 from engine.infer.autoguide.effect import (
     AutoHierarchicalNormalMessenger,
     AutoMessenger,
@@ -53,6 +54,7 @@ __all__ = [
     "AutoContinuous",
     "AutoDelta",
     "AutoDiagonalNormal",
+    "AutoDiscreteParallel",
     "AutoGuide",
     "AutoGuideError",
     "AutoGuideList",
