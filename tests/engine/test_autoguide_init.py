@@ -173,3 +173,21 @@ def test_init_to_generated_by_default_draws_uniformly_in_unconstrained_space():
     # independent uniform draws are distinct.
     assert bool((loc.abs() < 2).all()) and len(set(loc.tolist())) == 3
     assert guide.median()["rate"] > 0
+
+
+def test_mean_field_entropy_sums_the_sites_entropies():
+    from engine.infer.autoguide.utils import mean_field_entropy
+
+    def guide(n):
+        engine.sample("loc", dist.Normal(1.0, 2.0))
+        with engine.plate("items", n, subsample_size=2):
+            engine.sample("p", dist.Beta(2.0, 2.0))
+
+    # Normal(·, 2): 0.5 log(2 pi e) + log 2. Beta(2, 2): log B(2, 2) - 2 (psi(2) - psi(4)) with
+    # psi(2) - psi(4) = -(1/2 + 1/3), i.e. log(1/6) + 5/3 = -0.1251; one per mini-batch element.
+    normal = 0.5 * math.log(2 * math.pi * math.e) + math.log(2.0)
+    beta = math.log(1 / 6) + 5 / 3
+    total = mean_field_entropy(guide, (10,))
+    assert torch.allclose(total, torch.full((2,), normal + beta))
+    only_loc = float(mean_field_entropy(guide, (10,), whitelist=["loc"]))
+    assert math.isclose(only_loc, normal, rel_tol=1e-6)  # float32
