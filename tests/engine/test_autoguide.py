@@ -453,3 +453,16 @@ def test_load_state_dict_reports_missing_and_unexpected_keys():
     fresh = AutoNormal(half_normal_model)
     with pytest.raises(RuntimeError, match="set it up first"):
         fresh.load_state_dict(guide.state_dict())
+
+
+@pytest.mark.parametrize("guide_cls", ALL_GUIDES)
+def test_call_returns_the_draws_as_a_tuple_ordered_by_site_name(guide_cls):
+    guide = guide_cls(many_supports, model_args=(X,))
+    engine.set_rng_seed(3)
+    as_dict = guide(X)
+    engine.set_rng_seed(3)
+    as_tuple = guide.call(X)
+    assert isinstance(as_tuple, tuple)
+    assert len(as_tuple) == len(as_dict) == 5
+    for name, value in zip(sorted(as_dict), as_tuple, strict=True):
+        assert torch.equal(value, as_dict[name]), name

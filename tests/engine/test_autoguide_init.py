@@ -14,6 +14,7 @@ from engine.infer.autoguide import (
     AutoNormal,
     InitMessenger,
     init_to_feasible,
+    init_to_generated,
     init_to_mean,
     init_to_median,
     init_to_sample,
@@ -148,3 +149,45 @@ def test_init_messenger_sets_latent_sites_and_checks_the_values():
     outside = init_to_value(values={"rate": -1.0}, fallback=init_to_feasible)
     with pytest.raises(SupportError, match="site 'rate' a value outside the support"):
         InitMessenger(outside)(model)()
+
+
+def test_init_to_generated_asks_for_a_new_strategy_once_per_model_run():
+    calls = []
+
+    def generate():
+        # Each run starts from its own value of "rate"; "loc" and "p" fall back.
+        calls.append(len(calls))
+        return init_to_value(values={"rate": 1.0 + len(calls)}, fallback=init_to_feasible)
+
+    with InitMessenger(init_to_generated(generate=generate)):
+        rates = [engine.poutine.trace(model).get_trace().nodes["rate"]["value"] for _ in range(3)]
+    assert [r.item() for r in rates] == [2.0, 3.0, 4.0]
+    assert calls == [0, 1, 2]
+
+
+def test_init_to_generated_by_default_draws_uniformly_in_unconstrained_space():
+    engine.set_rng_seed(0)
+    guide = AutoNormal(model, init_loc_fn=init_to_generated, model_args=())
+    loc = engine.param("AutoNormal.locs.p")
+    # init_to_uniform's default radius is 2: every unconstrained start lies in (-2, 2), and three
+    # independent uniform draws are distinct.
+    assert bool((loc.abs() < 2).all()) and len(set(loc.tolist())) == 3
+    assert guide.median()["rate"] > 0
+
+
+def test_mean_field_entropy_sums_the_sites_entropies():
+    from engine.infer.autoguide.utils import mean_field_entropy
+
+    def guide(n):
+        engine.sample("loc", dist.Normal(1.0, 2.0))
+        with engine.plate("items", n, subsample_size=2):
+            engine.sample("p", dist.Beta(2.0, 2.0))
+
+    # Normal(·, 2): 0.5 log(2 pi e) + log 2. Beta(2, 2): log B(2, 2) - 2 (psi(2) - psi(4)) with
+    # psi(2) - psi(4) = -(1/2 + 1/3), i.e. log(1/6) + 5/3 = -0.1251; one per mini-batch element.
+    normal = 0.5 * math.log(2 * math.pi * math.e) + math.log(2.0)
+    beta = math.log(1 / 6) + 5 / 3
+    total = mean_field_entropy(guide, (10,))
+    assert torch.allclose(total, torch.full((2,), normal + beta))
+    only_loc = float(mean_field_entropy(guide, (10,), whitelist=["loc"]))
+    assert math.isclose(only_loc, normal, rel_tol=1e-6)  # float32

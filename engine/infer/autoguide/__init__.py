@@ -21,11 +21,20 @@ the flat vector of all latent sites; ``AutoGuideList`` combines guides for diffe
 from engine.errors import AutoGuideError
 from engine.infer.autoguide.continuous import AutoContinuous
 from engine.infer.autoguide.delta import AutoDelta
+from engine.infer.autoguide.discrete import AutoDiscreteParallel
+from engine.infer.autoguide.effect import (
+    AutoHierarchicalNormalMessenger,
+    AutoMessenger,
+    AutoNormalMessenger,
+    AutoRegressiveMessenger,
+)
+from engine.infer.autoguide.flows import AutoIAFNormal, AutoNormalizingFlow
 from engine.infer.autoguide.guide import AutoGuide
 from engine.infer.autoguide.guide_list import AutoCallable, AutoGuideList
 from engine.infer.autoguide.initialization import (
     InitMessenger,
     init_to_feasible,
+    init_to_generated,
     init_to_mean,
     init_to_median,
     init_to_sample,
@@ -45,15 +54,23 @@ __all__ = [
     "AutoContinuous",
     "AutoDelta",
     "AutoDiagonalNormal",
+    "AutoDiscreteParallel",
     "AutoGuide",
     "AutoGuideError",
     "AutoGuideList",
+    "AutoHierarchicalNormalMessenger",
+    "AutoIAFNormal",
     "AutoLaplaceApproximation",
     "AutoLowRankMultivariateNormal",
+    "AutoMessenger",
     "AutoMultivariateNormal",
     "AutoNormal",
+    "AutoNormalMessenger",
+    "AutoNormalizingFlow",
+    "AutoRegressiveMessenger",
     "InitMessenger",
     "init_to_feasible",
+    "init_to_generated",
     "init_to_mean",
     "init_to_median",
     "init_to_sample",

@@ -125,15 +125,34 @@ class AutoContinuous(AutoGuide):
         """The posterior's centre and marginal standard deviations, in unconstrained space."""
         raise NotImplementedError
 
-    def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
-        """Draw the flat vector, then every latent site; return ``{name: constrained value}``."""
+    def get_base_dist(self) -> torch.distributions.Distribution:
+        """The base distribution when the posterior is written as a transformed distribution,
+        ``TransformedDistribution(get_base_dist(), get_transform(*args))``."""
+        raise NotImplementedError(
+            f"{type(self).__name__} is not written as a transform of a base distribution."
+        )
+
+    def get_transform(self, *args: Any, **kwargs: Any) -> Transform:
+        """The transform that carries :meth:`get_base_dist` onto the posterior over the flat
+        vector (what ``NeuTraReparam`` uses to warp a model's geometry)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} is not written as a transform of a base distribution."
+        )
+
+    def sample_latent(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """Draw the flat unconstrained vector at the auxiliary site ``_<prefix>_latent``."""
         self._prepare(args, kwargs)
-        plates = self._plates_for_call(args, kwargs) if self._frames else None
-        latent = sample(
+        return sample(
             f"_{self._prefix}_latent",
             self.get_posterior(*args, **kwargs),
             infer={"is_auxiliary": True},
         )
+
+    def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        """Draw the flat vector, then every latent site; return ``{name: constrained value}``."""
+        self._prepare(args, kwargs)
+        plates = self._plates_for_call(args, kwargs) if self._frames else None
+        latent = self.sample_latent(*args, **kwargs)
         result = {}
         for site, unconstrained in self._unpack(latent):
             if site.transform is None:

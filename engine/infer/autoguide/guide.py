@@ -145,6 +145,26 @@ def _is_identity(transform: Transform) -> bool:
     )
 
 
+def _full_shape(
+    shape: torch.Size, frames: Iterable[CondIndepStackFrame], event_dim: int
+) -> torch.Size:
+    """``shape`` with each subsampled plate's dim at the plate's full size.
+
+    A guide's per-element params have the full size; the mini-batches of a model may differ in
+    size (the last one of an epoch is often shorter), and this is what stays the same.
+
+    >>> frame = CondIndepStackFrame("data", -1, 5, 0, full_size=50)
+    >>> _full_shape(torch.Size([3, 5, 2]), [frame], event_dim=1)
+    torch.Size([3, 50, 2])
+    """
+    full = list(shape)
+    for frame in frames:
+        index = frame.dim - event_dim
+        if frame.full_size is not None and -index <= len(full) and full[index] == frame.size:
+            full[index] = frame.full_size
+    return torch.Size(full)
+
+
 def _plate_sizes(frames: Iterable[CondIndepStackFrame]) -> tuple[tuple[str, int], ...]:
     return tuple((f.name, f.size if f.full_size is None else f.full_size) for f in frames)
 
@@ -228,7 +248,9 @@ class AutoGuide(torch.nn.Module):
         params = self._setup_sites(sites)
         self._register(params)
         self.prototype_trace = prototype
-        self._site_shapes = {site.name: site.value.shape for site in sites}
+        self._site_shapes = {
+            site.name: _full_shape(site.value.shape, site.frames, site.event_dim) for site in sites
+        }
         self._site_plates = {site.name: _plate_sizes(site.frames) for site in sites}
         self._frames = {}
         for site in sites:
@@ -467,6 +489,25 @@ class AutoGuide(torch.nn.Module):
 
     # -- calls ---------------------------------------------------------------------------------
 
+    def call(self, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, ...]:
+        """Call the guide and return its values as a tuple, ordered by site name.
+
+        The same draws as ``guide(*args, **kwargs)``, but a tuple instead of a dict: a form that
+        tracers such as ``torch.jit.trace_module`` accept as an output.
+
+        >>> import engine, engine.distributions as dist
+        >>> from engine.infer.autoguide import AutoDelta
+        >>> engine.clear_param_store()
+        >>> def model():
+        ...     engine.sample("b", dist.Normal(2.0, 1.0))
+        ...     engine.sample("a", dist.Normal(-1.0, 1.0))
+        >>> a, b = AutoDelta(model, init_loc_fn=lambda site: site["fn"].mean).call()
+        >>> a.item(), b.item()
+        (-1.0, 2.0)
+        """
+        values = self(*args, **kwargs)
+        return tuple(values[name] for name in sorted(values))
+
     def _setup_once(self, args: tuple, kwargs: dict) -> None:
         """Set up with these arguments unless already set up (``median`` and the like, whose
         arguments only matter for the setup)."""
@@ -500,13 +541,17 @@ class AutoGuide(torch.nn.Module):
             if site is None or site["type"] != "sample" or site["is_observed"]:
                 continue
             frames = [f for f in site["cond_indep_stack"] if f.vectorized]
-            if site["value"].shape != old_shape:
+            # Mini-batches may differ in size: compare the shapes at the plates' full sizes.
+            shape = _full_shape(site["value"].shape, frames, len(site["fn"].event_shape))
+            plates_changed = _plate_sizes(frames) != self._site_plates[name]
+            subsampled = any(f.full_size not in (None, f.size) for f in frames)
+            if shape != old_shape and not (plates_changed and subsampled):
                 changes.append(
                     f"site '{name}' had shape {fmt_shape(old_shape)} when the guide was set up "
-                    f"and has shape {fmt_shape(site['value'].shape)} now "
-                    f"({describe_plates(frames)})"
+                    f"and has shape {fmt_shape(shape)} now "
+                    f"({describe_plates(frames)}; shapes at the plates' full sizes)"
                 )
-            elif _plate_sizes(frames) != self._site_plates[name]:
+            elif plates_changed:
                 changes.append(
                     f"site '{name}' sat in plates of full sizes {self._site_plates[name]} when the "
                     f"guide was set up and sits in {_plate_sizes(frames)} now, so the guide's "

@@ -33,6 +33,7 @@ InitFn = Callable[[Message], torch.Tensor]
 __all__ = [
     "InitMessenger",
     "init_to_feasible",
+    "init_to_generated",
     "init_to_mean",
     "init_to_median",
     "init_to_sample",
@@ -185,6 +186,50 @@ def init_to_value(
             "strategy such as init_to_median."
         )
     return fallback(site)
+
+
+class _GeneratedInit:
+    """The strategy behind :func:`init_to_generated`: asks ``generate`` for a fresh strategy at
+    the start of every model execution.
+
+    A strategy only ever sees sites, never "the model starts now"; a site name it has already
+    answered for this execution can only mean the model is running again, so that is where a new
+    strategy is generated.
+    """
+
+    def __init__(self, generate: Callable[[], InitFn]):
+        self.generate = generate
+        self._current: InitFn | None = None
+        self._answered: set[str] = set()
+
+    def __call__(self, site: Message) -> torch.Tensor:
+        name = site["name"]
+        if self._current is None or name in self._answered:
+            self._current = self.generate()
+            self._answered = set()
+        self._answered.add(name)
+        return self._current(site)
+
+
+def init_to_generated(
+    site: Message | None = None, generate: Callable[[], InitFn] = lambda: init_to_uniform
+) -> torch.Tensor | InitFn:
+    """Each model execution starts from the strategy that ``generate()`` returns then, e.g. an
+    :func:`init_to_value` holding freshly drawn values (random restarts that stay consistent
+    within one run of the model). ``generate`` is called once per execution.
+
+    >>> import engine, engine.distributions as dist
+    >>> draws = iter([1.0, 2.0])
+    >>> init = init_to_generated(generate=lambda: init_to_value(values={"x": next(draws)}))
+    >>> def model():
+    ...     return engine.sample("x", dist.Normal(0.0, 1.0))
+    >>> with InitMessenger(init):
+    ...     first, second = model(), model()
+    >>> first.item(), second.item()
+    (1.0, 2.0)
+    """
+    strategy = _GeneratedInit(generate)
+    return strategy if site is None else strategy(site)
 
 
 def _strategy_name(init_fn: Callable) -> str:

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch.distributions.transforms import AffineTransform, Transform
 
 from engine.distributions import (
     LowRankMultivariateNormal,
@@ -46,6 +47,7 @@ __all__ = [
     "AutoDiagonalNormal",
     "AutoLowRankMultivariateNormal",
     "AutoMultivariateNormal",
+    "LowerCholeskyAffine",
 ]
 
 
@@ -57,6 +59,42 @@ def _check_init_scale(cls: type, init_scale: float) -> float:
 
 def _read(p: GuideParam) -> torch.Tensor:
     return param(p.name, p.init, p.constraint, p.event_dim)
+
+
+def _standard_normal(p: GuideParam) -> torch.distributions.Distribution:
+    zeros = torch.zeros_like(p.init)
+    return Normal(zeros, torch.ones_like(zeros), validate_args=False).to_event(1)
+
+
+class LowerCholeskyAffine(Transform):
+    """``x -> loc + scale_tril @ x`` over the last dim, ``scale_tril`` lower triangular with a
+    positive diagonal; log|det J| is the sum of the log diagonal.
+
+    >>> t = LowerCholeskyAffine(torch.zeros(2), torch.tensor([[2.0, 0.0], [1.0, 3.0]]))
+    >>> y = t(torch.ones(2))
+    >>> y, t.inv(y), t.log_abs_det_jacobian(torch.ones(2), y)
+    (tensor([2., 4.]), tensor([1., 1.]), tensor(1.7918))
+    """
+
+    domain = constraints.real_vector
+    codomain = constraints.real_vector
+    bijective = True
+
+    def __init__(self, loc: torch.Tensor, scale_tril: torch.Tensor, cache_size: int = 0):
+        super().__init__(cache_size=cache_size)
+        self.loc, self.scale_tril = loc, scale_tril
+
+    def _call(self, x: torch.Tensor) -> torch.Tensor:
+        return self.loc + (self.scale_tril @ x.unsqueeze(-1)).squeeze(-1)
+
+    def _inverse(self, y: torch.Tensor) -> torch.Tensor:
+        shifted = (y - self.loc).unsqueeze(-1)
+        scale_tril = self.scale_tril.expand(shifted.shape[:-2] + self.scale_tril.shape[-2:])
+        return torch.linalg.solve_triangular(scale_tril, shifted, upper=False).squeeze(-1)
+
+    def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        log_det = self.scale_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+        return log_det.expand(x.shape[:-1])
 
 
 class _GaussianContinuous(AutoContinuous):
@@ -102,6 +140,24 @@ class AutoDiagonalNormal(_GaussianContinuous):
     def _posterior_params(self, init_loc: torch.Tensor) -> list[GuideParam]:
         return self._loc_and_scale(init_loc, self._init_scale)
 
+    def get_base_dist(self) -> torch.distributions.Distribution:
+        """A standard Normal over the flat vector."""
+        return _standard_normal(self._loc)
+
+    def get_transform(self, *args: Any, **kwargs: Any) -> Transform:
+        """``x -> loc + scale * x``, coordinate by coordinate.
+
+        >>> import engine, engine.distributions as dist
+        >>> engine.clear_param_store()
+        >>> def model():
+        ...     engine.sample("x", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+        >>> zero = lambda site: torch.zeros(2)  # start at loc 0
+        >>> guide = AutoDiagonalNormal(model, zero, init_scale=0.5, model_args=())
+        >>> guide.get_transform()(torch.ones(2))
+        tensor([0.5000, 0.5000], grad_fn=<AddBackward0>)
+        """
+        return AffineTransform(_read(self._loc), _read(self._scale), event_dim=1)
+
     def get_posterior(self, *args: Any, **kwargs: Any) -> torch.distributions.Distribution:
         """``Normal(loc, scale).to_event(1)`` over the flat vector."""
         return Normal(_read(self._loc), _read(self._scale), validate_args=False).to_event(1)
@@ -131,6 +187,26 @@ class AutoMultivariateNormal(_GaussianContinuous):
             "scale_tril", "scale_tril_unconstrained", eye, self.scale_tril_constraint
         )
         return [*loc_and_scale, self._scale_tril]
+
+    def get_base_dist(self) -> torch.distributions.Distribution:
+        """A standard Normal over the flat vector."""
+        return _standard_normal(self._loc)
+
+    def get_transform(self, *args: Any, **kwargs: Any) -> Transform:
+        """``x -> loc + L x`` with ``L = scale[:, None] * scale_tril`` the covariance's
+        Cholesky factor.
+
+        >>> import engine, engine.distributions as dist
+        >>> engine.clear_param_store()
+        >>> def model():
+        ...     engine.sample("x", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+        >>> zero = lambda site: torch.zeros(2)  # start at loc 0
+        >>> guide = AutoMultivariateNormal(model, zero, init_scale=0.5, model_args=())
+        >>> guide.get_transform()(torch.ones(2))
+        tensor([0.5000, 0.5000], grad_fn=<AddBackward0>)
+        """
+        scale_tril = _read(self._scale)[..., None] * _read(self._scale_tril)
+        return LowerCholeskyAffine(_read(self._loc), scale_tril)
 
     def get_posterior(self, *args: Any, **kwargs: Any) -> torch.distributions.Distribution:
         """``MultivariateNormal(loc, scale_tril=scale[:, None] * scale_tril)``."""
