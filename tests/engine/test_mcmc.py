@@ -366,7 +366,7 @@ def test_initial_params_of_the_wrong_shape_are_refused():
 def test_init_strategy_places_the_chains():
     kernel = NUTS(conjugate_model, init_strategy=init_to_value(values={"mu": 7.0}))
     mcmc = MCMC(kernel, num_samples=1, warmup_steps=0, num_chains=2)
-    kernel.setup(2, 0, (DATA,), {})
+    kernel.setup_chains(2, 0, (DATA,), {})
     assert torch.allclose(kernel.z, torch.full((2, 1), 7.0))
     assert mcmc.kernel is kernel
 

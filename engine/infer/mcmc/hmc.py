@@ -4,7 +4,9 @@ The kernel owns what every Hamiltonian sampler shares: the potential (built from
 given as ``potential_fn``), one mass matrix and one step size per chain, the warm-up adaptation
 (:mod:`~engine.infer.mcmc.adaptation`), and the Metropolis correction. :class:`NUTS` replaces the
 fixed-length trajectory by a tree that stops at a U-turn. The :class:`~engine.infer.mcmc.MCMC`
-driver calls :meth:`HMC.setup` once and :meth:`HMC.sample` per iteration.
+driver calls :meth:`HMC.setup_chains` once and :meth:`HMC.step_chains` per iteration; Pyro's
+one-chain kernel protocol (``setup``, ``sample``, ``initial_params``) comes from
+:class:`~engine.infer.mcmc.batched_kernel.BatchedKernel`.
 
 >>> import engine, engine.distributions as dist
 >>> def model():
@@ -27,6 +29,7 @@ import torch
 from engine.distributions.validation import trusted_run
 from engine.infer.autoguide.initialization import init_to_uniform
 from engine.infer.mcmc.adaptation import WarmupAdapter
+from engine.infer.mcmc.batched_kernel import BatchedKernel
 from engine.infer.mcmc.flat_layout import FlatLayout
 from engine.infer.mcmc.integrator import leapfrog
 from engine.infer.mcmc.mass_matrix import MassMatrix
@@ -37,7 +40,7 @@ from engine.infer.mcmc.user_potential import UserPotential
 from engine.runtime import Message
 
 
-class HMC:
+class HMC(BatchedKernel):
     """Hamiltonian Monte Carlo (Pyro's arguments and their order).
 
     Each iteration integrates ``trajectory_length`` (2π by default, ``num_steps * step_size``
@@ -116,7 +119,7 @@ class HMC:
 
     # -- set-up ------------------------------------------------------------------------------
 
-    def setup(
+    def setup_chains(
         self,
         num_chains: int,
         num_warmup: int,
@@ -125,7 +128,8 @@ class HMC:
         initial_params: dict[str, torch.Tensor] | None = None,
     ) -> None:
         """Build the potential, place every chain, and find a first step size (the
-        :class:`~engine.infer.mcmc.MCMC` driver calls this from ``run``)."""
+        :class:`~engine.infer.mcmc.MCMC` driver calls this from ``run``; Pyro's one-chain
+        ``setup(warmup_steps, *model_args)`` calls it with one chain)."""
         if self.model is not None:
             self.potential = Potential(
                 self.model,
@@ -192,6 +196,12 @@ class HMC:
         """The chains' mass matrices."""
         return self.state.mass
 
+    def _move_to(self, z: torch.Tensor) -> None:
+        """Put the chains at ``z`` (C, D), with the energy and gradient there."""
+        with trusted_run():
+            energy, grad = self.potential.energy_and_grad(z)
+        self.state = self.state._replace(point=ChainPoint(z, energy, grad))
+
     def _make_step_functions(self) -> None:
         """The potential's energy and gradient, and the masked leapfrog step of a trajectory.
         With ``jit_compile`` the step is compiled, gradient included: ``torch.func`` computes
@@ -239,7 +249,7 @@ class HMC:
 
     # -- one iteration -----------------------------------------------------------------------
 
-    def sample(self, iteration: int, warmup: bool) -> dict[str, torch.Tensor]:
+    def step_chains(self, iteration: int, warmup: bool) -> dict[str, torch.Tensor]:
         """One transition of every chain; returns per-chain statistics (each of shape (C,)).
 
         The sampler only proposes unconstrained points, so distributions skip their value
@@ -298,13 +308,6 @@ class HMC:
             "num_steps": steps,
             "energy": torch.where(accepted, end_energy, start_energy),
         }
-
-    # -- results -----------------------------------------------------------------------------
-
-    def site_values(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The latent sites on their supports (and the deterministic sites) at draws ``z``
-        (B, D): ``{name: (B, *shape)}``."""
-        return self.potential.site_values(z)
 
 
 def masked_leapfrog(

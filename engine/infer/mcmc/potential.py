@@ -196,6 +196,9 @@ class Potential(FlatLayout):
         self.site_dims: dict[str, tuple[str, ...]] = {}
         self.observed: dict[str, ObservedSite] = {}
         super().__init__(self._slots(prototype))
+        self._supports = {
+            slot.name: prototype.nodes[slot.name]["fn"].support for slot in self.slots
+        }
         first = prototype.nodes[self.slots[0].name]["value"]
         self.dtype, self.device = first.dtype, first.device
         self.batching = self._choose_batching(prototype)
@@ -400,6 +403,11 @@ class Potential(FlatLayout):
                 ):
                     return batching
         return "none"
+
+    def transforms(self) -> dict[str, torch.distributions.transforms.Transform]:
+        """Each latent site's map from its support (as the first run of the model had it) to
+        unconstrained space: ``biject_to(support).inv``."""
+        return {name: biject_to(support).inv for name, support in self._supports.items()}
 
     @property
     def batched(self) -> bool:
