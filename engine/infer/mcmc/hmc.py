@@ -63,7 +63,7 @@ class HMC(BatchedKernel):
         self,
         model: Callable | None = None,
         potential_fn: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
-        step_size: float = 1.0,
+        step_size: float | None = 1.0,
         trajectory_length: float | None = None,
         num_steps: int | None = None,
         adapt_step_size: bool = True,
@@ -97,9 +97,11 @@ class HMC(BatchedKernel):
             raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob}")
         self.model = model
         self.potential_fn = potential_fn
-        self.initial_step_size = float(step_size)
+        # None means the default, 1 (Pyro's reading): the search of setup adapts it from there.
+        step_size = 1.0 if step_size is None else float(step_size)
+        self.initial_step_size = step_size
         if num_steps is not None:
-            self.trajectory_length = num_steps * float(step_size)
+            self.trajectory_length = num_steps * step_size
         elif trajectory_length is not None:
             self.trajectory_length = trajectory_length
         else:

@@ -118,7 +118,7 @@ class NUTS(HMC):
         self,
         model: Callable | None = None,
         potential_fn: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
-        step_size: float = 1.0,
+        step_size: float | None = 1.0,
         adapt_step_size: bool = True,
         adapt_mass_matrix: bool = True,
         full_mass: bool = False,
