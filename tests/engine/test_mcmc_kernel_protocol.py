@@ -237,3 +237,35 @@ def test_pyro_arguments_step_size_none_and_mp_context_are_accepted():
     mcmc = MCMC(NUTS(gamma_model), num_samples=5, warmup_steps=5, num_chains=2, mp_context="spawn")
     mcmc.run()
     assert mcmc.get_samples(group_by_chain=True)["s"].shape == (2, 5)
+
+
+def correlated_pair():
+    # (x, y): variances 4 and 4, covariance 3.2 (correlation 0.8); w alone, variance 9.
+    x = pyro.sample("x", dist.Normal(0.0, 2.0))
+    pyro.sample("y", dist.Normal(0.8 * x, 1.2))
+    pyro.sample("w", dist.Normal(0.0, 3.0))
+
+
+def test_full_mass_blocks_adapt_a_dense_block_and_a_diagonal_rest():
+    pyro.set_rng_seed(5)
+    kernel = NUTS(correlated_pair, full_mass=[("x", "y")])
+    MCMC(kernel, num_samples=1, warmup_steps=400).run()
+    blocks = kernel.inverse_mass_matrix
+    assert list(blocks) == [("x", "y"), ("w",)]
+    pair, rest = blocks[("x", "y")], blocks[("w",)]
+    assert pair.shape == (2, 2) and rest.shape == (1,)
+    # The last window holds about 200 nearly independent draws: the estimated correlation has a
+    # standard error of about (1 - 0.8²) / sqrt(200) = 0.025; four of them is 0.1.
+    correlation = pair[0, 1] / (pair[0, 0] * pair[1, 1]).sqrt()
+    assert abs(float(correlation) - 0.8) < 0.1
+    # Nothing outside the block: w's row of the whole matrix is zero off the diagonal.
+    assert torch.count_nonzero(kernel.mass.inverse[0, 2, :2]) == 0
+    with pytest.raises(MCMCError, match="'v'"):
+        MCMC(NUTS(correlated_pair, full_mass=[("x", "v")]), num_samples=1).run()
+
+
+def test_nuts_accepts_use_multinomial_sampling_false():
+    pyro.set_rng_seed(6)
+    mcmc = MCMC(NUTS(gamma_model, use_multinomial_sampling=False), num_samples=5, warmup_steps=5)
+    mcmc.run()
+    assert mcmc.get_samples()["s"].shape == (5,)

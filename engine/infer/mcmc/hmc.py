@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from engine.distributions.validation import trusted_run
+from engine.errors import MCMCError
 from engine.infer.autoguide.initialization import init_to_uniform
 from engine.infer.mcmc.adaptation import WarmupAdapter
 from engine.infer.mcmc.batched_kernel import BatchedKernel
@@ -48,6 +49,10 @@ class HMC(BatchedKernel):
     so the length stays fixed while warm-up adapts the step size, as in Pyro. Warm-up adapts the
     step size by dual averaging toward ``target_accept_prob`` (kept within ``min_stepsize`` and
     ``max_stepsize``) and a diagonal (``full_mass=True``: dense) mass matrix in Stan's windows.
+    ``full_mass`` may also be a list of tuples of site names: each tuple is a block whose sites
+    share a dense mass matrix, and every other site gets a diagonal one (the estimated
+    covariance is kept inside the blocks and on the diagonal, zero elsewhere);
+    :attr:`inverse_mass_matrix` gives the adapted matrices by block.
     ``jit_compile=True`` compiles the leapfrog step and its gradient with ``torch.compile``
     (``jit_options`` are its keyword arguments): seconds once, then much faster steps. A
     transition whose energy error exceeds ``max_delta_energy`` is counted as divergent.
@@ -68,7 +73,7 @@ class HMC(BatchedKernel):
         num_steps: int | None = None,
         adapt_step_size: bool = True,
         adapt_mass_matrix: bool = True,
-        full_mass: bool = False,
+        full_mass: bool | list[tuple[str, ...]] = False,
         transforms: Any = None,
         max_plate_nesting: int | None = None,
         jit_compile: bool = False,
@@ -88,10 +93,16 @@ class HMC(BatchedKernel):
                 "transforms= is not supported: the model's supports give the transforms. With "
                 "potential_fn, write the potential in unconstrained space."
             )
-        if not isinstance(full_mass, bool):
-            raise NotImplementedError(
-                "full_mass must be True or False: a dense mass matrix over some groups of sites "
-                "only (a list of site names) is not supported yet."
+        if not isinstance(full_mass, bool) and not (
+            isinstance(full_mass, (list, tuple))
+            and all(
+                isinstance(block, (list, tuple)) and all(isinstance(n, str) for n in block)
+                for block in full_mass
+            )
+        ):
+            raise ValueError(
+                f"full_mass must be True, False, or a list of tuples of site names (blocks with "
+                f"a dense mass matrix each), got {full_mass!r}"
             )
         if not 0 < target_accept_prob < 1:
             raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob}")
@@ -158,19 +169,20 @@ class HMC(BatchedKernel):
         else:
             z = potential.initial_points(num_chains)
         options = {"dtype": z.dtype, "device": z.device}
+        self._block_mask = self._mass_blocks(**options)
         with trusted_run():
             energy, grad = potential.energy_and_grad(z)
         self.state = HMCState(
             point=ChainPoint(z, energy, grad),
             step_size=torch.full((num_chains,), self.initial_step_size, **options),
-            mass=MassMatrix(num_chains, potential.num_latent, self.full_mass, **options),
+            mass=MassMatrix(num_chains, potential.num_latent, self._dense, **options),
             adapter=WarmupAdapter(
                 num_warmup,
                 num_chains,
                 potential.num_latent,
                 adapt_step_size=self.adapt_step_size,
                 adapt_mass_matrix=self.adapt_mass_matrix,
-                dense_mass=self.full_mass,
+                dense_mass=self._dense,
                 target_accept_prob=self.target_accept_prob,
                 **options,
             ),
@@ -197,6 +209,56 @@ class HMC(BatchedKernel):
     def mass(self) -> MassMatrix:
         """The chains' mass matrices."""
         return self.state.mass
+
+    @property
+    def _dense(self) -> bool:
+        return self.full_mass is not False
+
+    def _mass_blocks(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
+        """For ``full_mass`` given as blocks: the (D, D) mask of the entries of a dense mass
+        matrix that a block (or the diagonal) keeps; None otherwise."""
+        if isinstance(self.full_mass, bool):
+            return None
+        ranges = {
+            slot.name: range(slot.offset, slot.offset + slot.size) for slot in self.potential.slots
+        }
+        unknown = [name for block in self.full_mass for name in block if name not in ranges]
+        if unknown:
+            raise MCMCError(
+                f"full_mass names {unknown}, which {'is' if len(unknown) == 1 else 'are'} not a "
+                f"latent site of the model; its latent sites are {list(ranges)}."
+            )
+        mask = torch.eye(self.potential.num_latent, dtype=dtype, device=device)
+        for block in self.full_mass:
+            index = torch.tensor([i for name in block for i in ranges[name]], device=device)
+            mask[index.unsqueeze(-1), index] = 1.0
+        return mask
+
+    @property
+    def inverse_mass_matrix(self) -> dict[tuple[str, ...], torch.Tensor]:
+        """The inverse mass matrix by block of sites (Pyro's keys): one block of all sites with
+        ``full_mass`` True (a matrix) or False (a vector: the diagonal); with blocks, each
+        block's matrix, then the other sites' diagonal. With one chain the values have no chain
+        dim; with several, a leading one."""
+        if self.state is None:
+            raise MCMCError("inverse_mass_matrix exists once the kernel is set up (MCMC.run)")
+        inverse = self.mass.inverse
+        slots = self.potential.slots
+        blocks = [tuple(block) for block in self.full_mass] if self._block_mask is not None else []
+        in_blocks = {name for block in blocks for name in block}
+        rest = tuple(slot.name for slot in slots if slot.name not in in_blocks)
+        ranges = {slot.name: range(slot.offset, slot.offset + slot.size) for slot in slots}
+        result = {}
+        for block in [*blocks, rest] if rest else blocks:
+            index = torch.tensor([i for name in block for i in ranges[name]], device=inverse.device)
+            if not self._dense:
+                value = inverse[:, index]
+            elif block in blocks or self.full_mass is True:
+                value = inverse[:, index.unsqueeze(-1), index]
+            else:
+                value = inverse.diagonal(dim1=-2, dim2=-1)[:, index]
+            result[block] = value[0] if value.shape[0] == 1 else value
+        return result
 
     def _move_to(self, z: torch.Tensor) -> None:
         """Put the chains at ``z`` (C, D), with the energy and gradient there."""
@@ -279,6 +341,8 @@ class HMC(BatchedKernel):
             self._set_step_size(new_step)
         inverse_mass = adapter.collect(iteration, self.state.point.z)
         if inverse_mass is not None:
+            if self._block_mask is not None:
+                inverse_mass = inverse_mass * self._block_mask
             self.state.mass.set_inverse(inverse_mass)
             if self.adapt_step_size:
                 self._restart_step_size()
