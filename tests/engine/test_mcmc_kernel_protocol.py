@@ -269,3 +269,24 @@ def test_nuts_accepts_use_multinomial_sampling_false():
     mcmc = MCMC(NUTS(gamma_model, use_multinomial_sampling=False), num_samples=5, warmup_steps=5)
     mcmc.run()
     assert mcmc.get_samples()["s"].shape == (5,)
+
+
+@pytest.mark.parametrize("num_chains, shape", [(1, ()), (2, (2,))])
+def test_hook_fn_gets_each_sites_shape_with_one_chain(num_chains, shape):
+    seen = []
+    mcmc = MCMC(
+        NUTS(gamma_model),
+        num_samples=3,
+        warmup_steps=2,
+        num_chains=num_chains,
+        hook_fn=lambda kernel, params, stage, i: seen.append((stage, i, params["s"].shape)),
+    )
+    mcmc.run()
+    assert [(stage, i) for stage, i, _ in seen] == [
+        ("Warmup", 0),
+        ("Warmup", 1),
+        ("Sample", 0),
+        ("Sample", 1),
+        ("Sample", 2),
+    ]
+    assert {s for _, _, s in seen} == {torch.Size(shape)}

@@ -267,8 +267,11 @@ class MCMC:
                 self._live = (recording.draws, recording.kept)
             if self.hook_fn is not None:
                 # Pyro's hook: the current unconstrained values, the stage, and the iteration
-                # counted within that stage.
+                # counted within that stage. One chain: each site's own shape, as in Pyro;
+                # several: a leading chain dim (they move together here).
                 params = kernel.potential.unconstrained_sites(kernel.z)
+                if self.num_chains == 1:
+                    params = {name: value[0] for name, value in params.items()}
                 stage_iteration = iteration if warmup else iteration - self.warmup_steps
                 self.hook_fn(kernel, params, "Warmup" if warmup else "Sample", stage_iteration)
             if self.progress.active:
