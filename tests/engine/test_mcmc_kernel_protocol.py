@@ -290,3 +290,24 @@ def test_hook_fn_gets_each_sites_shape_with_one_chain(num_chains, shape):
         ("Sample", 2),
     ]
     assert {s for _, _, s in seen} == {torch.Size(shape)}
+
+
+def test_save_params_keeps_the_named_sites_only():
+    mcmc = MCMC(NUTS(correlated_pair), num_samples=4, warmup_steps=2, save_params=["w", "x"])
+    mcmc.run()
+    assert set(mcmc.get_samples()) == {"w", "x"}
+    assert {"w", "x"} == {name for name in mcmc.diagnostics() if name in "wxy"}
+    with pytest.raises(MCMCError, match="'v'"):
+        bad = MCMC(NUTS(correlated_pair), num_samples=2, warmup_steps=0, save_params=["v"])
+        bad.run()
+        bad.get_samples()
+
+
+def test_potential_fn_with_the_transforms_of_initialize_model_gives_constrained_draws():
+    params, potential_fn, transforms, _ = initialize_model(gamma_model)
+    kernel = HMC(potential_fn=potential_fn, transforms=transforms, num_steps=4, step_size=0.3)
+    mcmc = MCMC(kernel, num_samples=20, warmup_steps=10, initial_params=params)
+    mcmc.run()
+    assert bool((mcmc.get_samples()["s"] > 0).all())  # on the Gamma's support, not its log
+    with pytest.raises(ValueError, match="transforms"):
+        HMC(gamma_model, transforms=transforms)

@@ -56,6 +56,8 @@ class HMC(BatchedKernel):
     ``jit_compile=True`` compiles the leapfrog step and its gradient with ``torch.compile``
     (``jit_options`` are its keyword arguments): seconds once, then much faster steps. A
     transition whose energy error exceeds ``max_delta_energy`` is counted as divergent.
+    With ``potential_fn``, ``transforms`` (site name to the map from its support to
+    unconstrained space, as ``initialize_model`` returns them) maps each site's draws back.
 
     >>> import engine, engine.distributions as dist
     >>> def model():
@@ -88,11 +90,12 @@ class HMC(BatchedKernel):
     ):
         if (model is None) == (potential_fn is None):
             raise ValueError("give exactly one of model and potential_fn")
-        if transforms is not None:
+        if transforms is not None and model is not None:
             raise ValueError(
-                "transforms= is not supported: the model's supports give the transforms. With "
-                "potential_fn, write the potential in unconstrained space."
+                "transforms= with a model is not supported: the model's supports give the "
+                "transforms. (With potential_fn they map the draws back, as in Pyro.)"
             )
+        self.user_transforms = transforms
         if not isinstance(full_mass, bool) and not (
             isinstance(full_mass, (list, tuple))
             and all(
@@ -154,7 +157,9 @@ class HMC(BatchedKernel):
         else:
             if initial_params is None:
                 raise ValueError("HMC/NUTS with potential_fn needs MCMC(..., initial_params=...)")
-            self.potential = UserPotential(self.potential_fn, initial_params, num_chains)
+            self.potential = UserPotential(
+                self.potential_fn, initial_params, num_chains, self.user_transforms
+            )
         potential = self.potential
         if num_chains > 1 and self.model is not None and not potential.batched:
             warnings.warn(

@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from engine.errors import MCMCError
 from engine.infer.mcmc.batched_kernel import BatchedKernel
 from engine.infer.mcmc.diagnostics import format_summary, summary
 from engine.infer.mcmc.kernel_chains import run_kernel_chains
@@ -114,7 +115,8 @@ class MCMC:
     chains one after another. Progress goes to ``mcmc.progress``.
     ``transforms`` (site name to the map from its support to unconstrained space) is used with
     such a one-chain kernel, to map its draws back; the built-in kernels take the maps from the
-    model's supports and refuse it.
+    model's supports and refuse it. ``save_params`` (a list of site names) keeps only those
+    sites in ``get_samples``, ``summary``, ``diagnostics`` and ``to_arviz``.
     ``disable_validation`` too: the sampler always runs the model once with every check when it
     sets up (the run that lays out its sites), and computes every later density without value
     checks (a proposal outside a support is a rejected move, not an error), whatever it says.
@@ -132,6 +134,7 @@ class MCMC:
         disable_progbar: bool = False,
         disable_validation: bool = True,
         transforms: Any = None,
+        save_params: list[str] | None = None,
         chain_method: Any = None,
     ):
         if not isinstance(kernel, MCMCKernel):
@@ -151,6 +154,7 @@ class MCMC:
                 "give them"
             )
         self.transforms = transforms
+        self.save_params = None if save_params is None else list(save_params)
         self.kernel = kernel
         self.num_samples = num_samples
         self.warmup_steps = warmup_steps
@@ -210,7 +214,7 @@ class MCMC:
         self._draws = None
         self._stats = {}
         self._kernel_diagnostics = run.diagnostics
-        self._samples = run.samples
+        self._samples = self._saved(run.samples) if run.samples else {}
         self.interrupted = run.interrupted
         if run.interrupted:
             warnings.warn(
@@ -402,8 +406,20 @@ class MCMC:
         """Every latent and deterministic site per draw, ``(chains, draws, *shape)`` (computed
         once, from the kept unconstrained draws)."""
         if self._samples is None:
-            self._samples = self._per_draw(self.kernel.site_values)
+            self._samples = self._saved(self._per_draw(self.kernel.site_values))
         return self._samples
+
+    def _saved(self, samples: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The sites of ``save_params`` (all when it is None)."""
+        if self.save_params is None:
+            return samples
+        unknown = [name for name in self.save_params if name not in samples]
+        if unknown:
+            raise MCMCError(
+                f"save_params names {unknown}, which the run has no draws of; its sites are "
+                f"{list(samples)}."
+            )
+        return {name: samples[name] for name in self.save_params}
 
     def _per_draw(
         self, method: Callable[[torch.Tensor], dict[str, torch.Tensor]]
@@ -541,7 +557,7 @@ class MCMC:
         samples = self._site_samples()
         potential = getattr(self.kernel, "potential", None)
         names = [slot.name for slot in potential.slots] if potential is not None else samples
-        latent = {name: samples[name] for name in names}
+        latent = {name: samples[name] for name in names if name in samples}
         return plot_chains(latent, max_per_site=max_per_site, max_rows=max_rows, bins=bins)
 
     def _check_ran(self) -> None:
