@@ -31,7 +31,7 @@ from engine.infer.jit_elbo import (
     JitTraceGraph_ELBO,
     JitTraceMeanField_ELBO,
 )
-from engine.infer.mcmc import HMC, MCMC, NUTS
+from engine.infer.mcmc import HMC, MCMC, NUTS, RandomWalkKernel
 from engine.infer.predictive import Predictive
 from engine.infer.progress import Progress, ProgressEvent
 from engine.infer.svi import SVI
@@ -59,6 +59,7 @@ __all__ = [
     "Predictive",
     "Progress",
     "ProgressEvent",
+    "RandomWalkKernel",
     "TraceEnumSample_ELBO",
     "TraceEnum_ELBO",
     "TraceGraph_ELBO",

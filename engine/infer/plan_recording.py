@@ -214,6 +214,14 @@ def record_plan(
             "the function reads tensors from outside its arguments (a global or a closure), "
             "which a plan would hold on to"
         )
+    for name in captured_tensors(graph_module):
+        # A captured tensor that requires grad (a param the model reads) would make every
+        # replay's result require grad too, and chain the replays of a sampler into one growing
+        # autograd graph; the recording already holds the backward pass, so the replay needs
+        # only its values. A detached view shares the storage: in-place updates still show.
+        value = getattr(graph_module, name)
+        if value.requires_grad:
+            setattr(graph_module, name, value.detach())
     _simplify(graph_module)
     with preserved_rng_state():  # the interpreter runs the graph once: its draws are not the run's
         return _runner(graph_module, example)

@@ -28,10 +28,10 @@ WARMUP, KEPT = 20, 4
 def run_pinned(kernel):
     """Two chains, seed 1: every iteration's ``num_steps`` and the last draws' (mu, log tau)."""
     pyro.set_rng_seed(1)
-    kernel.setup(2, WARMUP, (Y, SIGMA))
+    kernel.setup_chains(2, WARMUP, (Y, SIGMA))
     steps, draws = [], []
     for i in range(WARMUP + KEPT):
-        stats = kernel.sample(i, i < WARMUP)
+        stats = kernel.step_chains(i, i < WARMUP)
         steps.append(stats["num_steps"].tolist())
         if i >= WARMUP:
             draws.append(kernel.z[:, :2].tolist())

@@ -76,7 +76,7 @@ class AutoDiscreteParallel(AutoGuide):
     def _prototype(self, args: tuple, kwargs: dict, init_fn: InitFn, known: Any = None) -> Trace:
         """One run of the model, its discrete sites drawn from their priors (no init strategy:
         a discrete site has no continuous init)."""
-        from engine.infer.enum_config import config_enumerate  # engine.infer imports this module
+        from engine.infer.enum.config import config_enumerate  # engine.infer imports this module
 
         with block():
             return trace(config_enumerate(self.model)).get_trace(*args, **kwargs)

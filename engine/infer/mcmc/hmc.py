@@ -4,7 +4,9 @@ The kernel owns what every Hamiltonian sampler shares: the potential (built from
 given as ``potential_fn``), one mass matrix and one step size per chain, the warm-up adaptation
 (:mod:`~engine.infer.mcmc.adaptation`), and the Metropolis correction. :class:`NUTS` replaces the
 fixed-length trajectory by a tree that stops at a U-turn. The :class:`~engine.infer.mcmc.MCMC`
-driver calls :meth:`HMC.setup` once and :meth:`HMC.sample` per iteration.
+driver calls :meth:`HMC.setup_chains` once and :meth:`HMC.step_chains` per iteration; Pyro's
+one-chain kernel protocol (``setup``, ``sample``, ``initial_params``) comes from
+:class:`~engine.infer.mcmc.batched_kernel.BatchedKernel`.
 
 >>> import engine, engine.distributions as dist
 >>> def model():
@@ -25,8 +27,10 @@ from typing import Any
 import torch
 
 from engine.distributions.validation import trusted_run
+from engine.errors import MCMCError
 from engine.infer.autoguide.initialization import init_to_uniform
 from engine.infer.mcmc.adaptation import WarmupAdapter
+from engine.infer.mcmc.batched_kernel import BatchedKernel
 from engine.infer.mcmc.flat_layout import FlatLayout
 from engine.infer.mcmc.integrator import leapfrog
 from engine.infer.mcmc.mass_matrix import MassMatrix
@@ -37,7 +41,7 @@ from engine.infer.mcmc.user_potential import UserPotential
 from engine.runtime import Message
 
 
-class HMC:
+class HMC(BatchedKernel):
     """Hamiltonian Monte Carlo (Pyro's arguments and their order).
 
     Each iteration integrates ``trajectory_length`` (2π by default, ``num_steps * step_size``
@@ -45,9 +49,15 @@ class HMC:
     so the length stays fixed while warm-up adapts the step size, as in Pyro. Warm-up adapts the
     step size by dual averaging toward ``target_accept_prob`` (kept within ``min_stepsize`` and
     ``max_stepsize``) and a diagonal (``full_mass=True``: dense) mass matrix in Stan's windows.
+    ``full_mass`` may also be a list of tuples of site names: each tuple is a block whose sites
+    share a dense mass matrix, and every other site gets a diagonal one (the estimated
+    covariance is kept inside the blocks and on the diagonal, zero elsewhere);
+    :attr:`inverse_mass_matrix` gives the adapted matrices by block.
     ``jit_compile=True`` compiles the leapfrog step and its gradient with ``torch.compile``
     (``jit_options`` are its keyword arguments): seconds once, then much faster steps. A
     transition whose energy error exceeds ``max_delta_energy`` is counted as divergent.
+    With ``potential_fn``, ``transforms`` (site name to the map from its support to
+    unconstrained space, as ``initialize_model`` returns them) maps each site's draws back.
 
     >>> import engine, engine.distributions as dist
     >>> def model():
@@ -60,12 +70,12 @@ class HMC:
         self,
         model: Callable | None = None,
         potential_fn: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
-        step_size: float = 1.0,
+        step_size: float | None = 1.0,
         trajectory_length: float | None = None,
         num_steps: int | None = None,
         adapt_step_size: bool = True,
         adapt_mass_matrix: bool = True,
-        full_mass: bool = False,
+        full_mass: bool | list[tuple[str, ...]] = False,
         transforms: Any = None,
         max_plate_nesting: int | None = None,
         jit_compile: bool = False,
@@ -80,23 +90,32 @@ class HMC:
     ):
         if (model is None) == (potential_fn is None):
             raise ValueError("give exactly one of model and potential_fn")
-        if transforms is not None:
+        if transforms is not None and model is not None:
             raise ValueError(
-                "transforms= is not supported: the model's supports give the transforms. With "
-                "potential_fn, write the potential in unconstrained space."
+                "transforms= with a model is not supported: the model's supports give the "
+                "transforms. (With potential_fn they map the draws back, as in Pyro.)"
             )
-        if not isinstance(full_mass, bool):
-            raise NotImplementedError(
-                "full_mass must be True or False: a dense mass matrix over some groups of sites "
-                "only (a list of site names) is not supported yet."
+        self.user_transforms = transforms
+        if not isinstance(full_mass, bool) and not (
+            isinstance(full_mass, (list, tuple))
+            and all(
+                isinstance(block, (list, tuple)) and all(isinstance(n, str) for n in block)
+                for block in full_mass
+            )
+        ):
+            raise ValueError(
+                f"full_mass must be True, False, or a list of tuples of site names (blocks with "
+                f"a dense mass matrix each), got {full_mass!r}"
             )
         if not 0 < target_accept_prob < 1:
             raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob}")
         self.model = model
         self.potential_fn = potential_fn
-        self.initial_step_size = float(step_size)
+        # None means the default, 1 (Pyro's reading): the search of setup adapts it from there.
+        step_size = 1.0 if step_size is None else float(step_size)
+        self.initial_step_size = step_size
         if num_steps is not None:
-            self.trajectory_length = num_steps * float(step_size)
+            self.trajectory_length = num_steps * step_size
         elif trajectory_length is not None:
             self.trajectory_length = trajectory_length
         else:
@@ -116,7 +135,7 @@ class HMC:
 
     # -- set-up ------------------------------------------------------------------------------
 
-    def setup(
+    def setup_chains(
         self,
         num_chains: int,
         num_warmup: int,
@@ -125,7 +144,8 @@ class HMC:
         initial_params: dict[str, torch.Tensor] | None = None,
     ) -> None:
         """Build the potential, place every chain, and find a first step size (the
-        :class:`~engine.infer.mcmc.MCMC` driver calls this from ``run``)."""
+        :class:`~engine.infer.mcmc.MCMC` driver calls this from ``run``; Pyro's one-chain
+        ``setup(warmup_steps, *model_args)`` calls it with one chain)."""
         if self.model is not None:
             self.potential = Potential(
                 self.model,
@@ -137,7 +157,9 @@ class HMC:
         else:
             if initial_params is None:
                 raise ValueError("HMC/NUTS with potential_fn needs MCMC(..., initial_params=...)")
-            self.potential = UserPotential(self.potential_fn, initial_params, num_chains)
+            self.potential = UserPotential(
+                self.potential_fn, initial_params, num_chains, self.user_transforms
+            )
         potential = self.potential
         if num_chains > 1 and self.model is not None and not potential.batched:
             warnings.warn(
@@ -152,19 +174,20 @@ class HMC:
         else:
             z = potential.initial_points(num_chains)
         options = {"dtype": z.dtype, "device": z.device}
+        self._block_mask = self._mass_blocks(**options)
         with trusted_run():
             energy, grad = potential.energy_and_grad(z)
         self.state = HMCState(
             point=ChainPoint(z, energy, grad),
             step_size=torch.full((num_chains,), self.initial_step_size, **options),
-            mass=MassMatrix(num_chains, potential.num_latent, self.full_mass, **options),
+            mass=MassMatrix(num_chains, potential.num_latent, self._dense, **options),
             adapter=WarmupAdapter(
                 num_warmup,
                 num_chains,
                 potential.num_latent,
                 adapt_step_size=self.adapt_step_size,
                 adapt_mass_matrix=self.adapt_mass_matrix,
-                dense_mass=self.full_mass,
+                dense_mass=self._dense,
                 target_accept_prob=self.target_accept_prob,
                 **options,
             ),
@@ -191,6 +214,62 @@ class HMC:
     def mass(self) -> MassMatrix:
         """The chains' mass matrices."""
         return self.state.mass
+
+    @property
+    def _dense(self) -> bool:
+        return self.full_mass is not False
+
+    def _mass_blocks(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
+        """For ``full_mass`` given as blocks: the (D, D) mask of the entries of a dense mass
+        matrix that a block (or the diagonal) keeps; None otherwise."""
+        if isinstance(self.full_mass, bool):
+            return None
+        ranges = {
+            slot.name: range(slot.offset, slot.offset + slot.size) for slot in self.potential.slots
+        }
+        unknown = [name for block in self.full_mass for name in block if name not in ranges]
+        if unknown:
+            raise MCMCError(
+                f"full_mass names {unknown}, which {'is' if len(unknown) == 1 else 'are'} not a "
+                f"latent site of the model; its latent sites are {list(ranges)}."
+            )
+        mask = torch.eye(self.potential.num_latent, dtype=dtype, device=device)
+        for block in self.full_mass:
+            index = torch.tensor([i for name in block for i in ranges[name]], device=device)
+            mask[index.unsqueeze(-1), index] = 1.0
+        return mask
+
+    @property
+    def inverse_mass_matrix(self) -> dict[tuple[str, ...], torch.Tensor]:
+        """The inverse mass matrix by block of sites (Pyro's keys): one block of all sites with
+        ``full_mass`` True (a matrix) or False (a vector: the diagonal); with blocks, each
+        block's matrix, then the other sites' diagonal. With one chain the values have no chain
+        dim; with several, a leading one."""
+        if self.state is None:
+            raise MCMCError("inverse_mass_matrix exists once the kernel is set up (MCMC.run)")
+        inverse = self.mass.inverse
+        slots = self.potential.slots
+        blocks = [tuple(block) for block in self.full_mass] if self._block_mask is not None else []
+        in_blocks = {name for block in blocks for name in block}
+        rest = tuple(slot.name for slot in slots if slot.name not in in_blocks)
+        ranges = {slot.name: range(slot.offset, slot.offset + slot.size) for slot in slots}
+        result = {}
+        for block in [*blocks, rest] if rest else blocks:
+            index = torch.tensor([i for name in block for i in ranges[name]], device=inverse.device)
+            if not self._dense:
+                value = inverse[:, index]
+            elif block in blocks or self.full_mass is True:
+                value = inverse[:, index.unsqueeze(-1), index]
+            else:
+                value = inverse.diagonal(dim1=-2, dim2=-1)[:, index]
+            result[block] = value[0] if value.shape[0] == 1 else value
+        return result
+
+    def _move_to(self, z: torch.Tensor) -> None:
+        """Put the chains at ``z`` (C, D), with the energy and gradient there."""
+        with trusted_run():
+            energy, grad = self.potential.energy_and_grad(z)
+        self.state = self.state._replace(point=ChainPoint(z, energy, grad))
 
     def _make_step_functions(self) -> None:
         """The potential's energy and gradient, and the masked leapfrog step of a trajectory.
@@ -239,7 +318,7 @@ class HMC:
 
     # -- one iteration -----------------------------------------------------------------------
 
-    def sample(self, iteration: int, warmup: bool) -> dict[str, torch.Tensor]:
+    def step_chains(self, iteration: int, warmup: bool) -> dict[str, torch.Tensor]:
         """One transition of every chain; returns per-chain statistics (each of shape (C,)).
 
         The sampler only proposes unconstrained points, so distributions skip their value
@@ -267,6 +346,8 @@ class HMC:
             self._set_step_size(new_step)
         inverse_mass = adapter.collect(iteration, self.state.point.z)
         if inverse_mass is not None:
+            if self._block_mask is not None:
+                inverse_mass = inverse_mass * self._block_mask
             self.state.mass.set_inverse(inverse_mass)
             if self.adapt_step_size:
                 self._restart_step_size()
@@ -298,13 +379,6 @@ class HMC:
             "num_steps": steps,
             "energy": torch.where(accepted, end_energy, start_energy),
         }
-
-    # -- results -----------------------------------------------------------------------------
-
-    def site_values(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The latent sites on their supports (and the deterministic sites) at draws ``z``
-        (B, D): ``{name: (B, *shape)}``."""
-        return self.potential.site_values(z)
 
 
 def masked_leapfrog(

@@ -32,8 +32,11 @@ from typing import Any
 
 import torch
 
+from engine.errors import MCMCError
+from engine.infer.mcmc.batched_kernel import BatchedKernel
 from engine.infer.mcmc.diagnostics import format_summary, summary
-from engine.infer.mcmc.hmc import HMC
+from engine.infer.mcmc.kernel_chains import run_kernel_chains
+from engine.infer.mcmc.mcmc_kernel import MCMCKernel
 from engine.infer.progress import Progress, ProgressEvent
 from engine.interrupts import deferred_interrupt
 
@@ -99,12 +102,21 @@ class _Recording:
 
 
 class MCMC:
-    """Markov chain Monte Carlo with a :class:`~engine.infer.mcmc.HMC` or ``NUTS`` kernel.
+    """Markov chain Monte Carlo with a :class:`~engine.infer.mcmc.HMC`, ``NUTS`` or
+    ``RandomWalkKernel`` kernel, or any :class:`~engine.infer.mcmc.mcmc_kernel.MCMCKernel`.
 
     ``warmup_steps`` defaults to ``num_samples``; ``initial_params`` are unconstrained starting
     values (each site's unconstrained shape, or with a leading dim of ``num_chains``). Pyro's
-    ``mp_context``, ``chain_method`` and ``disable_progbar`` are accepted for compatibility:
-    chains always run batched in this process, and progress goes to ``mcmc.progress``.
+    ``mp_context``, ``chain_method`` and ``disable_progbar`` are accepted for compatibility and
+    change nothing: chains never run in separate processes (Pyro starts one process per chain
+    there, which hangs in notebooks and cannot share a live view), so there is no
+    multiprocessing context to choose. The built-in kernels move every chain at once, batched
+    in this process; a kernel that only speaks the one-chain ``MCMCKernel`` protocol runs its
+    chains one after another. Progress goes to ``mcmc.progress``.
+    ``transforms`` (site name to the map from its support to unconstrained space) is used with
+    such a one-chain kernel, to map its draws back; the built-in kernels take the maps from the
+    model's supports and refuse it. ``save_params`` (a list of site names) keeps only those
+    sites in ``get_samples``, ``summary``, ``diagnostics`` and ``to_arviz``.
     ``disable_validation`` too: the sampler always runs the model once with every check when it
     sets up (the run that lays out its sites), and computes every later density without value
     checks (a proposal outside a support is a rejected move, not an error), whatever it says.
@@ -112,7 +124,7 @@ class MCMC:
 
     def __init__(
         self,
-        kernel: HMC,
+        kernel: MCMCKernel,
         num_samples: int,
         warmup_steps: int | None = None,
         initial_params: dict[str, torch.Tensor] | None = None,
@@ -122,18 +134,27 @@ class MCMC:
         disable_progbar: bool = False,
         disable_validation: bool = True,
         transforms: Any = None,
+        save_params: list[str] | None = None,
         chain_method: Any = None,
     ):
-        if not isinstance(kernel, HMC):
-            raise TypeError(f"kernel must be HMC or NUTS, got {type(kernel).__name__}")
+        if not isinstance(kernel, MCMCKernel):
+            raise TypeError(
+                f"kernel must be an MCMCKernel (HMC, NUTS, RandomWalkKernel, or a subclass of "
+                f"engine.infer.mcmc.mcmc_kernel.MCMCKernel), got {type(kernel).__name__}"
+            )
         for name, value in (("num_samples", num_samples), ("num_chains", num_chains)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         warmup_steps = num_samples if warmup_steps is None else warmup_steps
         if not isinstance(warmup_steps, int) or warmup_steps < 0:
             raise ValueError(f"warmup_steps must be a non-negative integer, got {warmup_steps!r}")
-        if transforms is not None:
-            raise ValueError("transforms= is not supported: the model's supports give them")
+        if transforms is not None and isinstance(kernel, BatchedKernel):
+            raise ValueError(
+                f"transforms= is not supported with {type(kernel).__name__}: the model's supports "
+                "give them"
+            )
+        self.transforms = transforms
+        self.save_params = None if save_params is None else list(save_params)
         self.kernel = kernel
         self.num_samples = num_samples
         self.warmup_steps = warmup_steps
@@ -153,6 +174,8 @@ class MCMC:
         self._finished = threading.Event()
         self._stats: dict[str, torch.Tensor] = {}
         self._samples: dict[str, torch.Tensor] | None = None
+        # Each chain's kernel.diagnostics(), for a kernel of the one-chain protocol.
+        self._kernel_diagnostics: list[dict[str, Any]] = []
 
     # -- running -----------------------------------------------------------------------------
 
@@ -162,11 +185,50 @@ class MCMC:
         Whatever ends the run early (the stop button, an error) keeps the draws made so far; a
         KeyboardInterrupt ends it quietly (with a warning), anything else is raised after."""
         self._stop.clear()
+        if not isinstance(self.kernel, BatchedKernel):
+            self._run_one_chain_kernel(args, kwargs)
+            return
         self._setup(args, kwargs)
         self._sample()
 
     def _setup(self, args: tuple, kwargs: dict[str, Any]) -> None:
-        self.kernel.setup(self.num_chains, self.warmup_steps, args, kwargs, self.initial_params)
+        self.kernel.setup_chains(
+            self.num_chains, self.warmup_steps, args, kwargs, self.initial_params
+        )
+
+    def _run_one_chain_kernel(self, args: tuple, kwargs: dict[str, Any]) -> None:
+        """A kernel of the one-chain protocol: its chains one after another (see
+        :mod:`~engine.infer.mcmc.kernel_chains`); the draws are kept as they come."""
+        self.interrupted = False
+        run = run_kernel_chains(
+            self.kernel,
+            self.num_chains,
+            self.warmup_steps,
+            self.num_samples,
+            args,
+            kwargs,
+            initial_params=self.initial_params,
+            transforms=self.transforms,
+            hook_fn=self.hook_fn,
+        )
+        self._draws = None
+        self._stats = {}
+        self._kernel_diagnostics = run.diagnostics
+        self._samples = self._saved(run.samples) if run.samples else {}
+        self.interrupted = run.interrupted
+        if run.interrupted:
+            warnings.warn(
+                "MCMC interrupted; the draws so far are kept.", RuntimeWarning, stacklevel=3
+            )
+        if self.progress.active:
+            kept = next(iter(run.samples.values())).shape[1] if run.samples else 0
+            info = {
+                "phase": "stopped" if run.interrupted else "done",
+                "kept": kept,
+                "num_chains": self.num_chains,
+                "error": "",
+            }
+            self.progress.emit(ProgressEvent("mcmc", kept + self.warmup_steps, info=info))
 
     def _sample(self) -> None:
         """Record the run's iterations; whatever ends them, finish: keep what was recorded and
@@ -202,15 +264,18 @@ class MCMC:
             if self._stop.is_set():
                 raise KeyboardInterrupt  # request_stop(): end as the stop button does
             warmup = iteration < self.warmup_steps
-            step_stats = kernel.sample(iteration, warmup)
+            step_stats = kernel.step_chains(iteration, warmup)
             recording.leapfrog_steps = recording.leapfrog_steps + step_stats["num_steps"]
             if not warmup:
                 recording.keep(kernel.z, step_stats)
                 self._live = (recording.draws, recording.kept)
             if self.hook_fn is not None:
                 # Pyro's hook: the current unconstrained values, the stage, and the iteration
-                # counted within that stage.
+                # counted within that stage. One chain: each site's own shape, as in Pyro;
+                # several: a leading chain dim (they move together here).
                 params = kernel.potential.unconstrained_sites(kernel.z)
+                if self.num_chains == 1:
+                    params = {name: value[0] for name, value in params.items()}
                 stage_iteration = iteration if warmup else iteration - self.warmup_steps
                 self.hook_fn(kernel, params, "Warmup" if warmup else "Sample", stage_iteration)
             if self.progress.active:
@@ -231,6 +296,7 @@ class MCMC:
                 if kept
             }
             self._samples = None
+            self._kernel_diagnostics = []
             if self.progress.active:
                 info = {
                     "phase": ended,
@@ -250,12 +316,17 @@ class MCMC:
         if self.running:
             raise RuntimeError("this MCMC is already running")
         self._stop.clear()
-        self._setup(args, kwargs)
+        one_chain_kernel = not isinstance(self.kernel, BatchedKernel)
+        if not one_chain_kernel:
+            self._setup(args, kwargs)
         finished = threading.Event()
 
         def target() -> None:
             try:
-                self._sample()
+                if one_chain_kernel:  # its setup is per chain, inside the run
+                    self._run_one_chain_kernel(args, kwargs)
+                else:
+                    self._sample()
             except BaseException as error:  # handed to whoever asks for the results
                 self._background_error = error
             finally:
@@ -263,6 +334,7 @@ class MCMC:
 
         self._background_error = None
         self._draws = None
+        self._samples = None
         self._finished = finished
         self._background = threading.Thread(target=target, daemon=True)
         self._background.start()
@@ -334,8 +406,20 @@ class MCMC:
         """Every latent and deterministic site per draw, ``(chains, draws, *shape)`` (computed
         once, from the kept unconstrained draws)."""
         if self._samples is None:
-            self._samples = self._per_draw(self.kernel.site_values)
+            self._samples = self._saved(self._per_draw(self.kernel.site_values))
         return self._samples
+
+    def _saved(self, samples: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The sites of ``save_params`` (all when it is None)."""
+        if self.save_params is None:
+            return samples
+        unknown = [name for name in self.save_params if name not in samples]
+        if unknown:
+            raise MCMCError(
+                f"save_params names {unknown}, which the run has no draws of; its sites are "
+                f"{list(samples)}."
+            )
+        return {name: samples[name] for name in self.save_params}
 
     def _per_draw(
         self, method: Callable[[torch.Tensor], dict[str, torch.Tensor]]
@@ -376,10 +460,11 @@ class MCMC:
         if num_samples is not None:
             if group_by_chain:
                 raise ValueError("num_samples cannot be combined with group_by_chain=True")
-            pool = next(iter(samples.values())).shape[0]
+            first = next(iter(samples.values()))
+            pool = first.shape[0]
             if num_samples > pool:
                 raise ValueError(f"num_samples={num_samples}, but there are only {pool} draws")
-            index = torch.randperm(pool, device=self._draws.device)[:num_samples]
+            index = torch.randperm(pool, device=first.device)[:num_samples]
             samples = {name: value[index] for name, value in samples.items()}
         return dict(samples)
 
@@ -420,6 +505,10 @@ class MCMC:
             result["tree depth"] = {
                 f"chain {c}": stats["tree_depth"][c].float().mean().item() for c in per_chain
             }
+        # A one-chain kernel's own diagnostics(), per chain, as Pyro gathers them.
+        for c, chain_diagnostics in enumerate(self._kernel_diagnostics):
+            for name, value in chain_diagnostics.items():
+                result.setdefault(name, {})[f"chain {c}"] = value
         return result
 
     def to_arviz(self, log_likelihood: bool = True) -> Any:
@@ -466,10 +555,12 @@ class MCMC:
 
         self._check_ran()
         samples = self._site_samples()
-        latent = {slot.name: samples[slot.name] for slot in self.kernel.potential.slots}
+        potential = getattr(self.kernel, "potential", None)
+        names = [slot.name for slot in potential.slots] if potential is not None else samples
+        latent = {name: samples[name] for name in names if name in samples}
         return plot_chains(latent, max_per_site=max_per_site, max_rows=max_rows, bins=bins)
 
     def _check_ran(self) -> None:
         self.wait()
-        if self._draws is None:
+        if self._draws is None and self._samples is None:
             raise RuntimeError("MCMC has no draws yet: call mcmc.run(*model_args) first")

@@ -112,16 +112,19 @@ class NUTS(HMC):
     """The No-U-Turn sampler (Pyro's arguments, plus those of :class:`HMC`).
 
     ``max_tree_depth`` caps a trajectory at ``2^max_tree_depth`` leapfrog steps.
+    ``use_multinomial_sampling=False`` (Pyro: draw the next point by slice sampling, as the
+    original NUTS paper did) is accepted and draws multinomially all the same, as Stan does:
+    both leave the posterior invariant, and the multinomial draw mixes at least as well.
     """
 
     def __init__(
         self,
         model: Callable | None = None,
         potential_fn: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
-        step_size: float = 1.0,
+        step_size: float | None = 1.0,
         adapt_step_size: bool = True,
         adapt_mass_matrix: bool = True,
-        full_mass: bool = False,
+        full_mass: bool | list[tuple[str, ...]] = False,
         use_multinomial_sampling: bool = True,
         transforms: Any = None,
         max_plate_nesting: int | None = None,
@@ -133,11 +136,6 @@ class NUTS(HMC):
         init_strategy: Callable[[Message], torch.Tensor] = init_to_uniform,
         **kwargs: Any,
     ):
-        if not use_multinomial_sampling:
-            raise NotImplementedError(
-                "use_multinomial_sampling=False (slice sampling of the tree) is not supported: "
-                "NUTS here always draws multinomially, as Stan does."
-            )
         if max_tree_depth < 1:
             raise ValueError(f"max_tree_depth must be at least 1, got {max_tree_depth}")
         super().__init__(

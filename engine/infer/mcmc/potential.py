@@ -14,7 +14,8 @@ leading dim breaks (``x @ w`` with a batch of ``w``, ``w[0]`` meaning ``w[..., 0
 vmap cannot batch (it branches on a value) runs once per chain. Which of the three works is
 checked on two points when the potential is built (:attr:`Potential.batching`).
 
-Discrete sites marked for parallel enumeration (``config_enumerate``) are not moved at all: each
+Discrete latent sites (marked for parallel enumeration, or left unmarked: the potential then
+marks them all with ``config_enumerate``, as Pyro's HMC and NUTS do) are not moved at all: each
 run enumerates them in dims of their own and the sum-product of :mod:`engine.infer.enum.sum_product`
 sums them out of the log density, so HMC moves on the marginal of the continuous sites (Pyro's
 "collapsed" NUTS). Their posterior is drawn afterwards with ``infer_discrete``.
@@ -49,6 +50,7 @@ from engine.distributions import biject_to
 from engine.distributions.validation import trusted_run
 from engine.errors import MCMCError, raised_in
 from engine.infer.autoguide.initialization import InitMessenger, init_to_uniform
+from engine.infer.enum.config import config_enumerate
 from engine.infer.enum.factors import enumerated_sites, log_density, site_factor, trace_plates
 from engine.infer.enum.sum_product import contract, plate_total
 from engine.infer.mcmc.flat_layout import FlatLayout, SiteSlot
@@ -70,12 +72,19 @@ def _summed_out(site: Message) -> bool:
     return site["infer"].get("enumerate") == "parallel" and not site["is_observed"]
 
 
+class _NeedsEnumeration(Exception):
+    """A latent discrete site that nobody marked for enumeration: the potential enumerates every
+    such site (as Pyro's HMC and NUTS do)."""
+
+
 def _checked_bijection(site: Message) -> torch.distributions.transforms.Transform:
     fn, name = site["fn"], site["name"]
     try:
         discrete = fn.support.is_discrete
     except NotImplementedError:
         discrete = False
+    if discrete and "enumerate" not in site["infer"] and fn.has_enumerate_support:
+        raise _NeedsEnumeration(name)
     if discrete:
         raise MCMCError(
             f"Site '{name}' ({type(fn).__name__}, support {describe_constraint(fn.support)}) is "
@@ -184,7 +193,13 @@ class Potential(FlatLayout):
         self.model_args = tuple(model_args)
         self.model_kwargs = dict(model_kwargs or {})
         self.init_strategy = init_strategy
-        prototype = self._init_trace()
+        try:
+            prototype = self._init_trace()
+        except _NeedsEnumeration:
+            # Discrete latent sites left unmarked are summed out, each in a dim of its own; a
+            # site marked otherwise (``infer={"enumerate": "sequential"}``) is still refused.
+            self.model = config_enumerate(model)
+            prototype = self._init_trace()
         self.max_plate_nesting = (
             max_plate_nesting_of(prototype) if max_plate_nesting is None else max_plate_nesting
         )
@@ -196,6 +211,9 @@ class Potential(FlatLayout):
         self.site_dims: dict[str, tuple[str, ...]] = {}
         self.observed: dict[str, ObservedSite] = {}
         super().__init__(self._slots(prototype))
+        self._supports = {
+            slot.name: prototype.nodes[slot.name]["fn"].support for slot in self.slots
+        }
         first = prototype.nodes[self.slots[0].name]["value"]
         self.dtype, self.device = first.dtype, first.device
         self.batching = self._choose_batching(prototype)
@@ -400,6 +418,11 @@ class Potential(FlatLayout):
                 ):
                     return batching
         return "none"
+
+    def transforms(self) -> dict[str, torch.distributions.transforms.Transform]:
+        """Each latent site's map from its support (as the first run of the model had it) to
+        unconstrained space: ``biject_to(support).inv``."""
+        return {name: biject_to(support).inv for name, support in self._supports.items()}
 
     @property
     def batched(self) -> bool:

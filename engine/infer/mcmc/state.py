@@ -49,14 +49,14 @@ class HMCState(NamedTuple):
     the next, for every chain: where it is (``point``), its step size (C,), the mass matrix and
     the warm-up adapter.
 
-    ``HMC.setup`` makes it once; a transition or a new step size replaces it (``_replace``),
+    ``HMC.setup_chains`` makes it once; a transition or a new step size replaces it (``_replace``),
     never changes it. The mass matrix and the adapter are objects that warm-up updates in place:
     the compiled leapfrog step holds the mass matrix, so it stays one object for the whole run.
 
     >>> import engine, engine.distributions as dist
     >>> from engine.infer.mcmc import HMC
     >>> kernel = HMC(lambda: engine.sample("x", dist.Normal(0.0, 1.0)), step_size=0.5)
-    >>> kernel.setup(num_chains=2, num_warmup=0)
+    >>> kernel.setup_chains(num_chains=2, num_warmup=0)
     >>> kernel.state.point.z.shape, kernel.state.step_size.tolist()
     (torch.Size([2, 1]), [0.5, 0.5])
     """

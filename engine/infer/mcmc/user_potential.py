@@ -31,8 +31,12 @@ class UserPotential(FlatLayout):
         potential_fn: Callable[[dict[str, torch.Tensor]], torch.Tensor],
         initial_params: dict[str, Any],
         num_chains: int,
+        transforms: dict[str, Any] | None = None,
     ):
         self.potential_fn = potential_fn
+        # Pyro's ``transforms``: site name to the map from its support to unconstrained space;
+        # the draws of those sites are mapped back by its inverse.
+        self._transforms = dict(transforms or {})
         self.batching = "none"  # potential_fn sees one point at a time
         self.batched = False
         slots, offset = [], 0
@@ -58,5 +62,21 @@ class UserPotential(FlatLayout):
         )
 
     def site_values(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The sites at each row of ``z`` (B, D): ``{name: (B, *shape)}`` (no transforms)."""
-        return self.unconstrained_sites(z)
+        """The sites at each row of ``z`` (B, D): ``{name: (B, *shape)}``, each mapped back by
+        ``transforms[name].inv`` when it has a transform.
+
+        >>> exp = torch.distributions.transforms.ExpTransform()
+        >>> start = {"s": torch.tensor(0.0)}
+        >>> scale = UserPotential(lambda p: p["s"] ** 2, start, 1, {"s": exp.inv})
+        >>> scale.site_values(torch.zeros(1, 1))["s"].tolist()  # s = exp(0)
+        [1.0]
+        """
+        sites = self.unconstrained_sites(z)
+        return {
+            name: self._transforms[name].inv(value) if name in self._transforms else value
+            for name, value in sites.items()
+        }
+
+    def transforms(self) -> dict[str, Any]:
+        """The ``transforms`` given (site name to the map onto unconstrained space)."""
+        return dict(self._transforms)

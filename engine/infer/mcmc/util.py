@@ -27,7 +27,6 @@ from typing import Any
 
 import torch
 
-from engine.distributions import biject_to
 from engine.errors import MCMCError
 from engine.infer.autoguide.initialization import init_to_uniform
 from engine.infer.mcmc.diagnostics import (
@@ -264,10 +263,7 @@ def initialize_model(
 
     with torch.no_grad():  # the model as written, at the (first) starting point
         prototype_trace, _ = potential._run(z[:1], batched=False)
-    site_transforms = {
-        name: biject_to(prototype_trace.nodes[name]["fn"].support).inv for name in names
-    }
-    return starts, potential_fn, site_transforms, prototype_trace
+    return starts, potential_fn, potential.transforms(), prototype_trace
 
 
 __all__ = [
