@@ -27,6 +27,7 @@ from engine.distributions.folded import FoldedDistribution
 from engine.distributions.improper_uniform import ImproperUniform
 from engine.distributions.kl import kl_divergence, register_kl
 from engine.distributions.mixture import MaskedMixture
+from engine.distributions.projected_normal import ProjectedNormal
 from engine.distributions.score_parts import ScoreParts
 from engine.distributions.torch_distribution import (
     ExpandedDistribution,
@@ -66,6 +67,7 @@ __all__ = [
     "ImproperUniform",
     "MaskedDistribution",
     "MaskedMixture",
+    "ProjectedNormal",
     "ScoreParts",
     "TorchDistribution",
     "TorchDistributionMixin",

@@ -33,6 +33,12 @@ from engine.distributions.affine_autoregressive import (
     affine_autoregressive,
     conditional_affine_autoregressive,
 )
+from engine.distributions.orthonormal_transforms import (
+    DiscreteCosineTransform,
+    HaarTransform,
+    Permute,
+    permute,
+)
 from engine.distributions.spline import (
     ConditionalSpline,
     ConditionedSpline,
@@ -175,12 +181,16 @@ __all__ += [
     "ConditionalAffineAutoregressive",
     "ConditionalSpline",
     "ConditionedSpline",
+    "DiscreteCosineTransform",
+    "HaarTransform",
+    "Permute",
     "Spline",
     "SplineCoupling",
     "TransformModule",
     "affine_autoregressive",
     "conditional_affine_autoregressive",
     "conditional_spline",
+    "permute",
     "spline",
     "spline_coupling",
 ]
