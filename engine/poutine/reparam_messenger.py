@@ -96,7 +96,7 @@ class ReparamMessenger(Messenger):
             # A reparameterizer is not applied again to the auxiliary sites it draws itself (a
             # function config that answers LocScaleReparam for every site would never end).
             return
-        if not hasattr(reparam, "apply"):
+        if isinstance(reparam, type) or not hasattr(reparam, "apply"):
             raise ReparamError(
                 f"Site '{msg['name']}': poutine.reparam's config gave a "
                 f"{type(reparam).__name__}, which is not a reparameterizer (it has no apply()). "
