@@ -33,6 +33,7 @@ from engine.distributions.affine_autoregressive import (
     affine_autoregressive,
     conditional_affine_autoregressive,
 )
+from engine.distributions.lower_cholesky_affine import LowerCholeskyAffine
 from engine.distributions.orthonormal_transforms import (
     DiscreteCosineTransform,
     HaarTransform,
@@ -183,6 +184,7 @@ __all__ += [
     "ConditionedSpline",
     "DiscreteCosineTransform",
     "HaarTransform",
+    "LowerCholeskyAffine",
     "Permute",
     "Spline",
     "SplineCoupling",

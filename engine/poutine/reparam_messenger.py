@@ -31,18 +31,23 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch.distributions import biject_to
 
-from engine.errors import ReparamError
+from engine.errors import PPLError, ReparamError
 from engine.runtime import Message, Messenger, handler_stack, is_subsample_site, wraps
 
 ReparamConfig = dict[str, Any] | Callable[[Message], Any]
+
+# How deep auxiliary sites may be rewritten in turn before a config is judged to never stop.
+_MAX_NESTING = 16
 
 
 class ReparamMessenger(Messenger):
     """Apply the reparameterizer ``config`` names to each sample site it covers.
 
-    A reparameterizer is not applied to the auxiliary sites a reparameterizer of its own kind is
-    drawing (other kinds may rewrite them, by name or by function).
+    The config is asked about auxiliary sites too (``x_base`` of a ``TransformReparam`` may get
+    its own reparameterizer); a config that would rewrite its own auxiliary sites without end is
+    an error.
 
     Some reparameterizers read the arguments of the model they rewrite (``reparam.args_kwargs``):
     they need the handler used as a wrapper (``poutine.reparam(model, config)``), not as a
@@ -50,7 +55,7 @@ class ReparamMessenger(Messenger):
 
     >>> import engine, engine.distributions as dist
     >>> from engine.infer.reparam import LocScaleReparam
-    >>> with ReparamMessenger(lambda site: LocScaleReparam(0.0)):
+    >>> with ReparamMessenger(lambda site: LocScaleReparam(0.0) if site["name"] == "x" else None):
     ...     x = engine.sample("x", dist.Normal(0.0, 1.0))
     >>> x.shape
     torch.Size([])
@@ -64,7 +69,9 @@ class ReparamMessenger(Messenger):
             )
         self.config = config
         self._args_kwargs: tuple[tuple, dict] | None = None
-        self._applying: list[type] = []
+        # The sites being rewritten right now, outermost first (an auxiliary site may be
+        # rewritten in turn while its parent's reparameterizer runs).
+        self._applying: list[str] = []
 
     def __call__(self, fn: Callable) -> Callable:
         if not callable(fn):
@@ -92,10 +99,15 @@ class ReparamMessenger(Messenger):
         if is_subsample_site(msg) or msg["infer"].get("_deterministic", False):
             return
         reparam = self._reparam_for(msg)
-        if reparam is None or type(reparam) in self._applying:
-            # A reparameterizer is not applied again to the auxiliary sites it draws itself (a
-            # function config that answers LocScaleReparam for every site would never end).
+        if reparam is None:
             return
+        if len(self._applying) >= _MAX_NESTING:
+            raise ReparamError(
+                f"Site '{self._applying[0]}': poutine.reparam's config keeps rewriting the "
+                f"auxiliary sites its own reparameterizers draw ({_MAX_NESTING} deep, now at "
+                f"'{msg['name']}'). Have the config answer None for auxiliary sites (their names "
+                "end in _decentered, _base, ...)."
+            )
         if isinstance(reparam, type) or not hasattr(reparam, "apply"):
             raise ReparamError(
                 f"Site '{msg['name']}': poutine.reparam's config gave a "
@@ -105,7 +117,7 @@ class ReparamMessenger(Messenger):
         self._initialize_early(msg)
         initial = msg["value"]
         reparam.args_kwargs = self._args_kwargs
-        self._applying.append(type(reparam))
+        self._applying.append(msg["name"])
         try:
             new = reparam.apply(
                 {
@@ -136,12 +148,30 @@ class ReparamMessenger(Messenger):
         reparameterizer can carry the initial value over to its auxiliary sites."""
         if msg["value"] is not None or msg["is_observed"]:
             return
+        placeable = _has_bijection(msg["fn"])
         stack = handler_stack()
         for handler in reversed(stack[: stack.index(self)]):
             if getattr(handler, "initializes_sites", False):
-                handler._process_message(msg)
+                try:
+                    handler._process_message(msg)
+                except (PPLError, NotImplementedError):
+                    if placeable:
+                        raise
+                    # A strategy that needs a bijection (an autoguide's) cannot start a site on
+                    # a sphere: its reparameterizer's auxiliary sites will be started instead.
                 if msg["value"] is not None:
                     return
+
+
+def _has_bijection(fn: Any) -> bool:
+    support = getattr(fn, "support", None)
+    if support is None:
+        return False
+    try:
+        biject_to(support)
+    except NotImplementedError:
+        return False
+    return True
 
 
 def _validate(msg: Message, value: torch.Tensor) -> None:

@@ -46,10 +46,14 @@ def test_config_by_function_sees_each_site_and_may_decline():
     assert "effect_decentered" in tr.nodes and "centre_decentered" not in tr.nodes
 
 
-def test_a_function_config_is_not_applied_to_its_own_auxiliary_sites():
-    # Every site gets a LocScaleReparam, including (if nothing stopped it) the decentred ones.
-    tr = poutine.trace(poutine.reparam(hierarchy, lambda site: LocScaleReparam(0.0))).get_trace()
-    assert tr.stochastic_nodes == ["centre_decentered", "effect_decentered"]
+def test_auxiliary_sites_may_be_rewritten_in_turn_but_not_without_end():
+    def config(site):
+        return LocScaleReparam(0.0) if site["name"].count("_decentered") < 2 else None
+
+    tr = poutine.trace(poutine.reparam(hierarchy, config)).get_trace()
+    assert tr.stochastic_nodes == ["centre_decentered_decentered", "effect_decentered_decentered"]
+    with pytest.raises(ReparamError, match=r"Site 'centre'.*16 deep.*None for auxiliary"):
+        poutine.reparam(hierarchy, lambda site: LocScaleReparam(0.0))()
 
 
 def test_the_deprecated_call_protocol_still_works_with_a_warning():

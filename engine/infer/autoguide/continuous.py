@@ -18,8 +18,10 @@ from typing import Any, NamedTuple
 
 import torch
 from torch.distributions.constraints import Constraint
-from torch.distributions.transforms import Transform
+from torch.distributions.transforms import AffineTransform, Transform
 
+from engine.distributions import Normal
+from engine.distributions.lower_cholesky_affine import LowerCholeskyAffine
 from engine.distributions.util import sum_rightmost
 from engine.errors import AutoGuideError, describe_plates
 from engine.infer.autoguide.guide import AutoGuide, GuideParam, LatentSite
@@ -124,6 +126,41 @@ class AutoContinuous(AutoGuide):
     def _loc_scale(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The posterior's centre and marginal standard deviations, in unconstrained space."""
         raise NotImplementedError
+
+    def get_base_dist(self) -> torch.distributions.Distribution:
+        """The standard normal over the flat vector that :meth:`get_transform` pushes onto the
+        posterior (``NeuTraReparam`` samples it)."""
+        loc = self.get_posterior().mean
+        return Normal(torch.zeros_like(loc), torch.ones_like(loc)).to_event(1)
+
+    def get_transform(self, *args: Any, **kwargs: Any) -> Transform:
+        """The map from :meth:`get_base_dist` onto the posterior over the flat vector: an affine
+        map for the Gaussian guides (``posterior = TransformedDistribution(base, transform)``).
+
+        >>> import engine, engine.distributions as dist
+        >>> from engine.infer.autoguide import AutoMultivariateNormal
+        >>> engine.clear_param_store()
+        >>> def model():
+        ...     engine.sample("x", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+        >>> guide = AutoMultivariateNormal(model, model_args=())
+        >>> bool(torch.allclose(guide.get_transform()(torch.zeros(2)), guide.get_posterior().mean))
+        True
+        """
+        posterior = self.get_posterior(*args, **kwargs)
+        if isinstance(posterior, torch.distributions.Independent) and isinstance(
+            posterior.base_dist, torch.distributions.Normal
+        ):
+            base = posterior.base_dist
+            return AffineTransform(base.loc, base.scale, event_dim=1)
+        if isinstance(
+            posterior,
+            torch.distributions.MultivariateNormal | torch.distributions.LowRankMultivariateNormal,
+        ):
+            return LowerCholeskyAffine(posterior.loc, posterior.scale_tril)
+        raise NotImplementedError(
+            f"{type(self).__name__}'s posterior ({type(posterior).__name__}) is not a transformed "
+            "standard normal, so it has no get_transform()."
+        )
 
     def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         """Draw the flat vector, then every latent site; return ``{name: constrained value}``."""

@@ -34,6 +34,7 @@ from engine.infer.reparam.reparam import (
     ReparamResult,
     auxiliary_sample,
     deterministic_result,
+    with_pyro_methods,
 )
 
 
@@ -92,6 +93,7 @@ class LocScaleReparam(Reparam):
             return {"fn": fn, "value": value, "is_observed": msg["is_observed"]}
         event_shape = fn.event_shape
         base, event_dim = self._unwrap(fn)
+        base = with_pyro_methods(base)
         loc, scale = _loc_and_scale(name, base)
         if centered is None:
             centered = engine.param(

@@ -35,6 +35,7 @@ import torch
 
 import engine
 from engine.distributions import Delta
+from engine.distributions.torch_distribution import _WRAPPERS, TorchDistributionMixin
 from engine.errors import ReparamError
 
 
@@ -131,6 +132,24 @@ def wrap_event(fn: Any, event_dim: int) -> Any:
             f"event dim {event_dim}"
         )
     return fn.to_event(missing) if missing else fn
+
+
+def with_pyro_methods(fn: Any) -> Any:
+    """``fn`` as the engine's class when it is a plain torch distribution (torch builds the base of
+    a ``LogNormal`` as a plain ``torch.distributions.Normal``), so that it can be drawn from at a
+    site and expanded, masked and moved into the event like any other.
+
+    >>> import engine.distributions as dist
+    >>> base = dist.LogNormal(0.0, 1.0).base_dist
+    >>> type(base).__module__, type(with_pyro_methods(base)).__module__
+    ('torch.distributions.normal', 'engine.distributions.torch_wrappers')
+    """
+    wrapper = _WRAPPERS.get(type(fn))
+    if wrapper is None or isinstance(fn, TorchDistributionMixin):
+        return fn
+    rewrapped = object.__new__(wrapper)
+    rewrapped.__dict__.update(fn.__dict__)
+    return rewrapped
 
 
 def auxiliary_sample(

@@ -27,6 +27,7 @@ from engine.infer.reparam.reparam import (
     auxiliary_sample,
     deterministic_result,
     require_family,
+    with_pyro_methods,
 )
 
 
@@ -61,7 +62,7 @@ class TransformReparam(Reparam):
             base_event_dim += transform.domain.event_dim - transform.codomain.event_dim
         base_value = auxiliary_sample(
             f"{name}_base",
-            self._wrap(fn.base_dist, base_event_dim),
+            self._wrap(with_pyro_methods(fn.base_dist), base_event_dim),
             base_value,
             msg["is_observed"],
         )
