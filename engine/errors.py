@@ -190,6 +190,15 @@ class ArgumentError(PPLError, ValueError, TypeError):
     """
 
 
+class ReparamError(PPLError, ValueError, NotImplementedError):
+    """A reparameterizer was given a site it cannot rewrite: a distribution of another family, an
+    observed site where only latent ones can be reparameterized, a config of the wrong type.
+
+    Pyro raises ``NotImplementedError`` for the unsupported cases and ``ValueError`` for bad
+    arguments, so this is both.
+    """
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """A sentence suggesting the candidates closest to a mistyped ``name``, or ''.
 

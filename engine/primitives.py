@@ -60,6 +60,10 @@ def sample(
         return _sample_partially_observed(name, fn, obs, obs_mask, infer)
     if not handlers_active():
         return fn(*args, **kwargs) if obs is None else obs
+    infer = dict(infer) if infer else None
+    # infer={"is_observed": False} with obs=... gives a latent site a starting value instead of
+    # observing it (a reparameterizer passes an initial value on to its auxiliary site so).
+    is_observed = bool(infer.pop("is_observed")) if infer and "is_observed" in infer else None
     msg = new_message(
         "sample",
         name,
@@ -67,8 +71,8 @@ def sample(
         args,
         kwargs,
         value=obs,
-        is_observed=obs is not None,
-        infer=dict(infer) if infer else None,
+        is_observed=obs is not None if is_observed is None else is_observed and obs is not None,
+        infer=infer,
     )
     apply_stack(msg)
     if msg["is_observed"]:

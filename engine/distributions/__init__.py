@@ -37,6 +37,7 @@ from engine.distributions.mixture import MaskedMixture
 from engine.distributions.multivariate_studentt import MultivariateStudentT
 from engine.distributions.ordered_logistic import OrderedLogistic
 from engine.distributions.polya_gamma import TruncatedPolyaGamma
+from engine.distributions.projected_normal import ProjectedNormal
 from engine.distributions.rejector import Rejector
 from engine.distributions.score_parts import ScoreParts
 from engine.distributions.sine_bivariate_von_mises import SineBivariateVonMises
@@ -82,6 +83,7 @@ __all__ = [
     "ImproperUniform",
     "MaskedDistribution",
     "MaskedMixture",
+    "ProjectedNormal",
     "ScoreParts",
     "TorchDistribution",
     "TorchDistributionMixin",

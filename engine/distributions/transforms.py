@@ -33,6 +33,13 @@ from engine.distributions.affine_autoregressive import (
     affine_autoregressive,
     conditional_affine_autoregressive,
 )
+from engine.distributions.lower_cholesky_affine import LowerCholeskyAffine
+from engine.distributions.orthonormal_transforms import (
+    DiscreteCosineTransform,
+    HaarTransform,
+    Permute,
+    permute,
+)
 from engine.distributions.spline import (
     ConditionalSpline,
     ConditionedSpline,
@@ -175,12 +182,17 @@ __all__ += [
     "ConditionalAffineAutoregressive",
     "ConditionalSpline",
     "ConditionedSpline",
+    "DiscreteCosineTransform",
+    "HaarTransform",
+    "LowerCholeskyAffine",
+    "Permute",
     "Spline",
     "SplineCoupling",
     "TransformModule",
     "affine_autoregressive",
     "conditional_affine_autoregressive",
     "conditional_spline",
+    "permute",
     "spline",
     "spline_coupling",
 ]

@@ -13,6 +13,7 @@ from engine.poutine import do_messenger as do_messenger
 from engine.poutine import escape_messenger as escape_messenger
 from engine.poutine import mask_messenger as mask_messenger
 from engine.poutine import messenger as messenger
+from engine.poutine import reparam_messenger as reparam_messenger
 from engine.poutine import runtime as runtime
 from engine.poutine import scale_messenger as scale_messenger
 from engine.poutine import substitute_messenger as substitute_messenger
@@ -39,6 +40,7 @@ from engine.poutine.handlers import (
     markov,
     mask,
     queue,
+    reparam,
     replay,
     scale,
     seed,
@@ -50,6 +52,7 @@ from engine.poutine.infer_config_messenger import InferConfigMessenger
 from engine.poutine.lift_messenger import LiftMessenger
 from engine.poutine.markov_messenger import MarkovMessenger
 from engine.poutine.plate_messenger import PlateMessenger
+from engine.poutine.reparam_messenger import ReparamMessenger
 from engine.poutine.replay_messenger import ReplayMessenger
 from engine.poutine.seed_messenger import SeedMessenger
 from engine.poutine.trace_messenger import TraceHandler, TraceMessenger
@@ -71,6 +74,7 @@ __all__ = [
     "Messenger",
     "NonlocalExit",
     "PlateMessenger",
+    "ReparamMessenger",
     "ReplayError",
     "ReplayMessenger",
     "ScaleMessenger",
@@ -92,6 +96,7 @@ __all__ = [
     "markov",
     "mask",
     "queue",
+    "reparam",
     "replay",
     "scale",
     "seed",

@@ -37,6 +37,7 @@ from engine.poutine.enum_messenger import EnumMessenger
 from engine.poutine.infer_config_messenger import InferConfigMessenger
 from engine.poutine.lift_messenger import LiftMessenger
 from engine.poutine.markov_messenger import MarkovMessenger
+from engine.poutine.reparam_messenger import ReparamConfig, ReparamMessenger
 from engine.poutine.replay_messenger import ReplayMessenger
 from engine.poutine.seed_messenger import SeedMessenger
 from engine.poutine.trace_messenger import TraceHandler, TraceMessenger
@@ -154,6 +155,17 @@ def infer_config(fn: Callable | None = None, config_fn: Callable | None = None) 
 def broadcast(fn: Callable | None = None) -> Any:
     """Expand every sample site to the full shape of its plates (plates already do this)."""
     return _apply(BroadcastMessenger(), fn)
+
+
+def reparam(fn: Callable | None = None, config: ReparamConfig | None = None) -> Any:
+    """Rewrite the sample sites ``config`` covers with reparameterizers (``config``: a dict
+    ``{site name: reparameterizer}`` or a function ``site -> reparameterizer or None``)."""
+    if config is None:
+        raise TypeError(
+            "poutine.reparam needs config=: a dict {site name: reparameterizer} or a function "
+            "site -> reparameterizer or None (e.g. config={'theta': LocScaleReparam(0.0)})."
+        )
+    return _apply(ReparamMessenger(config), fn)
 
 
 def enum(fn: Callable | None = None, first_available_dim: int | None = None) -> Any:

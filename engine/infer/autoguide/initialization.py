@@ -178,7 +178,10 @@ def init_to_value(
     name = site["name"]
     if name in values:
         _, like = _draw_shape_and_like(site)
-        return torch.as_tensor(values[name], dtype=like.dtype, device=like.device).clone()
+        value = torch.as_tensor(values[name], dtype=like.dtype, device=like.device).clone()
+        # A value the user chose: poutine.reparam warns when a reparameterizer cannot keep it.
+        value._custom_init = True
+        return value
     if fallback is None:
         raise ValueError(
             f"init_to_value has no value for site '{name}' (it has values for "
@@ -252,6 +255,10 @@ class InitMessenger(Messenger):
     ...     engine.sample("s", dist.LogNormal(0.0, 1.0))
     tensor(1.)
     """
+
+    # poutine.reparam runs the init handlers outside it before it rewrites a site, so that the
+    # initial value reaches the auxiliary sites.
+    initializes_sites = True
 
     def __init__(self, init_fn: InitFn):
         self.init_fn = init_fn
