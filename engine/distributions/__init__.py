@@ -27,7 +27,13 @@ from engine.distributions.folded import FoldedDistribution
 from engine.distributions.improper_uniform import ImproperUniform
 from engine.distributions.kl import kl_divergence, register_kl
 from engine.distributions.mixture import MaskedMixture
+from engine.distributions.nan_masked import NanMaskedMultivariateNormal, NanMaskedNormal
+from engine.distributions.relaxed_straight_through import (
+    RelaxedBernoulliStraightThrough,
+    RelaxedOneHotCategoricalStraightThrough,
+)
 from engine.distributions.score_parts import ScoreParts
+from engine.distributions.torch import ExponentialFamily
 from engine.distributions.torch_distribution import (
     ExpandedDistribution,
     MaskedDistribution,
@@ -61,11 +67,16 @@ __all__ = [
     "Distribution",
     "Empirical",
     "ExpandedDistribution",
+    "ExponentialFamily",
     "FoldedDistribution",
     "GammaPoisson",
     "ImproperUniform",
     "MaskedDistribution",
     "MaskedMixture",
+    "NanMaskedMultivariateNormal",
+    "NanMaskedNormal",
+    "RelaxedBernoulliStraightThrough",
+    "RelaxedOneHotCategoricalStraightThrough",
     "ScoreParts",
     "TorchDistribution",
     "TorchDistributionMixin",

@@ -1,8 +1,9 @@
 """KL divergences: torch's ``kl_divergence``/``register_kl`` plus rules for the engine's classes.
 
 torch dispatches on the classes' MRO, so every wrapped class already uses torch's rule for its
-torch parent. Added here: ``Independent`` pairs that reinterpret different numbers of dims, a point
-mass against anything, and masked or expanded pairs.
+torch parent. Added here: ``Independent`` pairs that reinterpret different numbers of dims, a
+diagonal Normal or a point mass declared independent (``to_event(1)``) against a
+``MultivariateNormal``, a point mass against anything, and masked or expanded pairs.
 
 >>> import torch, engine.distributions as dist
 >>> p = dist.Normal(torch.zeros(3), 1.0).to_event(1)
@@ -22,7 +23,7 @@ from engine.distributions.torch_distribution import (
     MaskedDistribution,
     _and_masks,
 )
-from engine.distributions.torch_wrappers import Independent
+from engine.distributions.torch_wrappers import Independent, MultivariateNormal
 from engine.distributions.util import broadcast_shape, scale_and_mask, sum_rightmost
 
 
@@ -39,6 +40,29 @@ def _reinterpreted(
     d: torch.distributions.Distribution, ndims: int
 ) -> torch.distributions.Distribution:
     return Independent(d, ndims) if ndims else d
+
+
+@register_kl(Independent, MultivariateNormal)
+def _kl_independent_mvn(p: Independent, q: MultivariateNormal) -> torch.Tensor:
+    """KL of a vector of independent coordinates against a multivariate normal.
+
+    >>> import engine.distributions as dist
+    >>> p = dist.Normal(torch.zeros(2), 1.0).to_event(1)
+    >>> kl_divergence(p, dist.MultivariateNormal(torch.zeros(2), torch.eye(2)))
+    tensor(0.)
+    """
+    base, ndims = p.base_dist, p.reinterpreted_batch_ndims
+    if ndims == 1 and isinstance(base, Delta) and base.event_dim == 0:
+        return -q.log_prob(base.v)  # as for any point mass (see _kl_delta)
+    if ndims == 1 and isinstance(base, torch.distributions.Normal):
+        # A diagonal Normal is the multivariate normal whose Cholesky factor is diag(scale).
+        diagonal = MultivariateNormal(base.loc, scale_tril=torch.diag_embed(base.scale))
+        return kl_divergence(diagonal, q)
+    raise NotImplementedError(
+        f"No KL divergence from Independent({type(base).__name__}, {ndims}) to "
+        "MultivariateNormal: only a Normal or a Delta with one dim declared independent "
+        "(.to_event(1)) has a closed form here."
+    )
 
 
 @register_kl(Delta, torch.distributions.Distribution)
