@@ -19,8 +19,13 @@ from engine.distributions.conditional import (
     ConditionalTransformedDistribution,
     ConditionalTransformModule,
 )
-from engine.distributions.conjugate import BetaBinomial, GammaPoisson
+from engine.distributions.conjugate import BetaBinomial, DirichletMultinomial, GammaPoisson
 from engine.distributions.delta import Delta
+from engine.distributions.diag_normal_mixture import (
+    GaussianScaleMixture,
+    MixtureOfDiagNormals,
+    MixtureOfDiagNormalsSharedCovariance,
+)
 from engine.distributions.distribution import Distribution
 from engine.distributions.empirical import Empirical
 from engine.distributions.folded import FoldedDistribution
@@ -64,15 +69,19 @@ __all__ = [
     "ConditionalTransformModule",
     "ConditionalTransformedDistribution",
     "Delta",
+    "DirichletMultinomial",
     "Distribution",
     "Empirical",
     "ExpandedDistribution",
     "ExponentialFamily",
     "FoldedDistribution",
     "GammaPoisson",
+    "GaussianScaleMixture",
     "ImproperUniform",
     "MaskedDistribution",
     "MaskedMixture",
+    "MixtureOfDiagNormals",
+    "MixtureOfDiagNormalsSharedCovariance",
     "NanMaskedMultivariateNormal",
     "NanMaskedNormal",
     "RelaxedBernoulliStraightThrough",

@@ -164,3 +164,96 @@ def test_kl_independent_against_mvn_says_what_it_cannot_do():
     p = dist.Gamma(torch.ones(2), 1.0).to_event(1)
     with pytest.raises(NotImplementedError, match="Independent\\(Gamma, 1\\)"):
         dist.kl_divergence(p, dist.MultivariateNormal(torch.zeros(2), torch.eye(2)))
+
+
+# ---- DirichletMultinomial ---------------------------------------------------------------------
+def test_dirichlet_multinomial_mass_sums_to_one_and_matches_the_compound_definition():
+    concentration = torch.tensor([0.7, 2.0, 1.3])
+    d = dist.DirichletMultinomial(concentration, total_count=4)
+    counts = torch.tensor(
+        [[a, b, 4 - a - b] for a in range(5) for b in range(5 - a)], dtype=torch.float
+    )
+    assert torch.allclose(d.log_prob(counts).logsumexp(0), torch.tensor(0.0), atol=1e-5)
+    # With concentration 1 everywhere every composition of n into K parts is equally likely.
+    flat = dist.DirichletMultinomial(torch.ones(3), total_count=4)
+    assert torch.allclose(flat.log_prob(counts).exp(), torch.full((15,), 1 / 15))
+    sparse = dist.DirichletMultinomial(concentration, total_count=4, is_sparse=True)
+    assert torch.allclose(sparse.log_prob(counts), d.log_prob(counts))
+
+
+def test_dirichlet_multinomial_draws_match_mean_and_variance():
+    torch.manual_seed(5)
+    d = dist.DirichletMultinomial(
+        torch.tensor([[1.0, 3.0, 0.5], [4.0, 4.0, 4.0]]), torch.tensor([6.0, 10.0])
+    )
+    x = d.sample((40000,))
+    assert x.shape == (40000, 2, 3)
+    assert torch.equal(x.sum(-1), torch.tensor([6.0, 10.0]).expand(40000, 2))
+    # Sample means within 5 standard errors sqrt(var / n) of the closed form.
+    se = (d.variance / 40000).sqrt()
+    assert bool(((x.mean(0) - d.mean).abs() < 5 * se).all())
+    assert d.expand((7, 2)).sample().shape == (7, 2, 3)
+
+
+# ---- mixtures of diagonal normals -------------------------------------------------------------
+def test_mixture_of_diag_normals_log_prob_is_the_weighted_sum_of_components():
+    locs = torch.tensor([[0.0, 1.0], [2.0, -1.0]])
+    scales = torch.tensor([[1.0, 0.5], [2.0, 1.5]])
+    logits = torch.tensor([0.2, -0.4])
+    x = torch.tensor([0.7, 0.1])
+    weights = logits.softmax(-1)
+    by_hand = sum(
+        weights[k] * dist.Normal(locs[k], scales[k]).log_prob(x).sum().exp() for k in range(2)
+    )
+    d = dist.MixtureOfDiagNormals(locs, scales, logits)
+    assert torch.allclose(d.log_prob(x), by_hand.log())
+    shared = dist.MixtureOfDiagNormalsSharedCovariance(locs, scales[0], logits)
+    by_hand = sum(
+        weights[k] * dist.Normal(locs[k], scales[0]).log_prob(x).sum().exp() for k in range(2)
+    )
+    assert torch.allclose(shared.log_prob(x), by_hand.log())
+    gsm = dist.GaussianScaleMixture(scales[0], logits, torch.tensor([1.0, 3.0]))
+    by_hand = sum(
+        weights[k] * dist.Normal(0.0, scales[0] * c).log_prob(x).sum().exp()
+        for k, c in enumerate([1.0, 3.0])
+    )
+    assert torch.allclose(gsm.log_prob(x), by_hand.log())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["separate", "shared", "scale"])
+def test_mixture_draws_give_unbiased_gradients_for_every_parameter(kind):
+    # E|z|^2 = sum_k pi_k (|mu_k|^2 + |sigma_k|^2) has closed-form gradients in the means, the
+    # scales and the logits; the pathwise gradient of the Monte Carlo average must match them.
+    torch.manual_seed(11)
+    locs = torch.tensor([[0.5, -1.0, 0.2], [1.5, 0.3, -0.7]], requires_grad=True)
+    coord = torch.tensor([[1.0, 0.6, 1.3], [0.8, 1.1, 0.5]], requires_grad=True)
+    shared = torch.tensor([0.9, 1.2, 0.7], requires_grad=True)
+    component_scale = torch.tensor([1.0, 2.0], requires_grad=True)
+    logits = torch.tensor([0.3, -0.5], requires_grad=True)
+    if kind == "separate":
+        params, means, scales = [locs, coord, logits], locs, coord
+        make = lambda: dist.MixtureOfDiagNormals(locs, coord, logits)  # noqa: E731
+    elif kind == "shared":
+        params, means, scales = [locs, shared, logits], locs, shared.expand(2, 3)
+        make = lambda: dist.MixtureOfDiagNormalsSharedCovariance(locs, shared, logits)  # noqa: E731
+    else:
+        params = [shared, logits, component_scale]
+        means, scales = torch.zeros(2, 3), component_scale[:, None] * shared
+        make = lambda: dist.GaussianScaleMixture(shared, logits, component_scale)  # noqa: E731
+    exact = (logits.softmax(-1) * (means.pow(2) + scales.pow(2)).sum(-1)).sum()
+    expected = torch.autograd.grad(exact, params)
+    # 20 independent batches: their spread gives the standard error of the overall average.
+    batches = [
+        torch.autograd.grad(make().rsample((2000,)).pow(2).sum(-1).mean(), params)
+        for _ in range(20)
+    ]
+    for i, want in enumerate(expected):
+        estimates = torch.stack([b[i] for b in batches])
+        se = estimates.std(0) / math.sqrt(len(batches))
+        assert bool(((estimates.mean(0) - want).abs() <= 5 * se + 1e-6).all()), (
+            i,
+            estimates.mean(0),
+            want,
+            se,
+        )
