@@ -72,9 +72,30 @@ def _kl_delta(p: Delta, q: torch.distributions.Distribution) -> torch.Tensor:
 
 
 @register_kl(MaskedDistribution, MaskedDistribution)
-def _kl_masked_masked(p: MaskedDistribution, q: MaskedDistribution) -> torch.Tensor:
-    kl = kl_divergence(p.base_dist, q.base_dist)
-    return scale_and_mask(kl, mask=_and_masks(p._mask, q._mask))
+@register_kl(MaskedDistribution, torch.distributions.Distribution)
+@register_kl(torch.distributions.Distribution, MaskedDistribution)
+def _kl_masked(
+    p: torch.distributions.Distribution, q: torch.distributions.Distribution
+) -> torch.Tensor | float:
+    """KL where either side is masked: the KL of the unmasked ones, zero where either mask is
+    False (a float 0.0 when a mask is False everywhere, without evaluating anything).
+
+    >>> import engine.distributions as dist
+    >>> p = dist.Normal(torch.zeros(2), 1.0).mask(torch.tensor([True, False]))
+    >>> kl_divergence(p, dist.Normal(torch.ones(2), 1.0))
+    tensor([0.5000, 0.0000])
+    """
+    p_mask, p = (p._mask, p.base_dist) if isinstance(p, MaskedDistribution) else (True, p)
+    q_mask, q = (q._mask, q.base_dist) if isinstance(q, MaskedDistribution) else (True, q)
+    mask = _and_masks(p_mask, q_mask)
+    if mask is False:
+        return 0.0
+    return scale_and_mask(kl_divergence(p, q), mask=mask)
+
+
+# A point mass against a masked distribution: both rules above apply; the point-mass one is
+# exact for it too (a masked log_prob is 0 where masked).
+register_kl(Delta, MaskedDistribution)(_kl_delta)
 
 
 @register_kl(ExpandedDistribution, ExpandedDistribution)

@@ -384,8 +384,11 @@ class MaskedDistribution(_OverBaseDistribution):
 
     def score_parts(self, value: torch.Tensor) -> ScoreParts:
         if self._mask is False:
+            # Zeros in the base's layout (which parts are tensors), without evaluating the base.
             zero = self.log_prob(value)
-            return ScoreParts(zero, 0, 0)
+            if self.has_rsample:
+                return ScoreParts(zero, 0, zero)
+            return ScoreParts(zero, zero, 0)
         return self.base_dist.score_parts(value).scale_and_mask(mask=self._mask)
 
     def enumerate_support(self, expand: bool = True) -> torch.Tensor:

@@ -1,13 +1,17 @@
 """Distributions and helpers Pyro users rely on (issue 17): the NaN-masked likelihoods, the
 straight-through relaxed distributions, ``has_rsample_``, ``engine.distributions.torch`` with
-``ExponentialFamily``, and the KL of an independent vector against a multivariate normal."""
+``ExponentialFamily``, KL divergences Pyro registers, ``DirichletMultinomial``, the mixtures of
+diagonal normals, and pickling of distributions, traces and handler-wrapped models."""
 
 import math
+import pickle
 
 import pytest
 import torch
 
+import engine
 import engine.distributions as dist
+from engine import poutine
 from engine.errors import ArgumentError
 
 
@@ -257,3 +261,69 @@ def test_mixture_draws_give_unbiased_gradients_for_every_parameter(kind):
             want,
             se,
         )
+
+
+# ---- pickling ---------------------------------------------------------------------------------
+_FLIPS = torch.tensor([1.0, 0.0, 1.0])
+
+
+def _coin_model(flips=_FLIPS):
+    bias = engine.sample("bias", dist.Beta(2.0, 2.0))
+    with engine.plate("flips", len(flips)):
+        engine.sample("flip", dist.Bernoulli(bias), obs=flips)
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda m: poutine.block(m, hide=["bias"]),
+        lambda m: poutine.block(m, expose=["flip"]),
+        lambda m: poutine.condition(m, {"bias": torch.tensor(0.3)}),
+        lambda m: poutine.replay(m, poutine.trace(m).get_trace()),
+        lambda m: poutine.scale(m, 0.5),
+    ],
+    ids=["block-hide", "block-expose", "condition", "replay", "scale"],
+)
+def test_models_wrapped_by_handlers_pickle_and_run_the_same(wrap):
+    wrapped = wrap(_coin_model)
+    restored = pickle.loads(pickle.dumps(wrapped))
+    assert restored.__name__ == "_coin_model"
+    engine.set_rng_seed(4)
+    expected = poutine.trace(wrapped).get_trace()
+    engine.set_rng_seed(4)
+    actual = poutine.trace(restored).get_trace()
+    assert list(actual.nodes) == list(expected.nodes)
+    assert torch.equal(actual.log_prob_sum(), expected.log_prob_sum())
+
+
+def test_traces_and_the_new_distributions_pickle():
+    trace = poutine.trace(_coin_model).get_trace()
+    restored = pickle.loads(pickle.dumps(trace))
+    assert torch.equal(restored.log_prob_sum(), trace.log_prob_sum())
+    for d in [
+        dist.DirichletMultinomial(torch.ones(3), 4),
+        dist.MixtureOfDiagNormals(torch.zeros(2, 3), torch.ones(2, 3), torch.zeros(2)),
+        dist.GaussianScaleMixture(torch.ones(3), torch.zeros(2), torch.ones(2)),
+        dist.NanMaskedNormal(0.0, 1.0),
+        dist.RelaxedBernoulliStraightThrough(torch.tensor(0.5), probs=torch.tensor(0.3)),
+        dist.Normal(torch.zeros(2), 1.0).mask(torch.tensor([True, False])),
+    ]:
+        again = pickle.loads(pickle.dumps(d))
+        assert type(again) is type(d) and again.batch_shape == d.batch_shape
+
+
+# ---- KL with masks ------------------------------------------------------------------------------
+def test_kl_with_one_masked_side_is_masked_and_fully_masked_is_zero():
+    p = dist.Normal(torch.zeros(3), 1.0)
+    q = dist.Normal(torch.ones(3), 2.0)
+    mask = torch.tensor([True, False, True])
+    full = dist.kl_divergence(p, q)
+    assert torch.allclose(dist.kl_divergence(p.mask(mask), q), full * mask)
+    assert torch.allclose(dist.kl_divergence(p, q.mask(mask)), full * mask)
+    assert dist.kl_divergence(p.mask(False), q) == 0.0
+
+
+def test_score_parts_of_a_fully_masked_distribution_keep_the_base_layout():
+    parts = dist.Normal(torch.zeros(2), 1.0).mask(False).score_parts(torch.ones(2))
+    assert torch.equal(parts.log_prob, torch.zeros(2))
+    assert torch.equal(parts.entropy_term, torch.zeros(2)) and parts.score_function == 0
