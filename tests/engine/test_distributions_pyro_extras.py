@@ -327,3 +327,52 @@ def test_score_parts_of_a_fully_masked_distribution_keep_the_base_layout():
     parts = dist.Normal(torch.zeros(2), 1.0).mask(False).score_parts(torch.ones(2))
     assert torch.equal(parts.log_prob, torch.zeros(2))
     assert torch.equal(parts.entropy_term, torch.zeros(2)) and parts.score_function == 0
+
+
+# ---- deep_to, detach, weakmethod --------------------------------------------------------------
+def test_deep_to_converts_tensors_everywhere_and_keeps_the_graph():
+    from engine.distributions.util import deep_to
+
+    loc = torch.tensor([0.5, 1.5], requires_grad=True)
+
+    class Holder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.ones(2))
+            self.prior = dist.Normal(loc, 1.0)  # a plain attribute: nn.Module.to skips it
+
+    moved = deep_to(
+        {"d": dist.Normal(loc, 2.0).to_event(1), "m": Holder(), "n": [3, "x"]}, torch.float64
+    )
+    assert moved["d"].base_dist.loc.dtype == torch.float64
+    assert moved["m"].weight.dtype == torch.float64 and moved["m"].prior.loc.dtype == torch.float64
+    assert moved["n"] == [3, "x"]
+    (grad,) = torch.autograd.grad(moved["d"].log_prob(torch.zeros(2, dtype=torch.float64)), loc)
+    assert grad.dtype == torch.float32 and torch.allclose(grad, -loc.detach() / 4)
+
+
+def test_detach_cuts_the_graph_and_weakmethod_does_not_keep_the_instance_alive():
+    import weakref
+
+    from engine.distributions.util import detach, weakmethod
+
+    loc = torch.zeros(3, requires_grad=True)
+    d = detach(dist.Normal(loc, 1.0).expand((2, 3)))
+    assert not d.log_prob(torch.ones(3)).requires_grad and d.batch_shape == (2, 3)
+
+    class Listener:
+        def __init__(self):
+            self.heard, self.callback = [], self.hear
+
+        @weakmethod
+        def hear(self, x):
+            self.heard.append(x)
+            return len(self.heard)
+
+    listener = Listener()
+    assert listener.callback("a") == 1 and listener.heard == ["a"]
+    callback, ref = listener.callback, weakref.ref(listener)
+    del listener
+    assert ref() is None
+    with pytest.raises(ReferenceError):
+        callback("b")
