@@ -21,8 +21,13 @@ from engine.distributions.conditional import (
     ConditionalTransformedDistribution,
     ConditionalTransformModule,
 )
-from engine.distributions.conjugate import BetaBinomial, GammaPoisson
+from engine.distributions.conjugate import BetaBinomial, DirichletMultinomial, GammaPoisson
 from engine.distributions.delta import Delta
+from engine.distributions.diag_normal_mixture import (
+    GaussianScaleMixture,
+    MixtureOfDiagNormals,
+    MixtureOfDiagNormalsSharedCovariance,
+)
 from engine.distributions.distribution import Distribution
 from engine.distributions.empirical import Empirical
 from engine.distributions.extended import ExtendedBetaBinomial, ExtendedBinomial
@@ -35,15 +40,21 @@ from engine.distributions.log_normal_negative_binomial import LogNormalNegativeB
 from engine.distributions.logistic import Logistic, SkewLogistic
 from engine.distributions.mixture import MaskedMixture
 from engine.distributions.multivariate_studentt import MultivariateStudentT
+from engine.distributions.nan_masked import NanMaskedMultivariateNormal, NanMaskedNormal
 from engine.distributions.ordered_logistic import OrderedLogistic
 from engine.distributions.polya_gamma import TruncatedPolyaGamma
 from engine.distributions.projected_normal import ProjectedNormal
 from engine.distributions.rejector import Rejector
+from engine.distributions.relaxed_straight_through import (
+    RelaxedBernoulliStraightThrough,
+    RelaxedOneHotCategoricalStraightThrough,
+)
 from engine.distributions.score_parts import ScoreParts
 from engine.distributions.sine_bivariate_von_mises import SineBivariateVonMises
 from engine.distributions.sine_skewed import SineSkewed
 from engine.distributions.soft_laplace import SoftLaplace
 from engine.distributions.stable import Stable, StableWithLogProb
+from engine.distributions.torch import ExponentialFamily
 from engine.distributions.torch_distribution import (
     ExpandedDistribution,
     MaskedDistribution,
@@ -75,15 +86,24 @@ __all__ = [
     "ConditionalTransformModule",
     "ConditionalTransformedDistribution",
     "Delta",
+    "DirichletMultinomial",
     "Distribution",
     "Empirical",
     "ExpandedDistribution",
+    "ExponentialFamily",
     "FoldedDistribution",
     "GammaPoisson",
+    "GaussianScaleMixture",
     "ImproperUniform",
     "MaskedDistribution",
     "MaskedMixture",
+    "MixtureOfDiagNormals",
+    "MixtureOfDiagNormalsSharedCovariance",
+    "NanMaskedMultivariateNormal",
+    "NanMaskedNormal",
     "ProjectedNormal",
+    "RelaxedBernoulliStraightThrough",
+    "RelaxedOneHotCategoricalStraightThrough",
     "ScoreParts",
     "TorchDistribution",
     "TorchDistributionMixin",

@@ -1,8 +1,9 @@
 """Compound count distributions with a conjugate prior integrated out analytically.
 
 ``BetaBinomial`` is a Binomial whose success probability is Beta-distributed; ``GammaPoisson`` is a
-Poisson whose rate is Gamma-distributed (the negative binomial). Both model over-dispersed counts,
-and their closed-form mass functions avoid sampling the hidden probability or rate.
+Poisson whose rate is Gamma-distributed (the negative binomial); ``DirichletMultinomial`` is a
+Multinomial whose category probabilities are Dirichlet-distributed. They model over-dispersed
+counts, and their closed-form mass functions avoid sampling the hidden probabilities or rate.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from torch.distributions import constraints
 from torch.distributions.utils import broadcast_all
 
 from engine.distributions.torch_distribution import TorchDistribution
+from engine.distributions.util import broadcast_shape
+from engine.errors import ShapeError, fmt_shape
 
 Param = torch.Tensor | Number
 
@@ -158,3 +161,111 @@ class GammaPoisson(TorchDistribution):
     @property
     def variance(self) -> torch.Tensor:
         return self.concentration / self.rate.pow(2) * (1 + self.rate)
+
+
+class DirichletMultinomial(TorchDistribution):
+    """Counts of ``total_count`` draws over categories whose probabilities are
+    Dirichlet(``concentration``): the Multinomial with its probabilities integrated out.
+
+    ``P(x) = n! Gamma(A) / Gamma(n + A) * prod_k Gamma(x_k + a_k) / (x_k! Gamma(a_k))`` with
+    ``a = concentration``, ``A = sum_k a_k``, ``n = total_count``. The last dim of
+    ``concentration`` indexes the categories (the event dim); ``total_count`` broadcasts with the
+    batch dims. ``is_sparse=True`` skips the terms of zero counts (they are 1), which saves work
+    when most counts are zero; the values are the same.
+
+    >>> d = DirichletMultinomial(torch.ones(2), total_count=3)  # uniform over (k, 3 - k)
+    >>> d.log_prob(torch.tensor([[0.0, 3.0], [1.0, 2.0], [2.0, 1.0]])).exp()
+    tensor([0.2500, 0.2500, 0.2500])
+    """
+
+    arg_constraints = {
+        "concentration": constraints.independent(constraints.positive, 1),
+        "total_count": constraints.nonnegative_integer,
+    }
+
+    def __init__(
+        self,
+        concentration: torch.Tensor,
+        total_count: Param = 1,
+        is_sparse: bool = False,
+        validate_args: bool | None = None,
+    ):
+        concentration = torch.as_tensor(concentration)
+        if concentration.dim() < 1:
+            raise ShapeError(
+                "DirichletMultinomial(concentration, ...): concentration needs a last dim that "
+                f"indexes the categories, got shape {fmt_shape(concentration.shape)}."
+            )
+        batch_shape = concentration.shape[:-1]
+        total_count = torch.as_tensor(
+            total_count, dtype=concentration.dtype, device=concentration.device
+        )
+        batch_shape = broadcast_shape(batch_shape, total_count.shape)
+        self.concentration = concentration.expand(batch_shape + concentration.shape[-1:])
+        self.total_count = total_count.expand(batch_shape)
+        self.is_sparse = is_sparse
+        super().__init__(batch_shape, concentration.shape[-1:], validate_args=validate_args)
+
+    def expand(self, batch_shape: Sequence[int], _instance: Any = None) -> DirichletMultinomial:
+        new = self._get_checked_instance(DirichletMultinomial, _instance)
+        batch_shape = torch.Size(batch_shape)
+        new.concentration = self.concentration.expand(batch_shape + self.event_shape)
+        new.total_count = self.total_count.expand(batch_shape)
+        new.is_sparse = self.is_sparse
+        super(DirichletMultinomial, new).__init__(batch_shape, self.event_shape, False)
+        new._validate_args = self._validate_args
+        return new
+
+    @constraints.dependent_property(is_discrete=True, event_dim=1)
+    def support(self) -> constraints.Constraint:
+        return constraints.multinomial(self.total_count)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        a, n = self.concentration, self.total_count
+        per_category = torch.lgamma(value + a) - torch.lgamma(value + 1) - torch.lgamma(a)
+        if self.is_sparse:
+            per_category = per_category.masked_fill(value == 0, 0.0)
+        a_sum = a.sum(-1)
+        normalizer = torch.lgamma(n + 1) + torch.lgamma(a_sum) - torch.lgamma(n + a_sum)
+        return normalizer + per_category.sum(-1)
+
+    def sample(self, sample_shape: Sequence[int] = torch.Size()) -> torch.Tensor:
+        with torch.no_grad():
+            probs = torch.distributions.Dirichlet(self.concentration, validate_args=False).sample(
+                sample_shape
+            )
+            return _multinomial_counts(self.total_count.expand(probs.shape[:-1]), probs)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        a = self.concentration
+        return self.total_count.unsqueeze(-1) * a / a.sum(-1, keepdim=True)
+
+    @property
+    def variance(self) -> torch.Tensor:
+        a, n = self.concentration, self.total_count.unsqueeze(-1)
+        a_sum = a.sum(-1, keepdim=True)
+        p = a / a_sum
+        return n * p * (1 - p) * (n + a_sum) / (1 + a_sum)
+
+
+def _multinomial_counts(total_count: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """Multinomial counts with a ``total_count`` per row (torch's Multinomial takes one int).
+
+    Category by category: the count of category k is Binomial(what is left, its share of the
+    probability that is left).
+    """
+    left = total_count.clone()
+    mass_left = torch.ones_like(left)
+    counts = []
+    for k in range(probs.shape[-1] - 1):
+        p_k = probs[..., k]
+        share = (p_k / mass_left.clamp(min=torch.finfo(probs.dtype).tiny)).clamp(0.0, 1.0)
+        count = torch.binomial(left, share)
+        counts.append(count)
+        left = left - count
+        mass_left = mass_left - p_k
+    counts.append(left)
+    return torch.stack(counts, dim=-1)

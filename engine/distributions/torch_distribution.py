@@ -142,6 +142,38 @@ class TorchDistributionMixin(Distribution):
             return self
         return MaskedDistribution(self, mask)
 
+    def has_rsample_(self, value: bool) -> TorchDistributionMixin:
+        """Set ``has_rsample`` on this one instance and return it (Pyro's in-place setter).
+
+        ``False`` makes inference treat the draws as non-reparameterized (score-function
+        gradients, draws by ``d()`` detached), e.g. for a variable that decides control flow.
+        On a distribution that wraps another (``to_event``, ``mask``, ``expand``) the setting
+        goes to the wrapped one, whose draws these are.
+
+        >>> import engine.distributions as dist
+        >>> d = dist.Normal(torch.zeros(2), 1.0).to_event(1).has_rsample_(False)
+        >>> d.has_rsample, d.base_dist.has_rsample
+        (False, False)
+        """
+        if not isinstance(value, bool):
+            raise ArgumentError(
+                f"{type(self).__name__}.has_rsample_({value!r}): the value must be True or False."
+            )
+        rsample = getattr(type(self), "rsample", None)
+        no_rsample = rsample is torch.distributions.Distribution.rsample
+        if value and no_rsample:
+            raise ArgumentError(
+                f"{type(self).__name__}.has_rsample_(True): this distribution has no "
+                "reparameterized sampler (rsample), so its draws cannot carry gradients. Fix: "
+                "leave has_rsample False; inference uses score-function gradients for it."
+            )
+        if isinstance(getattr(type(self), "has_rsample", None), property):
+            # A wrapper reports its base's ability; set it where the draws are made.
+            self.base_dist.has_rsample_(value)
+        else:
+            self.has_rsample = value
+        return self
+
 
 class _TorchHooks:
     """Put in front of a torch class: readable errors and an ``expand`` that always works.
@@ -352,8 +384,11 @@ class MaskedDistribution(_OverBaseDistribution):
 
     def score_parts(self, value: torch.Tensor) -> ScoreParts:
         if self._mask is False:
+            # Zeros in the base's layout (which parts are tensors), without evaluating the base.
             zero = self.log_prob(value)
-            return ScoreParts(zero, 0, 0)
+            if self.has_rsample:
+                return ScoreParts(zero, 0, zero)
+            return ScoreParts(zero, zero, 0)
         return self.base_dist.score_parts(value).scale_and_mask(mask=self._mask)
 
     def enumerate_support(self, expand: bool = True) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Small tensor helpers shared by the distributions and the inference code; also Pyro's import
 path ``pyro.distributions.util`` (``broadcast_shape``, ``logsumexp``, ``sum_rightmost``,
-``sum_leftmost``, ``scale_and_mask``, ``copy_docs_from``, ...).
+``sum_leftmost``, ``scale_and_mask``, ``copy_docs_from``, ``deep_to``, ``detach``, ``weakmethod``,
+...).
 
 They live here rather than in ``engine.ops`` because the distributions package sits below every
 other engine package and must import none of them.
@@ -13,8 +14,13 @@ other engine package and must import none of them.
 
 from __future__ import annotations
 
+import copy
+import functools
+import types
+import weakref
 from collections.abc import Callable, Iterable
 from numbers import Number
+from typing import Any
 
 import torch
 
@@ -212,3 +218,136 @@ def scale_and_mask(
         return 0.0 if isinstance(tensor, Number) else torch.zeros_like(tensor)
     scaled = tensor if is_identically_one(scale) else tensor * scale
     return torch.where(mask, scaled, scaled.new_zeros(()))
+
+
+def deep_to(obj: Any, *args: Any, **kwargs: Any) -> Any:
+    """A copy of ``obj`` (a distribution, a container, a module, any object) with every tensor
+    replaced by ``tensor.to(*args, **kwargs)``.
+
+    Tensors keep their place in the autograd graph (``.to`` is differentiable); a module is moved
+    in place first, as ``nn.Module.to`` does, and then copied along with its plain tensor
+    attributes, which ``nn.Module.to`` leaves alone.
+
+    >>> import engine.distributions as dist
+    >>> d = deep_to(dist.Normal(torch.zeros(2), 1.0), torch.float64)
+    >>> d.loc.dtype, d.scale.dtype
+    (torch.float64, torch.float64)
+    """
+
+    def move(x: torch.Tensor) -> torch.Tensor:
+        moved = x.to(*args, **kwargs)
+        # A module's unchanged parameter is copied, as a deep copy of the module would; other
+        # tensors are values and may be shared.
+        return copy.deepcopy(x) if moved is x and isinstance(x, torch.nn.Parameter) else moved
+
+    def move_module(m: torch.nn.Module) -> None:
+        m.to(*args, **kwargs)
+
+    return _deep_map(obj, move, move_module, {})
+
+
+def detach(obj: Any) -> Any:
+    """A copy of ``obj`` with every tensor detached from the autograd graph (a module's
+    parameters become parameters that require no gradient).
+
+    >>> import engine.distributions as dist
+    >>> loc = torch.zeros(2, requires_grad=True)
+    >>> detach(dist.Normal(loc, 1.0)).loc.requires_grad
+    False
+    """
+
+    def cut(x: torch.Tensor) -> torch.Tensor:
+        if isinstance(x, torch.nn.Parameter):
+            return torch.nn.Parameter(x.detach().clone(), requires_grad=False)
+        return x.detach()
+
+    return _deep_map(obj, cut, lambda m: None, {})
+
+
+# Values copied by reference: immutable, or code rather than data.
+_ATOMIC = (
+    str,
+    bytes,
+    Number,
+    type,
+    torch.Size,
+    torch.dtype,
+    torch.device,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodType,
+    types.ModuleType,
+    weakref.ref,
+)
+
+
+def _deep_map(
+    obj: Any,
+    on_tensor: Callable[[torch.Tensor], torch.Tensor],
+    on_module: Callable[[torch.nn.Module], None],
+    memo: dict[int, Any],
+) -> Any:
+    """Copy ``obj`` recursively, mapping tensors with ``on_tensor`` (modules get ``on_module``
+    first); an object reached twice is copied once (``memo`` maps ``id`` to the copy)."""
+    if obj is None or isinstance(obj, _ATOMIC):
+        return obj
+    key = id(obj)
+    if key in memo:
+        return memo[key]
+    again = functools.partial(_deep_map, on_tensor=on_tensor, on_module=on_module, memo=memo)
+    if isinstance(obj, torch.Tensor):
+        result = on_tensor(obj)
+    elif type(obj) is dict:
+        result = {k: again(v) for k, v in obj.items()}
+    elif type(obj) in (list, tuple, set, frozenset):
+        result = type(obj)(again(v) for v in obj)
+    elif isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a namedtuple
+        result = type(obj)(*(again(v) for v in obj))
+    elif hasattr(obj, "__dict__"):
+        if isinstance(obj, torch.nn.Module):
+            on_module(obj)
+        result = copy.copy(obj)
+        memo[key] = result  # before the attributes: they may point back at obj
+        for name, value in vars(obj).items():
+            vars(result)[name] = again(value)
+        return result
+    else:
+        return obj
+    memo[key] = result
+    return result
+
+
+def weakmethod(fn: Callable) -> property:
+    """Decorate a method so that the bound method holds its instance weakly.
+
+    Storing ``self.callback = self.method`` normally keeps ``self`` alive through a cycle; with
+    ``@weakmethod`` the stored callback does not, and calling it after the instance is gone
+    raises ``ReferenceError``.
+
+    >>> import gc
+    >>> class Counter:
+    ...     def __init__(self):
+    ...         self.n, self.callback = 0, self.bump
+    ...     @weakmethod
+    ...     def bump(self):
+    ...         self.n += 1
+    ...         return self.n
+    >>> c = Counter(); c.callback(), c.callback()
+    (1, 2)
+    >>> ref = weakref.ref(c); del c; ref() is None
+    True
+    """
+
+    def bind(self: Any) -> Callable:
+        instance = weakref.ref(self)
+
+        @functools.wraps(fn)
+        def bound(*args: Any, **kwargs: Any) -> Any:
+            owner = instance()
+            if owner is None:
+                raise ReferenceError(f"{fn.__qualname__}: its instance no longer exists")
+            return fn(owner, *args, **kwargs)
+
+        return bound
+
+    return property(bind)

@@ -23,31 +23,44 @@ def _site_kind(msg: Message) -> str:
     return "observe" if msg["type"] == "sample" and msg["is_observed"] else msg["type"]
 
 
-def _hide_predicate(
-    hide_all: bool,
-    expose_all: bool,
-    hide: Iterable[str] | None,
-    expose: Iterable[str] | None,
-    hide_types: Iterable[str] | None,
-    expose_types: Iterable[str] | None,
-) -> SitePredicate:
-    hidden_names, hidden_kinds = frozenset(hide or ()), frozenset(hide_types or ())
-    shown_names, shown_kinds = frozenset(expose or ()), frozenset(expose_types or ())
-    hides_some = bool(hidden_names or hidden_kinds)
-    shows_some = bool(shown_names or shown_kinds)
-    # With only a hide list, everything else is shown; with an expose list, everything else is
-    # hidden; with neither, hide_all / expose_all decide.
-    default_hidden = shows_some or (not hides_some and hide_all and not expose_all)
+class _HidePredicate:
+    """Which sites a ``block`` built from name and type lists hides. A class rather than a closure
+    so that a blocked model pickles."""
 
-    def hidden(msg: Message) -> bool:
+    def __init__(
+        self,
+        hide_all: bool,
+        expose_all: bool,
+        hide: Iterable[str] | None,
+        expose: Iterable[str] | None,
+        hide_types: Iterable[str] | None,
+        expose_types: Iterable[str] | None,
+    ) -> None:
+        self.hidden_names, self.hidden_kinds = frozenset(hide or ()), frozenset(hide_types or ())
+        self.shown_names, self.shown_kinds = frozenset(expose or ()), frozenset(expose_types or ())
+        hides_some = bool(self.hidden_names or self.hidden_kinds)
+        shows_some = bool(self.shown_names or self.shown_kinds)
+        # With only a hide list, everything else is shown; with an expose list, everything else
+        # is hidden; with neither, hide_all / expose_all decide.
+        self.default_hidden = shows_some or (not hides_some and hide_all and not expose_all)
+
+    def __call__(self, msg: Message) -> bool:
         kind = _site_kind(msg)
-        if msg["name"] in hidden_names or kind in hidden_kinds:
+        if msg["name"] in self.hidden_names or kind in self.hidden_kinds:
             return True
-        if msg["name"] in shown_names or kind in shown_kinds:
+        if msg["name"] in self.shown_names or kind in self.shown_kinds:
             return False
-        return default_hidden
+        return self.default_hidden
 
-    return hidden
+
+class _NotExposed:
+    """Hide what ``expose_fn`` does not expose (picklable when ``expose_fn`` is)."""
+
+    def __init__(self, expose_fn: SitePredicate) -> None:
+        self.expose_fn = expose_fn
+
+    def __call__(self, msg: Message) -> bool:
+        return not self.expose_fn(msg)
 
 
 class BlockMessenger(Messenger):
@@ -82,9 +95,9 @@ class BlockMessenger(Messenger):
         if hide_fn is not None:
             self.hide_fn = hide_fn
         elif expose_fn is not None:
-            self.hide_fn = lambda msg: not expose_fn(msg)
+            self.hide_fn = _NotExposed(expose_fn)
         else:
-            self.hide_fn = _hide_predicate(
+            self.hide_fn = _HidePredicate(
                 hide_all, expose_all, hide, expose, hide_types, expose_types
             )
 
