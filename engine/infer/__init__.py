@@ -22,6 +22,7 @@ from engine.infer.csis import CSIS
 from engine.infer.discrete import infer_discrete
 from engine.infer.elbo import ELBO
 from engine.infer.empirical_marginal import EmpiricalMarginal
+from engine.infer.energy_distance import EnergyDistance
 from engine.infer.enum_config import config_enumerate
 from engine.infer.importance import Importance
 from engine.infer.jit_elbo import (
@@ -38,6 +39,7 @@ from engine.infer.trace_elbo import Trace_ELBO
 from engine.infer.traceenum_elbo import TraceEnum_ELBO
 from engine.infer.tracegraph_elbo import TraceGraph_ELBO
 from engine.infer.tracemeanfield_elbo import TraceMeanField_ELBO
+from engine.infer.weighed_predictive import MHResampler, WeighedPredictive
 
 __all__ = [
     "CSIS",
@@ -47,6 +49,7 @@ __all__ = [
     "NUTS",
     "SVI",
     "EmpiricalMarginal",
+    "EnergyDistance",
     "EnumerationError",
     "Importance",
     "JitTraceEnum_ELBO",
@@ -54,6 +57,7 @@ __all__ = [
     "JitTraceMeanField_ELBO",
     "JitTrace_ELBO",
     "MCMCError",
+    "MHResampler",
     "ModelGuideMismatchError",
     "NonFiniteError",
     "Predictive",
@@ -64,6 +68,7 @@ __all__ = [
     "TraceMeanField_ELBO",
     "TracePosterior",
     "Trace_ELBO",
+    "WeighedPredictive",
     "autoguide",
     "config_enumerate",
     "infer_discrete",
