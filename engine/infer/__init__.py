@@ -34,6 +34,7 @@ from engine.infer.jit_elbo import (
 from engine.infer.mcmc import HMC, MCMC, NUTS
 from engine.infer.predictive import Predictive
 from engine.infer.progress import Progress, ProgressEvent
+from engine.infer.renyi_elbo import RenyiELBO
 from engine.infer.svi import SVI
 from engine.infer.trace_elbo import Trace_ELBO
 from engine.infer.traceenum_elbo import TraceEnum_ELBO
@@ -63,6 +64,7 @@ __all__ = [
     "Predictive",
     "Progress",
     "ProgressEvent",
+    "RenyiELBO",
     "TraceEnum_ELBO",
     "TraceGraph_ELBO",
     "TraceMeanField_ELBO",
