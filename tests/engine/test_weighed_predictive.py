@@ -10,6 +10,7 @@ import engine as pyro
 import engine.distributions as dist
 from engine.errors import ArgumentError, ModelGuideMismatchError
 from engine.infer import SVI, EnergyDistance, MHResampler, WeighedPredictive
+from engine.ops.stats import quantile, weighed_quantile
 from engine.optim import Adam
 
 Y = torch.tensor(2.0)  # one observation of y ~ N(z, 1) with z ~ N(0, 1): z | y ~ N(1, 1/2)
@@ -142,3 +143,25 @@ def test_energy_distance_refuses_what_it_cannot_differentiate_or_compare():
 
     with pytest.raises(ArgumentError, match="observes no site"):
         EnergyDistance()(prior_guide, prior_guide)
+
+
+def test_weighed_quantile_with_equal_weights_is_the_plain_quantile():
+    torch.manual_seed(5)
+    draws = torch.randn(4, 301)
+    probs = [0.05, 0.5, 0.95]
+    plain = quantile(draws, probs, dim=1)
+    assert plain.shape == (4, 3)
+    # (equal up to the rounding of the cumulative weights, summed in float32)
+    assert torch.allclose(weighed_quantile(draws, probs, torch.zeros(301), dim=1), plain, atol=1e-5)
+    assert torch.allclose(quantile(draws[0], probs), torch.quantile(draws[0], torch.tensor(probs)))
+
+
+def test_weighed_quantile_of_reweighted_draws_matches_the_target():
+    torch.manual_seed(6)
+    draws = torch.randn(100_000)
+    # Weights N(x; 1, 1) / N(x; 0, 1) = exp(x - 1/2) turn N(0, 1) draws into N(1, 1) ones. The
+    # ESS is n / e = 37000; a median's standard error is 0.5 / (0.399 sqrt(37000)) = 0.0065, a
+    # 90 % quantile's 0.3 / (0.175 sqrt(37000)) = 0.009: 0.04 is over 4 of either.
+    result = weighed_quantile(draws, [0.5, 0.9], draws - 0.5)
+    assert abs(result[0].item() - 1.0) < 0.04
+    assert abs(result[1].item() - (1.0 + 1.2816)) < 0.04
