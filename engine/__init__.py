@@ -28,6 +28,7 @@ from engine.primitives import (
     module,
     param,
     plate,
+    plate_stack,
     sample,
     subsample,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "optim",
     "param",
     "plate",
+    "plate_stack",
     "poutine",
     "render_model",
     "sample",

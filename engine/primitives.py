@@ -5,13 +5,15 @@ handler active they take a fast path: ``sample`` just draws (or returns ``obs``)
 reads the param store.
 
 >>> import torch, engine, engine.distributions as dist
->>> engine.sample("x", dist.Normal(0.0, 1.0), obs=torch.tensor(0.5))
-tensor(0.5000)
+>>> engine.sample("x", dist.Normal(0.0, 1.0)).shape
+torch.Size([])
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import torch
@@ -59,7 +61,10 @@ def sample(
     if obs_mask is not None:
         return _sample_partially_observed(name, fn, obs, obs_mask, infer)
     if not handlers_active():
-        return fn(*args, **kwargs) if obs is None else obs
+        if obs is None:
+            return fn(*args, **kwargs)
+        _warn_observed_outside_inference(name)
+        return obs
     infer = dict(infer) if infer else None
     # infer={"is_observed": False} with obs=... gives a latent site a starting value instead of
     # observing it (a reparameterizer passes an initial value on to its auxiliary site so).
@@ -78,6 +83,18 @@ def sample(
     if msg["is_observed"]:
         check_observed_site(msg)
     return msg["value"]
+
+
+def _warn_observed_outside_inference(name: str) -> None:
+    # With no handler nothing scores the observation: the value just comes back. Pyro warns here
+    # (a RuntimeWarning), and a user who forgot to wrap the model in an inference should hear it.
+    warnings.warn(
+        f"Site {name!r}: observing a value outside of any inference does nothing but return it "
+        "(no handler scores it). Run the model under an inference (SVI, MCMC, poutine.trace) "
+        "to condition on it.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def _sample_partially_observed(name, fn, obs, obs_mask, infer) -> torch.Tensor:
@@ -130,6 +147,33 @@ def param(
 plate = PlateMessenger
 
 
+@contextmanager
+def plate_stack(prefix: str, sizes: Sequence[int], rightmost_dim: int = -1) -> Iterator[None]:
+    """Enter one plate per entry of ``sizes``, so a site inside has batch shape ``sizes``.
+
+    ``sizes`` reads left to right like a shape: its last entry gets dim ``rightmost_dim``, the
+    one before it ``rightmost_dim - 1``, and so on. The plates are named ``f"{prefix}_{i}"``
+    with ``i`` counted from the rightmost (``prefix_0`` is the plate at ``rightmost_dim``).
+
+    >>> import engine.distributions as dist
+    >>> from engine import poutine
+    >>> with poutine.trace() as tracer, plate_stack("grid", (2, 3)):
+    ...     sample("z", dist.Normal(0.0, 1.0)).shape
+    torch.Size([2, 3])
+    >>> [(f.name, f.size, f.dim) for f in tracer.trace.nodes["z"]["cond_indep_stack"]]
+    [('grid_0', 3, -1), ('grid_1', 2, -2)]
+    """
+    if rightmost_dim >= 0:
+        raise ArgumentError(
+            f"plate_stack({prefix!r}, ...): rightmost_dim must be negative (a batch dim counted "
+            f"from the right), got {rightmost_dim}. Fix: e.g. rightmost_dim=-1."
+        )
+    with ExitStack() as stack:
+        for offset, size in enumerate(reversed(tuple(sizes))):
+            stack.enter_context(plate(f"{prefix}_{offset}", size, dim=rightmost_dim - offset))
+        yield
+
+
 def subsample(data: torch.Tensor, event_dim: int) -> torch.Tensor:
     """Index ``data`` with the mini-batch of every active subsampled plate that spans it.
 
@@ -166,9 +210,17 @@ def deterministic(name: str, value: torch.Tensor, event_dim: int | None = None) 
 def factor(name: str, log_factor: torch.Tensor, *, has_rsample: bool | None = None) -> None:
     """Add ``log_factor`` to the model's log density (an observed site with no value).
 
-    >>> factor("penalty", torch.tensor(-1.0))
+    Outside any inference nothing scores the factor: it warns (a ``RuntimeWarning``), as an
+    observed ``sample`` does there.
+
+    >>> from engine import poutine
+    >>> def model():
+    ...     factor("penalty", torch.tensor(-1.0))
+    >>> poutine.trace(model).get_trace().log_prob_sum()
+    tensor(-1.)
     """
     if not handlers_active():
+        _warn_observed_outside_inference(name)
         return
     unit = Unit(log_factor, has_rsample=has_rsample)
     sample(name, unit, obs=unit.sample(), infer={"is_auxiliary": True})

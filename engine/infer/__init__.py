@@ -21,6 +21,7 @@ from engine.infer.autoguide.initialization import (
 from engine.infer.csis import CSIS
 from engine.infer.elbo import ELBO
 from engine.infer.empirical_marginal import EmpiricalMarginal
+from engine.infer.energy_distance import EnergyDistance
 from engine.infer.enum.config import config_enumerate
 from engine.infer.enum.discrete import infer_discrete
 from engine.infer.enum.elbo import TraceEnum_ELBO, TraceEnumSample_ELBO
@@ -34,10 +35,12 @@ from engine.infer.jit_elbo import (
 from engine.infer.mcmc import HMC, MCMC, NUTS, RandomWalkKernel
 from engine.infer.predictive import Predictive
 from engine.infer.progress import Progress, ProgressEvent
+from engine.infer.renyi_elbo import RenyiELBO
 from engine.infer.svi import SVI
 from engine.infer.trace_elbo import Trace_ELBO
 from engine.infer.tracegraph_elbo import TraceGraph_ELBO
 from engine.infer.tracemeanfield_elbo import TraceMeanField_ELBO
+from engine.infer.weighed_predictive import MHResampler, WeighedPredictive
 
 __all__ = [
     "CSIS",
@@ -47,6 +50,7 @@ __all__ = [
     "NUTS",
     "SVI",
     "EmpiricalMarginal",
+    "EnergyDistance",
     "EnumerationError",
     "Importance",
     "JitTraceEnum_ELBO",
@@ -54,18 +58,21 @@ __all__ = [
     "JitTraceMeanField_ELBO",
     "JitTrace_ELBO",
     "MCMCError",
+    "MHResampler",
     "ModelGuideMismatchError",
     "NonFiniteError",
     "Predictive",
     "Progress",
     "ProgressEvent",
     "RandomWalkKernel",
+    "RenyiELBO",
     "TraceEnumSample_ELBO",
     "TraceEnum_ELBO",
     "TraceGraph_ELBO",
     "TraceMeanField_ELBO",
     "TracePosterior",
     "Trace_ELBO",
+    "WeighedPredictive",
     "autoguide",
     "config_enumerate",
     "infer_discrete",

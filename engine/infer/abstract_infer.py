@@ -28,7 +28,36 @@ from engine.poutine.handlers import block
 from engine.poutine.trace_struct import Trace
 
 
-class TracePosterior:
+class LogWeights:
+    """What a set of unnormalised log importance weights tells: the evidence, the normalised
+    weights and the effective sample size. A subclass gives ``_stacked_log_weights()``."""
+
+    def _stacked_log_weights(self) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must implement _stacked_log_weights")
+
+    def get_log_normalizer(self) -> torch.Tensor:
+        """The log of the mean weight: an estimate of the log evidence ``log p(data)``.
+
+        >>> posterior = TracePosterior()
+        >>> posterior.log_weights = [torch.tensor(0.0), torch.tensor(math.log(3.0))]
+        >>> round(float(posterior.get_log_normalizer().exp()), 4)
+        2.0
+        """
+        log_w = self._stacked_log_weights()
+        return log_w.logsumexp(0) - math.log(log_w.numel())
+
+    def get_normalized_weights(self, log_scale: bool = False) -> torch.Tensor:
+        """The weights divided by their sum (their logs with ``log_scale=True``)."""
+        log_w = self._stacked_log_weights()
+        log_w = log_w - log_w.logsumexp(0)
+        return log_w if log_scale else log_w.exp()
+
+    def get_ESS(self) -> torch.Tensor:
+        """The effective sample size ``1 / sum(w_i**2)`` of the normalised weights."""
+        return (-(2 * self.get_normalized_weights(log_scale=True)).logsumexp(0)).exp()
+
+
+class TracePosterior(LogWeights):
     """Weighted traces of a model: ``exec_traces[i]`` has unnormalised ``log_weights[i]``.
 
     Subclasses implement ``_traces(*args, **kwargs)``, a generator of ``(trace, log_weight)``.
@@ -59,27 +88,6 @@ class TracePosterior:
                 f"{type(self).__name__} holds no samples: call .run(*model_args) first."
             )
         return torch.stack(self.log_weights)
-
-    def get_log_normalizer(self) -> torch.Tensor:
-        """The log of the mean weight: an estimate of the log evidence ``log p(data)``.
-
-        >>> posterior = TracePosterior()
-        >>> posterior.log_weights = [torch.tensor(0.0), torch.tensor(math.log(3.0))]
-        >>> round(float(posterior.get_log_normalizer().exp()), 4)
-        2.0
-        """
-        log_w = self._stacked_log_weights()
-        return log_w.logsumexp(0) - math.log(log_w.numel())
-
-    def get_normalized_weights(self, log_scale: bool = False) -> torch.Tensor:
-        """The weights divided by their sum (their logs with ``log_scale=True``)."""
-        log_w = self._stacked_log_weights()
-        log_w = log_w - log_w.logsumexp(0)
-        return log_w if log_scale else log_w.exp()
-
-    def get_ESS(self) -> torch.Tensor:
-        """The effective sample size ``1 / sum(w_i**2)`` of the normalised weights."""
-        return (-(2 * self.get_normalized_weights(log_scale=True)).logsumexp(0)).exp()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Trace:
         """Draw one of the traces with probability proportional to its weight, without its

@@ -54,6 +54,7 @@ from engine.poutine.markov_messenger import MarkovMessenger
 from engine.poutine.plate_messenger import PlateMessenger
 from engine.poutine.reparam_messenger import ReparamMessenger
 from engine.poutine.replay_messenger import ReplayMessenger
+from engine.poutine.runtime import get_mask
 from engine.poutine.seed_messenger import SeedMessenger
 from engine.poutine.trace_messenger import TraceHandler, TraceMessenger
 from engine.poutine.trace_struct import Trace
@@ -91,6 +92,7 @@ __all__ = [
     "do",
     "enum",
     "escape",
+    "get_mask",
     "infer_config",
     "lift",
     "markov",

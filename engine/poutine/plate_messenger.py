@@ -305,6 +305,9 @@ class PlateMessenger(Messenger):
     def _process_param(self, msg: Message) -> None:
         msg["cond_indep_stack"] = (self._frame(), *msg["cond_indep_stack"])
 
+    # poutine.runtime.get_plates() asks which plates a site here would sit in.
+    _process_get_plates = _process_param
+
     def _postprocess_param(self, msg: Message) -> None:
         event_dim = msg["kwargs"].get("event_dim")
         if event_dim is not None:

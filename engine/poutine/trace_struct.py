@@ -140,10 +140,14 @@ class Trace:
     # -- log densities ---------------------------------------------------------------------
 
     def compute_log_prob(self, site_filter: SiteFilter = _every_site) -> None:
-        """Compute and cache ``log_prob`` (scaled and masked) on every selected sample site."""
+        """Compute and cache ``log_prob`` (scaled and masked) on every selected sample site.
+
+        A distribution whose ``log_prob`` fails raises the same kind of exception, its message
+        led by ``Error while computing log_prob at site '<name>':`` and followed by the shapes.
+        """
         for name, site in self.sample_sites():
             if "log_prob" not in site and site_filter(name, site):
-                compute_site_log_prob(site)
+                compute_site_log_prob(site, trace=self)
 
     def log_prob_sum(self, site_filter: SiteFilter = _every_site) -> torch.Tensor:
         """The total log density of the selected sample sites, scaled by their plates."""
@@ -152,9 +156,44 @@ class Trace:
             if not site_filter(name, site):
                 continue
             if "log_prob_sum" not in site:
-                compute_site_log_prob(site)
+                compute_site_log_prob(site, "log_prob_sum", trace=self)
             total = total + site["log_prob_sum"]
         return total if isinstance(total, torch.Tensor) else torch.tensor(total)
+
+    def compute_score_parts(self, site_filter: SiteFilter = _every_site) -> None:
+        """Cache each selected sample site's ``score_parts`` (log-prob, score-function and
+        entropy parts, scaled and masked), with its ``log_prob`` and ``log_prob_sum``.
+
+        >>> import engine, engine.distributions as dist
+        >>> def guide():
+        ...     engine.sample("z", dist.Normal(0.0, 1.0))
+        >>> tr = engine.poutine.trace(guide).get_trace()
+        >>> tr.compute_score_parts()
+        >>> tr.nodes["z"]["score_parts"].score_function  # reparameterized: no score term
+        0
+        """
+        for name, site in self.sample_sites():
+            if "score_parts" in site or not site_filter(name, site):
+                continue
+            try:
+                parts = site["fn"].score_parts(site["value"], *site["args"], **site["kwargs"])
+            except Exception as error:
+                _raise_at_site(error, site, "score_parts", self)
+            site["unscaled_log_prob"] = parts.log_prob
+            parts = parts.scale_and_mask(site["scale"], site["mask"])
+            site["score_parts"] = parts
+            site["log_prob"] = parts.log_prob
+            site["log_prob_sum"] = parts.log_prob.sum()
+
+    def __getstate__(self) -> dict:
+        # A site's message may hold a ``continuation`` (a function set by a handler, often a
+        # closure): it only matters while the message is in flight, so a pickled trace drops it.
+        nodes = {}
+        for name, site in self.nodes.items():
+            if site.get("continuation") is not None:
+                site = {**site, "continuation": None}
+            nodes[name] = site
+        return {**self.__dict__, "nodes": nodes}
 
     def format_shapes(self, title: str = "Trace shapes", culprit: Message | None = None) -> str:
         """A table of every site's distribution, shapes, log-prob shape and plates (and, last,
@@ -164,10 +203,15 @@ class Trace:
         return format_site_table(self, title=title, culprit=culprit)
 
 
-def compute_site_log_prob(site: Message) -> None:
+def compute_site_log_prob(
+    site: Message, what: str = "log_prob", trace: Trace | None = None
+) -> None:
     """Score a sample site in place: its ``unscaled_log_prob`` (the distribution's log-density of
-    its value), its ``log_prob`` (scaled and masked by its handlers) and ``log_prob_sum``. A value
-    outside the support is an error that names the site.
+    its value), its ``log_prob`` (scaled and masked by its handlers) and ``log_prob_sum``.
+
+    A failing ``log_prob`` (a value outside the support, shapes that do not fit) re-raises as the
+    same kind of exception, led by ``Error while computing <what> at site '<name>':`` and with
+    the shapes of ``trace``'s sites (or of this site alone) attached.
 
     >>> import torch, engine, engine.distributions as dist
     >>> with engine.poutine.trace() as tracer:
@@ -179,15 +223,43 @@ def compute_site_log_prob(site: Message) -> None:
     """
     try:
         unscaled = site["fn"].log_prob(site["value"], *site["args"], **site["kwargs"])
-    except PPLError as error:
-        # torch's one validation of the value (support, shape) knows no site: name it here.
-        kind = "Observed site" if site["is_observed"] else "Sample site"
-        raise type(error)(f"{kind} {describe_site(site)}: {error.message}") from None
+    except Exception as error:
+        _raise_at_site(error, site, what, trace)
     log_prob = scale_and_mask(unscaled, site["scale"], site["mask"])
     site["unscaled_log_prob"] = unscaled
     site["log_prob"] = log_prob
     # A scalar log-prob is its own sum: no extra op, and no extra autograd node per step.
     site["log_prob_sum"] = log_prob if log_prob.dim() == 0 else log_prob.sum()
+
+
+def _raise_at_site(error: Exception, site: Message, what: str, trace: Trace | None) -> None:
+    """Raise ``error`` again, as the same type, with the site it happened at (Pyro's wording
+    leads, so code that matches on it keeps working) and the shapes that explain it."""
+    heading = f"Error while computing {what} at site '{site['name']}':"
+    table = _shape_table(site, trace)
+    if isinstance(error, PPLError):
+        # The engine's own errors know what went wrong but not where: add the site and plates,
+        # and let the error render the table when it is read. They are complete on their own.
+        kind = "Observed site" if site["is_observed"] else "Sample site"
+        located = type(error)(f"{heading}\n{kind} {describe_site(site)}: {error.message}")
+        located.attach_site_table(table, heading="Sites of the trace:")
+        raise located from None
+    try:
+        located = type(error)(f"{heading}\n{error}\n{table()}")
+    except Exception:
+        raise error from None  # an exception type that takes other arguments: keep it as is
+    raise located.with_traceback(error.__traceback__) from error
+
+
+def _shape_table(site: Message, trace: Trace | None) -> Callable[[], str]:
+    def render() -> str:
+        if trace is not None and site["name"] in trace.nodes:
+            return trace.format_shapes()
+        alone = Trace()
+        alone.nodes[site["name"]] = site
+        return alone.format_shapes()
+
+    return render
 
 
 def _describe_kind(site: Message) -> str:

@@ -58,6 +58,9 @@ class MaskMessenger(Messenger):
     def _process_sample(self, msg: Message) -> None:
         msg["mask"] = combine_masks(msg["mask"], self.mask)
 
+    # poutine.runtime.get_mask() asks what a sample site here would get.
+    _process_get_mask = _process_sample
+
 
 def combine_masks(first: bool | torch.Tensor | None, second: bool | torch.Tensor | None):
     """The logical and of two masks, where ``None`` means "no mask".
