@@ -6,8 +6,9 @@ marginalised: the model's log-densities become labelled factors and the sum-prod
 instead of a noisy draw of ``z``. Guide sites marked the same way are not drawn either: the ELBO
 is the exact expectation over their values, each term weighted by the guide's probability of the
 values it depends on (so their gradients are exact too). Guide sites marked ``"sequential"``
-(scalar sites) are enumerated one value per run of the guide, each run weighted by its
-probability. Every other site is handled as in ``Trace_ELBO``; non-reparameterised guide sites
+are enumerated one value per run of the guide (in a plate, one value for all its elements), each
+cost weighted by the probability of the values it meets. Every other site is handled as in
+``Trace_ELBO``; non-reparameterised guide sites
 get a score-function term.
 
 >>> import torch, engine, engine.distributions as dist
