@@ -6,8 +6,9 @@ marginalised: the model's log-densities become labelled factors and the sum-prod
 instead of a noisy draw of ``z``. Guide sites marked the same way are not drawn either: the ELBO
 is the exact expectation over their values, each term weighted by the guide's probability of the
 values it depends on (so their gradients are exact too). Guide sites marked ``"sequential"``
-(scalar sites) are enumerated one value per run of the guide, each run weighted by its
-probability. Every other site is handled as in ``Trace_ELBO``; non-reparameterised guide sites
+are enumerated one value per run of the guide (in a plate, one value for all its elements), each
+cost weighted by the probability of the values it meets. Every other site is handled as in
+``Trace_ELBO``; non-reparameterised guide sites
 get a score-function term.
 
 >>> import torch, engine, engine.distributions as dist
@@ -27,6 +28,7 @@ True
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -47,6 +49,7 @@ from engine.infer.enum.sum_product import (
     Plate,
     Variable,
     align,
+    combine,
     contract,
     plate_total,
     reduce_plates,
@@ -185,13 +188,34 @@ class TraceEnum_ELBO(ELBO):
         # Sites that ran while no site was enumerated cannot depend on one: their total is all
         # the ELBO needs, scored in batches as in Trace_ELBO. A score-function term needs every
         # cost element by element, so then every site goes the long way.
-        meets_enumeration = (lambda site: True) if scored else _meets_enumeration
+        plated_branch = _plated_sequential_sites(guide_sites)
+        if plated_branch and scored:
+            raise EnumerationNotSupportedError(
+                f"The guide enumerates {_sites_named(plated_branch)} sequentially inside a plate "
+                f"and draws {_sites_named(scored)} without reparameterisation; the engine does "
+                "not combine the two. Enumerate the plated site in parallel (infer="
+                "{'enumerate': 'parallel'}), or reparameterise the drawn one."
+            )
+        # A sequential site in a plate weighs each cost by its own elements' probabilities (see
+        # _weigh_by_branch), so every cost goes the long way too.
+        long_way = scored or plated_branch
+        meets_enumeration = (lambda site: True) if long_way else _meets_enumeration
         plain_model, enumerated_model = _split(model_sites, meets_enumeration)
         plain_guide, enumerated_guide = _split(guide_sites, meets_enumeration)
         costs, guide_factors = _factors(labels, enumerated_model, enumerated_guide)
         weights, branch_weight = _guide_weights(labels, enumerated_guide, guide_factors)
         expected = expectations(costs, weights, labels.plates)
         elbo = log_prob_total(plain_model) - log_prob_total(plain_guide)
+        if plated_branch:
+            branch = [
+                (labels.factor(site, masked=False), _number_of_values(site))
+                for site in guide_sites
+                if site["infer"].get("_sequential")
+            ]
+            for factor in expected:
+                weighted = _weigh_by_branch(factor, branch, labels.plates)
+                elbo = elbo + plate_total(weighted, labels.plates)
+            return elbo, elbo
         for factor in expected:
             elbo = elbo + plate_total(factor, labels.plates)
         if branch_weight is not None:
@@ -358,6 +382,44 @@ def _score_term(score: Factor, costs: list[Factor], plates: dict[str, Plate]) ->
         _, (log_q, cost_tensor) = align([score, replace(seen, tensor=elementwise)])
         term = term + (log_q * cost_tensor).sum()
     return term
+
+
+def _plated_sequential_sites(guide_sites: list[Message]) -> list[Message]:
+    """The guide's sequentially enumerated sites that live in a vectorised plate."""
+    return [
+        site
+        for site in guide_sites
+        if site["infer"].get("_sequential") and any(f.vectorized for f in site["cond_indep_stack"])
+    ]
+
+
+def _sites_named(sites: list[Message]) -> str:
+    names = ", ".join(repr(site["name"]) for site in sites)
+    return ("site " if len(sites) == 1 else "sites ") + names
+
+
+def _number_of_values(site: Message) -> int:
+    return int(site["fn"].enumerate_support(expand=False).shape[0])
+
+
+def _weigh_by_branch(
+    cost: Factor, branch: list[tuple[Factor, int]], plates: dict[str, Plate]
+) -> Factor:
+    """``cost`` weighted for this run of the guide's sequential values. A sequential site in a
+    plate takes one value for all its elements per run, and a cost inside its plates meets
+    element i's value only: weighted by element i's probability of it, the runs add up to the
+    exact expectation element by element. A cost outside its plates cannot depend on it (nothing
+    outside a plate depends on what is inside): it is counted once per value, so divided by
+    their number."""
+    inside = [log_q for log_q, _ in branch if log_q.plates(plates) <= cost.plates(plates)]
+    outside = math.prod(
+        count for log_q, count in branch if not log_q.plates(plates) <= cost.plates(plates)
+    )
+    tensor, labels = cost.tensor, cost.labels
+    if inside:
+        labels, (log_weight, tensor) = align([combine(inside), cost])
+        tensor = log_weight.exp() * tensor
+    return Factor(tensor / outside if outside != 1 else tensor, labels, cost.sites, cost.scale)
 
 
 def _meets_enumeration(site: Message) -> bool:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from engine.errors import describe_site, fmt_shape
+from engine.errors import EnumerationError, describe_site, fmt_shape
 from engine.runtime import Message, Messenger
 
 
@@ -45,14 +45,23 @@ class SequentialEnumMessenger(Messenger):
         if msg["is_observed"] or msg["value"] is not None:
             return
         fn = msg["fn"]
-        if fn.batch_shape:
-            raise ValueError(
-                f"Site {describe_site(msg)} is marked for sequential enumeration but its "
-                f"{type(fn).__name__} has batch shape {fmt_shape(fn.batch_shape)}: one run per "
-                "value covers one value, not one per batch element. Enumerate batched sites in "
-                "parallel (infer={'enumerate': 'parallel'})."
-            )
-        support = fn.enumerate_support(expand=False)
+        plate_dims = {f.dim for f in msg["cond_indep_stack"] if f.vectorized}
+        batch_shape = fn.batch_shape
+        for dim in range(-len(batch_shape), 0):
+            if batch_shape[dim] != 1 and dim not in plate_dims:
+                raise EnumerationError(
+                    f"Site {describe_site(msg)} is marked for sequential enumeration but its "
+                    f"{type(fn).__name__} has batch shape {fmt_shape(batch_shape)}, with size "
+                    f"{batch_shape[dim]} at dim {dim}, which no plate declares (a dim no plate "
+                    "holds, or the dim of a site enumerated in parallel): a run gives all "
+                    "elements of a batch one value, which is right only for the independent "
+                    "elements of a plate. Declare that dim with a plate, or enumerate the site "
+                    "in parallel (infer={'enumerate': 'parallel'})."
+                )
+        # In a plate, each run gives every element the same value, expanded to the batch shape
+        # (a view) so the value has the site's shape; the ELBO weighs each element's costs by
+        # its own probability of that value.
+        support = fn.enumerate_support(expand=True)
         position = len(self.sizes)
         self.sizes.append(support.shape[0])
         index = self.choices[position] if position < len(self.choices) else 0
