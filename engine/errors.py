@@ -369,10 +369,13 @@ class NonFiniteError(PPLError, ValueError):
             self.attach_site_table(lambda: table, heading=message.table_heading)
 
 
-class AutoGuideError(PPLError, ValueError):
+class AutoGuideError(PPLError, ValueError, RuntimeError):
     """An autoguide cannot cover this model (no latent site, a discrete site, no bijection...).
 
-    >>> isinstance(AutoGuideError("no latent site"), ValueError)
+    Both a ``ValueError`` (Pyro's type for a site it cannot guide) and a ``RuntimeError``
+    (Pyro's for a model with nothing to guide), so either ``except`` catches it.
+
+    >>> isinstance(AutoGuideError("no latent site"), ValueError | RuntimeError)
     True
     """
 
