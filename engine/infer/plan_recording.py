@@ -28,6 +28,7 @@ False
 from __future__ import annotations
 
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -67,6 +68,36 @@ class RecordedChecks(TorchFunctionMode):
         if not self.checks:
             return torch.ones((), dtype=torch.bool)
         return torch.stack(self.checks).all()
+
+
+class RecordingBudget(TorchFunctionMode):
+    """Stops a recording that has used more than ``seconds`` of its thread's CPU time.
+
+    Recording costs far more per operation than running it, so a long computation (a guide that
+    enumerates a 300-step chain makes tens of thousands of operations) would block for minutes
+    before its first replay; DESIGN allows a default path 2 s of waiting. CPU time of the
+    recording thread, not wall time, so that a busy machine does not refuse plans it would
+    otherwise make.
+
+    >>> with RecordingBudget(0.0):
+    ...     try:
+    ...         torch.ones(2).sum()
+    ...     except PlanRefused as refusal:
+    ...         print(refusal)
+    recording took more than its budget of 0 s of CPU time
+    """
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.deadline = time.thread_time() + seconds
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if time.thread_time() > self.deadline:
+            raise PlanRefused(
+                f"recording took more than its budget of {self.seconds:g} s of CPU time"
+            )
+        return func(*args, **(kwargs or {}))
 
 
 def _writes(node: torch.fx.Node) -> bool:
@@ -180,13 +211,20 @@ def _runner(graph_module: torch.fx.GraphModule, example: tuple) -> Callable[...,
     return scripted
 
 
+RECORDING_BUDGET_S = 1.5
+
+
 def record_plan(
-    function: Callable[..., Any], example: tuple, allow_captured: bool = True
+    function: Callable[..., Any],
+    example: tuple,
+    allow_captured: bool = True,
+    budget_s: float = RECORDING_BUDGET_S,
 ) -> Callable[..., Any]:
     """Record ``function(*example)`` (autograd included) for inputs shaped like ``example``; the
     plan returns ``(function's result, whether every value check passed)``. Raises
     :class:`PlanRefused` when the function reads a value in its Python control flow, or, with
-    ``allow_captured=False``, reads a tensor from outside its inputs (:func:`captured_tensors`).
+    ``allow_captured=False``, reads a tensor from outside its inputs (:func:`captured_tensors`),
+    or when recording it takes more than ``budget_s`` of CPU time (:class:`RecordingBudget`).
 
     >>> def branching(z):
     ...     return z.sum() if bool(z.sum() > 0) else -z.sum()
@@ -198,7 +236,7 @@ def record_plan(
     """
 
     def checked(*inputs: Any) -> tuple[Any, torch.Tensor]:
-        with RecordedChecks() as checks:
+        with RecordingBudget(budget_s), RecordedChecks() as checks:
             result = function(*inputs)
         return result, checks.all_passed()
 

@@ -37,6 +37,7 @@ from engine.distributions import (
     Normal,
     constraints,
 )
+from engine.distributions.lower_cholesky_affine import LowerCholeskyAffine
 from engine.errors import AutoGuideError
 from engine.infer.autoguide.continuous import AutoContinuous
 from engine.infer.autoguide.guide import GuideParam
@@ -47,7 +48,6 @@ __all__ = [
     "AutoDiagonalNormal",
     "AutoLowRankMultivariateNormal",
     "AutoMultivariateNormal",
-    "LowerCholeskyAffine",
 ]
 
 
@@ -64,37 +64,6 @@ def _read(p: GuideParam) -> torch.Tensor:
 def _standard_normal(p: GuideParam) -> torch.distributions.Distribution:
     zeros = torch.zeros_like(p.init)
     return Normal(zeros, torch.ones_like(zeros), validate_args=False).to_event(1)
-
-
-class LowerCholeskyAffine(Transform):
-    """``x -> loc + scale_tril @ x`` over the last dim, ``scale_tril`` lower triangular with a
-    positive diagonal; log|det J| is the sum of the log diagonal.
-
-    >>> t = LowerCholeskyAffine(torch.zeros(2), torch.tensor([[2.0, 0.0], [1.0, 3.0]]))
-    >>> y = t(torch.ones(2))
-    >>> y, t.inv(y), t.log_abs_det_jacobian(torch.ones(2), y)
-    (tensor([2., 4.]), tensor([1., 1.]), tensor(1.7918))
-    """
-
-    domain = constraints.real_vector
-    codomain = constraints.real_vector
-    bijective = True
-
-    def __init__(self, loc: torch.Tensor, scale_tril: torch.Tensor, cache_size: int = 0):
-        super().__init__(cache_size=cache_size)
-        self.loc, self.scale_tril = loc, scale_tril
-
-    def _call(self, x: torch.Tensor) -> torch.Tensor:
-        return self.loc + (self.scale_tril @ x.unsqueeze(-1)).squeeze(-1)
-
-    def _inverse(self, y: torch.Tensor) -> torch.Tensor:
-        shifted = (y - self.loc).unsqueeze(-1)
-        scale_tril = self.scale_tril.expand(shifted.shape[:-2] + self.scale_tril.shape[-2:])
-        return torch.linalg.solve_triangular(scale_tril, shifted, upper=False).squeeze(-1)
-
-    def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        log_det = self.scale_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
-        return log_det.expand(x.shape[:-1])
 
 
 class _GaussianContinuous(AutoContinuous):
