@@ -58,7 +58,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from engine.infer.elbo import ELBO, reported_loss
 from engine.infer.enum.elbo import TraceEnum_ELBO
-from engine.infer.plan_recording import PlanRefused, agree, record_plan
+from engine.infer.plan_recording import RECORDING_BUDGET_S, PlanRefused, agree, record_plan
 from engine.infer.trace_elbo import Trace_ELBO
 from engine.infer.tracemeanfield_elbo import TraceMeanField_ELBO
 from engine.params import ParamStoreDict, param_store_scope
@@ -181,6 +181,7 @@ class PlannedSteps:
     record_after = 10
     max_plans = 4
     audit_every = 128  # replays between two steps taken on both paths
+    recording_budget_s = RECORDING_BUDGET_S  # CPU seconds a recording may take before it stops
     _max_kinds = 64  # kinds of arguments counted; more are left to the full path
 
     def __init__(self, elbo: ELBO, model: Callable, guide: Callable):
@@ -294,7 +295,9 @@ class PlannedSteps:
             return differentiable.detach(), list(grads)
 
         example = ([leaf.detach() for leaf in leaves], arguments.tensors)
-        run = record_plan(loss_and_grads, example, allow_captured=False)
+        run = record_plan(
+            loss_and_grads, example, allow_captured=False, budget_s=self.recording_budget_s
+        )
         if set(seen.store.keys()) != set(store.keys()) or seen.layout.sites != layout:
             raise PlanRefused("the recording saw other sites than the checked step")
         plan = _Plan(

@@ -255,6 +255,29 @@ def test_a_model_that_branches_on_a_value_keeps_the_full_path():
     assert "data-dependent" in next(iter(svi.planned_steps.refused.values())).lower()
 
 
+def test_a_recording_over_its_budget_keeps_the_full_path_and_its_losses():
+    # A long model (a guide enumerating a long chain) would take minutes to record; a budget of
+    # 0 s stands in for it here: the recording stops at its first operation.
+    results = {}
+    for budget in (PlannedSteps.recording_budget_s, 0.0):
+        pyro.set_rng_seed(0)
+        svi = SVI(
+            regression,
+            AutoNormal(regression),
+            Adam({"lr": 0.02}),
+            Trace_ELBO(),
+            param_store=ParamStoreDict(),
+        )
+        svi.planned_steps.recording_budget_s = budget
+        results[budget] = ([svi.step(*regression_data()) for _ in range(STEPS)], svi)
+    (planned_losses, planned), (full_losses, refused) = results.values()
+    assert planned.planned_steps.plans and not refused.planned_steps.plans
+    assert "budget of 0 s" in next(iter(refused.planned_steps.refused.values()))
+    torch.testing.assert_close(
+        torch.tensor(full_losses), torch.tensor(planned_losses), rtol=1e-5, atol=1e-4
+    )
+
+
 def test_a_plan_whose_model_changed_its_sites_is_dropped_at_the_next_audit():
     settings = {"extra": False}
 
