@@ -102,7 +102,11 @@ class Poisson(globals()["Poisson"]):
         is_sparse: bool = False,
         validate_args: bool | None = None,
     ) -> None:
-        super().__init__(rate, validate_args=validate_args)
+        # Left out when not given, so that a trusted run may switch validation off (see
+        # translating_init).
+        super().__init__(
+            rate, **({} if validate_args is None else {"validate_args": validate_args})
+        )
         self.is_sparse = is_sparse
 
     def expand(self, batch_shape: torch.Size, _instance: object = None) -> Poisson:
