@@ -399,3 +399,13 @@ def test_sparse_poisson_scores_like_the_dense_one_and_expands():
     sparse = dist.Poisson(rate, is_sparse=True)
     assert torch.allclose(sparse.log_prob(counts), dist.Poisson(rate).log_prob(counts))
     assert sparse.expand((2, 3)).is_sparse and sparse.expand((2, 3)).batch_shape == (2, 3)
+
+
+def test_a_folded_subclass_with_its_own_init_still_expands():
+    class HalfShifted(dist.FoldedDistribution):
+        def __init__(self, loc):
+            super().__init__(dist.Normal(loc, 1.0))
+
+    d = HalfShifted(torch.tensor([0.5, 1.0])).expand_by((3,))
+    assert d.batch_shape == (3, 2) and d.sample().shape == (3, 2)
+    assert bool((d.sample((4,)) >= 0).all())
