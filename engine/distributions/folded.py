@@ -16,6 +16,7 @@ import torch
 from torch.distributions import constraints
 from torch.distributions.transforms import AbsTransform
 
+from engine.distributions.torch_distribution import ExpandedDistribution, TorchDistribution
 from engine.distributions.torch_wrappers import TransformedDistribution
 from engine.errors import ShapeError, fmt_shape
 
@@ -45,8 +46,14 @@ class FoldedDistribution(TransformedDistribution):
             )
         super().__init__(base_dist, AbsTransform(), validate_args=validate_args)
 
-    def expand(self, batch_shape: Sequence[int], _instance: Any = None) -> FoldedDistribution:
-        new = self._get_checked_instance(FoldedDistribution, _instance)
+    def expand(self, batch_shape: Sequence[int], _instance: Any = None) -> TorchDistribution:
+        try:
+            new = self._get_checked_instance(FoldedDistribution, _instance)
+        except NotImplementedError:
+            if _instance is not None:
+                raise
+            # A user subclass with its own __init__ and no expand: the generic wrapper expands it.
+            return ExpandedDistribution(self, batch_shape)
         return super().expand(batch_shape, _instance=new)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:

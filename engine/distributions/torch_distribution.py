@@ -142,6 +142,41 @@ class TorchDistributionMixin(Distribution):
             return self
         return MaskedDistribution(self, mask)
 
+    @classmethod
+    def infer_shapes(cls, **arg_shapes: Sequence[int]) -> tuple[torch.Size, torch.Size]:
+        """``(batch_shape, event_shape)`` of ``cls(**args)`` for arguments of the given shapes,
+        computed without data (Pyro's ``infer_shapes``).
+
+        The distribution is built from placeholder tensors on torch's "meta" device, which carry
+        shapes but no values, so every class's own shape logic applies. Where that cannot run, the
+        shapes follow from ``arg_constraints``: each argument's dims left of its constraint's
+        event dims broadcast to the batch shape, and the event shape is that of the arguments
+        whose constraint has as many event dims as the support (``()`` for a scalar support).
+
+        >>> import engine.distributions as dist
+        >>> dist.MultivariateNormal.infer_shapes(loc=(5, 3), scale_tril=(3, 3))
+        (torch.Size([5]), torch.Size([3]))
+        """
+        placeholders = {
+            name: torch.empty(torch.Size(shape), device="meta")
+            for name, shape in arg_shapes.items()
+        }
+        try:
+            d = cls(**placeholders, validate_args=False)
+            return d.batch_shape, d.event_shape
+        except Exception:
+            pass
+        batch_shapes, event_shapes = [], []
+        support_dim = getattr(getattr(cls, "support", None), "event_dim", 0)
+        for name, shape in arg_shapes.items():
+            shape = torch.Size(shape)
+            constraint = getattr(cls, "arg_constraints", {}).get(name, constraints.real)
+            event_dim = getattr(constraint, "event_dim", 0)
+            batch_shapes.append(shape[: max(0, len(shape) - event_dim)])
+            if support_dim and event_dim >= support_dim:
+                event_shapes.append(shape[len(shape) - event_dim :][:support_dim])
+        return broadcast_shape(*batch_shapes), broadcast_shape(*event_shapes)
+
     def has_rsample_(self, value: bool) -> TorchDistributionMixin:
         """Set ``has_rsample`` on this one instance and return it (Pyro's in-place setter).
 

@@ -376,3 +376,36 @@ def test_detach_cuts_the_graph_and_weakmethod_does_not_keep_the_instance_alive()
     assert ref() is None
     with pytest.raises(ReferenceError):
         callback("b")
+
+
+# ---- infer_shapes and Poisson(is_sparse) ------------------------------------------------------
+@pytest.mark.parametrize(
+    "cls,arg_shapes,expected",
+    [
+        (dist.Normal, {"loc": (4, 1), "scale": (3,)}, ((4, 3), ())),
+        (dist.MultivariateNormal, {"loc": (2, 3), "covariance_matrix": (3, 3)}, ((2,), (3,))),
+        (dist.OneHotCategorical, {"probs": (5, 4)}, ((5,), (4,))),
+        (dist.Multinomial, {"total_count": (), "probs": (2, 6)}, ((2,), (6,))),
+        (dist.DirichletMultinomial, {"concentration": (7, 3), "total_count": (7,)}, ((7,), (3,))),
+    ],
+)
+def test_infer_shapes_agrees_with_the_built_distribution(cls, arg_shapes, expected):
+    assert cls.infer_shapes(**arg_shapes) == tuple(torch.Size(s) for s in expected)
+
+
+def test_sparse_poisson_scores_like_the_dense_one_and_expands():
+    rate = torch.tensor([[0.3, 2.0, 5.0]])
+    counts = torch.tensor([[0.0, 3.0, 0.0], [1.0, 0.0, 7.0]])
+    sparse = dist.Poisson(rate, is_sparse=True)
+    assert torch.allclose(sparse.log_prob(counts), dist.Poisson(rate).log_prob(counts))
+    assert sparse.expand((2, 3)).is_sparse and sparse.expand((2, 3)).batch_shape == (2, 3)
+
+
+def test_a_folded_subclass_with_its_own_init_still_expands():
+    class HalfShifted(dist.FoldedDistribution):
+        def __init__(self, loc):
+            super().__init__(dist.Normal(loc, 1.0))
+
+    d = HalfShifted(torch.tensor([0.5, 1.0])).expand_by((3,))
+    assert d.batch_shape == (3, 2) and d.sample().shape == (3, 2)
+    assert bool((d.sample((4,)) >= 0).all())

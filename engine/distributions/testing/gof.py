@@ -132,6 +132,14 @@ def volume_of_sphere(dim: int, radius: torch.Tensor) -> torch.Tensor:
 def get_nearest_neighbor_distances(samples: torch.Tensor) -> torch.Tensor:
     """Distance from each row of ``samples`` (``n x d``) to the nearest other row."""
     samples = samples.detach().double()
+    try:
+        from scipy.spatial import cKDTree  # a k-d tree: fast where torch can only compare all pairs
+    except ImportError:
+        cKDTree = None
+    if cKDTree is not None:
+        points = samples.cpu().numpy()
+        distances, _ = cKDTree(points).query(points, k=2)
+        return torch.as_tensor(distances[:, 1], dtype=samples.dtype, device=samples.device)
     distances = []
     for chunk in samples.split(1024):
         d = torch.cdist(chunk, samples)
