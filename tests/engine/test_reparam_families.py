@@ -227,10 +227,10 @@ def test_neutra_nuts_on_neals_funnel_recovers_the_prior_marginal():
     pyro.set_rng_seed(0)
     guide = AutoMultivariateNormal(funnel)
     svi = SVI(funnel, guide, pyro.optim.Adam({"lr": 0.01}), Trace_ELBO())
-    for _ in range(500):
+    for _ in range(300):
         svi.step()
     neutra = NeuTraReparam(guide.requires_grad_(False))
-    mcmc = MCMC(NUTS(neutra.reparam(funnel)), 500, 300, num_chains=2)
+    mcmc = MCMC(NUTS(neutra.reparam(funnel)), 300, 200, num_chains=2)
     mcmc.run()
     samples = mcmc.get_samples()
     assert set(samples) >= {"y_shared_latent", "y", "x"}
@@ -240,3 +240,17 @@ def test_neutra_nuts_on_neals_funnel_recovers_the_prior_marginal():
     assert abs(y.mean().item()) < 4 * mcse_mean(y).item()
     mapped = neutra.transform_sample(samples["y_shared_latent"])
     assert torch.allclose(mapped["y"], samples["y"], atol=1e-5)
+
+
+def test_split_support_of_a_piece_follows_the_parts_it_covers():
+    from torch.distributions import constraints
+
+    from engine.infer.reparam.split import default_support
+
+    support = constraints.cat([constraints.real, constraints.positive], dim=-1, lengths=[2, 2])
+    site = dist.ImproperUniform(support, (), (4,))
+    assert default_support(site, slice(0, 2), -1) is constraints.real
+    straddling = default_support(site, slice(1, 3), -1)
+    assert isinstance(straddling, constraints.cat) and list(straddling.lengths) == [1, 1]
+    assert straddling.check(torch.tensor([-1.0, 2.0])).all()
+    assert not straddling.check(torch.tensor([-1.0, -2.0])).all()
