@@ -79,21 +79,18 @@ def default_support(
         dim,
         dim + len(fn.event_shape) + len(fn.batch_shape),
     ):
-        if isinstance(support, constraints.cat):
-            lengths = list(support.lengths)
+        if isinstance(support, constraints.stack):
+            # One constraint per entry: the piece stacks its entries' constraints.
+            support = constraints.stack(list(support.cseq[piece]), support.dim)
         else:
-            lengths = [1] * len(support.cseq)
-        start = 0
-        for part, length in zip(support.cseq, lengths, strict=True):
-            if start <= piece.start and piece.stop <= start + length:
-                support = part
-                break
-            start += length
-        else:
-            raise ReparamError(
-                f"SplitReparam: the entries {piece.start}:{piece.stop} along dim {dim} straddle "
-                "two parts of the site's support; split at the parts' boundaries."
-            )
+            parts, lengths, start = [], [], 0
+            for part, length in zip(support.cseq, support.lengths, strict=True):
+                overlap = min(piece.stop, start + length) - max(piece.start, start)
+                if overlap > 0:
+                    parts.append(part)
+                    lengths.append(overlap)
+                start += length
+            support = parts[0] if len(parts) == 1 else constraints.cat(parts, support.dim, lengths)
     return constraints.independent(support, wrapped) if wrapped else support
 
 
