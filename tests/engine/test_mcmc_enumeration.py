@@ -88,9 +88,11 @@ def test_chains_match_the_grid_posterior(kernel):
     assert abs(draws.std().item() - sd) < 4 * sd_error, (draws.std(), sd)
 
 
-def test_an_unmarked_discrete_site_points_to_enumeration():
+def test_a_discrete_site_enumerated_in_sequence_points_to_parallel_enumeration():
+    # An unmarked discrete site is enumerated in parallel (as in Pyro); one marked "sequential"
+    # cannot be summed out of a potential, and the error says how to mark it.
     def model():
-        pyro.sample("coin", dist.Bernoulli(0.5))
+        pyro.sample("coin", dist.Bernoulli(0.5), infer={"enumerate": "sequential"})
 
     with pytest.raises(MCMCError, match=r"'coin'.*config_enumerate"):
         MCMC(NUTS(model), 10).run()

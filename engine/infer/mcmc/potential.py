@@ -259,7 +259,7 @@ class Potential(FlatLayout):
                 self.observed[name] = ObservedSite.of(site, names)
             if site["is_observed"]:
                 continue  # deterministic sites are observed Deltas: their shape is kept above
-            unconstrained_shape = biject_to(site["fn"].support).inverse_shape(shape)
+            unconstrained_shape = _checked_bijection(site).inverse_shape(shape)
             size = math.prod(unconstrained_shape)
             self._batch_ranks[name] = batch_rank
             slots.append(SiteSlot(name, unconstrained_shape, offset, size))
