@@ -46,11 +46,7 @@ class AsymmetricLaplace(_TwoTailed):
     (-1.5, 4.25)
     """
 
-    arg_constraints = {
-        "loc": constraints.real,
-        "scale": constraints.positive,
-        "asymmetry": constraints.positive,
-    }
+    arg_constraints = {**LocScaleFamily.arg_constraints, "asymmetry": constraints.positive}
 
     def __init__(
         self,
@@ -88,8 +84,7 @@ class SoftAsymmetricLaplace(_TwoTailed):
     """
 
     arg_constraints = {
-        "loc": constraints.real,
-        "scale": constraints.positive,
+        **LocScaleFamily.arg_constraints,
         "asymmetry": constraints.positive,
         "softness": constraints.positive,
     }

@@ -7,7 +7,6 @@ storing the parameters, ``expand``, the standardised value, and (for families wi
 CDF) reparameterised draws through it.
 
 >>> class Shifted(LocScaleFamily):
-...     arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
 ...     def __init__(self, loc, scale):
 ...         self._set_params(loc, scale, validate_args=None)
 >>> d = Shifted(torch.zeros(3), 2.0).expand([2, 3])
@@ -46,8 +45,10 @@ def uniform_open(shape: torch.Size, like: torch.Tensor) -> torch.Tensor:
 
 class LocScaleFamily(TorchDistribution):
     """A real-line family whose parameters are the keys of ``arg_constraints``, in that order,
-    ``loc`` and ``scale`` first, all broadcast to the batch shape (see the module docstring)."""
+    ``loc`` and ``scale`` first, all broadcast to the batch shape (see the module docstring).
+    A family with more parameters extends the base's ``arg_constraints``."""
 
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
     support = constraints.real
     has_rsample = True
     loc: torch.Tensor

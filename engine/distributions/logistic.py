@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import constraints
 
-from engine.distributions.loc_scale_family import InverseCdfSampling, Param
+from engine.distributions.loc_scale_family import InverseCdfSampling, LocScaleFamily, Param
 
 
 class Logistic(InverseCdfSampling):
@@ -23,8 +23,6 @@ class Logistic(InverseCdfSampling):
     >>> float(d.cdf(torch.tensor(0.0))), round(float(d.variance), 4)  # pi**2 / 3
     (0.5, 3.2899)
     """
-
-    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
 
     def __init__(self, loc: Param, scale: Param, *, validate_args: bool | None = None):
         self._set_params(loc, scale, validate_args=validate_args)
@@ -61,11 +59,7 @@ class SkewLogistic(InverseCdfSampling):
     0.25
     """
 
-    arg_constraints = {
-        "loc": constraints.real,
-        "scale": constraints.positive,
-        "asymmetry": constraints.positive,
-    }
+    arg_constraints = {**LocScaleFamily.arg_constraints, "asymmetry": constraints.positive}
 
     def __init__(
         self,

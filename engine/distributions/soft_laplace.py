@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.distributions import constraints
 
 from engine.distributions.loc_scale_family import InverseCdfSampling, Param
 
@@ -24,8 +23,6 @@ class SoftLaplace(InverseCdfSampling):
     >>> float(d.cdf(torch.tensor(0.0)))
     0.5
     """
-
-    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
 
     def __init__(self, loc: Param, scale: Param, *, validate_args: bool | None = None):
         self._set_params(loc, scale, validate_args=validate_args)
