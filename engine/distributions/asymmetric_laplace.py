@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import torch
 from torch.distributions import constraints
+from torch.distributions.utils import broadcast_all
 
 from engine.distributions.loc_scale_family import LocScaleFamily, Param
 
@@ -56,7 +57,8 @@ class AsymmetricLaplace(_TwoTailed):
         *,
         validate_args: bool | None = None,
     ):
-        self._set_params(loc, scale, asymmetry, validate_args=validate_args)
+        self.loc, self.scale, self.asymmetry = broadcast_all(loc, scale, asymmetry)
+        super().__init__(self.loc.shape, validate_args=validate_args)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         z = self._standardized(value)
@@ -98,7 +100,10 @@ class SoftAsymmetricLaplace(_TwoTailed):
         *,
         validate_args: bool | None = None,
     ):
-        self._set_params(loc, scale, asymmetry, softness, validate_args=validate_args)
+        self.loc, self.scale, self.asymmetry, self.softness = broadcast_all(
+            loc, scale, asymmetry, softness
+        )
+        super().__init__(self.loc.shape, validate_args=validate_args)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         # In units of scale: y = z + w, z ~ Normal(0, s), w = difference of exponentials with

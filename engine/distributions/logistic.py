@@ -12,6 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch.distributions import constraints
+from torch.distributions.utils import broadcast_all
 
 from engine.distributions.loc_scale_family import InverseCdfSampling, LocScaleFamily, Param
 
@@ -25,7 +26,8 @@ class Logistic(InverseCdfSampling):
     """
 
     def __init__(self, loc: Param, scale: Param, *, validate_args: bool | None = None):
-        self._set_params(loc, scale, validate_args=validate_args)
+        self.loc, self.scale = broadcast_all(loc, scale)
+        super().__init__(self.loc.shape, validate_args=validate_args)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         z = self._standardized(value)
@@ -69,7 +71,8 @@ class SkewLogistic(InverseCdfSampling):
         *,
         validate_args: bool | None = None,
     ):
-        self._set_params(loc, scale, asymmetry, validate_args=validate_args)
+        self.loc, self.scale, self.asymmetry = broadcast_all(loc, scale, asymmetry)
+        super().__init__(self.loc.shape, validate_args=validate_args)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         z = self._standardized(value)

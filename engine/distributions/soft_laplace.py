@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.distributions.utils import broadcast_all
 
 from engine.distributions.loc_scale_family import InverseCdfSampling, Param
 
@@ -25,7 +26,8 @@ class SoftLaplace(InverseCdfSampling):
     """
 
     def __init__(self, loc: Param, scale: Param, *, validate_args: bool | None = None):
-        self._set_params(loc, scale, validate_args=validate_args)
+        self.loc, self.scale = broadcast_all(loc, scale)
+        super().__init__(self.loc.shape, validate_args=validate_args)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         z = self._standardized(value)
