@@ -11,27 +11,32 @@ tail, has a closed form in terms of the normal CDF and is smooth everywhere.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from numbers import Number
-from typing import Any
 
 import torch
 from torch.distributions import constraints
 from torch.distributions.utils import broadcast_all
 
-from engine.distributions.param_expand import expand_params
-from engine.distributions.torch_distribution import TorchDistribution
-
-Param = torch.Tensor | Number
+from engine.distributions.loc_scale_family import LocScaleFamily, Param
 
 
-def _exponential_pair(d: TorchDistribution, sample_shape: Sequence[int]) -> torch.Tensor:
-    """``v / asymmetry - u * asymmetry`` for independent standard exponentials ``u``, ``v``."""
-    shape = d._extended_shape(sample_shape)
-    u, v = torch.empty((2, *shape), dtype=d.loc.dtype, device=d.loc.device).exponential_()
-    return v / d.asymmetry - u * d.asymmetry
+class _TwoTailed(LocScaleFamily):
+    """What the sharp and the soft asymmetric Laplace share: the difference of two exponential
+    draws of rates set by ``asymmetry``, and its mean."""
+
+    asymmetry: torch.Tensor
+
+    def _exponential_pair(self, sample_shape: Sequence[int]) -> torch.Tensor:
+        """``v / asymmetry - u * asymmetry`` for independent standard exponentials ``u``, ``v``."""
+        shape = self._extended_shape(sample_shape)
+        u, v = torch.empty((2, *shape), dtype=self.loc.dtype, device=self.loc.device).exponential_()
+        return v / self.asymmetry - u * self.asymmetry
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.loc + self.scale * (self.asymmetry.reciprocal() - self.asymmetry)
 
 
-class AsymmetricLaplace(TorchDistribution):
+class AsymmetricLaplace(_TwoTailed):
     """Laplace distribution with different tail rates left and right of ``loc``.
 
     The density is ``exp(-|z| * asymmetry**sign(z)) / (scale * (asymmetry + 1 / asymmetry))`` with
@@ -42,13 +47,7 @@ class AsymmetricLaplace(TorchDistribution):
     (-1.5, 4.25)
     """
 
-    arg_constraints = {
-        "loc": constraints.real,
-        "scale": constraints.positive,
-        "asymmetry": constraints.positive,
-    }
-    support = constraints.real
-    has_rsample = True
+    arg_constraints = {**LocScaleFamily.arg_constraints, "asymmetry": constraints.positive}
 
     def __init__(
         self,
@@ -61,23 +60,14 @@ class AsymmetricLaplace(TorchDistribution):
         self.loc, self.scale, self.asymmetry = broadcast_all(loc, scale, asymmetry)
         super().__init__(self.loc.shape, validate_args=validate_args)
 
-    def expand(self, batch_shape: Sequence[int], _instance: Any = None) -> AsymmetricLaplace:
-        return expand_params(self, AsymmetricLaplace, batch_shape, _instance)
-
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
-        z = (value - self.loc) / self.scale
+        z = self._standardized(value)
         k = self.asymmetry
         exponent = torch.where(z < 0, z / k, -z * k)
         return exponent - self.scale.log() - torch.log(k + k.reciprocal())
 
     def rsample(self, sample_shape: Sequence[int] = torch.Size()) -> torch.Tensor:
-        return self.loc + self.scale * _exponential_pair(self, sample_shape)
-
-    @property
-    def mean(self) -> torch.Tensor:
-        return self.loc + self.scale * (self.asymmetry.reciprocal() - self.asymmetry)
+        return self.loc + self.scale * self._exponential_pair(sample_shape)
 
     @property
     def variance(self) -> torch.Tensor:
@@ -85,7 +75,7 @@ class AsymmetricLaplace(TorchDistribution):
         return self.scale.pow(2) * (k2 + k2.reciprocal())
 
 
-class SoftAsymmetricLaplace(TorchDistribution):
+class SoftAsymmetricLaplace(_TwoTailed):
     """An :class:`AsymmetricLaplace` draw plus ``Normal(0, scale * softness)`` noise.
 
     As ``softness`` goes to 0 it tends to the sharp :class:`AsymmetricLaplace`.
@@ -96,13 +86,10 @@ class SoftAsymmetricLaplace(TorchDistribution):
     """
 
     arg_constraints = {
-        "loc": constraints.real,
-        "scale": constraints.positive,
+        **LocScaleFamily.arg_constraints,
         "asymmetry": constraints.positive,
         "softness": constraints.positive,
     }
-    support = constraints.real
-    has_rsample = True
 
     def __init__(
         self,
@@ -118,17 +105,12 @@ class SoftAsymmetricLaplace(TorchDistribution):
         )
         super().__init__(self.loc.shape, validate_args=validate_args)
 
-    def expand(self, batch_shape: Sequence[int], _instance: Any = None) -> SoftAsymmetricLaplace:
-        return expand_params(self, SoftAsymmetricLaplace, batch_shape, _instance)
-
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
         # In units of scale: y = z + w, z ~ Normal(0, s), w = difference of exponentials with
         # rates a (right) and b (left). Integrating the normal against each tail gives
         #   p(y) = ab/(a+b) [exp(-a y + a^2 s^2 / 2) Phi(y/s - a s)
         #                    + exp(b y + b^2 s^2 / 2) Phi(-y/s - b s)].
-        y = (value - self.loc) / self.scale
+        y = self._standardized(value)
         s = self.softness
         a = self.asymmetry
         b = a.reciprocal()
@@ -141,12 +123,8 @@ class SoftAsymmetricLaplace(TorchDistribution):
         noise = torch.randn(
             self._extended_shape(sample_shape), dtype=self.loc.dtype, device=self.loc.device
         )
-        w = _exponential_pair(self, sample_shape) + self.softness * noise
+        w = self._exponential_pair(sample_shape) + self.softness * noise
         return self.loc + self.scale * w
-
-    @property
-    def mean(self) -> torch.Tensor:
-        return self.loc + self.scale * (self.asymmetry.reciprocal() - self.asymmetry)
 
     @property
     def variance(self) -> torch.Tensor:

@@ -130,7 +130,44 @@ def _velocities(
     return v_locs, v_scales, v_logits
 
 
-class MixtureOfDiagNormals(_DiagNormalMixture):
+class _LocsMixture(_DiagNormalMixture):
+    """The two mixtures parameterised by ``locs`` ``batch + (K, D)``, ``coord_scale`` and
+    ``component_logits`` ``batch + (K,)``; ``_same_scale`` says whether ``coord_scale`` is one per
+    component (``batch + (K, D)``) or shared (``batch + (D,)``)."""
+
+    arg_constraints = {
+        "locs": constraints.real,
+        "coord_scale": constraints.positive,
+        "component_logits": constraints.real,
+    }
+    _same_scale: bool
+
+    def __init__(
+        self,
+        locs: torch.Tensor,
+        coord_scale: torch.Tensor,
+        component_logits: torch.Tensor,
+        validate_args: bool | None = None,
+    ):
+        _check_shapes(
+            type(self).__name__, locs, coord_scale, component_logits, same_scale=self._same_scale
+        )
+        self.locs, self.coord_scale, self.component_logits = locs, coord_scale, component_logits
+        super().__init__(locs.shape[:-2], locs.shape[-1:], validate_args=validate_args)
+
+    def expand(self, batch_shape: Sequence[int], _instance: Any = None) -> _LocsMixture:
+        batch_shape = torch.Size(batch_shape)
+        k, d = self.locs.shape[-2:]
+        scale_tail = (k, d) if self._same_scale else (d,)
+        return type(self)(
+            self.locs.expand((*batch_shape, k, d)),
+            self.coord_scale.expand((*batch_shape, *scale_tail)),
+            self.component_logits.expand((*batch_shape, k)),
+            validate_args=False,
+        )
+
+
+class MixtureOfDiagNormals(_LocsMixture):
     """A mixture of ``K`` normals in ``D`` dims, each with its own mean and diagonal scales.
 
     ``locs`` and ``coord_scale`` have shape ``batch + (K, D)``, ``component_logits`` shape
@@ -145,38 +182,13 @@ class MixtureOfDiagNormals(_DiagNormalMixture):
     tensor([1.5000, 1.5000])
     """
 
-    arg_constraints = {
-        "locs": constraints.real,
-        "coord_scale": constraints.positive,
-        "component_logits": constraints.real,
-    }
-
-    def __init__(
-        self,
-        locs: torch.Tensor,
-        coord_scale: torch.Tensor,
-        component_logits: torch.Tensor,
-        validate_args: bool | None = None,
-    ):
-        _check_shapes("MixtureOfDiagNormals", locs, coord_scale, component_logits, same_scale=True)
-        self.locs, self.coord_scale, self.component_logits = locs, coord_scale, component_logits
-        super().__init__(locs.shape[:-2], locs.shape[-1:], validate_args=validate_args)
+    _same_scale = True
 
     def _components(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.locs, self.coord_scale, self.component_logits
 
-    def expand(self, batch_shape: Sequence[int], _instance: Any = None) -> MixtureOfDiagNormals:
-        batch_shape = torch.Size(batch_shape)
-        k, d = self.locs.shape[-2:]
-        return MixtureOfDiagNormals(
-            self.locs.expand((*batch_shape, k, d)),
-            self.coord_scale.expand((*batch_shape, k, d)),
-            self.component_logits.expand((*batch_shape, k)),
-            validate_args=False,
-        )
 
-
-class MixtureOfDiagNormalsSharedCovariance(_DiagNormalMixture):
+class MixtureOfDiagNormalsSharedCovariance(_LocsMixture):
     """A mixture of ``K`` normals in ``D`` dims with their own means and one shared diagonal
     scale: ``locs`` ``batch + (K, D)``, ``coord_scale`` ``batch + (D,)``, ``component_logits``
     ``batch + (K,)``. ``rsample`` is reparameterized in all three.
@@ -187,40 +199,11 @@ class MixtureOfDiagNormalsSharedCovariance(_DiagNormalMixture):
     tensor(-1.8379)
     """
 
-    arg_constraints = MixtureOfDiagNormals.arg_constraints
-
-    def __init__(
-        self,
-        locs: torch.Tensor,
-        coord_scale: torch.Tensor,
-        component_logits: torch.Tensor,
-        validate_args: bool | None = None,
-    ):
-        _check_shapes(
-            "MixtureOfDiagNormalsSharedCovariance",
-            locs,
-            coord_scale,
-            component_logits,
-            same_scale=False,
-        )
-        self.locs, self.coord_scale, self.component_logits = locs, coord_scale, component_logits
-        super().__init__(locs.shape[:-2], locs.shape[-1:], validate_args=validate_args)
+    _same_scale = False
 
     def _components(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         scales = self.coord_scale.unsqueeze(-2).expand(self.locs.shape)
         return self.locs, scales, self.component_logits
-
-    def expand(
-        self, batch_shape: Sequence[int], _instance: Any = None
-    ) -> MixtureOfDiagNormalsSharedCovariance:
-        batch_shape = torch.Size(batch_shape)
-        k, d = self.locs.shape[-2:]
-        return MixtureOfDiagNormalsSharedCovariance(
-            self.locs.expand((*batch_shape, k, d)),
-            self.coord_scale.expand((*batch_shape, d)),
-            self.component_logits.expand((*batch_shape, k)),
-            validate_args=False,
-        )
 
 
 class GaussianScaleMixture(_DiagNormalMixture):

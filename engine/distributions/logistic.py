@@ -8,34 +8,16 @@ raises the CDF to a power ``asymmetry``, which tilts one tail.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from numbers import Number
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch.distributions import constraints
 from torch.distributions.utils import broadcast_all
 
-from engine.distributions.param_expand import expand_params
-from engine.distributions.torch_distribution import TorchDistribution
-
-Param = torch.Tensor | Number
+from engine.distributions.loc_scale_family import InverseCdfSampling, LocScaleFamily, Param
 
 
-def uniform_open(shape: torch.Size, like: torch.Tensor) -> torch.Tensor:
-    """Uniform draws strictly inside (0, 1), so an inverse CDF never returns an infinity.
-
-    >>> u = uniform_open(torch.Size([1000]), torch.zeros(()))
-    >>> bool((u > 0).all() and (u < 1).all())
-    True
-    """
-    finfo = torch.finfo(like.dtype)
-    u = torch.rand(shape, dtype=like.dtype, device=like.device)
-    return u.clamp(min=finfo.tiny, max=1 - finfo.eps)
-
-
-class Logistic(TorchDistribution):
+class Logistic(InverseCdfSampling):
     """Logistic law: density ``exp(-z) / (scale * (1 + exp(-z))**2)``, ``z = (x - loc) / scale``.
 
     >>> d = Logistic(0.0, 1.0)
@@ -43,28 +25,16 @@ class Logistic(TorchDistribution):
     (0.5, 3.2899)
     """
 
-    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
-    support = constraints.real
-    has_rsample = True
-
     def __init__(self, loc: Param, scale: Param, *, validate_args: bool | None = None):
         self.loc, self.scale = broadcast_all(loc, scale)
         super().__init__(self.loc.shape, validate_args=validate_args)
 
-    def expand(self, batch_shape: Sequence[int], _instance: Any = None) -> Logistic:
-        return expand_params(self, Logistic, batch_shape, _instance)
-
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
-        z = (value - self.loc) / self.scale
+        z = self._standardized(value)
         return -z - 2 * F.softplus(-z) - self.scale.log()
 
-    def rsample(self, sample_shape: Sequence[int] = torch.Size()) -> torch.Tensor:
-        return self.icdf(uniform_open(self._extended_shape(sample_shape), self.loc))
-
     def cdf(self, value: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid((value - self.loc) / self.scale)
+        return torch.sigmoid(self._standardized(value, validate=False))
 
     def icdf(self, value: torch.Tensor) -> torch.Tensor:
         return self.loc + self.scale * torch.logit(value)
@@ -81,7 +51,7 @@ class Logistic(TorchDistribution):
         return self.scale.pow(2) * (math.pi**2 / 3)
 
 
-class SkewLogistic(TorchDistribution):
+class SkewLogistic(InverseCdfSampling):
     """Type I generalised logistic: CDF ``sigmoid(z) ** asymmetry``, ``z = (x - loc) / scale``.
 
     ``asymmetry = 1`` is the logistic; above 1 the right tail is the heavier one.
@@ -91,13 +61,7 @@ class SkewLogistic(TorchDistribution):
     0.25
     """
 
-    arg_constraints = {
-        "loc": constraints.real,
-        "scale": constraints.positive,
-        "asymmetry": constraints.positive,
-    }
-    support = constraints.real
-    has_rsample = True
+    arg_constraints = {**LocScaleFamily.arg_constraints, "asymmetry": constraints.positive}
 
     def __init__(
         self,
@@ -110,21 +74,13 @@ class SkewLogistic(TorchDistribution):
         self.loc, self.scale, self.asymmetry = broadcast_all(loc, scale, asymmetry)
         super().__init__(self.loc.shape, validate_args=validate_args)
 
-    def expand(self, batch_shape: Sequence[int], _instance: Any = None) -> SkewLogistic:
-        return expand_params(self, SkewLogistic, batch_shape, _instance)
-
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
-        z = (value - self.loc) / self.scale
+        z = self._standardized(value)
         a = self.asymmetry
         return a.log() - self.scale.log() - z - (a + 1) * F.softplus(-z)
 
-    def rsample(self, sample_shape: Sequence[int] = torch.Size()) -> torch.Tensor:
-        return self.icdf(uniform_open(self._extended_shape(sample_shape), self.loc))
-
     def cdf(self, value: torch.Tensor) -> torch.Tensor:
-        z = (value - self.loc) / self.scale
+        z = self._standardized(value, validate=False)
         return torch.exp(-self.asymmetry * F.softplus(-z))
 
     def icdf(self, value: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,30 @@ from engine.distributions.torch_wrappers import MultivariateNormal, Normal
 _HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
 
 
-class NanMaskedNormal(Normal):
+class _NanMasked:
+    """What both NaN-masked families share: validation and scoring of a value whose NaN entries
+    are missing. A value with no NaN takes the base family's ``log_prob``; one with holes goes to
+    the subclass's ``_log_prob_with_holes``. Listed before the base family in the bases."""
+
+    def _validate_sample(self, value: torch.Tensor) -> None:
+        super()._validate_sample(_filled(value))
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        value = torch.as_tensor(value, dtype=self.loc.dtype, device=self.loc.device)
+        observed = ~value.isnan()
+        if bool(observed.all()):
+            return super().log_prob(value)
+        return self._log_prob_with_holes(value, observed)
+
+    def _base_log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """The base family's ``log_prob`` (the class after this one in the MRO)."""
+        return super().log_prob(value)
+
+    def _log_prob_with_holes(self, value: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class NanMaskedNormal(_NanMasked, Normal):
     """``Normal`` whose ``log_prob`` is 0 at NaN entries of the value (missing observations).
 
     Draws are ordinary Normal draws.
@@ -35,21 +58,14 @@ class NanMaskedNormal(Normal):
     tensor([1., 0.])
     """
 
-    def _validate_sample(self, value: torch.Tensor) -> None:
-        super()._validate_sample(_filled(value))
-
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        value = torch.as_tensor(value, dtype=self.loc.dtype, device=self.loc.device)
-        observed = ~value.isnan()
-        if bool(observed.all()):
-            return super().log_prob(value)
+    def _log_prob_with_holes(self, value: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
         # Score a harmless stand-in where the value is missing, then zero those entries: the
         # stand-in keeps NaN out of the gradients, which torch.where would otherwise propagate.
-        log_prob = super().log_prob(_filled(value))
+        log_prob = self._base_log_prob(_filled(value))
         return torch.where(observed, log_prob, torch.zeros((), dtype=log_prob.dtype))
 
 
-class NanMaskedMultivariateNormal(MultivariateNormal):
+class NanMaskedMultivariateNormal(_NanMasked, MultivariateNormal):
     """``MultivariateNormal`` whose ``log_prob`` ignores NaN coordinates of the value.
 
     A vector with missing coordinates scores the density of its observed coordinates under the
@@ -63,14 +79,7 @@ class NanMaskedMultivariateNormal(MultivariateNormal):
     True
     """
 
-    def _validate_sample(self, value: torch.Tensor) -> None:
-        super()._validate_sample(_filled(value))
-
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        value = torch.as_tensor(value, dtype=self.loc.dtype, device=self.loc.device)
-        observed = ~value.isnan()
-        if bool(observed.all()):
-            return super().log_prob(value)
+    def _log_prob_with_holes(self, value: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
         # The marginal of the observed coordinates, for every pattern of holes at once: cut the
         # missing coordinates loose (zero covariance with the rest, unit variance, residual 0).
         # The joint density of that normal is the observed marginal times one standard normal

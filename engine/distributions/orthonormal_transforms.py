@@ -61,7 +61,14 @@ class _AlongDim(Transform):
         return x.new_zeros(x.shape[: self.dim])
 
     def _settings(self) -> tuple:
+        """What makes two instances equal; by default also the constructor's positional
+        arguments, which ``with_cache`` relies on (a subclass where they differ overrides it)."""
         return (self.dim,)
+
+    def with_cache(self, cache_size: int = 1) -> _AlongDim:
+        if self._cache_size == cache_size:
+            return self
+        return type(self)(*self._settings(), cache_size=cache_size)
 
     def __eq__(self, other: object) -> bool:
         return type(self) is type(other) and self._settings() == other._settings()
@@ -90,11 +97,6 @@ class DiscreteCosineTransform(_AlongDim):
 
     def _settings(self) -> tuple:
         return (self.dim, self.smooth)
-
-    def with_cache(self, cache_size: int = 1) -> DiscreteCosineTransform:
-        if self._cache_size == cache_size:
-            return self
-        return DiscreteCosineTransform(self.dim, self.smooth, cache_size=cache_size)
 
     def _weights(self, y: torch.Tensor) -> torch.Tensor:
         frequency = torch.arange(y.size(-1), dtype=y.dtype, device=y.device) + 0.5
@@ -156,11 +158,6 @@ class HaarTransform(_AlongDim):
 
     def _settings(self) -> tuple:
         return (self.dim, self.flip)
-
-    def with_cache(self, cache_size: int = 1) -> HaarTransform:
-        if self._cache_size == cache_size:
-            return self
-        return HaarTransform(self.dim, self.flip, cache_size=cache_size)
 
     def _call(self, x: torch.Tensor) -> torch.Tensor:
         if self.flip:

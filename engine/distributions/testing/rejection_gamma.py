@@ -129,7 +129,35 @@ class RejectionGamma(RejectionStandardGamma):
         return ScoreParts(log_prob, score_function, log_prob)
 
 
-class ShapeAugmentedGamma(TorchDistribution):
+class _ShapeAugmented(TorchDistribution):
+    """What the three shape-augmented laws share: ``rsample`` keeps ``(value, auxiliary draw)``
+    in ``_last``; ``log_prob`` is the exact law's (``_exact``); ``score_parts`` of the value just
+    drawn takes the accept-reject score term from the auxiliary draw (``_auxiliary_score``)."""
+
+    has_rsample = True
+    _last: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _exact(self) -> TorchDistribution:
+        raise NotImplementedError
+
+    def _auxiliary_score(self, auxiliary: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        return self._exact().log_prob(value)
+
+    def score_parts(self, value: torch.Tensor) -> ScoreParts:
+        if self._last is None or self._last[0] is not value:
+            raise NotImplementedError(
+                f"{type(self).__name__}.score_parts needs the value drawn by its latest rsample()."
+            )
+        log_prob = self.log_prob(value)
+        return ScoreParts(log_prob, self._auxiliary_score(self._last[1]), log_prob)
+
+
+class ShapeAugmentedGamma(_ShapeAugmented):
     """``Gamma(concentration, rate)`` for any ``concentration > 0``, by shape augmentation.
 
     A :class:`RejectionGamma` draw with ``concentration + boost`` is multiplied by
@@ -144,7 +172,6 @@ class ShapeAugmentedGamma(TorchDistribution):
 
     arg_constraints = {"concentration": constraints.positive, "rate": constraints.positive}
     support = constraints.positive
-    has_rsample = True
 
     def __init__(
         self,
@@ -156,7 +183,6 @@ class ShapeAugmentedGamma(TorchDistribution):
         self.concentration, self.rate = broadcast_all(concentration, rate)
         self.boost = int(boost)
         self._boosted = RejectionGamma(self.concentration + self.boost, self.rate)
-        self._last: tuple[torch.Tensor, torch.Tensor] | None = None
         super().__init__(self.concentration.shape, validate_args=validate_args)
 
     def expand(self, batch_shape: Sequence[int], _instance: Any = None) -> ShapeAugmentedGamma:
@@ -174,22 +200,14 @@ class ShapeAugmentedGamma(TorchDistribution):
         self._last = (x, boosted)
         return x
 
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
-        return Gamma(self.concentration, self.rate).log_prob(value)
+    def _exact(self) -> TorchDistribution:
+        return Gamma(self.concentration, self.rate)
 
-    def score_parts(self, value: torch.Tensor) -> ScoreParts:
-        if self._last is None or self._last[0] is not value:
-            raise NotImplementedError(
-                "ShapeAugmentedGamma.score_parts needs the value drawn by its latest rsample()."
-            )
-        log_prob = self.log_prob(value)
-        boosted_parts = self._boosted.score_parts(self._last[1])
-        return ScoreParts(log_prob, boosted_parts.score_function, log_prob)
+    def _auxiliary_score(self, auxiliary: torch.Tensor) -> torch.Tensor:
+        return self._boosted.score_parts(auxiliary).score_function
 
 
-class ShapeAugmentedDirichlet(TorchDistribution):
+class ShapeAugmentedDirichlet(_ShapeAugmented):
     """``Dirichlet(concentration)`` as normalised :class:`ShapeAugmentedGamma` draws.
 
     >>> d = ShapeAugmentedDirichlet(torch.tensor([0.5, 2.0, 3.0]))
@@ -200,7 +218,6 @@ class ShapeAugmentedDirichlet(TorchDistribution):
 
     arg_constraints = {"concentration": constraints.independent(constraints.positive, 1)}
     support = constraints.simplex
-    has_rsample = True
 
     def __init__(
         self,
@@ -226,23 +243,14 @@ class ShapeAugmentedDirichlet(TorchDistribution):
         self._last = (x, gammas)
         return x
 
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
-        return Dirichlet(self.concentration).log_prob(value)
+    def _exact(self) -> TorchDistribution:
+        return Dirichlet(self.concentration)
 
-    def score_parts(self, value: torch.Tensor) -> ScoreParts:
-        last = getattr(self, "_last", None)
-        if last is None or last[0] is not value:
-            raise NotImplementedError(
-                "ShapeAugmentedDirichlet.score_parts needs the value drawn by its latest rsample()."
-            )
-        log_prob = self.log_prob(value)
-        score = self._gamma.score_parts(last[1]).score_function.sum(-1)
-        return ScoreParts(log_prob, score, log_prob)
+    def _auxiliary_score(self, auxiliary: torch.Tensor) -> torch.Tensor:
+        return self._gamma.score_parts(auxiliary).score_function.sum(-1)
 
 
-class ShapeAugmentedBeta(TorchDistribution):
+class ShapeAugmentedBeta(_ShapeAugmented):
     """``Beta(concentration1, concentration0)`` as the first coordinate of a
     :class:`ShapeAugmentedDirichlet` draw.
 
@@ -257,7 +265,6 @@ class ShapeAugmentedBeta(TorchDistribution):
         "concentration0": constraints.positive,
     }
     support = constraints.unit_interval
-    has_rsample = True
 
     def __init__(
         self,
@@ -284,17 +291,8 @@ class ShapeAugmentedBeta(TorchDistribution):
         self._last = (x, pair)
         return x
 
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
-        return Beta(self.concentration1, self.concentration0).log_prob(value)
+    def _exact(self) -> TorchDistribution:
+        return Beta(self.concentration1, self.concentration0)
 
-    def score_parts(self, value: torch.Tensor) -> ScoreParts:
-        last = getattr(self, "_last", None)
-        if last is None or last[0] is not value:
-            raise NotImplementedError(
-                "ShapeAugmentedBeta.score_parts needs the value drawn by its latest rsample()."
-            )
-        log_prob = self.log_prob(value)
-        score = self._dirichlet.score_parts(last[1]).score_function
-        return ScoreParts(log_prob, score, log_prob)
+    def _auxiliary_score(self, auxiliary: torch.Tensor) -> torch.Tensor:
+        return self._dirichlet.score_parts(auxiliary).score_function

@@ -19,8 +19,7 @@ the flat vector of all latent sites; ``AutoGuideList`` combines guides for diffe
 """
 
 from engine.errors import AutoGuideError
-from engine.infer.autoguide.continuous import AutoContinuous
-from engine.infer.autoguide.delta import AutoDelta
+from engine.infer.autoguide import guides
 from engine.infer.autoguide.discrete import AutoDiscreteParallel
 from engine.infer.autoguide.effect import (
     AutoHierarchicalNormalMessenger,
@@ -28,9 +27,10 @@ from engine.infer.autoguide.effect import (
     AutoNormalMessenger,
     AutoRegressiveMessenger,
 )
-from engine.infer.autoguide.flows import AutoIAFNormal, AutoNormalizingFlow
-from engine.infer.autoguide.guide import AutoGuide
-from engine.infer.autoguide.guide_list import AutoCallable, AutoGuideList
+
+# The guide classes are listed once, in ``guides`` (the module path Pyro users import them from);
+# the package re-exports that list and adds what ``guides`` does not hold.
+from engine.infer.autoguide.guides import *  # noqa: F403
 from engine.infer.autoguide.initialization import (
     InitMessenger,
     init_to_feasible,
@@ -41,32 +41,13 @@ from engine.infer.autoguide.initialization import (
     init_to_uniform,
     init_to_value,
 )
-from engine.infer.autoguide.laplace import AutoLaplaceApproximation
-from engine.infer.autoguide.multivariate import (
-    AutoDiagonalNormal,
-    AutoLowRankMultivariateNormal,
-    AutoMultivariateNormal,
-)
-from engine.infer.autoguide.normal import AutoNormal
 
 __all__ = [
-    "AutoCallable",
-    "AutoContinuous",
-    "AutoDelta",
-    "AutoDiagonalNormal",
     "AutoDiscreteParallel",
-    "AutoGuide",
     "AutoGuideError",
-    "AutoGuideList",
     "AutoHierarchicalNormalMessenger",
-    "AutoIAFNormal",
-    "AutoLaplaceApproximation",
-    "AutoLowRankMultivariateNormal",
     "AutoMessenger",
-    "AutoMultivariateNormal",
-    "AutoNormal",
     "AutoNormalMessenger",
-    "AutoNormalizingFlow",
     "AutoRegressiveMessenger",
     "InitMessenger",
     "init_to_feasible",
@@ -77,3 +58,5 @@ __all__ = [
     "init_to_uniform",
     "init_to_value",
 ]
+__all__ += guides.__all__
+__all__.sort()

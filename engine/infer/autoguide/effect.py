@@ -241,19 +241,10 @@ def _support_transform(guide: AutoMessenger, name: str, prior: Any) -> Transform
         ) from None
 
 
-class AutoNormalMessenger(AutoMessenger):
-    """A Normal in each latent site's unconstrained space, independent across sites (the
-    posterior of :class:`~engine.infer.autoguide.AutoNormal`, as a messenger).
-
-    ``init_loc_fn`` (default: the prior mean, else a feasible point) places the locations;
-    scales start at ``init_scale``.
-
-    >>> import engine, engine.distributions as dist
-    >>> engine.clear_param_store()
-    >>> def model():
-    ...     engine.sample("s", dist.LogNormal(2.0, 1.0))
-    >>> AutoNormalMessenger(model).median()["s"]  # starts at the prior mean, exp(2.5)
-    tensor(12.1825)
+class _AffineMessenger(AutoMessenger):
+    """The base of the guides whose posterior is an affine map in each site's unconstrained
+    space: a ``loc`` and a ``scale`` parameter per site, started by ``init_loc_fn`` and
+    ``init_scale``. Subclasses say where ``loc`` starts (``_loc_init``) and what the map acts on.
     """
 
     def __init__(
@@ -267,9 +258,10 @@ class AutoNormalMessenger(AutoMessenger):
         super().__init__(model, amortized_plates=amortized_plates)
         self.init_loc_fn = init_loc_fn
         self._init_scale = _check_init_scale(type(self), init_scale)
-        self._median_mode = False
 
     def _loc_scale(self, name: str, prior: Any, transform: Transform) -> tuple:
+        """The site's ``loc`` and ``scale`` params (created at the first call) and the event
+        dim they carry."""
         event_dim = (
             transform.domain.event_dim + len(prior.event_shape) - (transform.codomain.event_dim)
         )
@@ -293,6 +285,24 @@ class AutoNormalMessenger(AutoMessenger):
 
     def _loc_init(self, name: str, prior: Any, transform: Transform) -> torch.Tensor:
         return self._unconstrained_init(name, prior, transform)
+
+
+class AutoNormalMessenger(_AffineMessenger):
+    """A Normal in each latent site's unconstrained space, independent across sites (the
+    posterior of :class:`~engine.infer.autoguide.AutoNormal`, as a messenger).
+
+    ``init_loc_fn`` (default: the prior mean, else a feasible point) places the locations;
+    scales start at ``init_scale``.
+
+    >>> import engine, engine.distributions as dist
+    >>> engine.clear_param_store()
+    >>> def model():
+    ...     engine.sample("s", dist.LogNormal(2.0, 1.0))
+    >>> AutoNormalMessenger(model).median()["s"]  # starts at the prior mean, exp(2.5)
+    tensor(12.1825)
+    """
+
+    _median_mode = False  # set by median() while it runs
 
     def _posterior_loc(self, name: str, prior: Any, transform: Transform, loc: torch.Tensor):
         return loc
@@ -389,7 +399,7 @@ class AutoHierarchicalNormalMessenger(AutoNormalMessenger):
         return loc + weight * prior_loc
 
 
-class AutoRegressiveMessenger(AutoMessenger):
+class AutoRegressiveMessenger(_AffineMessenger):
     """Each posterior is the prior (given the values drawn upstream) moved by a learned affine
     map in unconstrained space: ``u -> loc + scale * u``, so the model's dependency structure
     carries over to the guide. Continuous sites only; ``init_loc_fn`` and ``init_scale`` set
@@ -403,40 +413,14 @@ class AutoRegressiveMessenger(AutoMessenger):
     True
     """
 
-    def __init__(
-        self,
-        model: Callable,
-        *,
-        init_loc_fn: Callable = _MEAN_OR_FEASIBLE,
-        init_scale: float = 0.1,
-        amortized_plates: Iterable[str] = (),
-    ):
-        super().__init__(model, amortized_plates=amortized_plates)
-        self.init_loc_fn = init_loc_fn
-        self._init_scale = _check_init_scale(type(self), init_scale)
+    def _loc_init(self, name: str, prior: Any, transform: Transform) -> torch.Tensor:
+        # The map starts near the identity: loc = (1 - init_scale) * init, scale = init_scale.
+        return self._unconstrained_init(name, prior, transform) * (1 - self._init_scale)
 
     def get_posterior(self, name: str, prior: Any) -> Any:
         """``prior`` through ``transform.inv``, the affine map, and ``transform``."""
         transform = _support_transform(self, name, prior)
-        event_dim = (
-            transform.domain.event_dim + len(prior.event_shape) - (transform.codomain.event_dim)
-        )
-        loc = self._site_param(
-            "locs",
-            name,
-            lambda: self._unconstrained_init(name, prior, transform) * (1 - self._init_scale),
-            constraints.real,
-            event_dim,
-        )
-        scale = self._site_param(
-            "scales",
-            name,
-            lambda: torch.full_like(
-                self._unconstrained_init(name, prior, transform), self._init_scale
-            ),
-            constraints.softplus_positive,
-            event_dim,
-        )
+        loc, scale, event_dim = self._loc_scale(name, prior, transform)
         affine = AffineTransform(loc, scale, event_dim=event_dim)
         return _PushedForward(prior, [transform.inv, affine, transform], prior.support)
 

@@ -36,6 +36,7 @@ from torch.distributions.transforms import Transform
 from engine.errors import MCMCError
 from engine.infer.mcmc.flat_layout import FlatLayout
 from engine.infer.mcmc.mcmc_kernel import MCMCKernel, Params
+from engine.infer.mcmc.potential import Potential
 
 
 class BatchedKernel(MCMCKernel):
@@ -71,6 +72,28 @@ class BatchedKernel(MCMCKernel):
     def _move_to(self, z: torch.Tensor) -> None:
         """Put the chains at the unconstrained points ``z`` (C, D)."""
         raise NotImplementedError
+
+    # -- helpers of setup_chains -------------------------------------------------------------
+
+    def _model_potential(self, model_args: tuple, model_kwargs: dict[str, Any] | None) -> Potential:
+        """The potential of ``self.model`` on these arguments, placed by ``self.init_strategy``
+        (for subclasses that hold ``model``, ``init_strategy`` and ``max_plate_nesting``)."""
+        return Potential(
+            self.model,
+            model_args,
+            model_kwargs,
+            init_strategy=self.init_strategy,
+            max_plate_nesting=self.max_plate_nesting,
+        )
+
+    def _starting_points(
+        self, num_chains: int, initial_params: dict[str, torch.Tensor] | None
+    ) -> torch.Tensor:
+        """Every chain's first unconstrained point (C, D): ``initial_params`` where given, else
+        the potential's own initial points."""
+        if initial_params is not None:
+            return self.potential.points_from_values(initial_params, num_chains)
+        return self.potential.initial_points(num_chains)
 
     def site_values(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         """The latent sites on their supports (and the deterministic sites) at draws ``z``

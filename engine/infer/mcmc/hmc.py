@@ -34,7 +34,6 @@ from engine.infer.mcmc.batched_kernel import BatchedKernel
 from engine.infer.mcmc.flat_layout import FlatLayout
 from engine.infer.mcmc.integrator import leapfrog
 from engine.infer.mcmc.mass_matrix import MassMatrix
-from engine.infer.mcmc.potential import Potential
 from engine.infer.mcmc.state import ChainPoint, HMCState, PhasePoint, where_chains
 from engine.infer.mcmc.step_size import find_reasonable_step_size
 from engine.infer.mcmc.user_potential import UserPotential
@@ -147,13 +146,7 @@ class HMC(BatchedKernel):
         :class:`~engine.infer.mcmc.MCMC` driver calls this from ``run``; Pyro's one-chain
         ``setup(warmup_steps, *model_args)`` calls it with one chain)."""
         if self.model is not None:
-            self.potential = Potential(
-                self.model,
-                model_args,
-                model_kwargs,
-                init_strategy=self.init_strategy,
-                max_plate_nesting=self.max_plate_nesting,
-            )
+            self.potential = self._model_potential(model_args, model_kwargs)
         else:
             if initial_params is None:
                 raise ValueError("HMC/NUTS with potential_fn needs MCMC(..., initial_params=...)")
@@ -169,10 +162,7 @@ class HMC(BatchedKernel):
                 RuntimeWarning,
                 stacklevel=3,
             )
-        if initial_params is not None:
-            z = potential.points_from_values(initial_params, num_chains)
-        else:
-            z = potential.initial_points(num_chains)
+        z = self._starting_points(num_chains, initial_params)
         options = {"dtype": z.dtype, "device": z.device}
         self._block_mask = self._mass_blocks(**options)
         with trusted_run():

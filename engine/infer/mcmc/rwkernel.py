@@ -75,17 +75,8 @@ class RandomWalkKernel(BatchedKernel):
     ) -> None:
         """Build the potential and place every chain (from ``initial_params`` or
         ``init_strategy``), each with the initial step size."""
-        self.potential = Potential(
-            self.model,
-            model_args,
-            model_kwargs,
-            init_strategy=self.init_strategy,
-            max_plate_nesting=self.max_plate_nesting,
-        )
-        if initial_params is not None:
-            z = self.potential.points_from_values(initial_params, num_chains)
-        else:
-            z = self.potential.initial_points(num_chains)
+        self.potential = self._model_potential(model_args, model_kwargs)
+        z = self._starting_points(num_chains, initial_params)
         self._move_to(z)
         self._log_step_size = torch.full(
             (num_chains,), math.log(self.init_step_size), dtype=z.dtype, device=z.device
