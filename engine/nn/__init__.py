@@ -17,28 +17,17 @@ param, ``PyroSample`` a prior. :mod:`engine.nn.module` has the details. ``AutoRe
 torch.Size([3])
 """
 
+from engine.nn import module
 from engine.nn.auto_reg_nn import AutoRegressiveNN, ConditionalAutoRegressiveNN, MaskedLinear
-from engine.nn.declarations import PyroParam, PyroSample
 from engine.nn.dense_nn import ConditionalDenseNN, DenseNN
-from engine.nn.module import (
-    PyroModule,
-    PyroModuleList,
-    clear,
-    pyro_method,
-    to_pyro_module_,
-)
+from engine.nn.module import *  # noqa: F403
 
+# ``engine.nn.module`` lists the module classes once; the package adds the networks.
 __all__ = [
     "AutoRegressiveNN",
     "ConditionalAutoRegressiveNN",
     "ConditionalDenseNN",
     "DenseNN",
     "MaskedLinear",
-    "PyroModule",
-    "PyroModuleList",
-    "PyroParam",
-    "PyroSample",
-    "clear",
-    "pyro_method",
-    "to_pyro_module_",
+    *module.__all__,
 ]

@@ -18,30 +18,11 @@ from engine.infer.autoguide import (
     AutoRegressiveMessenger,
 )
 from engine.optim import Adam
+from tests.hierarchical_normal import exact_posterior, hierarchical, make_data
 
 MESSENGERS = [AutoNormalMessenger, AutoHierarchicalNormalMessenger, AutoRegressiveMessenger]
-N, PRIOR_SCALE = 10, 3.0
-DATA = 1.5 + 1.4 * torch.randn(N, generator=torch.Generator().manual_seed(0))
-
-
-def hierarchical(x, batch_size=None):
-    """mu ~ N(0, 3²); z_i ~ N(mu, 1); x_i ~ N(z_i, 1)."""
-    mu = engine.sample("mu", dist.Normal(0.0, PRIOR_SCALE))
-    with engine.plate("units", len(x), subsample_size=batch_size) as idx:
-        z = engine.sample("z", dist.Normal(mu, 1.0))
-        engine.sample("x", dist.Normal(z, 1.0), obs=x[idx])
-
-
-def exact():
-    """Posterior precision P of (mu, z) and its mean; mu's marginal sd; the mean-field sds."""
-    precision = torch.zeros(N + 1, N + 1, dtype=torch.float64)
-    precision[0, 0] = PRIOR_SCALE**-2 + N
-    precision[0, 1:] = precision[1:, 0] = -1.0
-    precision[1:, 1:] = 2.0 * torch.eye(N, dtype=torch.float64)
-    rhs = torch.cat([torch.zeros(1, dtype=torch.float64), DATA.double()])
-    mean = torch.linalg.solve(precision, rhs)
-    mu_sd = torch.linalg.inv(precision)[0, 0].sqrt()
-    return mean.float(), mu_sd.float(), precision.diagonal().rsqrt().float()
+N = 10
+DATA = make_data(N)
 
 
 def summaries(cls, p):
@@ -50,7 +31,7 @@ def summaries(cls, p):
     In all three families the posterior means of mu and z are free of the spread (a location
     shift is always available), and the KL to a Gaussian target is minimised at the exact
     means; the mean-field guide also reaches the mean-field sds 1 / sqrt(P_jj)."""
-    mean, _, mf_sd = exact()
+    mean, mf_sd = exact_posterior(DATA)
     if cls is AutoNormalMessenger:
         got = [p("locs.mu"), p("locs.z"), p("scales.mu"), p("scales.z")]
         want = [mean[:1], mean[1:], mf_sd[:1], mf_sd[1:]]

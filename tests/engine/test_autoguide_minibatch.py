@@ -9,29 +9,10 @@ import engine.distributions as dist
 from engine.infer import SVI, Trace_ELBO
 from engine.infer.autoguide import AutoDelta, AutoGuideList, AutoNormal
 from engine.optim import SGD, Adam
+from tests.hierarchical_normal import PRIOR_SCALE, exact_posterior, hierarchical, make_data
 
-N, BATCH, PRIOR_SCALE = 40, 10, 3.0
-DATA = 1.5 + 1.4 * torch.randn(N, generator=torch.Generator().manual_seed(0))
-
-
-def hierarchical(x, batch_size=None):
-    """mu ~ N(0, 3²); per unit z_i ~ N(mu, 1) and x_i ~ N(z_i, 1): one local latent per datum."""
-    mu = engine.sample("mu", dist.Normal(0.0, PRIOR_SCALE))
-    with engine.plate("units", N, subsample_size=batch_size) as idx:
-        z = engine.sample("z", dist.Normal(mu, 1.0))
-        engine.sample("x", dist.Normal(z, 1.0), obs=x[idx])
-
-
-def exact_mean_field_optimum():
-    """The joint posterior of (mu, z) is Gaussian with precision P and P·mean = (0, x). For a
-    Gaussian target the mean-field optimum has the exact means and variances 1 / P_jj."""
-    precision = torch.zeros(N + 1, N + 1, dtype=torch.float64)
-    precision[0, 0] = PRIOR_SCALE**-2 + N
-    precision[0, 1:] = precision[1:, 0] = -1.0
-    precision[1:, 1:] = 2.0 * torch.eye(N, dtype=torch.float64)
-    rhs = torch.cat([torch.zeros(1, dtype=torch.float64), DATA.double()])
-    mean = torch.linalg.solve(precision, rhs)
-    return mean.float(), precision.diagonal().rsqrt().float()
+N, BATCH = 40, 10
+DATA = make_data(N)
 
 
 def fit(batch_size, steps):
@@ -57,7 +38,7 @@ K = 10
 
 @pytest.mark.slow
 def test_mini_batch_fit_of_local_latents_agrees_with_the_full_data_fit():
-    mean, sd = exact_mean_field_optimum()
+    mean, sd = exact_posterior(DATA)
     fits = {"full": fit(None, 1600), "mini": fit(BATCH, 4000)}
     averages = {}
     for name, (guide, batch_means) in fits.items():

@@ -19,7 +19,7 @@ the flat vector of all latent sites; ``AutoGuideList`` combines guides for diffe
 """
 
 from engine.errors import AutoGuideError
-from engine.infer.autoguide import guides
+from engine.infer.autoguide import guides, initialization
 from engine.infer.autoguide.discrete import AutoDiscreteParallel
 from engine.infer.autoguide.effect import (
     AutoHierarchicalNormalMessenger,
@@ -28,19 +28,10 @@ from engine.infer.autoguide.effect import (
     AutoRegressiveMessenger,
 )
 
-# The guide classes are listed once, in ``guides`` (the module path Pyro users import them from);
-# the package re-exports that list and adds what ``guides`` does not hold.
+# The guide classes are listed once, in ``guides`` (the module path Pyro users import them from),
+# the init strategies in ``initialization``; the package re-exports both lists and adds the rest.
 from engine.infer.autoguide.guides import *  # noqa: F403
-from engine.infer.autoguide.initialization import (
-    InitMessenger,
-    init_to_feasible,
-    init_to_generated,
-    init_to_mean,
-    init_to_median,
-    init_to_sample,
-    init_to_uniform,
-    init_to_value,
-)
+from engine.infer.autoguide.initialization import *  # noqa: F403
 
 __all__ = [
     "AutoDiscreteParallel",
@@ -49,14 +40,6 @@ __all__ = [
     "AutoMessenger",
     "AutoNormalMessenger",
     "AutoRegressiveMessenger",
-    "InitMessenger",
-    "init_to_feasible",
-    "init_to_generated",
-    "init_to_mean",
-    "init_to_median",
-    "init_to_sample",
-    "init_to_uniform",
-    "init_to_value",
 ]
-__all__ += guides.__all__
+__all__ += guides.__all__ + initialization.__all__
 __all__.sort()
