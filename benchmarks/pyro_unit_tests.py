@@ -16,6 +16,11 @@ never ran as failed. Files in which nothing runs here (all skipped: CUDA only, f
 left out of the mean, on both sides alike. The areas are those the engine's API covers:
 ``tests/infer``, ``tests/poutine``, ``tests/distributions`` and ``tests/test_primitives.py``,
 less ``NOT_PUBLIC`` (files whose subject is a Pyro internal).
+
+On the engine side a file that imports one of Pyro's internals (``pyro.ops``, contrib, a private
+name: issue 17's non-goals) gets a stand-in for it that fails every test using it
+(``pyro_internal_stand_ins.py``), so the file's other tests run; the report lists the stand-ins
+each file received. ``--without-stand-ins`` counts such files 0, as at import failure.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from benchmarks.tutorial_runner.execute import run_script
 from benchmarks.tutorial_runner.pyro_alias import write_alias_package
 
 AREAS = ("tests/infer", "tests/poutine", "tests/distributions", "tests/test_primitives.py")
+
+STAND_INS_PLUGIN = "benchmarks.pyro_internal_stand_ins"
 
 NOT_PUBLIC = {
     "tests/infer/test_compute_downstream_costs.py": "TraceGraph_ELBO's private cost bookkeeping",
@@ -103,6 +110,7 @@ class FileResult:
     collect_errors: int
     timed_out: bool
     first_failures: tuple[str, ...]
+    stand_ins: tuple[str, ...] = ()
 
     def rate(self) -> float | None:
         """The pass rate, 0 for a file that did not import, None where nothing ran."""
@@ -153,6 +161,7 @@ def outcomes_to_result(
         len(collect_errors),
         timed_out,
         tuple(failures[:5]),
+        tuple(sorted({r["name"] for r in records if r["kind"] == "stand_in"})),
     )
 
 
@@ -168,9 +177,16 @@ def area_files(checkout: Path, only: Sequence[str]) -> list[str]:
 
 
 def run_file(
-    checkout: Path, relative: str, *, path_entries: Sequence[str], work: Path, timeout: float
+    checkout: Path,
+    relative: str,
+    *,
+    path_entries: Sequence[str],
+    work: Path,
+    timeout: float,
+    plugins: Sequence[str] = (),
 ) -> FileResult:
-    """One test file in a fresh pytest process; its outcomes come back through the plugin."""
+    """One test file in a fresh pytest process; its outcomes come back through the plugin
+    (``plugins`` are more to load, before Pyro's conftest)."""
     stem = relative.replace("/", "__").removesuffix(".py")
     folder = work / stem
     folder.mkdir(parents=True, exist_ok=True)
@@ -186,6 +202,7 @@ def run_file(
         env={**os.environ, "PYRO_UNIT_OUTCOMES": str(outcomes)},
         timeout=timeout,
         arguments=[
+            *(argument for plugin in plugins for argument in ("-p", plugin)),
             "-p",
             "pyro_unit_outcomes",
             "-p",
@@ -215,7 +232,12 @@ def mean_rate(results: Sequence[FileResult]) -> tuple[float, int]:
 
 
 def run_side(
-    checkout: Path, files: Sequence[str], path_entries: Sequence[str], timeout: float, jobs: int
+    checkout: Path,
+    files: Sequence[str],
+    path_entries: Sequence[str],
+    timeout: float,
+    jobs: int,
+    plugins: Sequence[str] = (),
 ) -> list[FileResult]:
     """Every file on one side (engine or Pyro), ``jobs`` at a time."""
     with tempfile.TemporaryDirectory(prefix="pyro-unit-") as tmp:
@@ -224,7 +246,13 @@ def run_side(
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = [
                 pool.submit(
-                    run_file, checkout, f, path_entries=path_entries, work=work, timeout=timeout
+                    run_file,
+                    checkout,
+                    f,
+                    path_entries=path_entries,
+                    work=work,
+                    timeout=timeout,
+                    plugins=plugins,
                 )
                 for f in files
             ]
@@ -253,6 +281,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per file")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--json", type=Path, help="write every file's counts here")
+    parser.add_argument(
+        "--without-stand-ins",
+        action="store_true",
+        help="let a file that imports a Pyro internal fail at import (counts 0)",
+    )
     args = parser.parse_args(argv)
     checkout = args.pyro_checkout.resolve()
     files = area_files(checkout, args.only)
@@ -261,7 +294,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="pyro-alias-") as alias:
         write_alias_package(Path(alias))
         print(f"engine: {len(files)} files", file=sys.stderr)
-        sides["engine"] = run_side(checkout, files, [alias, project], args.timeout, args.jobs)
+        plugins = () if args.without_stand_ins else (STAND_INS_PLUGIN,)
+        sides["engine"] = run_side(
+            checkout, files, [alias, project], args.timeout, args.jobs, plugins
+        )
     if args.pyro_path:
         print(f"pyro: {len(files)} files", file=sys.stderr)
         sides["pyro"] = run_side(checkout, files, [args.pyro_path], args.timeout, args.jobs)
@@ -269,6 +305,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("|---|" + "---|" * len(sides))
     for index, path in enumerate(files):
         print(f"| {path} | " + " | ".join(_cell(s[index]) for s in sides.values()) + " |")
+    for result in sides["engine"]:
+        if result.stand_ins:
+            print(f"\nstand-ins in {result.path}: {', '.join(result.stand_ins)}")
     for name, results in sides.items():
         mean, counted = mean_rate(results)
         print(f"\n{name}: mean per-file pass rate {mean:.1%} over {counted} files")

@@ -101,3 +101,53 @@ def test_a_file_cut_off_by_the_timeout_counts_its_unrun_tests_as_failed(tmp_path
     main(["--pyro-checkout", str(checkout), "--timeout", "45"])
     table = capsys.readouterr().out
     assert "| tests/test_primitives.py | 33% (1/3) (timed out) |" in table
+
+
+INTERNALS_FILE = """
+import pytest
+from pyro.ops.gaussian import Gaussian
+from pyro.poutine.runtime import _NOT_IN_THE_ENGINE
+import pyro
+
+
+def test_public():
+    assert pyro.poutine.trace is not None
+
+
+def test_calls_an_internal():
+    Gaussian(1.0)
+
+
+def test_checks_against_an_internal():
+    assert not isinstance(1.0, _NOT_IN_THE_ENGINE)
+
+
+def test_a_private_name_read_in_a_function_is_missing():
+    with pytest.raises(AttributeError):
+        pyro.poutine.runtime._ALSO_NOT_IN_THE_ENGINE
+"""
+
+
+@pytest.mark.parametrize("stand_ins", [True, False])
+def test_pyro_internals_get_stand_ins_that_fail_the_tests_using_them(tmp_path, capsys, stand_ins):
+    checkout = tmp_path / "pyro"
+    (checkout / "tests").mkdir(parents=True)
+    (checkout / "tests" / "test_primitives.py").write_text(INTERNALS_FILE)
+    report = tmp_path / "report.json"
+    flags = [] if stand_ins else ["--without-stand-ins"]
+    main(["--pyro-checkout", str(checkout), "--json", str(report), *flags])
+    table = capsys.readouterr().out
+    (result,) = json.loads(report.read_text())["engine"]
+    if stand_ins:
+        assert "| tests/test_primitives.py | 50% (2/4) |" in table
+        assert result["stand_ins"] == [
+            "pyro.ops.gaussian",
+            "pyro.ops.gaussian.Gaussian",
+            "pyro.poutine.runtime._NOT_IN_THE_ENGINE",
+        ]
+        assert "PyroInternal: pyro.ops.gaussian.Gaussian is a Pyro internal" in " ".join(
+            result["first_failures"]
+        )
+    else:
+        assert "| tests/test_primitives.py | import fails |" in table
+        assert result["stand_ins"] == []
