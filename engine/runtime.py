@@ -159,6 +159,28 @@ def apply_stack(msg: Message) -> Message:
     return msg
 
 
+def require_callable(handler: Any, fn: Any) -> None:
+    """Refuse to wrap what cannot be called, e.g. ``poutine.mask(False)`` (the mask given where
+    the function goes).
+
+    >>> require_callable(object(), False)
+    Traceback (most recent call last):
+    ...
+    engine.errors.ArgumentError: object wraps a function, but got a bool, which is not callable. \
+A handler takes the function to wrap first: pass the handler's own arguments by keyword, e.g. \
+poutine.mask(mask=False), or use it as a context manager.
+    """
+    if not callable(fn):
+        from engine.errors import ArgumentError  # errors imports this module
+
+        raise ArgumentError(
+            f"{type(handler).__name__} wraps a function, but got a {type(fn).__name__}, which "
+            "is not callable. A handler takes the function to wrap first: pass the handler's "
+            "own arguments by keyword, e.g. poutine.mask(mask=False), or use it as a context "
+            "manager."
+        )
+
+
 class Messenger:
     """Base class of every effect handler.
 
@@ -225,8 +247,7 @@ class Messenger:
 
     def __call__(self, fn: Callable) -> Callable:
         """Wrap ``fn`` so that it runs under this handler (decorator use)."""
-        if not callable(fn):
-            raise TypeError(f"{type(self).__name__} wraps a callable, got {type(fn).__name__}")
+        require_callable(self, fn)
         return _bind(self, fn)
 
 

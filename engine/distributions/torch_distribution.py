@@ -247,7 +247,7 @@ class _TorchHooks:
 
     def expand(self, batch_shape: Sequence[int], _instance: Any = None) -> Any:
         try:
-            return super().expand(batch_shape, _instance)
+            expanded = super().expand(batch_shape, _instance)
         except NotImplementedError:
             if _instance is not None:
                 raise
@@ -257,6 +257,9 @@ class _TorchHooks:
             # say which distribution and which shapes the user asked for.
             _check_expandable(self, _as_shape(batch_shape, self, "expand"))
             raise
+        if "has_rsample" in self.__dict__:  # set by has_rsample_ on this instance: keep it
+            expanded.has_rsample = self.has_rsample
+        return expanded
 
 
 def translating_init(init: Callable) -> Callable:

@@ -34,7 +34,14 @@ import torch
 from torch.distributions import biject_to
 
 from engine.errors import PPLError, ReparamError
-from engine.runtime import Message, Messenger, handler_stack, is_subsample_site, wraps
+from engine.runtime import (
+    Message,
+    Messenger,
+    handler_stack,
+    is_subsample_site,
+    require_callable,
+    wraps,
+)
 
 ReparamConfig = dict[str, Any] | Callable[[Message], Any]
 
@@ -74,8 +81,7 @@ class ReparamMessenger(Messenger):
         self._applying: list[str] = []
 
     def __call__(self, fn: Callable) -> Callable:
-        if not callable(fn):
-            raise TypeError(f"reparam wraps a callable, got {type(fn).__name__}")
+        require_callable(self, fn)
 
         @wraps(fn)
         def run_reparameterized(*args: Any, **kwargs: Any) -> Any:

@@ -44,7 +44,7 @@ class TraceMessenger(Messenger):
                 f"trace(graph_type={graph_type!r}): only flat traces are recorded for now; "
                 "dependency edges ('dense') are not implemented yet."
             )
-        self.graph_type = graph_type
+        self.graph_type = "flat"
         self.param_only = param_only
         self.trace = Trace()
         self._plate_sizes: dict[str, tuple[int | None, str]] = {}
@@ -57,6 +57,11 @@ class TraceMessenger(Messenger):
     def __exit__(self, exc_type, exc_value, traceback) -> None:
         if exc_value is not None:
             annotate_error(exc_value, self.trace, traceback)
+        elif self.param_only:
+            # The handler's _INPUT and _RETURN nodes go too: a param-only trace is all params.
+            for name, site in list(self.trace.nodes.items()):
+                if site["type"] != "param":
+                    self.trace.remove_node(name)
         super().__exit__(exc_type, exc_value, traceback)
 
     def _reset(self) -> None:
@@ -99,7 +104,15 @@ class TraceMessenger(Messenger):
 
 class TraceHandler:
     """A function wrapped by ``trace``: calling it runs the function and keeps its trace, with
-    the ``_INPUT`` and ``_RETURN`` nodes added."""
+    the ``_INPUT`` and ``_RETURN`` nodes added (except in a param-only trace).
+
+    >>> import torch, engine
+    >>> def model():
+    ...     engine.param("w", torch.ones(2))
+    ...     engine.sample("z", engine.distributions.Normal(0.0, 1.0))
+    >>> list(TraceHandler(TraceMessenger(param_only=True), model).get_trace().nodes)
+    ['w']
+    """
 
     def __init__(self, messenger: TraceMessenger, fn: Callable):
         self.msngr = messenger

@@ -76,7 +76,13 @@ class Trace:
     ['w']
     """
 
-    def __init__(self) -> None:
+    def __init__(self, graph_type: str = "flat") -> None:
+        if graph_type != "flat":
+            raise NotImplementedError(
+                f"Trace(graph_type={graph_type!r}): only flat traces are recorded for now; "
+                "dependency edges ('dense') are not implemented yet."
+            )
+        self.graph_type = graph_type  # Pyro's attribute; a flat trace records no edges
         self.nodes: dict[str, Message] = {}
 
     def __contains__(self, name: str) -> bool:

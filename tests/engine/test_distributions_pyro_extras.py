@@ -99,6 +99,19 @@ def test_has_rsample_setter_is_in_place_and_reaches_wrapped_draws():
     assert wrapped.has_rsample is False and wrapped.base_dist.has_rsample is False
 
 
+def test_has_rsample_setting_survives_the_expansion_by_plates():
+    def guide():
+        loc = engine.param("loc", torch.tensor(0.0))
+        with engine.plate_stack("grid", (2, 3)):
+            return engine.sample("x", dist.Normal(loc, 1.0).has_rsample_(False))
+
+    engine.clear_param_store()
+    x = guide()
+    assert x.shape == (2, 3) and not x.requires_grad  # a score-function site's draws are data
+    tr = poutine.trace(guide).get_trace()
+    assert tr.nodes["x"]["fn"].has_rsample is False
+
+
 def test_has_rsample_setter_refuses_what_cannot_work():
     with pytest.raises(ArgumentError, match="True or False"):
         dist.Normal(0.0, 1.0).has_rsample_(1)

@@ -5,6 +5,7 @@ import threading
 import pytest
 import torch
 
+from engine import poutine
 from engine.runtime import (
     Messenger,
     apply_stack,
@@ -144,8 +145,11 @@ def test_messenger_as_decorator_and_stack_cleanup_on_error():
 
 
 def test_messenger_rejects_a_non_callable():
-    with pytest.raises(TypeError, match="wraps a callable"):
+    # TypeError and ValueError both catch it (Pyro raises the latter for poutine.mask(False)).
+    with pytest.raises(TypeError, match="Recorder wraps a function, but got a int"):
         Recorder("r", [])(3)
+    with pytest.raises(ValueError, match=r"not callable.*poutine\.mask\(mask=False\)"):
+        poutine.mask(False)
 
 
 def test_stack_is_per_thread():
@@ -188,7 +192,6 @@ def test_effectful_operations_reach_handlers():
 
 
 def test_a_leaked_seed_handler_restores_the_generators():
-    from engine import poutine
     from engine.rng import set_rng_seed
 
     set_rng_seed(0)
