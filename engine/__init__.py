@@ -29,6 +29,7 @@ from engine.primitives import (
     param,
     plate,
     plate_stack,
+    random_module,
     sample,
     subsample,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "plate",
     "plate_stack",
     "poutine",
+    "random_module",
     "render_model",
     "sample",
     "set_rng_seed",

@@ -48,13 +48,49 @@ from engine.constraint_codec import (
 from engine.errors import MissingParamError, ParamError, SupportError, fmt_shape
 
 __all__ = [
+    "MODULE_DIVIDER",
     "MissingParamError",
     "ParamSnapshot",
     "ParamStoreDict",
     "clear_param_store",
     "get_param_store",
+    "module_from_param_with_module_name",
     "param_store_scope",
+    "param_with_module_name",
+    "user_param_name",
 ]
+
+# engine.module stores a torch module's parameters as "<module name>$$$<parameter path>", as Pyro
+# does; these three functions (Pyro's names) are the one place that knows it.
+MODULE_DIVIDER = "$$$"
+
+
+def param_with_module_name(module_name: str, param_name: str) -> str:
+    """The store name of parameter ``param_name`` of the module registered as ``module_name``.
+
+    >>> param_with_module_name("net", "0.weight")
+    'net$$$0.weight'
+    """
+    return f"{module_name}{MODULE_DIVIDER}{param_name}"
+
+
+def module_from_param_with_module_name(name: str) -> str:
+    """The module part of a module parameter's store name (the whole name otherwise).
+
+    >>> [module_from_param_with_module_name(n) for n in ("net$$$0.weight", "loc")]
+    ['net', 'loc']
+    """
+    return name.partition(MODULE_DIVIDER)[0]
+
+
+def user_param_name(name: str) -> str:
+    """The parameter part of a module parameter's store name (the whole name otherwise).
+
+    >>> user_param_name("net$$$0.weight"), user_param_name("loc")
+    ('0.weight', 'loc')
+    """
+    return name.rpartition(MODULE_DIVIDER)[2]
+
 
 InitValue = torch.Tensor | float | int | Callable[[], torch.Tensor | float | int]
 

@@ -11,6 +11,7 @@ torch.Size([])
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -20,12 +21,13 @@ import torch
 
 from engine.argument_checks import check_name, check_sample_fn
 from engine.distributions import Delta, Unit
-from engine.errors import ArgumentError, ShapeError, fmt_shape
+from engine.errors import ArgumentError, ModuleError, ShapeError, fmt_shape
 from engine.observation_checks import check_observed_site
 
 # clear_param_store lives with the store; Pyro users also import it from pyro.primitives.
 from engine.params import clear_param_store as clear_param_store
-from engine.params import get_param_store
+from engine.params import get_param_store, param_with_module_name
+from engine.poutine.handlers import lift
 from engine.poutine.plate_messenger import PlateMessenger
 from engine.runtime import apply_stack, handlers_active, new_message
 
@@ -236,23 +238,71 @@ def module(name: str, nn_module: torch.nn.Module, update_module_params: bool = F
     the module's current values win. Either way the stale tensors are dropped from the store, so
     the optimizer never trains a module nobody uses.
 
+    Under a handler that gives a param another value (``lift`` draws it from a prior,
+    ``substitute`` or ``condition`` fix it), ``update_module_params=True`` also puts that value
+    in the module in place of its parameter, so the module computes with the draw (this is how
+    :func:`random_module` samples a network).
+
     >>> net = torch.nn.Linear(2, 1)
     >>> module("net", net) is net
     True
     """
     store = get_param_store()
-    for param_name, module_param in nn_module.named_parameters():
+    for param_name, module_param in list(nn_module.named_parameters()):
         if not module_param.requires_grad:
             continue  # frozen: nothing to learn, so nothing for the store to hold
-        full_name = f"{name}$$${param_name}"
+        full_name = param_with_module_name(name, param_name)
         if full_name in store:
             stored = store[full_name]
             if stored.unconstrained() is not module_param:
                 if update_module_params:
                     _copy_into(module_param, stored, param_name)
                 del store[full_name]
-        param(full_name, module_param)
+        value = param(full_name, module_param)
+        if update_module_params and value is not module_param:
+            _replace_parameter(nn_module, param_name, value)
     return nn_module
+
+
+def _replace_parameter(nn_module: torch.nn.Module, param_name: str, value: torch.Tensor) -> None:
+    """Put ``value`` (a plain tensor, e.g. a draw) where the parameter ``param_name`` was."""
+    owner_path, _, attribute = param_name.rpartition(".")
+    owner = nn_module.get_submodule(owner_path) if owner_path else nn_module
+    delattr(owner, attribute)
+    setattr(owner, attribute, value)
+
+
+def random_module(
+    name: str, nn_module: torch.nn.Module, prior: Any
+) -> Callable[[], torch.nn.Module]:
+    """Deprecated, as in Pyro: a function that returns a copy of ``nn_module`` whose parameters
+    are drawn from ``prior`` (a distribution, a stochastic function, or a dict of them by
+    parameter name, as for :func:`engine.poutine.lift`). Prefer :class:`engine.nn.PyroModule`
+    with :class:`engine.nn.PyroSample` priors.
+
+    >>> import warnings, engine.distributions as dist
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore", FutureWarning)
+    ...     draw = random_module("net", torch.nn.Linear(3, 1), dist.Normal(100.0, 1e-3))
+    >>> bool((draw().weight - 100.0).abs().max() < 0.1)
+    True
+    """
+    warnings.warn(
+        "random_module is deprecated, as in Pyro: build a Bayesian network with "
+        "engine.nn.PyroModule and PyroSample priors instead.",
+        FutureWarning,
+        stacklevel=2,
+    )
+    if not isinstance(nn_module, torch.nn.Module):
+        raise ModuleError(
+            f"random_module('{name}', ...) needs a torch.nn.Module, got {type(nn_module).__name__}."
+        )
+    lifted_module = lift(module, prior=prior)
+
+    def draw_module() -> torch.nn.Module:
+        return lifted_module(name, copy.deepcopy(nn_module), update_module_params=True)
+
+    return draw_module
 
 
 def _copy_into(module_param: torch.Tensor, stored: torch.Tensor, param_name: str) -> None:

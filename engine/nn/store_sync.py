@@ -29,7 +29,7 @@ import torch
 from torch.distributions.constraints import Constraint
 
 from engine.errors import ParamError, fmt_shape
-from engine.params import ParamStoreDict, get_param_store
+from engine.params import ParamStoreDict, get_param_store, param_with_module_name
 
 __all__ = ["bind_to_store", "drop_from_store", "drop_subtree_from_store"]
 
@@ -138,6 +138,6 @@ def drop_subtree_from_store(fullname: str) -> None:
     ['net2.w']
     """
     store = get_param_store()
-    prefixes = (f"{fullname}.", f"{fullname}$$$")
+    prefixes = (f"{fullname}.", param_with_module_name(fullname, ""))
     for name in [n for n in store if n.startswith(prefixes)]:
         del store[name]

@@ -34,12 +34,15 @@ from engine.optim.state import (
     snapshot,
     state_misfit,
 )
-from engine.params import get_param_store
+from engine.params import (
+    MODULE_DIVIDER,
+    get_param_store,
+    module_from_param_with_module_name,
+    user_param_name,
+)
 
 OptimArgs = dict[str, Any] | Callable[..., dict[str, Any]]
 
-# engine.module stores a module's parameters as f"{module_name}$$${param_name}", as Pyro does.
-_MODULE_DIVIDER = "$$$"
 _CLIP_KEYS = frozenset({"clip_norm", "clip_value"})
 
 
@@ -253,10 +256,9 @@ class PyroOptim:
                 "no name. Create params with engine.param (or engine.module), or pass a dict."
             )
         if len(inspect.signature(spec).parameters) == 1:
-            result = spec(name.replace(_MODULE_DIVIDER, "."))
+            result = spec(name.replace(MODULE_DIVIDER, "."))
         else:
-            module_name, _, param_name = name.partition(_MODULE_DIVIDER)
-            result = spec(module_name, param_name or name)
+            result = spec(module_from_param_with_module_name(name), user_param_name(name))
         if not isinstance(result, dict):
             raise OptimError(
                 f"{what} for param {name!r} returned {type(result).__name__} {result!r:.100}; "

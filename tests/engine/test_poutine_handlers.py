@@ -1,5 +1,7 @@
 """Every handler of engine.poutine, used as a wrapper and as a context manager."""
 
+import warnings
+
 import pytest
 import torch
 
@@ -269,6 +271,54 @@ def test_lift_matches_module_parameters_by_short_name():
     tr = poutine.trace(lifted).get_trace()
     assert tr.nodes["net$$$weight"]["type"] == "sample"
     assert tr.nodes["net$$$bias"]["type"] == "param"
+
+
+def test_lift_with_stochastic_function_priors():
+    def model():
+        return pyro.param("w", torch.zeros(2)), pyro.param("v", torch.ones(3))
+
+    def shifted(init, *args, **kwargs):  # called as the param was: its initial value first
+        return init + 5.0
+
+    in_dict = poutine.trace(poutine.lift(model, prior={"w": shifted})).get_trace()
+    assert in_dict.nodes["w"]["type"] == "sample" and in_dict.nodes["w"]["fn"] is shifted
+    assert in_dict.nodes["w"]["value"].tolist() == [5.0, 5.0]
+    assert in_dict.nodes["v"]["type"] == "param"
+    # One function for every param: it stands in for the sites, which outer handlers do not see.
+    whole = poutine.trace(poutine.lift(model, prior=shifted))
+    w, v = whole()
+    assert w.tolist() == [5.0, 5.0] and v.tolist() == [6.0, 6.0, 6.0]
+    assert "w" not in whole.trace.nodes and "v" not in whole.trace.nodes
+
+
+def test_lift_warns_of_prior_keys_that_match_no_param():
+    def model():
+        return pyro.param("w", torch.zeros(1))
+
+    with pyro.validation_enabled(), pytest.warns(UserWarning, match=r"names \['wieght'\]"):
+        poutine.lift(model, prior={"wieght": dist.Normal(0.0, 1.0)})()
+    with pyro.validation_enabled(False), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        poutine.lift(model, prior={"wieght": dist.Normal(0.0, 1.0)})()
+
+
+def test_random_module_draws_a_network_per_call():
+    net = torch.nn.Linear(3, 1)
+    with pytest.warns(FutureWarning, match="PyroModule"):
+        prior = {"weight": dist.Normal(0.0, 1.0).expand([1, 3])}
+        draw = pyro.random_module("net", net, prior=prior)
+    tr = poutine.trace(draw).get_trace()
+    sampled = tr.nodes["_RETURN"]["value"]
+    assert tr.nodes["net$$$weight"]["type"] == "sample"
+    assert tr.nodes["net$$$bias"]["type"] == "param"
+    assert sampled is not net and sampled.weight is tr.nodes["net$$$weight"]["value"]
+    x = torch.ones(2, 3)
+    assert torch.allclose(sampled(x), x @ sampled.weight.T + sampled.bias)
+    assert not torch.equal(draw().weight, draw().weight)  # a fresh draw on every call
+    assert isinstance(net.weight, torch.nn.Parameter)  # the user's network is left as it was
+    with pytest.raises(ValueError, match=r"needs a torch\.nn\.Module"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        pyro.random_module("net", lambda x: x, prior=dist.Normal(0.0, 1.0))
 
 
 def test_lifted_site_is_seen_by_outer_sample_handlers():
