@@ -28,12 +28,14 @@ from engine.poutine.conditioning import (
     UnconditionMessenger,
 )
 from engine.poutine.enum_messenger import EnumMessenger
+from engine.poutine.equalize_messenger import EqualizeMessenger
 from engine.poutine.handlers import (
     block,
     broadcast,
     condition,
     do,
     enum,
+    equalize,
     escape,
     infer_config,
     lift,
@@ -67,6 +69,7 @@ __all__ = [
     "ConditionMessenger",
     "DoMessenger",
     "EnumMessenger",
+    "EqualizeMessenger",
     "EscapeMessenger",
     "InferConfigMessenger",
     "LiftMessenger",
@@ -91,6 +94,7 @@ __all__ = [
     "condition",
     "do",
     "enum",
+    "equalize",
     "escape",
     "get_mask",
     "infer_config",

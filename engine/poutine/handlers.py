@@ -15,7 +15,7 @@ returns the messenger, to use as ``with poutine.X(...):`` or as a decorator ``@p
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 import torch
@@ -34,6 +34,7 @@ from engine.poutine.conditioning import (
     UnconditionMessenger,
 )
 from engine.poutine.enum_messenger import EnumMessenger
+from engine.poutine.equalize_messenger import EqualizeMessenger
 from engine.poutine.infer_config_messenger import InferConfigMessenger
 from engine.poutine.lift_messenger import LiftMessenger
 from engine.poutine.markov_messenger import MarkovMessenger
@@ -143,6 +144,18 @@ def lift(fn: Callable | None = None, prior: Any = None) -> Any:
     if prior is None:
         raise ValueError("lift needs a prior: a distribution or a dict of them by param name")
     return _apply(LiftMessenger(prior), fn)
+
+
+def equalize(
+    fn: Callable | None = None,
+    sites: str | Sequence[str] | None = None,
+    type: str = "sample",
+    keep_dist: bool = False,
+) -> Any:
+    """Give the sites matching ``sites`` (names or regular expressions) the first one's value."""
+    if sites is None:
+        raise ValueError("equalize needs sites: a name or regular expression, or a list of them")
+    return _apply(EqualizeMessenger(sites, type=type, keep_dist=keep_dist), fn)
 
 
 def infer_config(fn: Callable | None = None, config_fn: Callable | None = None) -> Any:

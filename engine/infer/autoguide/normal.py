@@ -29,6 +29,7 @@ from engine.errors import AutoGuideError
 from engine.infer.autoguide.guide import AutoGuide, GuideParam, LatentSite
 from engine.infer.autoguide.initialization import InitFn, init_to_feasible
 from engine.infer.autoguide.site_distributions import TransformedNormal
+from engine.params import get_param_store
 from engine.primitives import param, sample
 
 __all__ = ["AutoNormal"]
@@ -165,6 +166,29 @@ class AutoNormal(AutoGuide):
             unconstrained = torch.distributions.Normal(loc, scale, validate_args=False).icdf(q)
             result[site.name] = self._constrain(site, unconstrained)
         return result
+
+    def _get_loc_and_scale(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Site ``name``'s location and scale in unconstrained space, as trained (with their
+        gradients): Pyro's accessor of the same name, which its tutorials and tests read.
+
+        >>> import engine, engine.distributions as dist
+        >>> def model():
+        ...     engine.sample("s", dist.LogNormal(0.0, 1.0))
+        >>> guide = AutoNormal(model, init_scale=0.5)
+        >>> [round(t.item(), 3) for t in guide._get_loc_and_scale("s")]
+        [0.0, 0.5]
+        """
+        self._setup_once((), {})
+        for site in self._sites:
+            if site.name == name:
+                store = get_param_store()
+                return tuple(
+                    store.get_param(p.name, p.init, p.constraint, p.event_dim)
+                    for p in (site.loc, site.scale)
+                )
+        raise AutoGuideError(
+            f"AutoNormal has no site '{name}'; its sites are {[s.name for s in self._sites]}."
+        )
 
     @staticmethod
     def _constrain(site: _NormalSite, unconstrained: torch.Tensor) -> torch.Tensor:
