@@ -65,6 +65,7 @@ from engine.distributions.torch_transform import ComposeTransformModule, Transfo
 from engine.distributions.torch_wrappers import *  # noqa: F403  (one class per torch distribution)
 from engine.distributions.torch_wrappers import __all__ as _wrapped
 from engine.distributions.transforms import biject_to, transform_to
+from engine.distributions.transport_mvn import AVFMultivariateNormal, OMTMultivariateNormal
 from engine.distributions.unit import Unit
 from engine.distributions.validation import (
     enable_validation,
@@ -125,6 +126,7 @@ __all__ = [
 ]
 __all__ += [
     "LKJ",
+    "AVFMultivariateNormal",
     "AffineBeta",
     "AsymmetricLaplace",
     "ExtendedBetaBinomial",
@@ -133,6 +135,7 @@ __all__ += [
     "LogNormalNegativeBinomial",
     "Logistic",
     "MultivariateStudentT",
+    "OMTMultivariateNormal",
     "OrderedLogistic",
     "Rejector",
     "SineBivariateVonMises",

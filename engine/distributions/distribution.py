@@ -66,3 +66,18 @@ class Distribution:
     def enumerate_support(self, expand: bool = True) -> torch.Tensor:
         """All values of a discrete, finite support, stacked along a new leftmost dim."""
         raise NotImplementedError(f"{type(self).__name__} does not implement enumerate_support()")
+
+    def conjugate_update(self, other: Distribution) -> tuple[Distribution, torch.Tensor]:
+        """Fuse ``other``, a density over the same variable, into this one: returns ``(fg,
+        log_normalizer)`` with ``log_prob(x) + other.log_prob(x) == fg.log_prob(x) +
+        log_normalizer`` (see :mod:`engine.distributions.conjugate_update`). Beta, Dirichlet and
+        Gamma have it; other families raise ``NotImplementedError``.
+
+        >>> import engine.distributions as dist
+        >>> dist.Normal(0.0, 1.0).conjugate_update(dist.Normal(0.0, 1.0))
+        Traceback (most recent call last):
+        NotImplementedError: Normal has no conjugate_update (Beta, Dirichlet and Gamma have one)
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} has no conjugate_update (Beta, Dirichlet and Gamma have one)"
+        )

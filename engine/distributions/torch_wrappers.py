@@ -17,6 +17,7 @@ import re
 
 import torch
 
+from engine.distributions.conjugate_update import CONJUGATE_UPDATES
 from engine.distributions.torch_distribution import (
     TorchDistributionMixin,
     _TorchHooks,
@@ -64,6 +65,8 @@ def wrap_torch_distribution(torch_cls: type) -> type:
     }
     if issubclass(torch_cls, torch.distributions.TransformedDistribution):
         namespace["clear_cache"] = clear_cache
+    if torch_cls in CONJUGATE_UPDATES:
+        namespace["conjugate_update"] = CONJUGATE_UPDATES[torch_cls]
     return type(torch_cls.__name__, (_TorchHooks, torch_cls, TorchDistributionMixin), namespace)
 
 
