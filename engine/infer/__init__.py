@@ -36,6 +36,7 @@ from engine.infer.mcmc import HMC, MCMC, NUTS, RandomWalkKernel
 from engine.infer.predictive import Predictive
 from engine.infer.progress import Progress, ProgressEvent
 from engine.infer.renyi_elbo import RenyiELBO
+from engine.infer.smcfilter import SMCFilter
 from engine.infer.svi import SVI
 from engine.infer.trace_elbo import Trace_ELBO
 from engine.infer.tracegraph_elbo import TraceGraph_ELBO
@@ -66,6 +67,7 @@ __all__ = [
     "ProgressEvent",
     "RandomWalkKernel",
     "RenyiELBO",
+    "SMCFilter",
     "TraceEnumSample_ELBO",
     "TraceEnum_ELBO",
     "TraceGraph_ELBO",
