@@ -8,7 +8,7 @@ import torch
 
 import engine as pyro
 import engine.distributions as dist
-from engine.errors import ArgumentError, NonFiniteError, ParamError
+from engine.errors import ArgumentError, MCMCError, NonFiniteError, ParamError
 from engine.infer import SVGD, IMQSteinKernel, RBFSteinKernel
 from engine.optim import Adam
 
@@ -178,3 +178,13 @@ def test_a_non_finite_density_names_the_site_and_moves_nothing():
     with pytest.raises(NonFiniteError, match="log density of 'near' is not finite"):
         svgd.step(torch.tensor(50.0))
     assert torch.equal(pyro.get_param_store()["svgd_particles"], before)
+
+
+def test_a_site_svgd_cannot_move_on_is_refused_by_name():
+    def model():
+        pyro.sample("count", dist.Poisson(3.0))  # discrete, with no finite support to sum out
+
+    svgd = SVGD(model, RBFSteinKernel(), Adam({"lr": 0.1}), 10, 0)
+    with pytest.raises(MCMCError, match=r"'count'.*discrete: SVGD can only move"):
+        svgd.step()
+    assert "svgd_particles" not in pyro.get_param_store()

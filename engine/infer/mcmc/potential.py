@@ -90,7 +90,7 @@ def _checked_bijection(
     if discrete:
         raise MCMCError(
             f"Site '{name}' ({type(fn).__name__}, support {describe_constraint(fn.support)}) is "
-            f"discrete: {algorithm} only move through continuous space. Mark it for "
+            f"discrete: {algorithm} can only move through continuous space. Mark it for "
             "enumeration so that it is summed out (`infer={'enumerate': 'parallel'}` on the "
             "site, or `@config_enumerate` on the model), or observe it."
         )
@@ -247,8 +247,8 @@ class Potential(FlatLayout):
         for name, site in prototype.nodes.items():
             if is_subsample_site(site):
                 raise MCMCError(
-                    f"Plate '{name}' draws a mini-batch (subsample_size): {self.algorithm} "
-                    "need the exact log density of all the data at every step. Drop "
+                    f"Plate '{name}' draws a mini-batch (subsample_size), but every step of "
+                    f"{self.algorithm} needs the exact log density of all the data. Drop "
                     "subsample_size."
                 )
             if site["type"] != "sample":
