@@ -351,6 +351,20 @@ class MCMCError(PPLError, ValueError):
     """A model MCMC cannot sample, or a starting point it cannot start from."""
 
 
+class SMCFailed(PPLError, ValueError):
+    """``SMCFilter`` found no particle with a nonzero weight: every hypothesis it holds is
+    impossible given the data (Pyro's ``pyro.infer.smcfilter.SMCFailed``, a ``ValueError``).
+
+    >>> isinstance(SMCFailed("no particle left"), ValueError)
+    True
+    """
+
+
+class SMCStateError(PPLError, RuntimeError):
+    """A guide of ``SMCFilter`` wrote to the filter's state: guides only read it, the model
+    writes it (Pyro raises a ``RuntimeError`` there too)."""
+
+
 class ModelGuideMismatchError(PPLError, ValueError):
     """The guide does not provide exactly the model's latent sites, with their shapes."""
 

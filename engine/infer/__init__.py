@@ -36,6 +36,8 @@ from engine.infer.mcmc import HMC, MCMC, NUTS, RandomWalkKernel
 from engine.infer.predictive import Predictive
 from engine.infer.progress import Progress, ProgressEvent
 from engine.infer.renyi_elbo import RenyiELBO
+from engine.infer.smcfilter import SMCFilter
+from engine.infer.svgd import SVGD, IMQSteinKernel, RBFSteinKernel
 from engine.infer.svi import SVI
 from engine.infer.trace_elbo import Trace_ELBO
 from engine.infer.tracegraph_elbo import TraceGraph_ELBO
@@ -48,10 +50,12 @@ __all__ = [
     "HMC",
     "MCMC",
     "NUTS",
+    "SVGD",
     "SVI",
     "EmpiricalMarginal",
     "EnergyDistance",
     "EnumerationError",
+    "IMQSteinKernel",
     "Importance",
     "JitTraceEnum_ELBO",
     "JitTraceGraph_ELBO",
@@ -64,8 +68,10 @@ __all__ = [
     "Predictive",
     "Progress",
     "ProgressEvent",
+    "RBFSteinKernel",
     "RandomWalkKernel",
     "RenyiELBO",
+    "SMCFilter",
     "TraceEnumSample_ELBO",
     "TraceEnum_ELBO",
     "TraceGraph_ELBO",

@@ -104,15 +104,49 @@ def vectorized_importance_weights(
         raise ValueError(f"num_samples must be positive, got {num_samples}")
     if max_plate_nesting is None:
         max_plate_nesting = guess_max_plate_nesting(model, guide, args, kwargs)
+    log_weights, model_trace, guide_trace = particle_log_weights(
+        model, guide, args, kwargs, num_samples, max_plate_nesting, "vectorized_importance_weights"
+    )
+    if normalized:
+        log_weights = log_weights - torch.logsumexp(log_weights, dim=0)
+    return log_weights, model_trace, guide_trace
+
+
+def particle_log_weights(
+    model: Callable,
+    guide: Callable,
+    args: tuple,
+    kwargs: dict[str, Any],
+    num_particles: int,
+    max_plate_nesting: int,
+    algorithm: str,
+) -> tuple[torch.Tensor, Trace, Trace]:
+    """The core of :func:`vectorized_importance_weights`, shared with the algorithms that weight
+    particles (``SMCFilter``): run ``guide`` and then ``model`` once each, under a plate of
+    ``num_particles`` at dim ``-1 - max_plate_nesting``, and return ``(log_weights, model_trace,
+    guide_trace)`` with one log weight ``log p - log q`` per particle. ``algorithm`` names the
+    caller in the error a guide that samples a site the model does not have gets.
+
+    >>> import engine as pyro, engine.distributions as dist
+    >>> def model():
+    ...     z = pyro.sample("z", dist.Normal(0.0, 1.0))
+    ...     pyro.sample("x", dist.Normal(z, 1.0), obs=torch.tensor(0.5))
+    >>> def prior():
+    ...     pyro.sample("z", dist.Normal(0.0, 1.0))
+    >>> log_w, model_trace, _ = particle_log_weights(model, prior, (), {}, 3, 0, "doc")
+    >>> z = model_trace.nodes["z"]["value"]
+    >>> torch.allclose(log_w, dist.Normal(z, 1.0).log_prob(torch.tensor(0.5)))  # the likelihood
+    True
+    """
     guide_trace, model_trace = guide_and_model_traces(
-        vectorize(model, num_samples, max_plate_nesting, PARTICLE_PLATE),
-        vectorize(guide, num_samples, max_plate_nesting, PARTICLE_PLATE),
+        vectorize(model, num_particles, max_plate_nesting, PARTICLE_PLATE),
+        vectorize(guide, num_particles, max_plate_nesting, PARTICLE_PLATE),
         args,
         kwargs,
     )
-    check_guide_latents(guide_trace, model_trace, "vectorized_importance_weights")
+    check_guide_latents(guide_trace, model_trace, algorithm)
     guided = set(guide_trace.stochastic_nodes)
-    log_weights = torch.zeros(num_samples)
+    log_weights = torch.zeros(num_particles)
     for trace_, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
         trace_.compute_log_prob()
         for name, site in trace_.sample_sites():
@@ -121,8 +155,6 @@ def vectorized_importance_weights(
                 continue
             term = sum_except_plate(site["log_prob"], site, PARTICLE_PLATE)
             log_weights = log_weights.to(term) + sign * term
-    if normalized:
-        log_weights = log_weights - torch.logsumexp(log_weights, dim=0)
     return log_weights, model_trace, guide_trace
 
 

@@ -77,7 +77,9 @@ class _NeedsEnumeration(Exception):
     such site (as Pyro's HMC and NUTS do)."""
 
 
-def _checked_bijection(site: Message) -> torch.distributions.transforms.Transform:
+def _checked_bijection(
+    site: Message, algorithm: str = "HMC and NUTS"
+) -> torch.distributions.transforms.Transform:
     fn, name = site["fn"], site["name"]
     try:
         discrete = fn.support.is_discrete
@@ -88,7 +90,7 @@ def _checked_bijection(site: Message) -> torch.distributions.transforms.Transfor
     if discrete:
         raise MCMCError(
             f"Site '{name}' ({type(fn).__name__}, support {describe_constraint(fn.support)}) is "
-            "discrete: HMC and NUTS move through continuous space only. Mark it for "
+            f"discrete: {algorithm} can only move through continuous space. Mark it for "
             "enumeration so that it is summed out (`infer={'enumerate': 'parallel'}` on the "
             "site, or `@config_enumerate` on the model), or observe it."
         )
@@ -98,7 +100,7 @@ def _checked_bijection(site: Message) -> torch.distributions.transforms.Transfor
         raise MCMCError(
             f"Site '{name}' ({type(fn).__name__}) has support "
             f"{describe_constraint(fn.support)}, which has no bijection from unconstrained real "
-            "space, so HMC cannot move on it. Use a distribution whose support has one "
+            f"space, so {algorithm} cannot move on it. Use a distribution whose support has one "
             "(or register one with biject_to.register)."
         ) from None
 
@@ -170,7 +172,8 @@ class Potential(FlatLayout):
     """The potential energy of ``model(*args, **kwargs)`` over flat unconstrained vectors.
 
     ``init_strategy`` places the prototype run (and so fixes the site layout);
-    ``max_plate_nesting`` is read off that run when not given.
+    ``max_plate_nesting`` is read off that run when not given. ``algorithm`` names what moves
+    on the potential in the errors about sites it cannot move on (SVGD uses it too).
 
     >>> import engine, engine.distributions as dist
     >>> def model():
@@ -188,8 +191,10 @@ class Potential(FlatLayout):
         *,
         init_strategy: Callable[[Message], torch.Tensor] = init_to_uniform,
         max_plate_nesting: int | None = None,
+        algorithm: str = "HMC and NUTS",
     ):
         self.model = model
+        self.algorithm = algorithm
         self.model_args = tuple(model_args)
         self.model_kwargs = dict(model_kwargs or {})
         self.init_strategy = init_strategy
@@ -229,7 +234,7 @@ class Potential(FlatLayout):
 
         @functools.wraps(strategy)
         def checked_strategy(site: Message) -> torch.Tensor:
-            _checked_bijection(site)  # a site HMC cannot move on fails here, by name
+            _checked_bijection(site, self.algorithm)  # a site it cannot move on fails here
             return strategy(site)
 
         with torch.no_grad(), raised_in("model"):
@@ -242,8 +247,9 @@ class Potential(FlatLayout):
         for name, site in prototype.nodes.items():
             if is_subsample_site(site):
                 raise MCMCError(
-                    f"Plate '{name}' draws a mini-batch (subsample_size): HMC and NUTS need the "
-                    "exact log density of all the data at every step. Drop subsample_size."
+                    f"Plate '{name}' draws a mini-batch (subsample_size), but every step of "
+                    f"{self.algorithm} needs the exact log density of all the data. Drop "
+                    "subsample_size."
                 )
             if site["type"] != "sample":
                 continue
@@ -259,7 +265,7 @@ class Potential(FlatLayout):
                 self.observed[name] = ObservedSite.of(site, names)
             if site["is_observed"]:
                 continue  # deterministic sites are observed Deltas: their shape is kept above
-            unconstrained_shape = _checked_bijection(site).inverse_shape(shape)
+            unconstrained_shape = _checked_bijection(site, self.algorithm).inverse_shape(shape)
             size = math.prod(unconstrained_shape)
             self._batch_ranks[name] = batch_rank
             slots.append(SiteSlot(name, unconstrained_shape, offset, size))
@@ -424,6 +430,20 @@ class Potential(FlatLayout):
         unconstrained space: ``biject_to(support).inv``."""
         return {name: biject_to(support).inv for name, support in self._supports.items()}
 
+    def batch_rank(self, name: str) -> int:
+        """How many leading dims of latent site ``name``'s value are batch dims (the rest are
+        its event dims), as the prototype run had them: a value of the batched run holds
+        ``max_plate_nesting - batch_rank`` size-1 dims between the chain dim and its own.
+
+        >>> import engine, engine.distributions as dist
+        >>> def model():
+        ...     with engine.plate("rows", 3):
+        ...         engine.sample("w", dist.Normal(torch.zeros(3, 2), 1.0).to_event(1))
+        >>> Potential(model, max_plate_nesting=2).batch_rank("w")
+        1
+        """
+        return self._batch_ranks[name]
+
     @property
     def batched(self) -> bool:
         """Whether all chains are scored in one run of the model (plate or vmap)."""
@@ -481,8 +501,9 @@ class Potential(FlatLayout):
                     break
                 if attempt == max_tries - 1:
                     raise MCMCError(
-                        f"MCMC found no starting point with a finite log density in {max_tries} "
-                        f"tries of {getattr(self.init_strategy, '__name__', 'the strategy')}"
+                        f"{self.algorithm} found no starting point with a finite log density "
+                        f"in {max_tries} tries of "
+                        f"{getattr(self.init_strategy, '__name__', 'the strategy')}"
                         f"{self._describe_nonfinite_start(z)}. Fix the model (a scale that can "
                         "reach 0, a log of 0), or start elsewhere: "
                         "init_strategy=init_to_value(values={...}) or init_to_median."
