@@ -19,6 +19,7 @@ from engine.infer.autoguide.multivariate import (
     AutoMultivariateNormal,
 )
 from engine.infer.autoguide.normal import AutoNormal
+from engine.infer.autoguide.structured import AutoStructured
 
 __all__ = [
     "AutoCallable",
@@ -33,4 +34,5 @@ __all__ = [
     "AutoMultivariateNormal",
     "AutoNormal",
     "AutoNormalizingFlow",
+    "AutoStructured",
 ]
