@@ -120,7 +120,7 @@ class AutoStructured(AutoContinuous):
     >>> try:
     ...     AutoStructured(model, conditionals={"b": "normal"}, model_args=())
     ... except AutoGuideError as error:
-    ...     print(str(error)[:58])
+    ...     print(str(error)[:57])
     AutoStructured: conditionals names site 'b', which is not
     """
 
