@@ -10,6 +10,7 @@ modules.
 from engine.infer.autoguide.continuous import AutoContinuous
 from engine.infer.autoguide.delta import AutoDelta
 from engine.infer.autoguide.flows import AutoIAFNormal, AutoNormalizingFlow
+from engine.infer.autoguide.gaussian import AutoGaussian
 from engine.infer.autoguide.guide import AutoGuide
 from engine.infer.autoguide.guide_list import AutoCallable, AutoGuideList
 from engine.infer.autoguide.laplace import AutoLaplaceApproximation
@@ -26,6 +27,7 @@ __all__ = [
     "AutoContinuous",
     "AutoDelta",
     "AutoDiagonalNormal",
+    "AutoGaussian",
     "AutoGuide",
     "AutoGuideList",
     "AutoIAFNormal",

@@ -177,15 +177,9 @@ class AutoStructured(AutoContinuous):
             [fn for fn in _callables(conditionals, dependencies) if isinstance(fn, torch.nn.Module)]
         )
         self._init_scale = _check_init_scale(type(self), init_scale)
-        self._setup_args: tuple[tuple, dict] = ((), {})
         self._setup_if_given(model_args, model_kwargs)
 
     # -- setup ---------------------------------------------------------------------------------
-
-    def _setup(self, args: tuple, kwargs: dict) -> None:
-        # The model's arguments are needed to read its dependency structure off one run.
-        self._setup_args = (args, kwargs)
-        super()._setup(args, kwargs)
 
     def _resolve_structure(
         self, names: list[str]
@@ -220,7 +214,7 @@ class AutoStructured(AutoContinuous):
         else:
             from engine.infer.inspect import get_dependencies  # inspect imports autoguide users
 
-            args, kwargs = self._setup_args
+            _, args, kwargs = self._setup_run
             with block():
                 posterior = get_dependencies(self.model, args, kwargs)["posterior_dependencies"]
             deps = {}
