@@ -49,6 +49,7 @@ from engine.infer.autoguide.initialization import InitFn, init_to_feasible
 from engine.infer.autoguide.multivariate import _check_init_scale, _read
 from engine.infer.autoguide.site_distributions import SiteDelta
 from engine.poutine.handlers import block
+from engine.poutine.infer_config_messenger import InferConfigMessenger
 from engine.primitives import sample
 
 __all__ = ["AutoStructured"]
@@ -282,7 +283,9 @@ class AutoStructured(AutoContinuous):
         return self._call_conditional(site, kind)
 
     def _call_conditional(self, site: _FlatSite, fn: Callable) -> torch.Tensor:
-        value = torch.as_tensor(fn())
+        # The callable's own sample sites have no counterpart in the model: auxiliary ones.
+        with InferConfigMessenger(_auxiliary_samples):
+            value = torch.as_tensor(fn())
         size = site.stop - site.start
         if value.dim() == 0:
             return value.expand(size)
@@ -415,6 +418,10 @@ class AutoStructured(AutoContinuous):
             ]
         )
         return loc, scale
+
+
+def _auxiliary_samples(msg: dict) -> dict:
+    return {"is_auxiliary": True} if msg["type"] == "sample" else {}
 
 
 def _callables(conditionals: Any, dependencies: Any) -> list[Callable]:
