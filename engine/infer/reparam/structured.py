@@ -142,6 +142,10 @@ class StructuredReparam(Reparam):
         perturbation = own if upstream is None else upstream if own is None else own + upstream
         self._perturbations[name] = perturbation
         value, log_density = self._value(site, perturbation)
+        if own is not None and msg["value"] is not None:
+            # The noise was solved from the initial value: the map gives it back (up to
+            # rounding), and the site keeps the very tensor it was given.
+            value = msg["value"]
         # The guide's density divides by |det| of the map; the pulled-back model multiplies.
         log_density = fn.log_prob(value) - log_density + guide._log_scale(site)
         return {
