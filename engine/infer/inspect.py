@@ -42,7 +42,8 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils.weak import WeakIdKeyDictionary
 
-from engine.distributions import ExpandedDistribution, MaskedDistribution
+from engine.distributions import Delta, ExpandedDistribution, MaskedDistribution
+from engine.distributions.validation import validation_enabled
 from engine.params import get_param_store
 from engine.poutine.handlers import trace
 from engine.poutine.trace_struct import Trace
@@ -260,17 +261,10 @@ def get_model_relations(
         if site["type"] == "sample" and site["infer"].get("_deterministic", False)
     }
     parents = relations["sample_sample"]
-
-    def through(names: list[str]) -> list[str]:
-        found: list[str] = []
-        for name in names:
-            for parent in through(parents[name]) if name in deterministic else [name]:
-                if parent not in found:
-                    found.append(parent)
-        return found
-
     kept = [name for name in parents if name not in deterministic]
-    relations["sample_sample"] = {name: through(parents[name]) for name in kept}
+    relations["sample_sample"] = {
+        name: _through(parents, parents[name], deterministic) for name in kept
+    }
     for key in ("sample_param", "sample_dist"):
         relations[key] = {name: relations[key][name] for name in kept}
     relations["plate_sample"] = {
@@ -280,4 +274,98 @@ def get_model_relations(
     return relations
 
 
-__all__ = ["get_model_relations", "trace_relations"]
+def _through(parents: dict[str, list[str]], names: list[str], skipped: set[str]) -> list[str]:
+    """``names`` with each skipped site replaced by its own parents, recursively (a site computed
+    from a skipped one depends on what that one was computed from).
+
+    >>> _through({"a": [], "d": ["a"], "b": ["d"]}, ["d"], {"d"})
+    ['a']
+    """
+    found: list[str] = []
+    for name in names:
+        for parent in _through(parents, parents[name], skipped) if name in skipped else [name]:
+            if parent not in found:
+                found.append(parent)
+    return found
+
+
+def _is_point_mass(site: Message) -> bool:
+    fn = site["fn"]
+    while isinstance(
+        fn, torch.distributions.Independent | MaskedDistribution | ExpandedDistribution
+    ):
+        fn = fn.base_dist
+    return isinstance(fn, Delta)
+
+
+def get_dependencies(
+    model: Callable,
+    model_args: tuple | None = None,
+    model_kwargs: dict | None = None,
+    include_deterministic: bool = False,
+) -> dict[str, dict[str, dict[str, set[str]]]]:
+    """Which sites of ``model`` depend on which, in the prior and in the posterior (Pyro's
+    ``get_dependencies``), from one run of the model.
+
+    ``prior_dependencies`` maps every sample site (latent or observed) to the latent sites its
+    distribution depends on, itself included. ``posterior_dependencies`` maps every latent site
+    to the later sites (latent or observed) it is coupled with once the data are seen: the sites
+    that share a factor of the joint density with it (moralization). Each upstream site comes
+    with the set of plates across which the coupling is complete: a plate both sites sit in but
+    their shared factor does not (``a[0]`` then depends on ``a[1]``). In the prior these sets
+    are empty, since one run cannot tell which element of a plated value another element was
+    built from. ``deterministic`` sites and point-mass (``Delta``) sites are left out, and a
+    site built from one depends on what that one was built from; with
+    ``include_deterministic=True`` deterministic sites stay, as observed ones.
+
+    >>> import torch, engine, engine.distributions as dist
+    >>> def model():
+    ...     with engine.plate("p", 3):
+    ...         a = engine.sample("a", dist.Normal(0.0, 1.0))
+    ...     engine.sample("b", dist.Normal(a.sum(), 1.0), obs=torch.tensor(0.0))
+    >>> deps = get_dependencies(model)
+    >>> deps["prior_dependencies"]
+    {'a': {'a': set()}, 'b': {'b': set(), 'a': set()}}
+    >>> deps["posterior_dependencies"]  # b couples all three elements of a
+    {'a': {'a': {'p'}, 'b': set()}}
+    """
+    # Only the structure matters here: a degenerate argument (a zero scale) must not stop the run.
+    with validation_enabled(False):
+        model_trace, relations = trace_relations(model, model_args or (), model_kwargs)
+    parents = relations["sample_sample"]
+    sites = {name: model_trace.nodes[name] for name in parents}
+    skipped = {
+        name
+        for name, site in sites.items()
+        if (site["infer"].get("_deterministic", False) and not include_deterministic)
+        or (_is_point_mass(site) and not site["infer"].get("_deterministic", False))
+    }
+    order = [name for name in parents if name not in skipped]
+    position = {name: i for i, name in enumerate(order)}
+    latent = {
+        name
+        for name in order
+        if not sites[name]["is_observed"] and not sites[name]["infer"].get("_deterministic")
+    }
+    plates = {
+        name: {f.name for f in sites[name]["cond_indep_stack"] if f.vectorized} for name in order
+    }
+    prior: dict[str, dict[str, set[str]]] = {}
+    for name in order:
+        upstream = [p for p in _through(parents, parents[name], skipped) if p in latent]
+        prior[name] = {name: set()}
+        prior[name].update({p: set() for p in upstream if p != name})
+    posterior: dict[str, dict[str, set[str]]] = {name: {} for name in order if name in latent}
+    for name, factor in prior.items():
+        # The factor of ``name`` couples every pair of its sites; the earlier one keeps the edge.
+        members = sorted(factor, key=position.__getitem__)
+        for i, upstream in enumerate(members):
+            if upstream not in latent:
+                continue
+            for downstream in members[i:]:
+                crossed = (plates[upstream] & plates[downstream]) - plates[name]
+                posterior[upstream].setdefault(downstream, set()).update(crossed)
+    return {"prior_dependencies": prior, "posterior_dependencies": posterior}
+
+
+__all__ = ["get_dependencies", "get_model_relations", "trace_relations"]

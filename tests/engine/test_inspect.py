@@ -111,3 +111,30 @@ def test_the_model_sees_plain_tensors_and_the_trace_is_a_normal_trace():
     assert torch.equal(trace.nodes["x"]["value"], data)
     reference = poutine.trace(poutine.replay(model, trace=trace)).get_trace(data)
     assert torch.allclose(trace.log_prob_sum(), reference.log_prob_sum())
+
+
+def test_get_dependencies_moralizes_colliders_and_broken_plates():
+    from engine.infer.inspect import get_dependencies
+
+    def model(y):
+        slope = engine.sample("slope", dist.Normal(0.0, 1.0))
+        noise = engine.sample("noise", dist.HalfNormal(1.0))
+        with engine.plate("groups", 2):
+            effect = engine.sample("effect", dist.Normal(slope, 1.0))
+        shifted = engine.deterministic("shifted", effect + 1.0)
+        engine.sample("y", dist.Normal(shifted.sum(), noise), obs=y)
+
+    deps = get_dependencies(model, (torch.tensor(0.3),))
+    # The deterministic site is looked through: y depends on effect itself.
+    assert deps["prior_dependencies"] == {
+        "slope": {"slope": set()},
+        "noise": {"noise": set()},
+        "effect": {"effect": set(), "slope": set()},
+        "y": {"y": set(), "effect": set(), "noise": set()},
+    }
+    # y (outside the plate) couples both elements of effect, and effect with noise (a collider).
+    assert deps["posterior_dependencies"] == {
+        "slope": {"slope": set(), "effect": set()},
+        "noise": {"noise": set(), "effect": set(), "y": set()},
+        "effect": {"effect": {"groups"}, "y": set()},
+    }

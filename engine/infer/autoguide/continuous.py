@@ -44,6 +44,54 @@ class _FlatSite(NamedTuple):
     plates: tuple[str, ...]
 
 
+def _check_whole_site(guide: str, site: LatentSite) -> torch.Tensor:
+    """The site's unconstrained init value, after checking that a guide over whole sites can
+    cover it: no subsampled plate, and an init value strictly inside the support."""
+    for frame in site.frames:
+        if frame.full_size not in (None, frame.size):
+            raise AutoGuideError(
+                f"{guide}: site '{site.name}' sits in {describe_plates(site.frames)}, which is "
+                "subsampled. A joint distribution over all latent sites cannot follow a changing "
+                "mini-batch. Guide the local sites with AutoNormal or AutoDelta: e.g. "
+                f"AutoGuideList with {guide}(poutine.block(model, hide=[local sites])) and "
+                "AutoNormal(poutine.block(model, expose=[local sites]))."
+            )
+    unconstrained = site.unconstrained_value()
+    if not bool(torch.isfinite(unconstrained).all()):
+        raise AutoGuideError(
+            f"{guide}: the init value of site '{site.name}' lies on the boundary of its "
+            "support, so its unconstrained value is infinite. Use an init_loc_fn that starts "
+            "strictly inside the support."
+        )
+    return unconstrained
+
+
+def _unflatten_site(site: _FlatSite, flat: torch.Tensor, plate_batch: bool = True) -> torch.Tensor:
+    """``flat`` (batch dims, then the site's ``stop - start`` entries) shaped as the site's
+    unconstrained value. With ``plate_batch``, the batch dims come from plates outside the
+    model's (vectorised particles), which sit left of every plate dim: aligned from the right,
+    they broadcast with the site's shape. Otherwise they are prepended to it."""
+    batch_shape = flat.shape[:-1]
+    shape = site.unconstrained_shape
+    if batch_shape and plate_batch:
+        padded = batch_shape + (1,) * site.unconstrained_event_dim
+        shape = torch.broadcast_shapes(shape, padded)
+    elif batch_shape:
+        shape = batch_shape + shape
+    return flat.reshape(shape)
+
+
+def _constrain_site(site: _FlatSite, unconstrained: torch.Tensor) -> tuple[torch.Tensor, Any]:
+    """The site's value on its support, and the log-density the map adds to a guide's density
+    there (minus its log|Jacobian|, one entry per batch element; 0.0 for the identity)."""
+    if site.transform is None:
+        return unconstrained, 0.0
+    value = site.transform(unconstrained)
+    log_jacobian = site.transform.log_abs_det_jacobian(unconstrained, value)
+    kept = value.dim() - site.event_dim
+    return value, -sum_rightmost(log_jacobian, log_jacobian.dim() - kept)
+
+
 class AutoContinuous(AutoGuide):
     """Base class of the guides over the flat unconstrained vector of all latent sites.
 
@@ -75,23 +123,7 @@ class AutoContinuous(AutoGuide):
     def _setup_sites(self, sites: list[LatentSite]) -> list[GuideParam]:
         records, pieces, start = [], [], 0
         for site in sites:
-            for frame in site.frames:
-                if frame.full_size not in (None, frame.size):
-                    raise AutoGuideError(
-                        f"{type(self).__name__}: site '{site.name}' sits in "
-                        f"{describe_plates(site.frames)}, which is subsampled. A joint "
-                        "distribution over all latent sites cannot follow a changing mini-batch. "
-                        "Guide the local sites with AutoNormal or AutoDelta: e.g. AutoGuideList "
-                        f"with {type(self).__name__}(poutine.block(model, hide=[local sites])) and "
-                        "AutoNormal(poutine.block(model, expose=[local sites]))."
-                    )
-            unconstrained = site.unconstrained_value()
-            if not bool(torch.isfinite(unconstrained).all()):
-                raise AutoGuideError(
-                    f"{type(self).__name__}: the init value of site '{site.name}' lies on the "
-                    "boundary of its support, so its unconstrained value is infinite. Use an "
-                    "init_loc_fn that starts strictly inside the support."
-                )
+            unconstrained = _check_whole_site(type(self).__name__, site)
             stop = start + unconstrained.numel()
             records.append(
                 _FlatSite(
@@ -155,13 +187,7 @@ class AutoContinuous(AutoGuide):
         latent = self.sample_latent(*args, **kwargs)
         result = {}
         for site, unconstrained in self._unpack(latent):
-            if site.transform is None:
-                value, log_density = unconstrained, 0.0
-            else:
-                value = site.transform(unconstrained)
-                log_jacobian = site.transform.log_abs_det_jacobian(unconstrained, value)
-                kept = value.dim() - site.event_dim
-                log_density = -sum_rightmost(log_jacobian, log_jacobian.dim() - kept)
+            value, log_density = _constrain_site(site, unconstrained)
             with ExitStack() as stack:
                 if site.plates:
                     self._enter_plates(stack, plates, site.plates)
@@ -179,15 +205,8 @@ class AutoContinuous(AutoGuide):
         particles), which sit left of every plate dim: aligned from the right, they broadcast with
         the site's shape. Otherwise they are prepended to it (a stack of quantiles).
         """
-        batch_shape = latent.shape[:-1]
         for site in self._sites:
-            shape = site.unconstrained_shape
-            if batch_shape and plate_batch:
-                padded = batch_shape + (1,) * site.unconstrained_event_dim
-                shape = torch.broadcast_shapes(shape, padded)
-            elif batch_shape:
-                shape = batch_shape + shape
-            yield site, latent[..., site.start : site.stop].reshape(shape)
+            yield site, _unflatten_site(site, latent[..., site.start : site.stop], plate_batch)
 
     def _constrain_all(self, latent: torch.Tensor) -> dict[str, torch.Tensor]:
         return {

@@ -245,7 +245,13 @@ class AutoGuide(torch.nn.Module):
     def _setup(self, args: tuple, kwargs: dict) -> None:
         prototype = self._prototype(args, kwargs, getattr(self, "init_loc_fn", init_to_feasible))
         sites = self._latent_sites(prototype, args, kwargs)
-        params = self._setup_sites(sites)
+        # What the setup ran on, for guides that read more off the model (its dependencies);
+        # not kept afterwards, so the guide holds no reference to the data.
+        self._setup_run = (prototype, args, kwargs)
+        try:
+            params = self._setup_sites(sites)
+        finally:
+            del self._setup_run
         self._register(params)
         self.prototype_trace = prototype
         self._site_shapes = {

@@ -10,6 +10,7 @@ modules.
 from engine.infer.autoguide.continuous import AutoContinuous
 from engine.infer.autoguide.delta import AutoDelta
 from engine.infer.autoguide.flows import AutoIAFNormal, AutoNormalizingFlow
+from engine.infer.autoguide.gaussian import AutoGaussian
 from engine.infer.autoguide.guide import AutoGuide
 from engine.infer.autoguide.guide_list import AutoCallable, AutoGuideList
 from engine.infer.autoguide.laplace import AutoLaplaceApproximation
@@ -19,12 +20,14 @@ from engine.infer.autoguide.multivariate import (
     AutoMultivariateNormal,
 )
 from engine.infer.autoguide.normal import AutoNormal
+from engine.infer.autoguide.structured import AutoStructured
 
 __all__ = [
     "AutoCallable",
     "AutoContinuous",
     "AutoDelta",
     "AutoDiagonalNormal",
+    "AutoGaussian",
     "AutoGuide",
     "AutoGuideList",
     "AutoIAFNormal",
@@ -33,4 +36,5 @@ __all__ = [
     "AutoMultivariateNormal",
     "AutoNormal",
     "AutoNormalizingFlow",
+    "AutoStructured",
 ]

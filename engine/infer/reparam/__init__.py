@@ -17,6 +17,7 @@ from engine.infer.reparam.reparam import Reparam
 from engine.infer.reparam.softmax import GumbelSoftmaxReparam, SoftmaxReparam
 from engine.infer.reparam.split import SplitReparam
 from engine.infer.reparam.strategies import AutoReparam, MinimalReparam, Strategy
+from engine.infer.reparam.structured import StructuredReparam
 from engine.infer.reparam.studentt import StudentTReparam
 from engine.infer.reparam.transform import TransformReparam
 from engine.infer.reparam.unit_jacobian import UnitJacobianReparam
@@ -34,6 +35,7 @@ __all__ = [
     "SoftmaxReparam",
     "SplitReparam",
     "Strategy",
+    "StructuredReparam",
     "StudentTReparam",
     "TransformReparam",
     "UnitJacobianReparam",
