@@ -43,6 +43,7 @@ def test_discrete_latent_site(guide_cls):
     assert "site 'component' (Categorical" in message
     assert "discrete" in message and "enumerate" in message
     assert "config_enumerate" in message and "TraceEnum_ELBO" in message
+    assert "https://pyro.ai/examples/enumeration.html" in message
 
 
 def test_an_enumerated_discrete_site_is_left_to_trace_enum_elbo():
@@ -70,6 +71,15 @@ def test_support_without_a_bijection():
         AutoGuideError, match=r"site 'chol'[\s\S]*lower_cholesky[\s\S]*no bijection"
     ):
         AutoNormal(model, model_args=())
+
+
+def test_a_direction_on_the_sphere_is_sent_to_projected_normal_reparam():
+    def model():
+        engine.sample("direction", dist.ProjectedNormal(torch.tensor([1.0, 0.0, 0.0])))
+
+    with pytest.raises(AutoGuideError, match=r"site 'direction'[\s\S]*no bijection") as info:
+        AutoNormal(model, model_args=())
+    assert "config={'direction': ProjectedNormalReparam()}" in str(info.value)
 
 
 def local_model(data):

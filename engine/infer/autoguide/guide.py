@@ -327,8 +327,9 @@ class AutoGuide(torch.nn.Module):
                 f"{describe_constraint(support)}) is discrete, and an autoguide only covers "
                 "continuous latent sites. Enumerate it instead: mark it with "
                 "infer={'enumerate': 'parallel'} (or decorate the model with config_enumerate) "
-                "and use TraceEnum_ELBO; autoguides leave enumerated sites to it. Or write a "
-                "guide for it by hand and combine the two with AutoGuideList."
+                "and use TraceEnum_ELBO; autoguides leave enumerated sites to it (Pyro's "
+                "tutorial: https://pyro.ai/examples/enumeration.html). Or write a guide for it "
+                "by hand and combine the two with AutoGuideList."
             )
         try:
             return biject_to(support)
@@ -337,7 +338,9 @@ class AutoGuide(torch.nn.Module):
                 f"{type(self).__name__}: site '{name}' ({type(fn).__name__}) has support "
                 f"{describe_constraint(support)}, which has no bijection from unconstrained real "
                 "space, so an autoguide cannot place a distribution on it. Reparameterise the "
-                "site with a support that has one (register it with biject_to.register), or "
+                "site with a support that has one (register it with biject_to.register; a "
+                "direction on the sphere, e.g. ProjectedNormal, becomes unconstrained with "
+                f"poutine.reparam(model, config={{'{name}': ProjectedNormalReparam()}})), or "
                 f"hide it with poutine.block(model, hide=['{name}']) and guide it by hand."
             ) from None
 
