@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import torch
 
 from engine.errors import ShapeError, SiteNameError, did_you_mean, fmt_shape
-from engine.infer.util import max_plate_nesting_of, vectorize
+from engine.infer.util import max_plate_nesting_of, values_by_site_name, vectorize
 from engine.poutine.handlers import block, condition, trace
 from engine.poutine.trace_struct import Trace
 from engine.runtime import Message, is_subsample_site
@@ -117,6 +117,19 @@ class Predictive(torch.nn.Module):
             kwargs,
             check_keys=self.guide is None,
         )
+
+    def call(self, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        """The predictions of ``self(*args, **kwargs)`` as a tuple ordered by site name.
+
+        >>> import torch, engine, engine.distributions as dist
+        >>> def model():
+        ...     engine.sample("b", dist.Normal(2.0, 1.0))
+        ...     engine.sample("a", dist.Normal(-1.0, 1.0))
+        >>> a, b = Predictive(model, num_samples=4).call()
+        >>> a.shape, b.shape
+        (torch.Size([4]), torch.Size([4]))
+        """
+        return values_by_site_name(self(*args, **kwargs))
 
     def get_samples(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """Deprecated alias of calling the object (as in Pyro)."""

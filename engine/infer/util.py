@@ -24,6 +24,17 @@ from engine.poutine.trace_struct import Trace
 from engine.runtime import Message, wraps
 
 
+def values_by_site_name(values: dict[str, Any]) -> tuple[Any, ...]:
+    """A dict of site values as a tuple ordered by site name: the form of ``call`` (Pyro's
+    tuple-returning twin of a guide's or ``Predictive``'s ``__call__``, which tracers such as
+    ``torch.jit.trace_module`` accept as an output).
+
+    >>> values_by_site_name({"b": 2, "a": 1})
+    (1, 2)
+    """
+    return tuple(values[name] for name in sorted(values))
+
+
 def max_plate_nesting_of(*traces: Trace) -> int:
     """How many batch dims the vectorised plates of these traces use (0 without plates)."""
     deepest = 0

@@ -244,3 +244,18 @@ def test_a_site_that_changes_shape_between_draws_is_reported():
 
     with pytest.raises(ShapeError, match="Site 'x' has shape"):
         Predictive(dynamic, num_samples=50)()
+
+
+def test_call_gives_the_predictions_as_a_tuple_by_site_name():
+    def model(n):
+        z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        with pyro.plate("data", n):
+            pyro.sample("y", dist.Normal(z, 0.1))
+
+    predictive = Predictive(model, num_samples=5)
+    pyro.set_rng_seed(3)
+    as_dict = predictive(4)
+    pyro.set_rng_seed(3)
+    y, z = predictive.call(4)
+    assert torch.equal(y, as_dict["y"]) and torch.equal(z, as_dict["z"])
+    assert y.shape == (5, 4) and z.shape == (5, 1)  # padded to the plates, as in Pyro

@@ -39,6 +39,7 @@ from engine.distributions import biject_to
 from engine.errors import AutoGuideError, ShapeError, describe_plates, fmt_shape
 from engine.infer.autoguide.initialization import InitFn, InitMessenger, init_to_feasible
 from engine.infer.shape_signature import shape_signature
+from engine.infer.util import values_by_site_name
 from engine.params import get_param_store
 from engine.poutine.handlers import block, trace
 from engine.poutine.plate_messenger import PlateMessenger
@@ -514,8 +515,7 @@ class AutoGuide(torch.nn.Module):
         >>> a.item(), b.item()
         (-1.0, 2.0)
         """
-        values = self(*args, **kwargs)
-        return tuple(values[name] for name in sorted(values))
+        return values_by_site_name(self(*args, **kwargs))
 
     def _setup_once(self, args: tuple, kwargs: dict) -> None:
         """Set up with these arguments unless already set up (``median`` and the like, whose
