@@ -40,6 +40,7 @@ from engine.infer.svi import SVI
 from engine.infer.trace_elbo import Trace_ELBO
 from engine.infer.tracegraph_elbo import TraceGraph_ELBO
 from engine.infer.tracemeanfield_elbo import TraceMeanField_ELBO
+from engine.infer.tracetmc_elbo import TraceTMC_ELBO
 from engine.infer.weighed_predictive import MHResampler, WeighedPredictive
 
 __all__ = [
@@ -71,6 +72,7 @@ __all__ = [
     "TraceGraph_ELBO",
     "TraceMeanField_ELBO",
     "TracePosterior",
+    "TraceTMC_ELBO",
     "Trace_ELBO",
     "WeighedPredictive",
     "autoguide",
