@@ -38,6 +38,7 @@ from engine.infer.progress import Progress, ProgressEvent
 from engine.infer.renyi_elbo import RenyiELBO
 from engine.infer.svi import SVI
 from engine.infer.trace_elbo import Trace_ELBO
+from engine.infer.trace_tail_adaptive_elbo import TraceTailAdaptive_ELBO
 from engine.infer.tracegraph_elbo import TraceGraph_ELBO
 from engine.infer.tracemeanfield_elbo import TraceMeanField_ELBO
 from engine.infer.tracetmc_elbo import TraceTMC_ELBO
@@ -73,6 +74,7 @@ __all__ = [
     "TraceMeanField_ELBO",
     "TracePosterior",
     "TraceTMC_ELBO",
+    "TraceTailAdaptive_ELBO",
     "Trace_ELBO",
     "WeighedPredictive",
     "autoguide",
