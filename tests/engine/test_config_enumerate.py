@@ -8,7 +8,7 @@ import engine
 import engine.distributions as dist
 from engine import poutine
 from engine.errors import ArgumentError, EnumerationError
-from engine.infer import TraceEnum_ELBO, config_enumerate, infer_discrete
+from engine.infer import MCMC, NUTS, TraceEnum_ELBO, config_enumerate, infer_discrete
 
 OBSERVED = torch.tensor([0.4, -0.3, 1.9, 2.2])
 PRIOR = torch.tensor([0.25, 0.45, 0.3])
@@ -123,3 +123,11 @@ def test_exact_enumeration_refuses_sampled_sites_naming_tmc():
         TraceEnum_ELBO(max_plate_nesting=0).loss(model, lambda: None)
     with pytest.raises(EnumerationError, match=r"'z'.*num_samples.*TraceTMC_ELBO"):
         infer_discrete(model, first_available_dim=-1)()
+
+    def regression():
+        m = engine.sample("m", dist.Normal(0.0, 1.0))
+        model()
+        engine.sample("x", dist.Normal(m, 1.0), obs=torch.tensor(0.3))
+
+    with pytest.raises(EnumerationError, match=r"MCMC.*'z'.*num_samples.*TraceTMC_ELBO"):
+        MCMC(NUTS(regression), num_samples=2, warmup_steps=2).run()

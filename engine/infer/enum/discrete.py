@@ -78,7 +78,7 @@ def infer_discrete(
                 first = -max_plate_nesting_of(trace(fn).get_trace(*args, **kwargs)) - 1
             enum = EnumMessenger(first)
             enumerated = trace(enum(fn)).get_trace(*args, **kwargs)
-            refuse_sampled_sites(enum.enumerated.values(), "model", "infer_discrete")
+            refuse_sampled_sites(enum.enumerated, "model", "infer_discrete")
             if strict_enumeration_warning and not enumerated_sites(enumerated):
                 warnings.warn(
                     f"infer_discrete: {getattr(fn, '__name__', 'the model')} has no sample site "

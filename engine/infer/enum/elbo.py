@@ -254,7 +254,7 @@ def enumerated_traces(
     model_trace = run_model_on_guide(model_run, guide_trace, args, kwargs)
     if exact_for is not None:
         for role, enum in (("guide", guide_enum), ("model", model_enum)):
-            refuse_sampled_sites(enum.enumerated.values(), role, exact_for)
+            refuse_sampled_sites(enum.enumerated, role, exact_for)
     return model_trace, guide_trace
 
 

@@ -22,7 +22,6 @@ site, the dim and the fix, instead of a silently wrong marginal.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 
 import torch
 
@@ -62,6 +61,7 @@ def enumerated_sites(trace: Trace) -> dict[str, Variable]:
             site["value"].shape[site["infer"]["_enumerate_dim"] - len(site["fn"].event_shape)],
             frozenset(f.name for f in site["cond_indep_stack"] if f.vectorized),
             windowed="_markov_scope" in site["infer"],
+            sampled=site["infer"].get("num_samples") is not None,
         )
         for name, site in trace.sample_sites()
         if site["infer"].get("_enumerate_dim") is not None
@@ -187,20 +187,22 @@ def site_factors(
     ]
 
 
-def refuse_sampled_sites(sites: Iterable[EnumeratedSite], role: str, what: str) -> None:
-    """Refuse the sites among ``sites`` that took ``num_samples`` draws instead of their
-    support: ``what`` sums enumerated sites out exactly, which sampled sites are not.
+def refuse_sampled_sites(
+    sites: dict[str, EnumeratedSite] | dict[str, Variable], role: str, what: str
+) -> None:
+    """Refuse the sites among ``sites`` (by name) that took ``num_samples`` draws instead of
+    their support: ``what`` sums enumerated sites out exactly, which sampled sites are not.
 
-    >>> refuse_sampled_sites([EnumeratedSite("z", -1, 4, False, sampled=True)], "model", "X")
+    >>> refuse_sampled_sites({"z": Variable(4, frozenset(), sampled=True)}, "model", "X")
     Traceback (most recent call last):
     ...
     engine.errors.EnumerationNotSupportedError: X sums enumerated sites out exactly, ...
     """
-    for site in sites:
+    for name, site in sites.items():
         if site.sampled:
             raise EnumerationNotSupportedError(
                 f"{what} sums enumerated sites out exactly, but the {role} marks site "
-                f"'{site.name}' with infer['num_samples']={site.size} (Tensor Monte Carlo "
+                f"'{name}' with infer['num_samples']={site.size} (Tensor Monte Carlo "
                 "draws, not its whole support). Use TraceTMC_ELBO for sampled sites, or leave "
                 "num_samples out to enumerate the site's support."
             )
