@@ -125,6 +125,19 @@ class Stable(TorchDistribution):
         u = u.clamp(-half_pi + eps, half_pi - eps)
         w = torch.empty(shape, dtype=like.dtype, device=like.device).exponential_()
         w = w.clamp(min=torch.finfo(like.dtype).tiny)
+        return self.from_angle_and_exponential(u, w)
+
+    def from_angle_and_exponential(self, u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """The draw that Chambers-Mallows-Stuck makes of a uniform angle ``u`` in
+        (-pi/2, pi/2) and an ``Exponential(1)`` ``w`` (``rsample`` draws both; the latent
+        Stable reparameterizer makes them sample sites of their own).
+
+        >>> d = Stable(2.0, 0.0)  # stability 2: the draw is 2 sin(u) sqrt(w)
+        >>> round(float(d.from_angle_and_exponential(torch.tensor(0.5), torch.tensor(1.0))), 4)
+        0.9589
+        """
+        shape = torch.broadcast_shapes(u.shape, w.shape, self.batch_shape)
+        u, w = u.expand(shape), w.expand(shape)
         alpha, beta = self.stability.expand(shape), self.skew.expand(shape)
 
         in_hole = (alpha - 1).abs() < _HOLE

@@ -40,8 +40,10 @@ from engine.infer.smcfilter import SMCFilter
 from engine.infer.svgd import SVGD, IMQSteinKernel, RBFSteinKernel
 from engine.infer.svi import SVI
 from engine.infer.trace_elbo import Trace_ELBO
+from engine.infer.trace_tail_adaptive_elbo import TraceTailAdaptive_ELBO
 from engine.infer.tracegraph_elbo import TraceGraph_ELBO
 from engine.infer.tracemeanfield_elbo import TraceMeanField_ELBO
+from engine.infer.tracetmc_elbo import TraceTMC_ELBO
 from engine.infer.weighed_predictive import MHResampler, WeighedPredictive
 
 __all__ = [
@@ -77,6 +79,8 @@ __all__ = [
     "TraceGraph_ELBO",
     "TraceMeanField_ELBO",
     "TracePosterior",
+    "TraceTMC_ELBO",
+    "TraceTailAdaptive_ELBO",
     "Trace_ELBO",
     "WeighedPredictive",
     "autoguide",

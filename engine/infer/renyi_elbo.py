@@ -31,7 +31,30 @@ import torch
 from engine.errors import ArgumentError
 from engine.infer.elbo import ELBO
 from engine.infer.trace_elbo import is_reparameterized, site_total, stacked_sum
-from engine.poutine.trace_struct import compute_site_log_prob
+from engine.poutine.trace_struct import Trace, compute_site_log_prob
+
+
+def particle_log_weights(model_trace: Trace, guide_trace: Trace) -> tuple[torch.Tensor, list]:
+    """The log weights ``log p(x, z) - log q(z)`` of a trace pair, one per particle (a
+    vectorised pair holds all of them), and the guide's latent sites.
+
+    >>> import engine, engine.distributions as dist
+    >>> def model():
+    ...     engine.sample("z", dist.Normal(0.0, 1.0))
+    >>> guide_trace = engine.poutine.trace(model).get_trace()
+    >>> model_trace = engine.poutine.trace(engine.poutine.replay(model, guide_trace)).get_trace()
+    >>> particle_log_weights(model_trace, guide_trace)[0]  # q = p
+    tensor([0.])
+    """
+    model_sites = [site for _, site in model_trace.sample_sites()]
+    guide_sites = [site for _, site in guide_trace.iter_stochastic_nodes()]
+    for site in (*model_sites, *guide_sites):
+        if "log_prob" not in site:
+            compute_site_log_prob(site)
+    log_w = stacked_sum([site_total(s) for s in model_sites]) - stacked_sum(
+        [site_total(s) for s in guide_sites]
+    )
+    return log_w.reshape(-1), guide_sites
 
 
 class RenyiELBO(ELBO):
@@ -70,18 +93,8 @@ class RenyiELBO(ELBO):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         log_weights, log_scores = [], []
         for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
-            model_sites = [site for _, site in model_trace.sample_sites()]
-            guide_sites = [site for _, site in guide_trace.iter_stochastic_nodes()]
-            for site in (*model_sites, *guide_sites):
-                if "log_prob" not in site:
-                    compute_site_log_prob(site)
-            # One log weight per particle (a vectorised pair holds all of them).
-            log_weights.append(
-                (
-                    stacked_sum([site_total(s) for s in model_sites])
-                    - stacked_sum([site_total(s) for s in guide_sites])
-                ).reshape(-1)
-            )
+            particle_log_w, guide_sites = particle_log_weights(model_trace, guide_trace)
+            log_weights.append(particle_log_w)
             log_scores += [site_total(s).sum() for s in guide_sites if not is_reparameterized(s)]
         log_w = torch.cat(log_weights)
         scaled = (1.0 - self.alpha) * log_w

@@ -29,6 +29,9 @@ recycled.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+import torch
 
 from engine.errors import (
     EnumerationError,
@@ -48,6 +51,7 @@ class EnumeratedSite:
     dim: int
     size: int
     windowed: bool  # drawn inside ``markov``: its dim is recycled once no later site can see it
+    sampled: bool = False  # ``num_samples`` draws (Tensor Monte Carlo), not the whole support
 
 
 class EnumMessenger(Messenger):
@@ -124,18 +128,16 @@ class EnumMessenger(Messenger):
 
     def _enumerate(self, msg: Message) -> None:
         fn = msg["fn"]
-        if msg["infer"].get("num_samples") is not None:
-            raise EnumerationError(
-                f"Site {describe_site(msg)} asks for sampled enumeration (infer['num_samples']="
-                f"{msg['infer']['num_samples']!r}, Tensor Monte Carlo), which the engine does not "
-                "do. Leave num_samples out to enumerate a discrete site exhaustively, or draw the "
-                "site in the guide and average several particles (num_particles)."
-            )
+        num_samples = msg["infer"].get("num_samples")
+        if num_samples is not None:
+            self._sample(msg, num_samples)
+            return
         if not getattr(fn, "has_enumerate_support", False):
             raise ValueError(
                 f"Site {describe_site(msg)} is marked for enumeration, but its "
                 f"{type(fn).__name__} has no finite support to enumerate. Enumerate only discrete "
-                "sites (Bernoulli, Categorical, ...): config_enumerate skips the others."
+                "sites (Bernoulli, Categorical, ...): config_enumerate skips the others, or give "
+                "the site infer['num_samples'] to draw that many values instead (TraceTMC_ELBO)."
             )
         self._check_batch_shape(msg)
         support = fn.enumerate_support(expand=False)
@@ -154,12 +156,93 @@ class EnumMessenger(Messenger):
                 + plate_batch
                 + event_shape
             )
+        self._hold(msg, site, value)
+
+    def _hold(self, msg: Message, site: EnumeratedSite, value: torch.Tensor) -> None:
+        """Give ``msg`` its enumerated (or sampled) ``value``, held in ``site.dim``."""
         self._check_recycled_dim(msg, site)
         msg["value"] = value
         msg["done"] = True
         msg["infer"] = {**msg["infer"], "_enumerate_dim": site.dim}
         self.live[site.dim] = site
         self.enumerated[site.name] = site
+
+    def _sample(self, msg: Message, num_samples: Any) -> None:
+        """Tensor Monte Carlo: ``num_samples`` draws of the site in its own enum dim, in place of
+        its support (any distribution, discrete or not).
+
+        The draws are independent along the site's own dim; where the site's distribution
+        depends on an earlier sampled site (its batch has that site's dim), draw ``i`` is taken
+        given that site's draw ``i`` (``infer["tmc"] == "diagonal"``, the default) or a draw
+        chosen uniformly at random (``"mixture"``), so the value does not carry that dim on. A
+        dim of an exhaustively enumerated site is kept: one set of draws per value.
+        """
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise EnumerationError(
+                f"Site {describe_site(msg)}: infer['num_samples'] is {num_samples!r}; it must be a "
+                "positive int, the number of draws to take in the site's enumeration dim."
+            )
+        strategy = msg["infer"].get("tmc") or "diagonal"
+        if strategy not in ("diagonal", "mixture"):
+            raise EnumerationError(
+                f"Site {describe_site(msg)}: infer['tmc'] is {strategy!r}; Tensor Monte Carlo "
+                "strategies are 'diagonal' and 'mixture'."
+            )
+        fn = msg["fn"]
+        self._check_batch_shape(msg)
+        site = EnumeratedSite(
+            msg["name"], self._free_dim(msg), num_samples, "_markov_scope" in msg["infer"], True
+        )
+        shape = torch.Size((num_samples,))
+        draws = fn.rsample(shape) if getattr(fn, "has_rsample", False) else fn.sample(shape)
+        batch = tuple(fn.batch_shape)
+        draws, parents = self._squash_sampled_parents(msg, draws, batch, strategy)
+        # Pad the batch on the left to reach the site's dim, then put the draws there (that
+        # batch entry is 1: _check_recycled_dim refuses a site depending on the dim's holder).
+        width = max(len(batch), -site.dim)
+        draws = draws.reshape((num_samples,) + (1,) * (width - len(batch)) + draws.shape[1:])
+        at = width + site.dim
+        value = draws.squeeze(1 + at).movedim(0, at) if draws.shape[1 + at] == 1 else None
+        if value is None:
+            raise markov_window_error(msg, self.live[site.dim].name, site.dim)
+        self._hold(msg, site, value)
+        # Which sampled sites' draws this site's draws were paired with, for the estimator.
+        msg["infer"]["_tmc_parents"] = parents
+
+    def _squash_sampled_parents(
+        self, msg: Message, draws: torch.Tensor, batch: tuple[int, ...], strategy: str
+    ) -> tuple[torch.Tensor, tuple[str, ...]]:
+        """Draw ``i`` along dim 0 given one draw of each sampled site whose dim the batch has
+        (their dims become 1), and those sites' names; see :meth:`_sample`."""
+        num_samples = draws.shape[0]
+        index: list[Any] = [slice(None)] * draws.dim()
+        squashed, parents = [], []
+        for dim in range(self.first_available_dim, -len(batch) - 1, -1):
+            holder = self.live.get(dim)
+            if batch[dim] == 1 or holder is None or not holder.sampled:
+                continue
+            position = 1 + len(batch) + dim
+            if strategy == "mixture":
+                index[position] = torch.randint(batch[dim], (num_samples,), device=draws.device)
+            elif batch[dim] == num_samples:
+                index[position] = torch.arange(num_samples, device=draws.device)
+            else:
+                raise EnumerationError(
+                    f"Site {describe_site(msg)} takes {num_samples} draws given the "
+                    f"{batch[dim]} draws of site '{holder.name}'; the 'diagonal' strategy pairs "
+                    "draw i with draw i, so both need the same num_samples. Give them the same "
+                    "num_samples, or use tmc='mixture' (an ancestor drawn at random)."
+                )
+            squashed.append(position)
+            parents.append(holder.name)
+        if not squashed:
+            return draws, ()
+        index[0] = torch.arange(num_samples, device=draws.device)
+        # Advanced indices put their common (num_samples,) dim first, the other dims in order.
+        thin = draws[tuple(index)]
+        for position in sorted(squashed):  # ascending: each lands at its old position
+            thin = thin.unsqueeze(position)
+        return thin, tuple(parents)
 
     def _check_batch_shape(self, msg: Message) -> None:
         """Batch dims left of the plates must be enumeration dims of sites enumerated so far."""

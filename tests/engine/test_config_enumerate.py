@@ -8,7 +8,7 @@ import engine
 import engine.distributions as dist
 from engine import poutine
 from engine.errors import ArgumentError, EnumerationError
-from engine.infer import TraceEnum_ELBO, config_enumerate
+from engine.infer import MCMC, NUTS, TraceEnum_ELBO, config_enumerate, infer_discrete
 
 OBSERVED = torch.tensor([0.4, -0.3, 1.9, 2.2])
 PRIOR = torch.tensor([0.25, 0.45, 0.3])
@@ -97,14 +97,37 @@ def test_a_strategy_given_as_the_first_argument_says_how_to_write_it():
         config_enumerate("sequential")
 
 
-def test_sampled_enumeration_is_refused_with_what_to_use_instead():
-    with pytest.raises(EnumerationError, match=r"Tensor Monte Carlo.*num_particles"):
-        config_enumerate(mixture, num_samples=10)
+def test_num_samples_marks_every_latent_site_discrete_or_not():
+    marks = infer_marks(config_enumerate(mixture, num_samples=10, tmc="mixture"))
+    sampled = {"enumerate": "parallel", "num_samples": 10, "expand": False, "tmc": "mixture"}
+    assert marks["k"] == sampled and marks["noise"] == sampled
+    assert marks["x"] == {}
 
 
-def test_num_samples_written_on_a_site_is_refused_when_enumerated():
+def test_num_samples_has_no_sequential_form():
+    with pytest.raises(EnumerationError, match=r"sequential.*default='parallel'"):
+        config_enumerate(mixture, "sequential", num_samples=10)
+
+
+@pytest.mark.parametrize("num_samples", [0, -3, 2.5, True])
+def test_num_samples_must_be_a_positive_int(num_samples):
+    with pytest.raises(ArgumentError, match="num_samples"):
+        config_enumerate(mixture, num_samples=num_samples)
+
+
+def test_exact_enumeration_refuses_sampled_sites_naming_tmc():
     def model():
         engine.sample("z", dist.Bernoulli(0.5), infer={"enumerate": "parallel", "num_samples": 4})
 
-    with pytest.raises(EnumerationError, match=r"'z'.*num_samples"):
-        poutine.trace(poutine.enum(model, first_available_dim=-1)).get_trace()
+    with pytest.raises(EnumerationError, match=r"'z'.*num_samples.*TraceTMC_ELBO"):
+        TraceEnum_ELBO(max_plate_nesting=0).loss(model, lambda: None)
+    with pytest.raises(EnumerationError, match=r"'z'.*num_samples.*TraceTMC_ELBO"):
+        infer_discrete(model, first_available_dim=-1)()
+
+    def regression():
+        m = engine.sample("m", dist.Normal(0.0, 1.0))
+        model()
+        engine.sample("x", dist.Normal(m, 1.0), obs=torch.tensor(0.3))
+
+    with pytest.raises(EnumerationError, match=r"MCMC.*'z'.*num_samples.*TraceTMC_ELBO"):
+        MCMC(NUTS(regression), num_samples=2, warmup_steps=2).run()

@@ -2,7 +2,8 @@
 
 It only fills in ``infer["enumerate"]`` (and ``infer["expand"]``) where the site has a finite
 support and says nothing itself; ``TraceEnum_ELBO``, ``infer_discrete`` and ``poutine.enum`` read
-the mark.
+the mark. With ``num_samples`` it marks every latent site, discrete or not, to take that many
+draws instead (Tensor Monte Carlo, for ``TraceTMC_ELBO``).
 
 >>> import engine, engine.distributions as dist
 >>> from engine import poutine
@@ -22,7 +23,7 @@ from typing import Any
 
 from engine.errors import ArgumentError, EnumerationError
 from engine.poutine.infer_config_messenger import InferConfigMessenger
-from engine.runtime import Message
+from engine.runtime import Message, is_subsample_site
 
 STRATEGIES = ("parallel", "sequential")
 TMC_STRATEGIES = ("diagonal", "mixture")
@@ -46,10 +47,15 @@ def config_enumerate(
     ``None`` (mark the sites as not enumerated). ``expand=True`` enumerates values expanded to
     the site's full batch shape instead of broadcasting them.
 
-    ``num_samples`` asks for sampled enumeration (Tensor Monte Carlo: ``num_samples`` draws in
-    the enumeration dim instead of the whole support), which the engine does not do: it is
-    refused with an :class:`~engine.errors.EnumerationError` saying what to use instead.
-    ``tmc`` only matters with ``num_samples``; it is checked all the same.
+    ``num_samples`` (a positive int) asks for sampled enumeration instead, Tensor Monte Carlo:
+    every latent site (discrete or continuous) is marked ``{"enumerate": default,
+    "num_samples": num_samples, "expand": expand, "tmc": tmc}`` and takes that many draws in its
+    enumeration dim; :class:`~engine.infer.tracetmc_elbo.TraceTMC_ELBO` sums them out.
+    ``tmc`` says how a site's draws meet the draws of a sampled site it depends on: draw ``i``
+    given draw ``i`` (``"diagonal"``) or given one chosen at random (``"mixture"``). Exact
+    algorithms (``TraceEnum_ELBO``, ``infer_discrete``) refuse sampled sites, naming them;
+    sequential enumeration has no sampled form, so ``default="sequential"`` with
+    ``num_samples`` is refused here.
 
     >>> import engine, engine.distributions as dist
     >>> def guide():
@@ -57,6 +63,9 @@ def config_enumerate(
     >>> marked = config_enumerate(guide, "sequential", expand=True)
     >>> engine.poutine.trace(marked).get_trace().nodes["z"]["infer"]
     {'enumerate': 'sequential', 'expand': True}
+    >>> sampled = config_enumerate(guide, num_samples=3)
+    >>> engine.poutine.trace(sampled).get_trace().nodes["z"]["infer"]["num_samples"]
+    3
     >>> try:
     ...     config_enumerate(default="flat")
     ... except ArgumentError as error:
@@ -83,21 +92,32 @@ def config_enumerate(
             "'mixture'."
         )
     if num_samples is not None:
-        raise EnumerationError(
-            f"config_enumerate(num_samples={num_samples!r}) asks for sampled enumeration "
-            "(Tensor Monte Carlo), which the engine does not do. Leave num_samples out to "
-            "enumerate discrete sites exhaustively (exact, and what TMC approximates), or keep "
-            "continuous sites in the guide and average several draws with "
-            "TraceEnum_ELBO(num_particles=N, vectorize_particles=True)."
-        )
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise ArgumentError(
+                f"config_enumerate: num_samples={num_samples!r}; give a positive int (the number "
+                "of draws per site, Tensor Monte Carlo), or None to enumerate supports."
+            )
+        if default == "sequential":
+            raise EnumerationError(
+                "config_enumerate(default='sequential', num_samples=...): sampled enumeration "
+                "draws every value at once, in a tensor dim; there is no sequential form. Use "
+                "default='parallel' with num_samples, or leave num_samples out."
+            )
 
     def config_fn(site: Message) -> dict[str, Any]:
-        if site["type"] != "sample" or site["is_observed"]:
-            return {}
-        if not getattr(site["fn"], "has_enumerate_support", False):
+        if site["type"] != "sample" or site["is_observed"] or is_subsample_site(site):
             return {}
         # What the site says itself wins; only what it leaves out is filled in.
         infer = site["infer"]
+        if num_samples is not None:
+            return {
+                "enumerate": infer.get("enumerate", default),
+                "num_samples": infer.get("num_samples", num_samples),
+                "expand": infer.get("expand", expand),
+                "tmc": infer.get("tmc", tmc),
+            }
+        if not getattr(site["fn"], "has_enumerate_support", False):
+            return {}
         return {"enumerate": infer.get("enumerate", default), "expand": infer.get("expand", expand)}
 
     def configure(fn: Callable) -> Callable:

@@ -28,7 +28,12 @@ from typing import Any
 import torch
 
 from engine.errors import describe_site
-from engine.infer.enum.factors import enumerated_sites, site_factors, trace_plates
+from engine.infer.enum.factors import (
+    enumerated_sites,
+    refuse_sampled_sites,
+    site_factors,
+    trace_plates,
+)
 from engine.infer.enum.sum_product import Elimination, Plate, contract
 from engine.infer.util import max_plate_nesting_of
 from engine.poutine.enum_messenger import EnumMessenger
@@ -71,7 +76,9 @@ def infer_discrete(
         with block():  # the helper runs stay invisible to the caller's handlers
             if first is None:
                 first = -max_plate_nesting_of(trace(fn).get_trace(*args, **kwargs)) - 1
-            enumerated = trace(EnumMessenger(first)(fn)).get_trace(*args, **kwargs)
+            enum = EnumMessenger(first)
+            enumerated = trace(enum(fn)).get_trace(*args, **kwargs)
+            refuse_sampled_sites(enum.enumerated, "model", "infer_discrete")
             if strict_enumeration_warning and not enumerated_sites(enumerated):
                 warnings.warn(
                     f"infer_discrete: {getattr(fn, '__name__', 'the model')} has no sample site "

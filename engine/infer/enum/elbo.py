@@ -40,7 +40,13 @@ from engine.errors import EnumerationError, EnumerationNotSupportedError, descri
 from engine.infer.batched_log_prob import log_prob_total
 from engine.infer.elbo import ELBO, checked_pair
 from engine.infer.enum.discrete import posterior_draw
-from engine.infer.enum.factors import enumerated_sites, log_density, site_factor, trace_plates
+from engine.infer.enum.factors import (
+    enumerated_sites,
+    log_density,
+    refuse_sampled_sites,
+    site_factor,
+    trace_plates,
+)
 from engine.infer.enum.guide_expectation import expectations
 from engine.infer.enum.marginals import posterior_marginals
 from engine.infer.enum.sequential import SequentialEnumMessenger, sequential_branches
@@ -73,8 +79,7 @@ class TraceEnum_ELBO(ELBO):
     """
 
     def _first_enum_dim(self) -> int:
-        particle_dims = 1 if self.vectorize_particles and self.num_particles > 1 else 0
-        return -int(self.max_plate_nesting) - particle_dims - 1
+        return first_enum_dim(self)
 
     def _get_traces(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
@@ -98,15 +103,9 @@ class TraceEnum_ELBO(ELBO):
         args: tuple,
         kwargs: dict[str, Any],
     ) -> tuple[Trace, Trace]:
-        guide_enum = EnumMessenger(self._first_enum_dim())
-        guide_trace = run_guide(trace(guide_enum(choices(guide))), args, kwargs)
-        used = [site.dim for site in guide_enum.enumerated.values()]
-        model_enum = EnumMessenger(
-            min(used, default=self._first_enum_dim() + 1) - 1,
-            enumerated_elsewhere=guide_enum.enumerated,
+        model_trace, guide_trace = enumerated_traces(
+            model, choices(guide), self._first_enum_dim(), args, kwargs, type(self).__name__
         )
-        model_run = trace(model_enum(replay(model, trace=guide_trace)))
-        model_trace = run_model_on_guide(model_run, guide_trace, args, kwargs)
         _refuse_sequential_model_sites(model_trace, guide_trace)
         return checked_pair(model_trace, guide_trace)
 
@@ -222,6 +221,41 @@ class TraceEnum_ELBO(ELBO):
             elbo = branch_weight * elbo
         surrogate = _score_surrogate(labels, elbo, scored, costs, expected, weights, branch_weight)
         return elbo, surrogate
+
+
+def first_enum_dim(elbo: ELBO) -> int:
+    """The first enumeration dim of ``elbo``'s runs: left of the model's plates and of the
+    vectorised-particle dim."""
+    particle_dims = 1 if elbo.vectorize_particles and elbo.num_particles > 1 else 0
+    return -int(elbo.max_plate_nesting) - particle_dims - 1
+
+
+def enumerated_traces(
+    model: Callable,
+    guide: Callable,
+    first_dim: int,
+    args: tuple,
+    kwargs: dict[str, Any],
+    exact_for: str | None = None,
+) -> tuple[Trace, Trace]:
+    """The guide run with its marked sites enumerated (from ``first_dim`` leftwards), and the
+    model replayed on it with its own marked sites enumerated left of the guide's (not yet
+    checked: see :func:`~engine.infer.elbo.checked_pair`).
+
+    With ``exact_for`` (the name of an algorithm that sums enumerated sites out exactly), sites
+    with ``infer["num_samples"]`` (Tensor Monte Carlo draws) are refused, naming it."""
+    guide_enum = EnumMessenger(first_dim)
+    guide_trace = run_guide(trace(guide_enum(guide)), args, kwargs)
+    used = [site.dim for site in guide_enum.enumerated.values()]
+    model_enum = EnumMessenger(
+        min(used, default=first_dim + 1) - 1, enumerated_elsewhere=guide_enum.enumerated
+    )
+    model_run = trace(model_enum(replay(model, trace=guide_trace)))
+    model_trace = run_model_on_guide(model_run, guide_trace, args, kwargs)
+    if exact_for is not None:
+        for role, enum in (("guide", guide_enum), ("model", model_enum)):
+            refuse_sampled_sites(enum.enumerated, role, exact_for)
+    return model_trace, guide_trace
 
 
 class TraceEnumSample_ELBO(TraceEnum_ELBO):

@@ -25,10 +25,17 @@ import math
 
 import torch
 
-from engine.errors import EnumerationError, describe_site, fmt_shape, markov_window_error
+from engine.errors import (
+    EnumerationError,
+    EnumerationNotSupportedError,
+    describe_site,
+    fmt_shape,
+    markov_window_error,
+)
 from engine.infer.enum.sum_product import Factor, Plate, Variable
 from engine.infer.model_guide_checks import VINDEX_HINT
 from engine.infer.trace_elbo import score_log_prob
+from engine.poutine.enum_messenger import EnumeratedSite
 from engine.poutine.trace_struct import Trace, compute_site_log_prob
 from engine.runtime import Message
 
@@ -49,9 +56,12 @@ def enumerated_sites(trace: Trace) -> dict[str, Variable]:
     """The sites of ``trace`` enumerated in parallel: their number of values and their plates."""
     return {
         name: Variable(
-            site["value"].shape[0],  # enum puts the values first: (K, 1, ..., 1, *event)
+            # the size at the site's own dim (a sampled site may keep an enumerated parent's
+            # dim left of it)
+            site["value"].shape[site["infer"]["_enumerate_dim"] - len(site["fn"].event_shape)],
             frozenset(f.name for f in site["cond_indep_stack"] if f.vectorized),
             windowed="_markov_scope" in site["infer"],
+            sampled=site["infer"].get("num_samples") is not None,
         )
         for name, site in trace.sample_sites()
         if site["infer"].get("_enumerate_dim") is not None
@@ -175,3 +185,24 @@ def site_factors(
         site_factor(site, log_density(site, masked=name not in variables), variables, plates)
         for name, site in trace.sample_sites()
     ]
+
+
+def refuse_sampled_sites(
+    sites: dict[str, EnumeratedSite] | dict[str, Variable], role: str, what: str
+) -> None:
+    """Refuse the sites among ``sites`` (by name) that took ``num_samples`` draws instead of
+    their support: ``what`` sums enumerated sites out exactly, which sampled sites are not.
+
+    >>> refuse_sampled_sites({"z": Variable(4, frozenset(), sampled=True)}, "model", "X")
+    Traceback (most recent call last):
+    ...
+    engine.errors.EnumerationNotSupportedError: X sums enumerated sites out exactly, ...
+    """
+    for name, site in sites.items():
+        if site.sampled:
+            raise EnumerationNotSupportedError(
+                f"{what} sums enumerated sites out exactly, but the {role} marks site "
+                f"'{name}' with infer['num_samples']={site.size} (Tensor Monte Carlo "
+                "draws, not its whole support). Use TraceTMC_ELBO for sampled sites, or leave "
+                "num_samples out to enumerate the site's support."
+            )

@@ -44,6 +44,7 @@ class Variable:
     size: int
     plates: frozenset[str]
     windowed: bool = False
+    sampled: bool = False  # ``num_samples`` draws (Tensor Monte Carlo), not its whole support
 
 
 @dataclass(frozen=True)

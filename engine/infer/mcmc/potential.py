@@ -51,7 +51,13 @@ from engine.distributions.validation import trusted_run
 from engine.errors import MCMCError, raised_in
 from engine.infer.autoguide.initialization import InitMessenger, init_to_uniform
 from engine.infer.enum.config import config_enumerate
-from engine.infer.enum.factors import enumerated_sites, log_density, site_factor, trace_plates
+from engine.infer.enum.factors import (
+    enumerated_sites,
+    log_density,
+    refuse_sampled_sites,
+    site_factor,
+    trace_plates,
+)
 from engine.infer.enum.sum_product import contract, plate_total
 from engine.infer.mcmc.flat_layout import FlatLayout, SiteSlot
 from engine.infer.mcmc.gradient_plan import PlannedGradient
@@ -342,6 +348,7 @@ class Potential(FlatLayout):
         enumerated sites summed out, per row: ``{"sum over z, ...": (rows,)}``."""
         plates = trace_plates(model_trace)
         variables = enumerated_sites(model_trace)
+        refuse_sampled_sites(variables, "model", "MCMC")
         factors = [
             site_factor(site, log_density(site, masked=name not in variables), variables, plates)
             for name, site in model_trace.sample_sites()

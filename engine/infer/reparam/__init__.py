@@ -16,6 +16,7 @@ from engine.infer.reparam.projected_normal import ProjectedNormalReparam
 from engine.infer.reparam.reparam import Reparam
 from engine.infer.reparam.softmax import GumbelSoftmaxReparam, SoftmaxReparam
 from engine.infer.reparam.split import SplitReparam
+from engine.infer.reparam.stable import LatentStableReparam
 from engine.infer.reparam.strategies import AutoReparam, MinimalReparam, Strategy
 from engine.infer.reparam.structured import StructuredReparam
 from engine.infer.reparam.studentt import StudentTReparam
@@ -27,6 +28,7 @@ __all__ = [
     "DiscreteCosineReparam",
     "GumbelSoftmaxReparam",
     "HaarReparam",
+    "LatentStableReparam",
     "LocScaleReparam",
     "MinimalReparam",
     "NeuTraReparam",
