@@ -26,7 +26,8 @@ from __future__ import annotations
 import functools
 import threading
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 Message = dict[str, Any]
@@ -110,6 +111,33 @@ def _handlers_for(msg_type: str) -> list[Messenger]:
         view = [h for h in state.stack if h._handles(msg_type)]
         state.by_type[msg_type] = view
     return view
+
+
+@contextmanager
+def handlers_suspended(predicate: Callable[[Messenger], bool]) -> Iterator[list[Messenger]]:
+    """Take the active handlers for which ``predicate`` holds off the stack for the block (they
+    see no message there) and put them back where they were after it; yields them.
+
+    >>> class Tag(Messenger):
+    ...     pass
+    >>> with Tag() as outer:
+    ...     with handlers_suspended(lambda h: h is outer) as suspended:
+    ...         inside = list(handler_stack())
+    ...     after = list(handler_stack())
+    >>> suspended == [outer], inside, after == [outer]
+    (True, [], True)
+    """
+    stack = _STATE.stack
+    suspended = [(index, h) for index, h in enumerate(stack) if predicate(h)]
+    for index, _ in reversed(suspended):
+        del stack[index]
+    _STATE.by_type.clear()
+    try:
+        yield [h for _, h in suspended]
+    finally:
+        for index, handler in suspended:
+            stack.insert(index, handler)
+        _STATE.by_type.clear()
 
 
 def is_subsample_site(msg: Message) -> bool:

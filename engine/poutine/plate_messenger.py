@@ -20,6 +20,7 @@ mini-batch.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -35,6 +36,7 @@ from engine.runtime import (
     Messenger,
     apply_stack,
     handlers_active,
+    handlers_suspended,
     is_subsample_site,
     new_message,
 )
@@ -335,3 +337,41 @@ class PlateMessenger(Messenger):
         if not self.subsampled or size != self.full_size:
             return data
         return data.index_select(data_dim, self._indices.to(data.device))
+
+
+@contextmanager
+def block_plate(
+    name: str | None = None, dim: int | None = None, *, strict: bool = True
+) -> Iterator[None]:
+    """Step out of one enclosing plate, picked by ``name`` or by ``dim``, for a block: sites
+    sampled there are not in it (a global drawn lazily where the plate is open, an auxiliary
+    variable). ``strict=False`` lets the block run when no such plate is open.
+
+    >>> import engine, engine.distributions as dist
+    >>> with engine.plate("data", 5):
+    ...     with block_plate("data"):
+    ...         scale = engine.sample("scale", dist.LogNormal(0.0, 1.0))
+    ...     x = engine.sample("x", dist.Normal(0.0, scale))
+    >>> scale.shape, x.shape
+    (torch.Size([]), torch.Size([5]))
+    """
+    if (name is None) == (dim is None):
+        raise PlateError(
+            f"block_plate(name={name!r}, dim={dim!r}): give exactly one of name and dim."
+        )
+    if dim is not None and dim >= 0:
+        raise PlateError(f"block_plate(dim={dim}): a plate's dim is negative, e.g. dim=-1.")
+
+    def is_the_plate(handler: Messenger) -> bool:
+        if not isinstance(handler, PlateMessenger):
+            return False
+        return handler.name == name if name is not None else handler.dim == dim
+
+    with handlers_suspended(is_the_plate) as blocked:
+        if strict and not blocked:
+            wanted = f"named '{name}'" if name is not None else f"at dim {dim}"
+            raise PlateError(
+                f"block_plate: no enclosing plate {wanted} is open here. Open the plate "
+                "around the block, or pass strict=False to allow none."
+            )
+        yield

@@ -8,6 +8,7 @@ import torch
 import engine as pyro
 import engine.distributions as dist
 from engine import poutine
+from engine.errors import PlateError
 
 
 def two_sites(obs=None):
@@ -421,3 +422,26 @@ def test_markov_as_context_and_rejects_funsor_arguments():
     assert scope(poutine.trace(model).get_trace(), "s") == {"s"}
     with pytest.raises(NotImplementedError, match="funsor"):
         pyro.markov(dim=-3)
+
+
+def test_block_plate_steps_out_of_one_enclosing_plate():
+    from engine.poutine.plate_messenger import block_plate
+
+    def model(data):
+        loc = pyro.sample("loc", dist.Normal(0.0, 1.0))
+        with pyro.plate("data", len(data)):
+            with block_plate("data"):
+                scale = pyro.sample("scale", dist.LogNormal(0.0, 1.0))
+            pyro.sample("x", dist.Normal(loc, scale), obs=data)
+
+    tr = poutine.trace(model).get_trace(torch.zeros(4))
+    assert tr.nodes["scale"]["value"].shape == () and tr.nodes["scale"]["cond_indep_stack"] == ()
+    assert [f.name for f in tr.nodes["x"]["cond_indep_stack"]] == ["data"]
+    with pyro.plate("a", 2, dim=-1), pyro.plate("b", 3, dim=-2), block_plate(dim=-2):
+        assert pyro.sample("y", dist.Normal(0.0, 1.0)).shape == (2,)
+    with pytest.raises(PlateError, match="no enclosing plate named 'data'"), block_plate("data"):
+        pass
+    with block_plate("data", strict=False):
+        assert pyro.sample("z", dist.Normal(0.0, 1.0)).shape == ()
+    with pytest.raises(PlateError, match="exactly one of name and dim"), block_plate():
+        pass
