@@ -59,10 +59,28 @@ class MassMatrix:
         noise = torch.randn(
             self.inverse.shape[:2], dtype=self.inverse.dtype, device=self.inverse.device
         )
+        return self.momentum_from_noise(noise)
+
+    def momentum_from_noise(self, noise: torch.Tensor) -> torch.Tensor:
+        """``M^½ ε`` per chain: a standard normal ``ε`` (C, D) made a momentum ``r ~ N(0, M)``.
+
+        >>> mass = MassMatrix(1, 2, dense=True)
+        >>> mass.set_inverse(torch.tensor([[[4.0, 1.0], [1.0, 2.0]]]))
+        >>> r = mass.momentum_from_noise(torch.ones(1, 2))
+        >>> torch.allclose(mass.noise_from_momentum(r), torch.ones(1, 2))
+        True
+        """
         if self.dense:
             upper = self._inverse_cholesky.transpose(-1, -2)
             return torch.linalg.solve_triangular(upper, noise.unsqueeze(-1), upper=True).squeeze(-1)
         return self._momentum_scale * noise
+
+    def noise_from_momentum(self, momentum: torch.Tensor) -> torch.Tensor:
+        """``M^-½ r`` per chain: undoes :meth:`momentum_from_noise` (the same factor of ``M``)."""
+        if self.dense:
+            upper = self._inverse_cholesky.transpose(-1, -2)
+            return (upper @ momentum.unsqueeze(-1)).squeeze(-1)
+        return momentum / self._momentum_scale
 
 
 class WelfordCovariance:
