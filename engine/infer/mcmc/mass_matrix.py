@@ -123,6 +123,35 @@ class WelfordCovariance:
         else:
             self._m2 = self._m2 + delta * after
 
+    @property
+    def mean(self) -> torch.Tensor:
+        """The running mean per chain, shape (C, D)."""
+        return self._mean
+
+    def merged(self, other: WelfordCovariance) -> WelfordCovariance:
+        """A new estimate of both sets of draws together (Chan et al.'s pairwise update).
+
+        >>> a, b, both = (WelfordCovariance(1, 1, dense=False) for _ in range(3))
+        >>> for x in (1.0, 2.0):
+        ...     a.update(torch.tensor([[x]])); both.update(torch.tensor([[x]]))
+        >>> for x in (4.0, 8.0, 9.0):
+        ...     b.update(torch.tensor([[x]])); both.update(torch.tensor([[x]]))
+        >>> torch.allclose(a.merged(b).covariance(False), both.covariance(False))
+        True
+        """
+        merged = WelfordCovariance.__new__(WelfordCovariance)
+        merged.dense, merged._shape = self.dense, self._shape
+        merged.count = self.count + other.count
+        if merged.count == 0:
+            merged._mean, merged._m2 = self._mean.clone(), self._m2.clone()
+            return merged
+        delta = other._mean - self._mean
+        weight = other.count / merged.count
+        merged._mean = self._mean + delta * weight
+        cross = delta.unsqueeze(-1) * delta.unsqueeze(-2) if self.dense else delta * delta
+        merged._m2 = self._m2 + other._m2 + cross * (self.count * weight)
+        return merged
+
     def covariance(self, regularize: bool = True) -> torch.Tensor:
         """The sample (co)variance per chain; regularised towards a small multiple of the
         identity, ``n/(n+5) Σ + 1e-3 · 5/(n+5) I``, so a short window cannot give a singular or
