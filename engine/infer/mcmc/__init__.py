@@ -18,6 +18,7 @@ from engine.infer.mcmc.mcmc_kernel import MCMCKernel
 from engine.infer.mcmc.nuts import NUTS
 from engine.infer.mcmc.potential import Potential
 from engine.infer.mcmc.rwkernel import RandomWalkKernel
+from engine.infer.mcmc.streaming import StreamingMCMC
 
 __all__ = [
     "HMC",
@@ -29,4 +30,5 @@ __all__ = [
     "MCMCKernel",
     "Potential",
     "RandomWalkKernel",
+    "StreamingMCMC",
 ]
