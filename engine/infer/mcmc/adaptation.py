@@ -9,6 +9,9 @@ too short for that layout, the same shape is kept in proportion (15 % / 75 % / 1
 and NumPyro, a window is stretched to the terminal buffer whenever the next one would not fit
 (Stan only stretches the last).
 
+Pyro's public mass-matrix adapters, :class:`BlockMassMatrix` and :class:`ArrowheadMassMatrix`,
+live in :mod:`~engine.infer.mcmc.block_mass_matrix` and are importable from here, as in Pyro.
+
 >>> adaptation_windows(1000)
 [(75, 100), (100, 150), (150, 250), (250, 450), (450, 950)]
 >>> adaptation_windows(100)
@@ -19,8 +22,11 @@ from __future__ import annotations
 
 import torch
 
+from engine.infer.mcmc.block_mass_matrix import ArrowheadMassMatrix, BlockMassMatrix
 from engine.infer.mcmc.mass_matrix import WelfordCovariance
 from engine.infer.mcmc.step_size import DualAveraging
+
+__all__ = ["ArrowheadMassMatrix", "BlockMassMatrix", "WarmupAdapter", "adaptation_windows"]
 
 INIT_BUFFER, BASE_WINDOW, TERM_BUFFER = 75, 25, 50
 

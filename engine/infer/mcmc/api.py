@@ -1,5 +1,7 @@
 """Pyro's import path ``pyro.infer.mcmc.api``: :class:`MCMC`, the driver that runs a kernel
-(``NUTS``, ``HMC``) for warm-up and sampling (the code lives in :mod:`engine.infer.mcmc.mcmc`).
+(``NUTS``, ``HMC``) for warm-up and sampling (the code lives in :mod:`engine.infer.mcmc.mcmc`),
+and :class:`StreamingMCMC`, which keeps running statistics instead of the draws
+(:mod:`engine.infer.mcmc.streaming`).
 
 As Pyro's GMM tutorial imports it:
 
@@ -15,5 +17,6 @@ torch.Size([20])
 """
 
 from engine.infer.mcmc.mcmc import MCMC
+from engine.infer.mcmc.streaming import StreamingMCMC
 
-__all__ = ["MCMC"]
+__all__ = ["MCMC", "StreamingMCMC"]

@@ -246,10 +246,24 @@ def _fold(x: _Tensor) -> _Tensor:
 
 def _rhat(x: _Tensor) -> _Tensor:
     """Gelman-Rubin R-hat of already split chains."""
-    n = x.shape[1]
-    between = n * x.mean(1).var(0, correction=1)
-    within = x.var(1, correction=1).mean(0)
-    return torch.sqrt((between / within + n - 1) / n)
+    return gelman_rubin(x.shape[1], x.mean(1), x.var(1, correction=1))
+
+
+def gelman_rubin(count: int, means: _Tensor, variances: _Tensor) -> _Tensor:
+    """The Gelman-Rubin R-hat from each chain's moments alone: ``count`` draws per chain, the
+    chains' means and variances (``ddof=1``) stacked along dim 0. What a run that keeps only
+    running moments (``StreamingMCMC``) can compute; with each chain's halves as chains it is
+    :func:`split_gelman_rubin`.
+
+    >>> x = torch.randn(4, 400, generator=torch.Generator().manual_seed(5)).double()
+    >>> halves = x.reshape(8, 200)  # each chain's first and second half
+    >>> r = gelman_rubin(200, halves.mean(1), halves.var(1))
+    >>> bool(torch.isclose(r, split_gelman_rubin(x)))
+    True
+    """
+    between = count * means.var(0, correction=1)
+    within = variances.mean(0)
+    return torch.sqrt((between / within + count - 1) / count)
 
 
 def _any_nan(x: _Tensor) -> _Tensor:

@@ -58,6 +58,8 @@ class FlatLayout:
         with torch.enable_grad():
             z = z.detach().requires_grad_(True)
             energy = self.energy(z)
+            if not energy.requires_grad:  # nothing to sample: U does not depend on z
+                return energy.detach(), torch.zeros_like(z)
             (grad,) = torch.autograd.grad(energy.sum(), z)
         return energy.detach(), grad
 
@@ -96,7 +98,7 @@ class FlatLayout:
                     f"{num_chains} chains)."
                 )
             parts.append(value.reshape(num_chains, slot.size))
-        z = torch.cat(parts, dim=-1)
+        z = self.joined(parts, num_chains)
         with trusted_run():  # a bad start must show as a non-finite density, by site
             energy, grad = self.energy_and_grad(z)
         bad = ~(torch.isfinite(energy) & torch.isfinite(grad).all(-1))
@@ -114,3 +116,10 @@ class FlatLayout:
     def _describe_nonfinite_start(self, z: torch.Tensor) -> str:
         """Words naming what is non-finite at the single point ``z`` (1, D), or ''."""
         return ""
+
+    def joined(self, parts: list[torch.Tensor], rows: int) -> torch.Tensor:
+        """The sites' flattened values ``parts`` (each (rows, size)) side by side, (rows, D);
+        with nothing to sample, ``rows`` empty rows."""
+        if not parts:
+            return torch.zeros(rows, 0, dtype=self.dtype, device=self.device)
+        return torch.cat(parts, dim=-1)

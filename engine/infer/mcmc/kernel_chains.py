@@ -64,9 +64,12 @@ def run_kernel_chains(
     initial_params: Params | None = None,
     transforms: dict[str, Any] | None = None,
     hook_fn: Callable | None = None,
+    on_draw: Callable[[int, int, Params], None] | None = None,
 ) -> KernelChains:
     """Run ``kernel`` for ``num_chains`` chains of ``warmup_steps + num_samples`` iterations
-    each (see the module docstring)."""
+    each (see the module docstring). With ``on_draw``, each sampling-phase draw goes to
+    ``on_draw(chain, draw, values)`` (on the sites' supports) instead of being kept, and
+    ``samples`` is empty."""
     chains: list[list[Params]] = []
     diagnostics: list[dict[str, Any]] = []
     interrupted = False
@@ -87,7 +90,10 @@ def run_kernel_chains(
             for iteration in range(warmup_steps + num_samples):
                 params = kernel.sample(params)
                 warmup = iteration < warmup_steps
-                if not warmup:
+                if not warmup and on_draw is not None:
+                    draw = {name: torch.as_tensor(v) for name, v in params.items()}
+                    on_draw(chain, iteration - warmup_steps, _mapped(draw, kernel, transforms))
+                elif not warmup:
                     kept.append({name: torch.as_tensor(v).clone() for name, v in params.items()})
                 if hook_fn is not None:
                     stage_iteration = iteration if warmup else iteration - warmup_steps
@@ -101,9 +107,25 @@ def run_kernel_chains(
             kernel.cleanup()
         if interrupted:
             break
+    if on_draw is not None:
+        return KernelChains({}, diagnostics, interrupted)
+    return KernelChains(_stacked(chains, _transforms(kernel, transforms)), diagnostics, interrupted)
+
+
+def _transforms(kernel: MCMCKernel, transforms: dict[str, Any] | None) -> dict[str, Any]:
+    """The MCMC's ``transforms``, else the kernel's own (set by its ``setup``), else none."""
     if transforms is None:
         transforms = getattr(kernel, "transforms", None) or {}
-    return KernelChains(_stacked(chains, transforms), diagnostics, interrupted)
+    return transforms
+
+
+def _mapped(draw: Params, kernel: MCMCKernel, transforms: dict[str, Any] | None) -> Params:
+    """One draw with each site that has a transform mapped back onto its support."""
+    transforms = _transforms(kernel, transforms)
+    return {
+        name: transforms[name].inv(value) if name in transforms else value
+        for name, value in draw.items()
+    }
 
 
 def _stacked(chains: list[list[Params]], transforms: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -59,10 +59,28 @@ class MassMatrix:
         noise = torch.randn(
             self.inverse.shape[:2], dtype=self.inverse.dtype, device=self.inverse.device
         )
+        return self.momentum_from_noise(noise)
+
+    def momentum_from_noise(self, noise: torch.Tensor) -> torch.Tensor:
+        """``M^½ ε`` per chain: a standard normal ``ε`` (C, D) made a momentum ``r ~ N(0, M)``.
+
+        >>> mass = MassMatrix(1, 2, dense=True)
+        >>> mass.set_inverse(torch.tensor([[[4.0, 1.0], [1.0, 2.0]]]))
+        >>> r = mass.momentum_from_noise(torch.ones(1, 2))
+        >>> torch.allclose(mass.noise_from_momentum(r), torch.ones(1, 2))
+        True
+        """
         if self.dense:
             upper = self._inverse_cholesky.transpose(-1, -2)
             return torch.linalg.solve_triangular(upper, noise.unsqueeze(-1), upper=True).squeeze(-1)
         return self._momentum_scale * noise
+
+    def noise_from_momentum(self, momentum: torch.Tensor) -> torch.Tensor:
+        """``M^-½ r`` per chain: undoes :meth:`momentum_from_noise` (the same factor of ``M``)."""
+        if self.dense:
+            upper = self._inverse_cholesky.transpose(-1, -2)
+            return (upper @ momentum.unsqueeze(-1)).squeeze(-1)
+        return momentum / self._momentum_scale
 
 
 class WelfordCovariance:
@@ -104,6 +122,35 @@ class WelfordCovariance:
             self._m2 = self._m2 + delta.unsqueeze(-1) * after.unsqueeze(-2)
         else:
             self._m2 = self._m2 + delta * after
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """The running mean per chain, shape (C, D)."""
+        return self._mean
+
+    def merged(self, other: WelfordCovariance) -> WelfordCovariance:
+        """A new estimate of both sets of draws together (Chan et al.'s pairwise update).
+
+        >>> a, b, both = (WelfordCovariance(1, 1, dense=False) for _ in range(3))
+        >>> for x in (1.0, 2.0):
+        ...     a.update(torch.tensor([[x]])); both.update(torch.tensor([[x]]))
+        >>> for x in (4.0, 8.0, 9.0):
+        ...     b.update(torch.tensor([[x]])); both.update(torch.tensor([[x]]))
+        >>> torch.allclose(a.merged(b).covariance(False), both.covariance(False))
+        True
+        """
+        merged = WelfordCovariance.__new__(WelfordCovariance)
+        merged.dense, merged._shape = self.dense, self._shape
+        merged.count = self.count + other.count
+        if merged.count == 0:
+            merged._mean, merged._m2 = self._mean.clone(), self._m2.clone()
+            return merged
+        delta = other._mean - self._mean
+        weight = other.count / merged.count
+        merged._mean = self._mean + delta * weight
+        cross = delta.unsqueeze(-1) * delta.unsqueeze(-2) if self.dense else delta * delta
+        merged._m2 = self._m2 + other._m2 + cross * (self.count * weight)
+        return merged
 
     def covariance(self, regularize: bool = True) -> torch.Tensor:
         """The sample (co)variance per chain; regularised towards a small multiple of the

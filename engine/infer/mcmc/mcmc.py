@@ -37,6 +37,7 @@ from engine.infer.mcmc.batched_kernel import BatchedKernel
 from engine.infer.mcmc.diagnostics import format_summary, summary
 from engine.infer.mcmc.kernel_chains import run_kernel_chains
 from engine.infer.mcmc.mcmc_kernel import MCMCKernel
+from engine.infer.mcmc.util import select_samples
 from engine.infer.progress import Progress, ProgressEvent
 from engine.interrupts import deferred_interrupt
 
@@ -76,26 +77,33 @@ class _Recording:
     stats: dict[str, torch.Tensor] = field(default_factory=dict)
     kept: int = 0
 
+    num_samples: int = 0
+    keep_draws: bool = True
+
     @classmethod
-    def for_run(cls, z: torch.Tensor, num_samples: int) -> _Recording:
-        """An empty recording for chains now at ``z`` (chains, D)."""
+    def for_run(cls, z: torch.Tensor, num_samples: int, keep_draws: bool = True) -> _Recording:
+        """An empty recording for chains now at ``z`` (chains, D); with ``keep_draws=False``
+        only the per-draw statistics are kept, not the draws."""
         chains = z.shape[0]
         divergences = torch.zeros(chains, dtype=torch.long, device=z.device)
         return cls(
-            draws=z.new_empty((chains, num_samples, z.shape[-1])),
+            draws=z.new_empty((chains, num_samples if keep_draws else 0, z.shape[-1])),
             divergences=divergences,
             leapfrog_steps=torch.zeros_like(divergences),
+            num_samples=num_samples,
+            keep_draws=keep_draws,
         )
 
     def keep(self, z: torch.Tensor, step_stats: dict[str, torch.Tensor]) -> None:
         """Record a sampling-phase iteration: the chains' points ``z`` and their statistics."""
         self.divergences = self.divergences + step_stats["diverging"].long()
-        self.draws[:, self.kept] = z
+        if self.keep_draws:
+            self.draws[:, self.kept] = z
         for name in _STAT_NAMES:
             if name in step_stats:
                 value = torch.as_tensor(step_stats[name])
                 if name not in self.stats:
-                    shape = (*self.draws.shape[:2], *value.shape[1:])
+                    shape = (self.draws.shape[0], self.num_samples, *value.shape[1:])
                     self.stats[name] = value.new_empty(shape)
                 self.stats[name][:, self.kept] = value
         self.kept += 1
@@ -210,6 +218,7 @@ class MCMC:
             initial_params=self.initial_params,
             transforms=self.transforms,
             hook_fn=self.hook_fn,
+            on_draw=self._draw_sink(),
         )
         self._draws = None
         self._stats = {}
@@ -221,7 +230,7 @@ class MCMC:
                 "MCMC interrupted; the draws so far are kept.", RuntimeWarning, stacklevel=3
             )
         if self.progress.active:
-            kept = next(iter(run.samples.values())).shape[1] if run.samples else 0
+            kept = next(iter(run.samples.values())).shape[1] if run.samples else self._streamed()
             info = {
                 "phase": "stopped" if run.interrupted else "done",
                 "kept": kept,
@@ -230,10 +239,25 @@ class MCMC:
             }
             self.progress.emit(ProgressEvent("mcmc", kept + self.warmup_steps, info=info))
 
+    # What a subclass that keeps statistics instead of draws (StreamingMCMC) changes.
+    _keeps_draws = True
+
+    def _draw_sink(self) -> Callable[[int, int, dict[str, torch.Tensor]], None] | None:
+        """For a one-chain kernel: where each draw goes instead of being kept (None: kept)."""
+        return None
+
+    def _streamed(self) -> int:
+        """How many draws per chain went to the sink of :meth:`_draw_sink`."""
+        return 0
+
+    def _keep(self, recording: _Recording, step_stats: dict[str, torch.Tensor]) -> None:
+        """Record a sampling-phase iteration of the batched kernel."""
+        recording.keep(self.kernel.z, step_stats)
+
     def _sample(self) -> None:
         """Record the run's iterations; whatever ends them, finish: keep what was recorded and
         say how the run ended."""
-        recording = _Recording.for_run(self.kernel.z, self.num_samples)
+        recording = _Recording.for_run(self.kernel.z, self.num_samples, self._keeps_draws)
         ended = "failed"  # what the final progress event says, unless the loop gets further
         failure = ""
         self.interrupted = False
@@ -267,7 +291,7 @@ class MCMC:
             step_stats = kernel.step_chains(iteration, warmup)
             recording.leapfrog_steps = recording.leapfrog_steps + step_stats["num_steps"]
             if not warmup:
-                recording.keep(kernel.z, step_stats)
+                self._keep(recording, step_stats)
                 self._live = (recording.draws, recording.kept)
             if self.hook_fn is not None:
                 # Pyro's hook: the current unconstrained values, the stage, and the iteration
@@ -452,21 +476,11 @@ class MCMC:
     ) -> dict[str, torch.Tensor]:
         """The draws of every latent and deterministic site: ``(chains, draws, *shape)`` with
         ``group_by_chain=True``, else chains concatenated, ``(chains * draws, *shape)``.
-        ``num_samples`` picks that many draws at random (without replacement) from the pool."""
+        ``num_samples`` resamples that many draws at random with replacement (from the pool,
+        or within each chain with ``group_by_chain``), as Pyro does; see
+        :func:`~engine.infer.mcmc.util.select_samples`."""
         self._check_ran()
-        samples = self._site_samples()
-        if not group_by_chain:
-            samples = {name: value.flatten(0, 1) for name, value in samples.items()}
-        if num_samples is not None:
-            if group_by_chain:
-                raise ValueError("num_samples cannot be combined with group_by_chain=True")
-            first = next(iter(samples.values()))
-            pool = first.shape[0]
-            if num_samples > pool:
-                raise ValueError(f"num_samples={num_samples}, but there are only {pool} draws")
-            index = torch.randperm(pool, device=first.device)[:num_samples]
-            samples = {name: value[index] for name, value in samples.items()}
-        return dict(samples)
+        return dict(select_samples(self._site_samples(), num_samples, group_by_chain))
 
     def summary(self, prob: float = 0.9) -> dict[str, dict[str, torch.Tensor]]:
         """Print (and return) mean, sd, median, the ``prob`` interval, bulk and tail ESS and
@@ -482,11 +496,19 @@ class MCMC:
         """Per site ``{"n_eff", "r_hat"}``; per chain: divergences (draw indices), acceptance
         rate, step size and mean tree depth of the sampling phase."""
         self._check_ran()
+        return {**self._site_diagnostics(), **self._chain_diagnostics()}
+
+    def _site_diagnostics(self) -> dict[str, dict[str, torch.Tensor]]:
         table = summary(self._site_samples())
-        result: dict[str, Any] = {
+        return {
             name: {"n_eff": stats["ess_bulk"], "r_hat": stats["r_hat"]}
             for name, stats in table.items()
         }
+
+    def _chain_diagnostics(self) -> dict[str, Any]:
+        """Per chain: divergences, acceptance rate, step size, tree depth, and a one-chain
+        kernel's own ``diagnostics()``."""
+        result: dict[str, Any] = {}
         stats = self._stats
         per_chain = range(self.num_chains)
         if "diverging" in stats:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -225,8 +226,11 @@ class Potential(FlatLayout):
         self._supports = {
             slot.name: prototype.nodes[slot.name]["fn"].support for slot in self.slots
         }
-        first = prototype.nodes[self.slots[0].name]["value"]
-        self.dtype, self.device = first.dtype, first.device
+        if self.slots:
+            first = prototype.nodes[self.slots[0].name]["value"]
+            self.dtype, self.device = first.dtype, first.device
+        else:  # nothing to sample: an empty point of the default dtype
+            self.dtype, self.device = torch.get_default_dtype(), torch.device("cpu")
         self.batching = self._choose_batching(prototype)
         # After a checked evaluation, the gradient replays a recorded plan of the full path.
         self._last_structure: tuple = ()
@@ -276,10 +280,16 @@ class Potential(FlatLayout):
             self._batch_ranks[name] = batch_rank
             slots.append(SiteSlot(name, unconstrained_shape, offset, size))
             offset += size
-        if not slots:
-            raise MCMCError(
-                "The model has no latent sample sites, so there is nothing to sample (every "
-                "sample site is observed). Check that the unknowns are sampled without obs=..."
+        observed = [name for name, site in prototype.sample_sites() if is_data(site)]
+        if not slots and observed:
+            # As in Pyro the run goes on, with empty draws; a model with no sample site at all
+            # (a potential of nothing) is no mistake and is not warned about.
+            warnings.warn(
+                f"Every sample site of the model is observed ({', '.join(observed)}), so MCMC "
+                "has nothing to sample and its draws will be empty. Sample the unknowns "
+                "without obs=...",
+                UserWarning,
+                stacklevel=2,
             )
         return slots
 
@@ -524,7 +534,7 @@ class Potential(FlatLayout):
         for slot in self.slots:
             transform = biject_to(source.nodes[slot.name]["fn"].support)
             parts.append(transform.inv(values[slot.name]).reshape(1, slot.size))
-        return torch.cat(parts, dim=-1)
+        return self.joined(parts, 1)
 
     def _describe_nonfinite_start(self, z: torch.Tensor) -> str:
         lines = SourceLines()

@@ -40,6 +40,8 @@ class UserPotential(FlatLayout):
         self.batching = "none"  # potential_fn sees one point at a time
         self.batched = False
         slots, offset = [], 0
+        # Without initial values (nothing to sample) the point is empty, of the default dtype.
+        self.dtype, self.device = torch.get_default_dtype(), torch.device("cpu")
         for name, value in initial_params.items():
             value = torch.as_tensor(value)
             if num_chains > 1 and (value.dim() == 0 or value.shape[0] != num_chains):

@@ -252,12 +252,12 @@ def initialize_model(
                 f"potential_fn needs an unconstrained value for every latent site {names}; "
                 f"missing {missing}"
             )
-        point = torch.cat(
+        point = potential.joined(
             [
                 torch.as_tensor(params[slot.name], dtype=potential.dtype).reshape(1, slot.size)
                 for slot in potential.slots
             ],
-            dim=-1,
+            1,
         )
         return potential.energy(point)[0]
 
