@@ -41,6 +41,8 @@ from engine.distributions.logistic import Logistic, SkewLogistic
 from engine.distributions.mixture import MaskedMixture
 from engine.distributions.multivariate_studentt import MultivariateStudentT
 from engine.distributions.nan_masked import NanMaskedMultivariateNormal, NanMaskedNormal
+from engine.distributions.one_one_matching import OneOneMatching
+from engine.distributions.one_two_matching import OneTwoMatching
 from engine.distributions.ordered_logistic import OrderedLogistic
 from engine.distributions.polya_gamma import TruncatedPolyaGamma
 from engine.distributions.projected_normal import ProjectedNormal
@@ -133,6 +135,8 @@ __all__ += [
     "LogNormalNegativeBinomial",
     "Logistic",
     "MultivariateStudentT",
+    "OneOneMatching",
+    "OneTwoMatching",
     "OrderedLogistic",
     "Rejector",
     "SineBivariateVonMises",
