@@ -55,6 +55,7 @@ from engine.distributions.score_parts import ScoreParts
 from engine.distributions.sine_bivariate_von_mises import SineBivariateVonMises
 from engine.distributions.sine_skewed import SineSkewed
 from engine.distributions.soft_laplace import SoftLaplace
+from engine.distributions.spanning_tree import SpanningTree
 from engine.distributions.stable import Stable, StableWithLogProb
 from engine.distributions.torch import ExponentialFamily
 from engine.distributions.torch_distribution import (
@@ -144,6 +145,7 @@ __all__ += [
     "SkewLogistic",
     "SoftAsymmetricLaplace",
     "SoftLaplace",
+    "SpanningTree",
     "Stable",
     "StableWithLogProb",
     "TruncatedPolyaGamma",
