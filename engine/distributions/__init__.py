@@ -15,6 +15,7 @@ draw), the extras Pyro adds (``Delta``, ``Unit``, ``Empirical``, ``MaskedMixture
 from engine.distributions import constraints, kl, transforms
 from engine.distributions.affine_beta import AffineBeta
 from engine.distributions.asymmetric_laplace import AsymmetricLaplace, SoftAsymmetricLaplace
+from engine.distributions.coalescent import CoalescentTimes, CoalescentTimesWithRate
 from engine.distributions.conditional import (
     ConditionalDistribution,
     ConditionalTransform,
@@ -83,6 +84,8 @@ from engine.distributions.zero_inflated import (
 
 __all__ = [
     "BetaBinomial",
+    "CoalescentTimes",
+    "CoalescentTimesWithRate",
     "ComposeTransformModule",
     "ConditionalDistribution",
     "ConditionalTransform",
