@@ -15,7 +15,11 @@ draw), the extras Pyro adds (``Delta``, ``Unit``, ``Empirical``, ``MaskedMixture
 from engine.distributions import constraints, kl, transforms
 from engine.distributions.affine_beta import AffineBeta
 from engine.distributions.asymmetric_laplace import AsymmetricLaplace, SoftAsymmetricLaplace
-from engine.distributions.coalescent import CoalescentTimes, CoalescentTimesWithRate
+from engine.distributions.coalescent import (
+    CoalescentRateLikelihood,
+    CoalescentTimes,
+    CoalescentTimesWithRate,
+)
 from engine.distributions.conditional import (
     ConditionalDistribution,
     ConditionalTransform,
@@ -84,6 +88,7 @@ from engine.distributions.zero_inflated import (
 
 __all__ = [
     "BetaBinomial",
+    "CoalescentRateLikelihood",
     "CoalescentTimes",
     "CoalescentTimesWithRate",
     "ComposeTransformModule",

@@ -201,3 +201,55 @@ class CoalescentTimesWithRate(_CoalescentBase):
         super(CoalescentTimesWithRate, new).__init__(shape, self.event_shape, validate_args=False)
         new._validate_args = self._validate_args
         return new
+
+
+class CoalescentRateLikelihood:
+    """:class:`CoalescentTimesWithRate`'s log density split into one term per time cell.
+
+    Not a distribution: built once from fixed ``leaf_times`` and ``coal_times``, it is called
+    with a rate grid (or one cell's rate and its index ``t``) and returns that cell's share of
+    ``log p(coal_times | leaf_times, rate_grid)``, so the rates can sit under a ``plate`` or in
+    a ``markov`` loop over time. Cell ``j`` is ``[j, j + 1]``; the first reaches back to ``-inf``
+    and the last on to ``+inf``. Summed over all ``duration`` cells it equals
+    ``CoalescentTimesWithRate(leaf_times, rate_grid).log_prob(coal_times)``.
+
+    >>> leaves, coals = torch.zeros(2), torch.tensor([-0.5])
+    >>> CoalescentRateLikelihood(leaves, coals, 2)(torch.tensor([1.0, 3.0]))
+    tensor([-0.5000,  0.0000])
+    """
+
+    def __init__(self, leaf_times, coal_times, duration: int, *, validate_args=None):
+        leaf_times = torch.as_tensor(leaf_times)
+        coal_times = torch.as_tensor(coal_times, dtype=leaf_times.dtype)
+        if validate_args:
+            valid = CoalescentTimesConstraint(leaf_times).check(coal_times)
+            if not valid.all():
+                raise ValueError(
+                    "CoalescentRateLikelihood: some coal_times merge fewer than two lineages; "
+                    "each coalescence must lie before (looking back) the leaves it merges"
+                )
+        self.duration = duration
+        times, is_coal, k_after = _events(leaf_times, coal_times)
+        edges = torch.arange(1, duration, dtype=times.dtype)
+        inf = torch.tensor([torch.inf], dtype=times.dtype)
+        lo = torch.cat([-inf, edges])
+        hi = torch.cat([edges, inf])
+        cell = times.floor().clamp(0, duration - 1).long()
+        one_hot = torch.nn.functional.one_hot(cell, duration).to(times.dtype)
+        coal = is_coal.to(times.dtype).unsqueeze(-1) * one_hot
+        self._num_coal = coal.sum(-2)
+        log_pairs = _pairs(k_after + 1).clamp(min=1).log().unsqueeze(-1)
+        self._log_pairs = (coal * log_pairs).sum(-2)
+        upper = times[..., :-1, None].clamp(max=hi)
+        lower = times[..., 1:, None].clamp(min=lo)
+        overlap = (upper - lower).clamp(min=0)
+        self._exposure = (_pairs(k_after[..., :-1]).unsqueeze(-1) * overlap).sum(-2)
+
+    def __call__(self, rate_grid: torch.Tensor, t=slice(None)) -> torch.Tensor:
+        """The log-likelihood terms of cells ``t`` (all by default) under ``rate_grid``
+        (the rates of those cells)."""
+        return (
+            self._num_coal[..., t] * rate_grid.log()
+            - rate_grid * self._exposure[..., t]
+            + self._log_pairs[..., t]
+        )

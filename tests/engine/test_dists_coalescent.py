@@ -82,3 +82,20 @@ def test_piecewise_rate_density_and_its_constant_special_case():
     gridded = dist.CoalescentTimesWithRate(leaves, rate[:, None].expand(4, 9))
     assert torch.allclose(gridded.log_prob(value), constant.log_prob(value), atol=1e-10)
     assert gridded.expand((3, 4)).log_prob(value[:, None]).shape == (5, 3, 4)
+
+
+@pytest.mark.parametrize("batch_shape", [(), (3, 2)])
+def test_rate_likelihood_splits_the_gridded_density_by_cell(batch_shape):
+    torch.manual_seed(3)
+    leaves = torch.rand((*batch_shape, 8), dtype=torch.float64) * 6
+    coals = dist.CoalescentTimes(leaves).sample()  # reaches before 0: the first cell's tail
+    grid = torch.rand((*batch_shape, 6), dtype=torch.float64) + 0.5
+    expected = dist.CoalescentTimesWithRate(leaves, grid).log_prob(coals)
+    likelihood = dist.CoalescentRateLikelihood(leaves, coals, 6)
+    assert torch.allclose(likelihood(grid).sum(-1), expected, atol=1e-10)
+    one_by_one = sum(likelihood(grid[..., t], t) for t in range(6))
+    assert torch.allclose(one_by_one, expected, atol=1e-10)
+    with pytest.raises(ValueError, match="fewer than two lineages"):
+        dist.CoalescentRateLikelihood(
+            torch.tensor([0.0, 1.0]), torch.tensor([0.5]), 2, validate_args=True
+        )
