@@ -134,7 +134,9 @@ class CoalescentTimes(_CoalescentBase):
             for _ in range(2 * n - 1):
                 leaf_time = leaves.gather(-1, next_leaf.clamp(max=n - 1).unsqueeze(-1))[..., 0]
                 has_leaf = next_leaf < n
-                wait = torch.empty_like(t).exponential_() / (rate * _pairs(k).clamp(min=1))
+                wait = torch.empty_like(t).exponential_() / (
+                    rate * _pairs(k.to(t.dtype)).clamp(min=1)
+                )
                 merge_time = torch.where(k >= 2, t - wait, -torch.inf)
                 take_leaf = has_leaf & (leaf_time >= merge_time)
                 merge = ~take_leaf & (k >= 2)

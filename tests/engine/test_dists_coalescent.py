@@ -99,3 +99,13 @@ def test_rate_likelihood_splits_the_gridded_density_by_cell(batch_shape):
         dist.CoalescentRateLikelihood(
             torch.tensor([0.0, 1.0]), torch.tensor([0.5]), 2, validate_args=True
         )
+
+
+def test_draws_keep_the_leaves_dtype_whatever_the_default():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        draws = dist.CoalescentTimes(torch.zeros(4, dtype=torch.float32)).sample((3,))
+    finally:
+        torch.set_default_dtype(old)
+    assert draws.dtype == torch.float32 and draws.shape == (3, 3)
