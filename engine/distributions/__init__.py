@@ -15,6 +15,11 @@ draw), the extras Pyro adds (``Delta``, ``Unit``, ``Empirical``, ``MaskedMixture
 from engine.distributions import constraints, kl, transforms
 from engine.distributions.affine_beta import AffineBeta
 from engine.distributions.asymmetric_laplace import AsymmetricLaplace, SoftAsymmetricLaplace
+from engine.distributions.coalescent import (
+    CoalescentRateLikelihood,
+    CoalescentTimes,
+    CoalescentTimesWithRate,
+)
 from engine.distributions.conditional import (
     ConditionalDistribution,
     ConditionalTransform,
@@ -41,6 +46,8 @@ from engine.distributions.logistic import Logistic, SkewLogistic
 from engine.distributions.mixture import MaskedMixture
 from engine.distributions.multivariate_studentt import MultivariateStudentT
 from engine.distributions.nan_masked import NanMaskedMultivariateNormal, NanMaskedNormal
+from engine.distributions.one_one_matching import OneOneMatching
+from engine.distributions.one_two_matching import OneTwoMatching
 from engine.distributions.ordered_logistic import OrderedLogistic
 from engine.distributions.polya_gamma import TruncatedPolyaGamma
 from engine.distributions.projected_normal import ProjectedNormal
@@ -53,6 +60,7 @@ from engine.distributions.score_parts import ScoreParts
 from engine.distributions.sine_bivariate_von_mises import SineBivariateVonMises
 from engine.distributions.sine_skewed import SineSkewed
 from engine.distributions.soft_laplace import SoftLaplace
+from engine.distributions.spanning_tree import SpanningTree
 from engine.distributions.stable import Stable, StableWithLogProb
 from engine.distributions.torch import ExponentialFamily
 from engine.distributions.torch_distribution import (
@@ -81,6 +89,9 @@ from engine.distributions.zero_inflated import (
 
 __all__ = [
     "BetaBinomial",
+    "CoalescentRateLikelihood",
+    "CoalescentTimes",
+    "CoalescentTimesWithRate",
     "ComposeTransformModule",
     "ConditionalDistribution",
     "ConditionalTransform",
@@ -136,6 +147,8 @@ __all__ += [
     "Logistic",
     "MultivariateStudentT",
     "OMTMultivariateNormal",
+    "OneOneMatching",
+    "OneTwoMatching",
     "OrderedLogistic",
     "Rejector",
     "SineBivariateVonMises",
@@ -143,6 +156,7 @@ __all__ += [
     "SkewLogistic",
     "SoftAsymmetricLaplace",
     "SoftLaplace",
+    "SpanningTree",
     "Stable",
     "StableWithLogProb",
     "TruncatedPolyaGamma",
