@@ -1,0 +1,118 @@
+"""Transforms: every one of ``torch.distributions.transforms``, Pyro's extras, the normalizing
+flows of Pyro's flows tutorial (``Spline``, ``SplineCoupling``, ``AffineAutoregressive`` and
+their conditional forms, each with its ``T.spline(...)``-style helper), and the
+``biject_to``/``transform_to`` registrations for the extra constraints.
+
+``transform_to(c)`` maps unconstrained space onto constraint ``c`` (used for constrained params);
+``biject_to(c)`` does the same but must be a bijection (used for latent sites in autoguides and
+HMC).
+
+>>> t = biject_to(constraints.ordered_vector)
+>>> t(torch.tensor([0.0, 0.0, 0.0]))
+tensor([0., 1., 2.])
+"""
+
+from __future__ import annotations
+
+import torch  # noqa: F401  (the doctest uses it)
+from torch.distributions import biject_to, transform_to
+from torch.distributions.transforms import *  # noqa: F403  (re-export torch's, whatever the version)
+from torch.distributions.transforms import (
+    ComposeTransform,
+    ExpTransform,
+    SoftplusTransform,
+    Transform,
+)
+from torch.distributions.transforms import __all__ as _torch_all
+
+from engine.distributions import constraints
+from engine.distributions.torch_transform import ComposeTransformModule, TransformModule
+from engine.distributions.transforms.affine_autoregressive import (
+    AffineAutoregressive,
+    ConditionalAffineAutoregressive,
+    affine_autoregressive,
+    conditional_affine_autoregressive,
+)
+from engine.distributions.transforms.discrete_cosine import DiscreteCosineTransform
+from engine.distributions.transforms.haar import HaarTransform
+from engine.distributions.transforms.lower_cholesky_affine import LowerCholeskyAffine
+from engine.distributions.transforms.ordered import OrderedTransform
+from engine.distributions.transforms.permute import Permute, permute
+from engine.distributions.transforms.softplus import SoftplusLowerCholeskyTransform
+from engine.distributions.transforms.spline import (
+    ConditionalSpline,
+    ConditionedSpline,
+    Spline,
+    conditional_spline,
+    spline,
+)
+from engine.distributions.transforms.spline_coupling import SplineCoupling, spline_coupling
+from engine.distributions.transforms.unit_cholesky import UnitLowerCholeskyTransform
+
+
+@biject_to.register(constraints.ordered_vector)
+@transform_to.register(constraints.ordered_vector)
+def _to_ordered_vector(constraint: constraints.Constraint) -> Transform:
+    return OrderedTransform()
+
+
+@biject_to.register(constraints.positive_ordered_vector)
+@transform_to.register(constraints.positive_ordered_vector)
+def _to_positive_ordered_vector(constraint: constraints.Constraint) -> Transform:
+    return ComposeTransform([OrderedTransform(), ExpTransform()])
+
+
+@biject_to.register(constraints.softplus_positive)
+@transform_to.register(constraints.softplus_positive)
+def _to_softplus_positive(constraint: constraints.Constraint) -> Transform:
+    return SoftplusTransform()
+
+
+# Like torch's lower_cholesky, these ignore the upper triangle, so they are not bijections.
+@transform_to.register(constraints.softplus_lower_cholesky)
+def _to_softplus_lower_cholesky(constraint: constraints.Constraint) -> Transform:
+    return SoftplusLowerCholeskyTransform()
+
+
+@transform_to.register(constraints.unit_lower_cholesky)
+def _to_unit_lower_cholesky(constraint: constraints.Constraint) -> Transform:
+    return UnitLowerCholeskyTransform()
+
+
+__all__ = sorted(
+    {
+        *_torch_all,
+        "OrderedTransform",
+        "SoftplusLowerCholeskyTransform",
+        "UnitLowerCholeskyTransform",
+        "biject_to",
+        "transform_to",
+    }
+)
+# The normalizing flows (listed here, as a literal, so linters see the imports above are used).
+__all__ += [
+    "AffineAutoregressive",
+    "ComposeTransformModule",
+    "ConditionalAffineAutoregressive",
+    "ConditionalSpline",
+    "ConditionedSpline",
+    "DiscreteCosineTransform",
+    "HaarTransform",
+    "LowerCholeskyAffine",
+    "Permute",
+    "Spline",
+    "SplineCoupling",
+    "TransformModule",
+    "affine_autoregressive",
+    "conditional_affine_autoregressive",
+    "conditional_spline",
+    "permute",
+    "spline",
+    "spline_coupling",
+]
+__all__.sort()
+
+
+from engine.distributions.corr_matrix import CorrMatrixCholeskyTransform  # noqa: E402
+
+__all__ += ["CorrMatrixCholeskyTransform"]
