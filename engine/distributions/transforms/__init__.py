@@ -14,6 +14,9 @@ tensor([0., 1., 2.])
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch  # noqa: F401  (the doctest uses it)
 from torch.distributions import biject_to, transform_to
 from torch.distributions.transforms import *  # noqa: F403  (re-export torch's, whatever the version)
@@ -33,11 +36,29 @@ from engine.distributions.transforms.affine_autoregressive import (
     affine_autoregressive,
     conditional_affine_autoregressive,
 )
+from engine.distributions.transforms.basic import (
+    ELUTransform,
+    LeakyReLUTransform,
+    elu,
+    leaky_relu,
+)
+from engine.distributions.transforms.block_autoregressive import (
+    BlockAutoregressive,
+    block_autoregressive,
+)
+from engine.distributions.transforms.cholesky import (
+    CholeskyTransform,
+    CorrLCholeskyTransform,
+    CorrMatrixCholeskyTransform,
+)
 from engine.distributions.transforms.discrete_cosine import DiscreteCosineTransform
 from engine.distributions.transforms.haar import HaarTransform
 from engine.distributions.transforms.lower_cholesky_affine import LowerCholeskyAffine
+from engine.distributions.transforms.normalize import Normalize
 from engine.distributions.transforms.ordered import OrderedTransform
 from engine.distributions.transforms.permute import Permute, permute
+from engine.distributions.transforms.power import PositivePowerTransform
+from engine.distributions.transforms.simplex_to_ordered import SimplexToOrderedTransform
 from engine.distributions.transforms.softplus import SoftplusLowerCholeskyTransform
 from engine.distributions.transforms.spline import (
     ConditionalSpline,
@@ -48,6 +69,7 @@ from engine.distributions.transforms.spline import (
 )
 from engine.distributions.transforms.spline_coupling import SplineCoupling, spline_coupling
 from engine.distributions.transforms.unit_cholesky import UnitLowerCholeskyTransform
+from engine.errors import ArgumentError
 
 
 @biject_to.register(constraints.ordered_vector)
@@ -77,6 +99,27 @@ def _to_softplus_lower_cholesky(constraint: constraints.Constraint) -> Transform
 @transform_to.register(constraints.unit_lower_cholesky)
 def _to_unit_lower_cholesky(constraint: constraints.Constraint) -> Transform:
     return UnitLowerCholeskyTransform()
+
+
+# Many-to-one (every ray lands on one point), so a transform_to and not a biject_to.
+@transform_to.register(constraints.sphere)
+def _to_sphere(constraint: constraints.Constraint) -> Transform:
+    return Normalize()
+
+
+def iterated(
+    repeats: int, base_fn: Callable[..., Transform], *args: Any, **kwargs: Any
+) -> ComposeTransformModule:
+    """``repeats`` independent transforms ``base_fn(*args, **kwargs)`` composed into one
+    ``ComposeTransformModule`` (each part gets its own parameters).
+
+    >>> flow = iterated(3, block_autoregressive, 2)
+    >>> len(flow.parts), flow.parts[0] is flow.parts[1]
+    (3, False)
+    """
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
+        raise ArgumentError(f"iterated needs a whole number of repeats >= 1, got {repeats!r}")
+    return ComposeTransformModule([base_fn(*args, **kwargs) for _ in range(repeats)])
 
 
 __all__ = sorted(
@@ -113,6 +156,20 @@ __all__ += [
 __all__.sort()
 
 
-from engine.distributions.corr_matrix import CorrMatrixCholeskyTransform  # noqa: E402
-
-__all__ += ["CorrMatrixCholeskyTransform"]
+# Pyro's extras beyond the flows tutorial.
+__all__ += [
+    "BlockAutoregressive",
+    "CholeskyTransform",
+    "CorrLCholeskyTransform",
+    "CorrMatrixCholeskyTransform",
+    "ELUTransform",
+    "LeakyReLUTransform",
+    "Normalize",
+    "PositivePowerTransform",
+    "SimplexToOrderedTransform",
+    "block_autoregressive",
+    "elu",
+    "iterated",
+    "leaky_relu",
+]
+__all__.sort()
