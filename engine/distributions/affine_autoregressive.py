@@ -128,6 +128,10 @@ class _WithContext(nn.Module):
     def permutation(self) -> torch.Tensor:
         return self.net.permutation
 
+    def get_permutation(self) -> torch.Tensor:
+        """The order of the variables, as the network's own ``get_permutation``."""
+        return self.net.permutation
+
     def forward(self, x: torch.Tensor) -> Any:
         return self.net(x, context=self.context)
 

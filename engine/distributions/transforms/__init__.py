@@ -36,6 +36,12 @@ from engine.distributions.transforms.affine_autoregressive import (
     affine_autoregressive,
     conditional_affine_autoregressive,
 )
+from engine.distributions.transforms.affine_coupling import (
+    AffineCoupling,
+    ConditionalAffineCoupling,
+    affine_coupling,
+    conditional_affine_coupling,
+)
 from engine.distributions.transforms.basic import (
     ELUTransform,
     LeakyReLUTransform,
@@ -53,11 +59,35 @@ from engine.distributions.transforms.cholesky import (
 )
 from engine.distributions.transforms.discrete_cosine import DiscreteCosineTransform
 from engine.distributions.transforms.haar import HaarTransform
+from engine.distributions.transforms.householder import (
+    ConditionalHouseholder,
+    Householder,
+    conditional_householder,
+    householder,
+)
 from engine.distributions.transforms.lower_cholesky_affine import LowerCholeskyAffine
+from engine.distributions.transforms.matrix_exponential import (
+    ConditionalMatrixExponential,
+    MatrixExponential,
+    conditional_matrix_exponential,
+    matrix_exponential,
+)
 from engine.distributions.transforms.normalize import Normalize
 from engine.distributions.transforms.ordered import OrderedTransform
 from engine.distributions.transforms.permute import Permute, permute
+from engine.distributions.transforms.planar import (
+    ConditionalPlanar,
+    Planar,
+    conditional_planar,
+    planar,
+)
 from engine.distributions.transforms.power import PositivePowerTransform
+from engine.distributions.transforms.radial import (
+    ConditionalRadial,
+    Radial,
+    conditional_radial,
+    radial,
+)
 from engine.distributions.transforms.simplex_to_ordered import SimplexToOrderedTransform
 from engine.distributions.transforms.softplus import SoftplusLowerCholeskyTransform
 from engine.distributions.transforms.spline import (
@@ -171,5 +201,28 @@ __all__ += [
     "elu",
     "iterated",
     "leaky_relu",
+]
+# The small learnable flows of Pyro's docs, each with a conditional form and helpers.
+__all__ += [
+    "AffineCoupling",
+    "ConditionalAffineCoupling",
+    "ConditionalHouseholder",
+    "ConditionalMatrixExponential",
+    "ConditionalPlanar",
+    "ConditionalRadial",
+    "Householder",
+    "MatrixExponential",
+    "Planar",
+    "Radial",
+    "affine_coupling",
+    "conditional_affine_coupling",
+    "conditional_householder",
+    "conditional_matrix_exponential",
+    "conditional_planar",
+    "conditional_radial",
+    "householder",
+    "matrix_exponential",
+    "planar",
+    "radial",
 ]
 __all__.sort()
