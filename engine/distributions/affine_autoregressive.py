@@ -115,7 +115,7 @@ class AffineAutoregressive(JointLogDetTransform, TransformModule):
         return x, log_scale.sum(-1)
 
 
-class _WithContext(nn.Module):
+class WithContext(nn.Module):
     """A conditional autoregressive network with its context fixed: called with ``x`` only,
     and exposing the network's ``permutation`` for the inverse."""
 
@@ -156,7 +156,7 @@ class ConditionalAffineAutoregressive(ConditionalTransformModule):
         self.kwargs = kwargs
 
     def condition(self, context: torch.Tensor) -> AffineAutoregressive:
-        return AffineAutoregressive(_WithContext(self.nn, context), **self.kwargs)
+        return AffineAutoregressive(WithContext(self.nn, context), **self.kwargs)
 
 
 def affine_autoregressive(

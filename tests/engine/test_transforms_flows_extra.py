@@ -33,6 +33,19 @@ FLOWS = {
         True,
     ),
     "affine_coupling": (lambda: T.affine_coupling(4, split_dim=1), True),
+    "sylvester": (lambda: T.sylvester(4, count_transforms=2), False),
+    "neural_autoregressive_sigmoid": (lambda: T.neural_autoregressive(4, width=5), False),
+    "neural_autoregressive_tanh": (lambda: T.neural_autoregressive(4, activation="tanh"), False),
+    "neural_autoregressive_elu": (lambda: T.neural_autoregressive(4, activation="ELU"), False),
+    "neural_autoregressive_leaky_relu": (
+        lambda: T.neural_autoregressive(4, activation="LeakyReLU"),
+        False,
+    ),
+    "spline_autoregressive": (lambda: T.spline_autoregressive(4, count_bins=5), True),
+    "spline_autoregressive_quadratic": (
+        lambda: T.spline_autoregressive(4, order="quadratic"),
+        True,
+    ),
 }
 CONDITIONAL_FLOWS = {
     "conditional_planar": (lambda: T.conditional_planar(4, 3), False),
@@ -40,6 +53,14 @@ CONDITIONAL_FLOWS = {
     "conditional_householder": (lambda: T.conditional_householder(4, 3, count_transforms=2), True),
     "conditional_matrix_exponential": (lambda: T.conditional_matrix_exponential(4, 3), True),
     "conditional_affine_coupling": (lambda: T.conditional_affine_coupling(4, 3), True),
+    "conditional_neural_autoregressive": (
+        lambda: T.conditional_neural_autoregressive(4, 3, width=5),
+        False,
+    ),
+    "conditional_spline_autoregressive": (
+        lambda: T.conditional_spline_autoregressive(4, 3, count_bins=5),
+        True,
+    ),
 }
 
 
@@ -126,6 +147,19 @@ def test_affine_coupling_along_an_earlier_dim():
     assert torch.allclose(t.log_abs_det_jacobian(x, y)[0], expected)
 
 
+@pytest.mark.parametrize(
+    "make", [T.neural_autoregressive, T.spline_autoregressive], ids=["neural", "spline"]
+)
+def test_autoregressive_flows_follow_their_networks_order(make):
+    # y at position permutation[k] depends on the x at permutation[:k + 1] only.
+    t = make(4).double()
+    x = torch.randn(4, dtype=torch.float64)
+    order = t.arn.get_permutation()
+    jac = jacobian(t._call, x)[order][:, order]
+    assert torch.equal(jac.triu(1), torch.zeros_like(jac))
+    assert torch.all(jac.diagonal() > 0)
+
+
 def test_flow_options_are_checked():
     with pytest.raises(ArgumentError, match="normalization"):
         T.matrix_exponential(3, normalization="batch")
@@ -137,3 +171,7 @@ def test_flow_options_are_checked():
         T.affine_coupling(4, dim=-2)
     with pytest.raises(ArgumentError, match="return 3 tensors"):
         T.ConditionalPlanar(torch.nn.Linear(3, 9)).condition(torch.zeros(3))(torch.zeros(4))
+    with pytest.raises(ArgumentError, match="activation"):
+        T.neural_autoregressive(3, activation="relu")
+    with pytest.raises(ArgumentError, match="order"):
+        T.spline_autoregressive(3, order="cubic")

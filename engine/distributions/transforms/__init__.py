@@ -72,6 +72,12 @@ from engine.distributions.transforms.matrix_exponential import (
     conditional_matrix_exponential,
     matrix_exponential,
 )
+from engine.distributions.transforms.neural_autoregressive import (
+    ConditionalNeuralAutoregressive,
+    NeuralAutoregressive,
+    conditional_neural_autoregressive,
+    neural_autoregressive,
+)
 from engine.distributions.transforms.normalize import Normalize
 from engine.distributions.transforms.ordered import OrderedTransform
 from engine.distributions.transforms.permute import Permute, permute
@@ -97,7 +103,14 @@ from engine.distributions.transforms.spline import (
     conditional_spline,
     spline,
 )
+from engine.distributions.transforms.spline_autoregressive import (
+    ConditionalSplineAutoregressive,
+    SplineAutoregressive,
+    conditional_spline_autoregressive,
+    spline_autoregressive,
+)
 from engine.distributions.transforms.spline_coupling import SplineCoupling, spline_coupling
+from engine.distributions.transforms.sylvester import Sylvester, sylvester
 from engine.distributions.transforms.unit_cholesky import UnitLowerCholeskyTransform
 from engine.errors import ArgumentError
 
@@ -224,5 +237,17 @@ __all__ += [
     "matrix_exponential",
     "planar",
     "radial",
+]
+__all__ += [
+    "ConditionalNeuralAutoregressive",
+    "ConditionalSplineAutoregressive",
+    "NeuralAutoregressive",
+    "SplineAutoregressive",
+    "Sylvester",
+    "conditional_neural_autoregressive",
+    "conditional_spline_autoregressive",
+    "neural_autoregressive",
+    "spline_autoregressive",
+    "sylvester",
 ]
 __all__.sort()
