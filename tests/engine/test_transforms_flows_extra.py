@@ -42,6 +42,7 @@ FLOWS = {
         False,
     ),
     "spline_autoregressive": (lambda: T.spline_autoregressive(4, count_bins=5), True),
+    "polynomial": (lambda: T.polynomial(4), False),
     "spline_autoregressive_quadratic": (
         lambda: T.spline_autoregressive(4, order="quadratic"),
         True,
@@ -148,7 +149,9 @@ def test_affine_coupling_along_an_earlier_dim():
 
 
 @pytest.mark.parametrize(
-    "make", [T.neural_autoregressive, T.spline_autoregressive], ids=["neural", "spline"]
+    "make",
+    [T.neural_autoregressive, T.spline_autoregressive, T.polynomial],
+    ids=["neural", "spline", "polynomial"],
 )
 def test_autoregressive_flows_follow_their_networks_order(make):
     # y at position permutation[k] depends on the x at permutation[:k + 1] only.
@@ -158,6 +161,86 @@ def test_autoregressive_flows_follow_their_networks_order(make):
     jac = jacobian(t._call, x)[order][:, order]
     assert torch.equal(jac.triu(1), torch.zeros_like(jac))
     assert torch.all(jac.diagonal() > 0)
+
+
+def test_polynomial_integrates_its_squared_polynomials():
+    # With the network's coefficients fixed, y_i - c_i is the integral from 0 to x_i of
+    # sum_k p_k(u)^2: compare with Simpson's rule on a fine grid.
+    t = T.polynomial(2).double()
+    x = torch.tensor([0.8, -1.3], dtype=torch.float64)
+    a = t.arn(x).reshape(t.count_sum, t.count_degree + 1, 2)
+    for i in range(2):
+        grid = torch.linspace(0.0, float(x[i]), 2001, dtype=torch.float64)
+        powers = grid.unsqueeze(-1) ** torch.arange(t.count_degree + 1, dtype=torch.float64)
+        integrand = (powers @ a[:, :, i].T).pow(2).sum(-1)
+        step = float(x[i]) / 2000
+        simpson = (
+            step
+            / 3
+            * (
+                integrand[0]
+                + integrand[-1]
+                + 4 * integrand[1:-1:2].sum()
+                + 2 * integrand[2:-1:2].sum()
+            )
+        )
+        assert torch.allclose(t(x)[i] - t.c[i], simpson, rtol=1e-9)
+
+
+def test_batchnorm_normalises_in_training_and_inverts_in_evaluation():
+    torch.manual_seed(5)
+    t = T.batchnorm(3).double()
+    data = torch.randn(400, 3, dtype=torch.float64) * torch.tensor([2.0, 0.5, 1.0]) + 3.0
+    normalised = t._inverse(data)  # training mode: the batch's own statistics
+    assert torch.allclose(normalised.mean(0), torch.zeros(3, dtype=torch.float64), atol=1e-12)
+    var = data.var(0, unbiased=False)
+    # Unit spread, but for epsilon added to the variance.
+    assert torch.allclose(normalised.std(0, unbiased=False), (var / (var + t.epsilon)).sqrt())
+    # The running averages moved a tenth (momentum 0.1) of the way to the batch's statistics.
+    assert torch.allclose(t.moving_mean, 0.1 * data.mean(0))
+    # log_prob of data under the flow is the base density of the normalised data, corrected by
+    # the log-Jacobian of the normalisation (the batch variance in training mode).
+    flow = dist.TransformedDistribution(
+        dist.Normal(torch.zeros(3, dtype=torch.float64), 1.0).to_event(1), [t]
+    )
+    expected = dist.Normal(0.0, 1.0).log_prob(normalised).sum(-1) - 0.5 * (
+        data.var(0, unbiased=False) + t.epsilon
+    ).log().sum(-1)
+    assert torch.allclose(flow.log_prob(data), expected)
+    t.eval()
+    x = torch.randn(5, 3, dtype=torch.float64)
+    y = t(x)
+    assert torch.allclose(t._inverse(y), x)
+    expected = torch.linalg.slogdet(jacobian(t._call, x[0]))[1]
+    assert torch.allclose(t.log_abs_det_jacobian(x, y)[0], expected)
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_generalized_channel_permute(conditional):
+    torch.manual_seed(6)
+    if conditional:
+        t = T.conditional_generalized_channel_permute(2, channels=3).double()
+        t = t.condition(torch.tensor([0.3, -0.2], dtype=torch.float64))
+    else:
+        t = T.generalized_channel_permute(channels=3, permutation=torch.tensor([1, 2, 0]))
+        t = t.double()
+        assert torch.equal(
+            t(torch.arange(3.0).double().reshape(3, 1, 1)).flatten(), t.permutation.double()
+        )
+        with torch.no_grad():
+            t.L_raw.normal_()
+            t.U_raw.normal_()
+    x = torch.randn(2, 3, 2, 3, dtype=torch.float64)
+    y = t(x)
+    # Each pixel's channels are mixed by the same matrix W.
+    assert torch.allclose(y[1, :, 1, 2], t.weight() @ x[1, :, 1, 2])
+    assert torch.allclose(t._inverse(y), x)
+    expected = torch.linalg.slogdet(
+        jacobian(lambda v: t._call(v.reshape(3, 2, 3)).reshape(-1), x[0].reshape(-1))
+    )[1]
+    assert torch.allclose(t.log_abs_det_jacobian(x, y)[0], expected)
+    with pytest.raises(ArgumentError, match="each channel"):
+        T.generalized_channel_permute(channels=3, permutation=torch.tensor([0, 0, 1]))
 
 
 def test_flow_options_are_checked():

@@ -48,6 +48,7 @@ from engine.distributions.transforms.basic import (
     elu,
     leaky_relu,
 )
+from engine.distributions.transforms.batchnorm import BatchNorm, batchnorm
 from engine.distributions.transforms.block_autoregressive import (
     BlockAutoregressive,
     block_autoregressive,
@@ -58,6 +59,12 @@ from engine.distributions.transforms.cholesky import (
     CorrMatrixCholeskyTransform,
 )
 from engine.distributions.transforms.discrete_cosine import DiscreteCosineTransform
+from engine.distributions.transforms.generalized_channel_permute import (
+    ConditionalGeneralizedChannelPermute,
+    GeneralizedChannelPermute,
+    conditional_generalized_channel_permute,
+    generalized_channel_permute,
+)
 from engine.distributions.transforms.haar import HaarTransform
 from engine.distributions.transforms.householder import (
     ConditionalHouseholder,
@@ -87,6 +94,7 @@ from engine.distributions.transforms.planar import (
     conditional_planar,
     planar,
 )
+from engine.distributions.transforms.polynomial import Polynomial, polynomial
 from engine.distributions.transforms.power import PositivePowerTransform
 from engine.distributions.transforms.radial import (
     ConditionalRadial,
@@ -249,5 +257,15 @@ __all__ += [
     "neural_autoregressive",
     "spline_autoregressive",
     "sylvester",
+]
+__all__ += [
+    "BatchNorm",
+    "ConditionalGeneralizedChannelPermute",
+    "GeneralizedChannelPermute",
+    "Polynomial",
+    "batchnorm",
+    "conditional_generalized_channel_permute",
+    "generalized_channel_permute",
+    "polynomial",
 ]
 __all__.sort()
