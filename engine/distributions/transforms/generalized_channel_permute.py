@@ -62,9 +62,13 @@ class ConditionedGeneralizedChannelPermute(ParametrizedTransform):
 
     def _triangles(self) -> tuple[torch.Tensor, torch.Tensor]:
         l_raw, u_raw = self.params()
-        eye = torch.eye(l_raw.shape[-1], dtype=l_raw.dtype, device=l_raw.device)
-        lower = l_raw.tril(-1) + eye
-        upper = u_raw.triu(1) + torch.diag_embed(u_raw.diagonal(dim1=-2, dim2=-1).exp())
+        size = l_raw.shape[-1]
+        eye = torch.eye(size, dtype=l_raw.dtype, device=l_raw.device)
+        # Masks rather than tril/triu: those tiny kernels are slow to schedule under load.
+        rows = torch.arange(size, device=l_raw.device)
+        strictly_lower = rows[:, None] > rows[None, :]
+        lower = l_raw * strictly_lower + eye
+        upper = u_raw * strictly_lower.T + torch.diag_embed(u_raw.diagonal(dim1=-2, dim2=-1).exp())
         return lower, upper
 
     def weight(self) -> torch.Tensor:
