@@ -115,7 +115,7 @@ class AffineAutoregressive(JointLogDetTransform, TransformModule):
         return x, log_scale.sum(-1)
 
 
-class _WithContext(nn.Module):
+class WithContext(nn.Module):
     """A conditional autoregressive network with its context fixed: called with ``x`` only,
     and exposing the network's ``permutation`` for the inverse."""
 
@@ -126,6 +126,10 @@ class _WithContext(nn.Module):
 
     @property
     def permutation(self) -> torch.Tensor:
+        return self.net.permutation
+
+    def get_permutation(self) -> torch.Tensor:
+        """The order of the variables, as the network's own ``get_permutation``."""
         return self.net.permutation
 
     def forward(self, x: torch.Tensor) -> Any:
@@ -152,7 +156,7 @@ class ConditionalAffineAutoregressive(ConditionalTransformModule):
         self.kwargs = kwargs
 
     def condition(self, context: torch.Tensor) -> AffineAutoregressive:
-        return AffineAutoregressive(_WithContext(self.nn, context), **self.kwargs)
+        return AffineAutoregressive(WithContext(self.nn, context), **self.kwargs)
 
 
 def affine_autoregressive(

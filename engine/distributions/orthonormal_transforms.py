@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 
 import torch
 from torch.distributions import constraints
 from torch.distributions.transforms import Transform
+
+from engine.errors import ArgumentError
 
 
 @functools.lru_cache(maxsize=32)
@@ -204,12 +207,26 @@ class Permute(_AlongDim):
         return y.index_select(self.dim, self.inv_permutation.to(y.device))
 
 
-def permute(input_dim: int, permutation: torch.Tensor | None = None, dim: int = -1) -> Permute:
+def permute(
+    input_dim: int | Sequence[int], permutation: torch.Tensor | None = None, dim: int = -1
+) -> Permute:
     """A :class:`Permute` of ``input_dim`` entries, random unless ``permutation`` is given.
+    With ``dim < -1``, ``input_dim`` may be the event shape from ``dim`` on (``-dim`` sizes,
+    as Pyro allows); its first size is the one permuted.
 
     >>> permute(4).permutation.sort().values
     tensor([0, 1, 2, 3])
+    >>> permute((3, 5), dim=-2).permutation.numel()
+    3
     """
+    if not isinstance(input_dim, int):
+        shape = tuple(input_dim)
+        if len(shape) != -dim:
+            raise ArgumentError(
+                f"permute(input_dim={shape}, dim={dim}): give the event shape from dim {dim} "
+                f"on, {-dim} sizes, or the size of dim {dim} alone"
+            )
+        input_dim = shape[0]
     if permutation is None:
         permutation = torch.randperm(input_dim)
     return Permute(permutation, dim=dim)

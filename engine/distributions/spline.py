@@ -169,7 +169,7 @@ class Spline(ConditionedSpline, TransformModule):
         )
 
 
-def _hypernet_output_to_params(
+def hypernet_output_to_params(
     outputs: Sequence[torch.Tensor], input_dim: int, count_bins: int, owner: str
 ) -> list[torch.Tensor]:
     """Reshape a hypernetwork's outputs to ``(..., input_dim, n)`` (``n``: bins, or inner
@@ -233,7 +233,7 @@ class ConditionalSpline(ConditionalTransformModule):
                 f"{expected} tensors (widths, heights, derivatives"
                 f"{', lambdas' if expected == 4 else ''}); build it with {expected} param_dims."
             )
-        shaped = _hypernet_output_to_params(
+        shaped = hypernet_output_to_params(
             outputs, self.input_dim, self.count_bins, "ConditionalSpline"
         )
         if expected == 3:

@@ -108,7 +108,9 @@ class _ParameterAwareCache:
     def _drop_stale_cache(self) -> None:
         if self._cache_size == 0:
             return
-        versions = tuple(p._version for p in self.parameters())
+        # nn.Module's own parameters(): a subclass may redefine parameters() to expose
+        # another object's, which its cached pair does not depend on.
+        versions = tuple(p._version for p in nn.Module.parameters(self))
         if versions != getattr(self, "_cached_versions", None):
             self.clear_cache()
             self._cached_versions = versions
