@@ -4,10 +4,12 @@ An observation whose shape broadcasts *up* the distribution's batch shape (an (N
 an (N,) batch gives an N x N log-prob) is silent in torch and costs Pyro users hours. Here it is
 an error that names the site, its plates and the shapes, and says how to fix it. The check is
 pure shape arithmetic, so it stays on even with validation off, as does the refusal of a
-complex observation. An observation whose data dim was moved into the event by ``.to_event``
-while a plate claims it as well is scored once per plate entry, so it is refused too. (Values
-outside the support are caught by torch's own check when the
-density is scored; the trace adds the site's name to it.)
+complex observation. A value smaller than the distribution is scored as torch broadcasts it
+(a scalar observed for every element of a vector event, or of a plate); only a value that
+would widen the log-prob is refused. An observation whose data dim was moved into the event by
+``.to_event`` while a plate claims it as well is scored once per plate entry, so it is refused
+too. (Values outside the support are caught by torch's own check when the density is scored;
+the trace adds the site's name to it.)
 
 >>> import torch, engine, engine.distributions as dist
 >>> with engine.plate("data", 3):
@@ -56,13 +58,15 @@ def _check_shape(msg: Message, fn: torch.distributions.Distribution, value: torc
     batch_shape, event_shape = fn.batch_shape, fn.event_shape
     event_dim = len(event_shape)
     shapes = _shapes(fn, value)
-    if value.dim() < event_dim or value.shape[value.dim() - event_dim :] != event_shape:
+    # As for batch dims, a value may broadcast up to the event (a scalar observed for every
+    # element of a vector event, as torch and Pyro score it); it may never widen the event.
+    if not _broadcasts_to(value.shape[max(value.dim() - event_dim, 0) :], event_shape):
         raise ShapeError(
             f"{_where(msg)}: {shapes}. The rightmost {event_dim} dim(s) of the value must equal "
-            "the event shape. Fix: reshape the data, or change the distribution's event shape "
-            "(`.to_event(n)` moves batch dims into the event)."
+            "(or broadcast to) the event shape. Fix: reshape the data, or change the "
+            "distribution's event shape (`.to_event(n)` moves batch dims into the event)."
         )
-    value_batch = value.shape[: value.dim() - event_dim]
+    value_batch = _value_batch_shape(value, event_dim)
     try:
         joint = torch.broadcast_shapes(value_batch, batch_shape)
     except RuntimeError:
@@ -76,6 +80,18 @@ def _check_shape(msg: Message, fn: torch.distributions.Distribution, value: torc
             f"shape {fmt_shape(joint)} instead of {fmt_shape(batch_shape)}, counting the data "
             f"the wrong number of times. {_shape_fix(value_batch, batch_shape)}"
         )
+
+
+def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
+    try:
+        return torch.broadcast_shapes(shape, target) == target
+    except RuntimeError:
+        return False
+
+
+def _value_batch_shape(value: torch.Tensor, event_dim: int) -> torch.Size:
+    """The value's dims left of the event (none when the value is smaller than one event)."""
+    return value.shape[: max(value.dim() - event_dim, 0)]
 
 
 def _shapes(fn: torch.distributions.Distribution, value: torch.Tensor) -> str:
@@ -95,8 +111,7 @@ def _check_plate_dims_in_event(
     A value broadcast along a plate otherwise (the ELBO's vectorised particles, Predictive's
     samples: plates whose names start with ``_``) is left alone.
     """
-    event_dim = len(fn.event_shape)
-    value_batch = value.shape[: value.dim() - event_dim]
+    value_batch = _value_batch_shape(value, len(fn.event_shape))
     for frame in msg["cond_indep_stack"]:
         if not frame.vectorized or frame.name.startswith("_") or frame.size in (None, 1):
             continue

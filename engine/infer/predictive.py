@@ -25,7 +25,7 @@ import torch
 
 from engine.errors import ShapeError, SiteNameError, did_you_mean, fmt_shape
 from engine.infer.util import max_plate_nesting_of, values_by_site_name, vectorize
-from engine.poutine.handlers import block, condition, trace
+from engine.poutine.handlers import block, condition, mask, trace
 from engine.poutine.trace_struct import Trace
 from engine.runtime import Message, is_subsample_site
 
@@ -352,7 +352,11 @@ def _predict(
     check_keys: bool = False,
 ) -> dict[str, Any]:
     """Draw the returned sites of ``fn``, conditioned on ``samples`` (whose keys are checked
-    against ``fn``'s sites when ``check_keys``: the user's ``posterior_samples``)."""
+    against ``fn``'s sites when ``check_keys``: the user's ``posterior_samples``).
+
+    Every run is under ``mask(False)``, as in Pyro: no density is needed for a prediction, so
+    a model can skip costly ``factor`` terms when ``poutine.get_mask() is False``."""
+    fn = mask(fn, mask=False)
     with torch.no_grad():
         layout = _Layout(fn, samples, num_samples, args, kwargs, return_sites)
         if check_keys:

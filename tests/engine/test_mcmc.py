@@ -409,3 +409,22 @@ def test_nuts_runs_on_cuda_tensors():
     assert mu.is_cuda
     mean, sd = exact_posterior(DATA)
     assert_matches(mu.cpu(), mean, sd)
+
+
+def test_mcmc_run_inside_an_outer_trace_leaves_it_empty():
+    # The sampler's runs of the model are its own business (as in Pyro): an enclosing
+    # poutine.trace records none of their sites, so two runs there raise no duplicate names.
+    from engine import poutine
+    from engine.infer.mcmc.rwkernel import RandomWalkKernel
+
+    kernels = [
+        NUTS(conjugate_model),  # a batched kernel
+        RandomWalkKernel(conjugate_model),  # a one-chain kernel
+    ]
+    for kernel in kernels:
+        with poutine.trace() as outer:
+            for _ in range(2):
+                mcmc = MCMC(kernel, num_samples=5, warmup_steps=5, disable_progbar=True)
+                mcmc.run(DATA)
+        assert len(outer.trace.nodes) == 0
+        assert mcmc.get_samples()["mu"].shape == (5,)

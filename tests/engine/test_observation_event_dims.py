@@ -100,3 +100,26 @@ def test_a_deterministic_site_inside_a_plate_is_recorded_not_refused():
         + normal_log_density(DATA - traced.nodes["theta"]["value"], 0.0, 1.0),
         rel=1e-5,
     )
+
+
+def test_a_scalar_observed_for_every_element_of_a_vector_event_is_scored_per_element():
+    # Torch (and Pyro) broadcast a value smaller than the event up to it: each of the three
+    # elements is observed equal to 0.5. A value that does not broadcast is still refused.
+    def model(y):
+        engine.sample("y", dist.Normal(torch.tensor([0.0, 1.0, -1.0]), 1.0).to_event(1), obs=y)
+
+    trace = poutine.trace(model).get_trace(torch.tensor(0.5))
+    expected = sum(normal_log_density(torch.tensor(0.5), m, 1.0) for m in (0.0, 1.0, -1.0))
+    assert trace.log_prob_sum().item() == pytest.approx(expected)
+    assert trace.nodes["y"]["log_prob"].shape == ()
+    with pytest.raises(ShapeError, match=r"broadcast to\) the event shape"):
+        poutine.trace(model).get_trace(torch.zeros(2))
+
+
+def test_a_scalar_against_a_plate_dim_made_an_event_dim_is_still_refused():
+    def doubled():
+        with engine.plate("readings", 5):
+            engine.sample("y", dist.Normal(torch.zeros(5), 1.0).to_event(1), obs=torch.tensor(0.0))
+
+    with pytest.raises(ShapeError, match="counted 5 times"):
+        poutine.trace(doubled).get_trace()

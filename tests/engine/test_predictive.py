@@ -259,3 +259,30 @@ def test_call_gives_the_predictions_as_a_tuple_by_site_name():
     y, z = predictive.call(4)
     assert torch.equal(y, as_dict["y"]) and torch.equal(z, as_dict["z"])
     assert y.shape == (5, 4) and z.shape == (5, 1)  # padded to the plates, as in Pyro
+
+
+@pytest.mark.parametrize("parallel", MODES)
+def test_predictive_runs_model_and_guide_with_densities_masked_off(parallel):
+    # Predictions need no densities, so (as in Pyro) Predictive runs everything under
+    # mask(False) and a model may skip a costly factor when poutine.get_mask() is False.
+    seen = []
+
+    def masked_model():
+        seen.append(("model", poutine.get_mask()))
+        z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        if poutine.get_mask() is not False:
+            pyro.factor("costly", -(z**2))
+        return z
+
+    def masked_guide():
+        seen.append(("guide", poutine.get_mask()))
+        pyro.sample("z", dist.Normal(0.5, 1.0))
+
+    draws = Predictive(masked_model, guide=masked_guide, num_samples=3, parallel=parallel)()
+    assert set(draws) == {"z"} and draws["z"].shape == (3,)
+    assert {who for who, _ in seen} == {"model", "guide"}
+    assert all(mask is False for _, mask in seen)
+    # The vectorised trace is for densities (WeighedPredictive scores it): not masked.
+    seen.clear()
+    tr = Predictive(masked_model, guide=masked_guide, num_samples=3).get_vectorized_trace()
+    assert "costly" in tr.nodes

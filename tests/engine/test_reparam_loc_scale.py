@@ -116,3 +116,22 @@ def test_eight_schools_non_centred_by_loc_scale_reparam_matches_the_reference():
     samples = mcmc.get_samples(group_by_chain=True)
     assert set(samples) == {"mu", "tau", "theta_decentered", "theta"}
     assert_matches_the_reference_posterior(samples, noise="theta_decentered")
+
+
+def test_shape_params_reads_the_names_copied_at_the_latest_rewritten_site():
+    # Pyro's LocScaleReparam exposes the names it copied once a site is rewritten; the engine
+    # still finds each site's own names, so one instance serves sites of different families.
+    reparam = LocScaleReparam(0.0)
+    assert reparam.shape_params is None
+
+    def model():
+        pyro.sample("s", dist.AsymmetricLaplace(0.0, 1.0, 2.0))
+        pyro.sample("t", dist.StudentT(5.0, 0.0, 1.0))
+
+    tr = poutine.trace(poutine.reparam(model, {"s": reparam, "t": reparam})).get_trace()
+    assert reparam.shape_params == ("df",)
+    assert float(tr.nodes["s_decentered"]["fn"].asymmetry) == 2.0
+    assert float(tr.nodes["t_decentered"]["fn"].df) == 5.0
+    given = LocScaleReparam(0.5, shape_params=["df"])
+    poutine.reparam(lambda: pyro.sample("t", dist.StudentT(5.0, 0.0, 1.0)), {"t": given})()
+    assert given.shape_params == ("df",)

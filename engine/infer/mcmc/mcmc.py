@@ -40,6 +40,7 @@ from engine.infer.mcmc.mcmc_kernel import MCMCKernel
 from engine.infer.mcmc.util import select_samples
 from engine.infer.progress import Progress, ProgressEvent
 from engine.interrupts import deferred_interrupt
+from engine.poutine.handlers import block
 
 # Per-iteration statistics kept for every draw, under ArviZ's sample_stats names.
 _STAT_NAMES = {
@@ -191,13 +192,17 @@ class MCMC:
         """Warm up, then draw ``num_samples`` per chain from the model given ``args``/``kwargs``.
 
         Whatever ends the run early (the stop button, an error) keeps the draws made so far; a
-        KeyboardInterrupt ends it quietly (with a warning), anything else is raised after."""
+        KeyboardInterrupt ends it quietly (with a warning), anything else is raised after.
+
+        The model's runs are the sampler's own: handlers around the call (an outer
+        ``poutine.trace``) do not see their sites, as in Pyro."""
         self._stop.clear()
-        if not isinstance(self.kernel, BatchedKernel):
-            self._run_one_chain_kernel(args, kwargs)
-            return
-        self._setup(args, kwargs)
-        self._sample()
+        with block():
+            if not isinstance(self.kernel, BatchedKernel):
+                self._run_one_chain_kernel(args, kwargs)
+                return
+            self._setup(args, kwargs)
+            self._sample()
 
     def _setup(self, args: tuple, kwargs: dict[str, Any]) -> None:
         self.kernel.setup_chains(
@@ -342,7 +347,8 @@ class MCMC:
         self._stop.clear()
         one_chain_kernel = not isinstance(self.kernel, BatchedKernel)
         if not one_chain_kernel:
-            self._setup(args, kwargs)
+            with block():
+                self._setup(args, kwargs)
         finished = threading.Event()
 
         def target() -> None:

@@ -42,8 +42,10 @@ class LocScaleReparam(Reparam):
     """Decentre a latent site whose distribution has ``loc`` and ``scale`` parameters.
 
     ``shape_params`` names the other parameters copied unchanged to the decentred distribution
-    (``df`` of a ``StudentT``); by default every argument but ``loc`` and ``scale``. Only latent
-    sites are rewritten (an observed site is a likelihood: decentring it changes nothing).
+    (``df`` of a ``StudentT``); by default every argument but ``loc`` and ``scale``, and then,
+    as in Pyro, the attribute reads ``None`` until a site is rewritten and afterwards the names
+    copied at the latest rewritten site (each site still gets its own family's names). Only
+    latent sites are rewritten (an observed site is a likelihood: decentring it changes nothing).
 
     >>> LocScaleReparam(centered=0.0).centered
     0.0
@@ -52,6 +54,14 @@ class LocScaleReparam(Reparam):
     ... except ReparamError as error:
     ...     print(str(error)[:50])
     LocScaleReparam(centered=...) must lie in [0, 1] (
+    >>> import engine.distributions as dist
+    >>> from engine import poutine
+    >>> reparam = LocScaleReparam(0.0)
+    >>> def model():
+    ...     engine.sample("t", dist.StudentT(4.0, 0.0, 1.0))
+    >>> poutine.reparam(model, {"t": reparam})()
+    >>> reparam.shape_params
+    ('df',)
     """
 
     def __init__(
@@ -85,6 +95,16 @@ class LocScaleReparam(Reparam):
         self.centered = centered
         self.shape_params = shape_params
 
+    @property
+    def shape_params(self) -> tuple[str, ...] | None:
+        """The names given, else those copied at the latest rewritten site (None before)."""
+        return self._given_shape_params or self._copied_shape_params
+
+    @shape_params.setter
+    def shape_params(self, names: Sequence[str] | None) -> None:
+        self._given_shape_params = None if names is None else tuple(names)
+        self._copied_shape_params: tuple[str, ...] | None = None
+
     def apply(self, msg: ReparamMessage) -> ReparamResult:
         """Draw ``{name}_decentered`` and return the site as a deterministic function of it."""
         name, fn, value = msg["name"], msg["fn"], msg["value"]
@@ -101,9 +121,10 @@ class LocScaleReparam(Reparam):
                 lambda: torch.full(event_shape, 0.5, dtype=loc.dtype, device=loc.device),
                 constraint=constraints.unit_interval,
             )
-        keys = self.shape_params
+        keys = self._given_shape_params
         if keys is None:
             keys = tuple(k for k in base.arg_constraints if k not in ("loc", "scale"))
+            self._copied_shape_params = keys
         params = {key: getattr(base, key) for key in keys}
         params["loc"] = loc * centered
         params["scale"] = scale**centered
