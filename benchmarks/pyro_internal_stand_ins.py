@@ -42,7 +42,7 @@ from typing import Any, NoReturn
 MODULE_PREFIXES = ("pyro.ops.", "pyro.contrib.")
 # Public-looking names of Pyro's that its API documentation does not list (issue 17's non-goals).
 INTERNAL_NAMES = frozenset(
-    {"torch_item", "torch_isnan", "MultiFrameTensor", "iter_discrete_traces"}
+    {"torch_item", "torch_isnan", "MultiFrameTensor", "iter_discrete_traces", "adapt_window"}
 )
 
 
