@@ -13,7 +13,8 @@ rate and draws; :class:`CoalescentTimesWithRate` has a rate piecewise constant o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch.distributions import constraints
@@ -255,3 +256,42 @@ class CoalescentRateLikelihood:
             - rate_grid * self._exposure[..., t]
             + self._log_pairs[..., t]
         )
+
+
+def bio_phylo_to_times(
+    tree: Any, *, get_time: Callable[[Any], float] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sampling times of a phylogeny's leaves and the times of its coalescences, in the form
+    :class:`CoalescentTimes` and :class:`CoalescentRateLikelihood` take.
+
+    ``tree`` is a ``Bio.Phylo`` tree (or its root clade): anything whose clades have ``clades``
+    (the children) and ``branch_length``. A node's time is the sum of the branch lengths from the
+    root down to it (a missing length counts 1), or ``get_time(clade)`` when given. A node with
+    ``k`` children stands for ``k - 1`` binary coalescences at its time.
+
+    >>> from types import SimpleNamespace as Clade
+    >>> leaf = lambda length: Clade(clades=[], branch_length=length)
+    >>> root = Clade(clades=[leaf(2.0), Clade(clades=[leaf(1.0), leaf(0.5)], branch_length=1.0)],
+    ...              branch_length=0.0)
+    >>> leaves, coalescences = bio_phylo_to_times(root)
+    >>> sorted(leaves.tolist()), sorted(coalescences.tolist())
+    ([1.5, 2.0, 2.0], [0.0, 1.0])
+    """
+
+    def branch(clade: Any) -> float:
+        return 1.0 if clade.branch_length is None else float(clade.branch_length)
+
+    root = getattr(tree, "root", tree)
+    leaf_times: list[float] = []
+    coal_times: list[float] = []
+    pending = [(root, branch(root))]
+    while pending:
+        clade, depth = pending.pop()
+        time = depth if get_time is None else get_time(clade)
+        children = list(clade.clades)
+        if children:
+            coal_times.extend([time] * (len(children) - 1))
+            pending.extend((child, depth + branch(child)) for child in children)
+        else:
+            leaf_times.append(time)
+    return torch.tensor(leaf_times), torch.tensor(coal_times)

@@ -109,3 +109,29 @@ def test_draws_keep_the_leaves_dtype_whatever_the_default():
     finally:
         torch.set_default_dtype(old)
     assert draws.dtype == torch.float32 and draws.shape == (3, 3)
+
+
+def test_phylogeny_to_times_counts_each_split_as_binary_coalescences():
+    from types import SimpleNamespace
+
+    from engine.distributions.coalescent import bio_phylo_to_times
+
+    def clade(children=(), length=None, date=None):
+        return SimpleNamespace(clades=list(children), branch_length=length, date=date)
+
+    # A root (no length: counts 1) splitting three ways, one child splitting in two.
+    tips = [clade(length=2.0, date=5.0), clade(length=0.5, date=4.0), clade(length=1.0, date=4.5)]
+    inner = clade(tips[1:], length=1.0, date=3.0)
+    tree = SimpleNamespace(root=clade([tips[0], inner, clade(length=3.0, date=6.0)], date=1.0))
+    leaves, coalescences = bio_phylo_to_times(tree)
+    assert sorted(leaves.tolist()) == [2.5, 3.0, 3.0, 4.0]
+    assert sorted(coalescences.tolist()) == [1.0, 1.0, 2.0]  # the three-way root counts twice
+    dated_leaves, dated_coalescences = bio_phylo_to_times(tree, get_time=lambda c: c.date)
+    assert sorted(dated_leaves.tolist()) == [4.0, 4.5, 5.0, 6.0]
+    assert sorted(dated_coalescences.tolist()) == [1.0, 1.0, 3.0]
+    # Looking back from the latest leaf, the lineage count never goes below one.
+    times = torch.cat([coalescences, leaves])
+    signs = torch.cat([-torch.ones_like(coalescences), torch.ones_like(leaves)])
+    lineages = signs[times.argsort(descending=True)].cumsum(0)
+    assert lineages.min() >= 1 and lineages[-1] == 1
+    assert dist.CoalescentTimes(leaves).log_prob(coalescences).isfinite()
