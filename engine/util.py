@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+# The model/guide checks live with the ELBOs that run them; Pyro users import them from here.
+from engine.infer.model_guide_checks import check_model_guide_match
 from engine.rng import get_rng_state, set_rng_seed, set_rng_state
 
 _Value = torch.Tensor | numbers.Number
@@ -255,6 +257,7 @@ def torch_float(x: torch.Tensor | float | int) -> torch.Tensor | float:
 
 __all__ = [
     "ExperimentalWarning",
+    "check_model_guide_match",
     "get_rng_state",
     "ignore_experimental_warning",
     "ignore_jit_warnings",

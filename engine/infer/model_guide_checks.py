@@ -22,6 +22,7 @@ names every offending site.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -206,8 +207,15 @@ def _mismatch_error(
     return error
 
 
-def check_model_guide_match(model_trace: Trace, guide_trace: Trace) -> None:
-    """Raise :class:`ModelGuideMismatchError` listing every site where model and guide disagree."""
+def check_model_guide_match(
+    model_trace: Trace, guide_trace: Trace, max_plate_nesting: float = math.inf
+) -> None:
+    """Raise :class:`ModelGuideMismatchError` listing every site where model and guide disagree.
+
+    Also Pyro's ``pyro.util.check_model_guide_match`` (which warns where this raises).
+    ``max_plate_nesting`` is accepted for Pyro's signature: the plates' dims are read from the
+    traces' sites instead.
+    """
     problems = _mismatches(model_trace, guide_trace)
     if problems:
         raise _mismatch_error(problems, model_trace, guide_trace)

@@ -794,3 +794,21 @@ def test_nuts_on_initialize_models_potential_matches_the_exact_posterior():
     stats = summary(mcmc.get_samples(group_by_chain=True))["mu"]
     mcse = math.sqrt(1 / 5) / math.sqrt(stats["n_eff"].item())
     assert abs(stats["mean"].item() - 1.0) < 4 * mcse
+
+
+def test_util_check_model_guide_match_names_the_mismatched_site():
+    from engine.errors import ModelGuideMismatchError
+    from engine.util import check_model_guide_match
+
+    def model():
+        pyro.sample("z", dist.Normal(0.0, 1.0))
+        pyro.sample("w", dist.Normal(0.0, 1.0))
+
+    def guide():
+        pyro.sample("z", dist.Normal(0.0, 1.0))
+
+    guide_trace = pyro.poutine.trace(guide).get_trace()
+    model_trace = pyro.poutine.trace(pyro.poutine.replay(model, trace=guide_trace)).get_trace()
+    check_model_guide_match(model_trace, model_trace, max_plate_nesting=1)  # a match is quiet
+    with pytest.raises(ModelGuideMismatchError, match="site 'w'"):
+        check_model_guide_match(model_trace, guide_trace)
