@@ -46,7 +46,7 @@ from engine.infer.autoguide.multivariate import _check_init_scale, _read
 from engine.poutine.handlers import block
 from engine.runtime import CondIndepStackFrame
 
-__all__ = ["AutoGaussian", "AutoGaussianDense"]
+__all__ = ["AutoGaussian", "AutoGaussianDense", "AutoGaussianFunsor"]
 
 # Off-diagonal entries of each factor's square root start as small random numbers: at exactly
 # zero, A Aᵀ would have zero gradient in them and they could never move.
@@ -159,6 +159,22 @@ def _check_backend(backend: str | None) -> str:
             f'AutoGaussian: unknown backend {backend!r}; the available one is "dense".'
         )
     return backend
+
+
+class AutoGaussianFunsor(AutoGaussian):
+    """Pyro's name for :class:`AutoGaussian` with the "funsor" backend, which this engine does not
+    provide: constructing one raises the backend's error (``AutoGaussian(model)`` gives the same
+    guide on the dense backend).
+
+    >>> try:
+    ...     AutoGaussianFunsor(lambda: None)
+    ... except AutoGuideError as error:
+    ...     print(str(error)[:49])
+    AutoGaussian: the "funsor" backend is not availab
+    """
+
+    def __init__(self, model: Callable, **kwargs: Any):
+        _check_backend("funsor")
 
 
 def _backend_of(cls: type) -> str:
