@@ -26,6 +26,7 @@ from torch.nn import functional as F
 
 from engine.distributions.conditional import ConditionalTransformModule
 from engine.distributions.torch_transform import JointLogDetTransform, TransformModule
+from engine.distributions.transforms._parametrized import default_hidden_dims
 from engine.errors import ArgumentError
 
 
@@ -187,7 +188,6 @@ def conditional_affine_autoregressive(
     """
     from engine.nn.auto_reg_nn import ConditionalAutoRegressiveNN  # see affine_autoregressive
 
-    if hidden_dims is None:
-        hidden_dims = [10 * input_dim]
+    hidden_dims = default_hidden_dims(hidden_dims, input_dim, layers=1)
     net = ConditionalAutoRegressiveNN(input_dim, context_dim, hidden_dims)
     return ConditionalAffineAutoregressive(net, **kwargs)

@@ -26,6 +26,7 @@ from torch.nn import functional as F
 from engine.distributions.conditional import ConditionalTransformModule
 from engine.distributions.rational_spline import rational_spline
 from engine.distributions.torch_transform import JointLogDetTransform, TransformModule
+from engine.distributions.transforms._parametrized import default_hidden_dims
 from engine.errors import ArgumentError, ShapeError
 
 ORDERS = ("linear", "quadratic")
@@ -285,8 +286,7 @@ def conditional_spline(
     from engine.nn.dense_nn import DenseNN
 
     check_spline_options("conditional_spline", count_bins, bound, order)
-    if hidden_dims is None:
-        hidden_dims = [10 * input_dim, 10 * input_dim]
+    hidden_dims = default_hidden_dims(hidden_dims, input_dim)
     net = DenseNN(
         context_dim, hidden_dims, param_dims=spline_param_dims(input_dim, count_bins, order)
     )

@@ -27,6 +27,7 @@ from engine.distributions.spline import (
     spline_param_dims,
 )
 from engine.distributions.torch_transform import JointLogDetTransform, TransformModule
+from engine.distributions.transforms._parametrized import default_hidden_dims
 from engine.errors import ArgumentError, ShapeError
 
 
@@ -130,8 +131,7 @@ def spline_coupling(
 
     if split_dim is None:
         split_dim = input_dim // 2
-    if hidden_dims is None:
-        hidden_dims = [10 * input_dim, 10 * input_dim]
+    hidden_dims = default_hidden_dims(hidden_dims, input_dim)
     check_split("spline_coupling", input_dim, split_dim)
     net = DenseNN(
         split_dim,

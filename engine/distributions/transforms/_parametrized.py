@@ -113,3 +113,38 @@ def dense_hypernet(
     from engine.nn.dense_nn import DenseNN  # engine.nn imports engine.distributions at its top
 
     return DenseNN(context_dim, hidden_dims, param_dims=list(param_dims))
+
+
+def uniform_parameter(*shape: int, scale: float) -> nn.Parameter:
+    """A learnable tensor of ``shape`` drawn uniformly from ``(-scale, scale)``: how the small
+    flows start their parameters (``scale = 1 / sqrt(input_dim)`` for most).
+
+    >>> p = uniform_parameter(2, 3, scale=0.5)
+    >>> p.shape, bool(p.abs().max() <= 0.5)
+    (torch.Size([2, 3]), True)
+    """
+    return nn.Parameter(torch.empty(*shape).uniform_(-scale, scale))
+
+
+def default_hidden_dims(
+    hidden_dims: Sequence[int] | None, input_dim: int, layers: int = 2
+) -> Sequence[int]:
+    """``hidden_dims``, or the flows' default of ``layers`` hidden layers of
+    ``10 * input_dim`` units when it is ``None``.
+
+    >>> default_hidden_dims(None, 3), default_hidden_dims([7], 3), default_hidden_dims(None, 2, 1)
+    ([30, 30], [7], [20])
+    """
+    return [10 * input_dim] * layers if hidden_dims is None else hidden_dims
+
+
+def no_inverse(owner: str) -> NotImplementedError:
+    """The error a flow without a closed-form inverse raises when asked to invert.
+
+    >>> str(no_inverse("Planar")).startswith("Planar has no closed-form inverse")
+    True
+    """
+    return NotImplementedError(
+        f"{owner} has no closed-form inverse: use it where values are drawn "
+        "through the flow (a guide, or log_prob of the flow's own draws)"
+    )

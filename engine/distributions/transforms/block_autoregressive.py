@@ -30,6 +30,7 @@ from torch import nn
 from torch.distributions import constraints
 
 from engine.distributions.torch_transform import TransformModule
+from engine.distributions.transforms._parametrized import no_inverse, uniform_parameter
 from engine.errors import ArgumentError
 
 
@@ -78,7 +79,7 @@ class _BlockLinear(nn.Module):
         # Diagonal blocks hold log-weights: start them at log(bound), about as large as the rest.
         weight = torch.where(self._diagonal, torch.full_like(weight, math.log(bound)), weight)
         self.weight = nn.Parameter(weight)
-        self.bias = nn.Parameter(torch.empty(rows).uniform_(-bound, bound))
+        self.bias = uniform_parameter(rows, scale=bound)
         with torch.no_grad():
             self.log_norm = nn.Parameter(self._raw().norm(dim=-1).log())
         self.input_dim, self.in_factor, self.out_factor = input_dim, in_factor, out_factor
@@ -174,10 +175,7 @@ class BlockAutoregressive(TransformModule):
         return y
 
     def _inverse(self, y: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError(
-            "BlockAutoregressive has no closed-form inverse: use it where values are drawn "
-            "through the flow (a guide, or log_prob of the flow's own draws)"
-        )
+        raise no_inverse("BlockAutoregressive")
 
     def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         memo = self._log_det

@@ -22,8 +22,10 @@ from engine.distributions.torch_transform import TransformModule
 from engine.distributions.transforms._parametrized import (
     HypernetConditional,
     ParametrizedTransform,
+    default_hidden_dims,
     dense_hypernet,
     unflatten_last,
+    uniform_parameter,
 )
 from engine.errors import ArgumentError
 
@@ -83,9 +85,7 @@ class Householder(ConditionedHouseholder, TransformModule):
         super().__init__(None)
         self.input_dim = input_dim
         scale = 1.0 / input_dim**0.5
-        self.u_unnormed = nn.Parameter(
-            torch.empty(count_transforms, input_dim).uniform_(-scale, scale)
-        )
+        self.u_unnormed = uniform_parameter(count_transforms, input_dim, scale=scale)
 
     def params(self) -> tuple[torch.Tensor, ...]:
         return (self.u_unnormed,)
@@ -142,7 +142,6 @@ def conditional_householder(
     [4]
     """
     _check_count("conditional_householder", count_transforms)
-    if hidden_dims is None:
-        hidden_dims = [10 * input_dim, 10 * input_dim]
+    hidden_dims = default_hidden_dims(hidden_dims, input_dim)
     net = dense_hypernet(context_dim, hidden_dims, [count_transforms * input_dim])
     return ConditionalHouseholder(input_dim, net, count_transforms=count_transforms)

@@ -22,8 +22,10 @@ from engine.distributions.torch_transform import TransformModule
 from engine.distributions.transforms._parametrized import (
     HypernetConditional,
     ParametrizedTransform,
+    default_hidden_dims,
     dense_hypernet,
     unflatten_last,
+    uniform_parameter,
 )
 from engine.errors import ArgumentError
 
@@ -116,7 +118,7 @@ class MatrixExponential(ConditionedMatrixExponential, TransformModule):
     ) -> None:
         super().__init__(None, iterations, normalization, bound)
         scale = 1.0 / input_dim
-        self.weight = nn.Parameter(torch.empty(input_dim, input_dim).uniform_(-scale, scale))
+        self.weight = uniform_parameter(input_dim, input_dim, scale=scale)
 
     def params(self) -> tuple[torch.Tensor, ...]:
         return (self.weight,)
@@ -179,7 +181,6 @@ def conditional_matrix_exponential(
     >>> conditional_matrix_exponential(2, 3).nn.param_dims
     [4]
     """
-    if hidden_dims is None:
-        hidden_dims = [10 * input_dim, 10 * input_dim]
+    hidden_dims = default_hidden_dims(hidden_dims, input_dim)
     net = dense_hypernet(context_dim, hidden_dims, [input_dim * input_dim])
     return ConditionalMatrixExponential(input_dim, net, iterations, normalization, bound)

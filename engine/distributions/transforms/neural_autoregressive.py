@@ -25,6 +25,7 @@ from torch.distributions import constraints
 from engine.distributions.affine_autoregressive import WithContext
 from engine.distributions.conditional import ConditionalTransformModule
 from engine.distributions.torch_transform import JointLogDetTransform, TransformModule
+from engine.distributions.transforms._parametrized import no_inverse
 from engine.errors import ArgumentError
 
 _EPS = 1e-6
@@ -128,10 +129,7 @@ class NeuralAutoregressive(JointLogDetTransform, TransformModule):
         return y, (log_inverse_slope + log_mix_slope).sum(-1)
 
     def _inverse_and_log_det(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError(
-            "NeuralAutoregressive has no closed-form inverse: use it where values are drawn "
-            "through the flow (a guide, or log_prob of the flow's own draws)"
-        )
+        raise no_inverse("NeuralAutoregressive")
 
 
 class ConditionalNeuralAutoregressive(ConditionalTransformModule):

@@ -23,7 +23,10 @@ from engine.distributions.torch_transform import TransformModule
 from engine.distributions.transforms._parametrized import (
     HypernetConditional,
     ParametrizedTransform,
+    default_hidden_dims,
     dense_hypernet,
+    no_inverse,
+    uniform_parameter,
 )
 
 
@@ -55,10 +58,7 @@ class ConditionedPlanar(ParametrizedTransform):
         return x + u_hat * activation
 
     def _inverse(self, y: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError(
-            f"{type(self).__name__} has no closed-form inverse: use it where values are drawn "
-            "through the flow (a guide, or log_prob of the flow's own draws)"
-        )
+        raise no_inverse(type(self).__name__)
 
     def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         # Matrix determinant lemma: det(I + u_hat psi^T) = 1 + psi . u_hat,
@@ -78,9 +78,9 @@ class Planar(ConditionedPlanar, TransformModule):
     def __init__(self, input_dim: int) -> None:
         super().__init__(None)
         scale = 1.0 / input_dim**0.5
-        self.bias = nn.Parameter(torch.empty(1).uniform_(-scale, scale))
-        self.u = nn.Parameter(torch.empty(input_dim).uniform_(-scale, scale))
-        self.w = nn.Parameter(torch.empty(input_dim).uniform_(-scale, scale))
+        self.bias = uniform_parameter(1, scale=scale)
+        self.u = uniform_parameter(input_dim, scale=scale)
+        self.w = uniform_parameter(input_dim, scale=scale)
 
     def params(self) -> tuple[torch.Tensor, ...]:
         return self.bias, self.u, self.w
@@ -123,6 +123,5 @@ def conditional_planar(
     >>> conditional_planar(2, 3).nn.param_dims
     [1, 2, 2]
     """
-    if hidden_dims is None:
-        hidden_dims = [10 * input_dim, 10 * input_dim]
+    hidden_dims = default_hidden_dims(hidden_dims, input_dim)
     return ConditionalPlanar(dense_hypernet(context_dim, hidden_dims, [1, input_dim, input_dim]))

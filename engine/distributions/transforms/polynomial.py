@@ -20,6 +20,11 @@ from torch import nn
 from torch.distributions import constraints
 
 from engine.distributions.torch_transform import JointLogDetTransform, TransformModule
+from engine.distributions.transforms._parametrized import (
+    default_hidden_dims,
+    no_inverse,
+    uniform_parameter,
+)
 from engine.errors import ArgumentError
 
 
@@ -54,7 +59,7 @@ class Polynomial(JointLogDetTransform, TransformModule):
         self.count_degree = count_degree
         self.count_sum = count_sum
         bound = 1.0 / math.sqrt(input_dim)
-        self.c = nn.Parameter(torch.empty(input_dim).uniform_(-bound, bound))
+        self.c = uniform_parameter(input_dim, scale=bound)
         degrees = torch.arange(count_degree + 1)
         # Powers r + s of the products of coefficients a_r a_s in p^2.
         self.register_buffer("_powers", degrees[:, None] + degrees[None, :], persistent=False)
@@ -81,10 +86,7 @@ class Polynomial(JointLogDetTransform, TransformModule):
         return self.c + integral, slope.log().sum(-1)
 
     def _inverse_and_log_det(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError(
-            "Polynomial has no closed-form inverse: use it where values are drawn through the "
-            "flow (a guide, or log_prob of the flow's own draws)"
-        )
+        raise no_inverse("Polynomial")
 
 
 def polynomial(input_dim: int, hidden_dims: Sequence[int] | None = None) -> Polynomial:
@@ -97,7 +99,6 @@ def polynomial(input_dim: int, hidden_dims: Sequence[int] | None = None) -> Poly
     from engine.nn.auto_reg_nn import AutoRegressiveNN  # engine.nn imports engine.distributions
 
     count_degree, count_sum = 4, 3
-    if hidden_dims is None:
-        hidden_dims = [10 * input_dim]
+    hidden_dims = default_hidden_dims(hidden_dims, input_dim, layers=1)
     arn = AutoRegressiveNN(input_dim, hidden_dims, param_dims=[(count_degree + 1) * count_sum])
     return Polynomial(arn, input_dim, count_degree, count_sum)

@@ -23,7 +23,10 @@ from engine.distributions.torch_transform import TransformModule
 from engine.distributions.transforms._parametrized import (
     HypernetConditional,
     ParametrizedTransform,
+    default_hidden_dims,
     dense_hypernet,
+    no_inverse,
+    uniform_parameter,
 )
 
 
@@ -55,10 +58,7 @@ class ConditionedRadial(ParametrizedTransform):
         return x + beta * h * diff
 
     def _inverse(self, y: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError(
-            f"{type(self).__name__} has no closed-form inverse: use it where values are drawn "
-            "through the flow (a guide, or log_prob of the flow's own draws)"
-        )
+        raise no_inverse(type(self).__name__)
 
     def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         # J = (1 + beta h) I + beta h'(r) (x - x0)(x - x0)^T / r with h' = -h^2: D - 1
@@ -80,9 +80,9 @@ class Radial(ConditionedRadial, TransformModule):
     def __init__(self, input_dim: int) -> None:
         super().__init__(None)
         scale = 1.0 / input_dim**0.5
-        self.x0 = nn.Parameter(torch.empty(input_dim).uniform_(-scale, scale))
-        self.alpha_prime = nn.Parameter(torch.empty(1).uniform_(-scale, scale))
-        self.beta_prime = nn.Parameter(torch.empty(1).uniform_(-scale, scale))
+        self.x0 = uniform_parameter(input_dim, scale=scale)
+        self.alpha_prime = uniform_parameter(1, scale=scale)
+        self.beta_prime = uniform_parameter(1, scale=scale)
 
     def params(self) -> tuple[torch.Tensor, ...]:
         return self.x0, self.alpha_prime, self.beta_prime
@@ -125,6 +125,5 @@ def conditional_radial(
     >>> conditional_radial(2, 3).nn.param_dims
     [2, 1, 1]
     """
-    if hidden_dims is None:
-        hidden_dims = [10 * input_dim, 10 * input_dim]
+    hidden_dims = default_hidden_dims(hidden_dims, input_dim)
     return ConditionalRadial(dense_hypernet(context_dim, hidden_dims, [input_dim, 1, 1]))

@@ -31,6 +31,7 @@ from engine.distributions.spline import (
     spline_param_dims,
 )
 from engine.distributions.torch_transform import JointLogDetTransform, TransformModule
+from engine.distributions.transforms._parametrized import default_hidden_dims
 from engine.errors import ArgumentError
 
 
@@ -146,8 +147,7 @@ def spline_autoregressive(
     from engine.nn.auto_reg_nn import AutoRegressiveNN  # engine.nn imports engine.distributions
 
     check_spline_options("spline_autoregressive", count_bins, bound, order)
-    if hidden_dims is None:
-        hidden_dims = [10 * input_dim, 10 * input_dim]
+    hidden_dims = default_hidden_dims(hidden_dims, input_dim)
     arn = AutoRegressiveNN(
         input_dim, hidden_dims, param_dims=spline_param_dims(1, count_bins, order)
     )
@@ -171,8 +171,7 @@ def conditional_spline_autoregressive(
     from engine.nn.auto_reg_nn import ConditionalAutoRegressiveNN  # see spline_autoregressive
 
     check_spline_options("conditional_spline_autoregressive", count_bins, bound, order)
-    if hidden_dims is None:
-        hidden_dims = [10 * input_dim, 10 * input_dim]
+    hidden_dims = default_hidden_dims(hidden_dims, input_dim)
     arn = ConditionalAutoRegressiveNN(
         input_dim, context_dim, hidden_dims, param_dims=spline_param_dims(1, count_bins, order)
     )

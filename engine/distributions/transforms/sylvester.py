@@ -14,9 +14,9 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 from torch.distributions import constraints
 
+from engine.distributions.transforms._parametrized import no_inverse, uniform_parameter
 from engine.distributions.transforms.householder import Householder
 
 
@@ -42,11 +42,11 @@ class Sylvester(Householder):
     def __init__(self, input_dim: int, count_transforms: int = 1) -> None:
         super().__init__(input_dim, count_transforms)
         scale = 1.0 / input_dim**0.5
-        self.R_dense = nn.Parameter(torch.empty(input_dim, input_dim).uniform_(-scale, scale))
-        self.S_dense = nn.Parameter(torch.empty(input_dim, input_dim).uniform_(-scale, scale))
-        self.R_diag = nn.Parameter(torch.empty(input_dim).uniform_(-scale, scale))
-        self.S_diag = nn.Parameter(torch.empty(input_dim).uniform_(-scale, scale))
-        self.b = nn.Parameter(torch.empty(input_dim).uniform_(-scale, scale))
+        self.R_dense = uniform_parameter(input_dim, input_dim, scale=scale)
+        self.S_dense = uniform_parameter(input_dim, input_dim, scale=scale)
+        self.R_diag = uniform_parameter(input_dim, scale=scale)
+        self.S_diag = uniform_parameter(input_dim, scale=scale)
+        self.b = uniform_parameter(input_dim, scale=scale)
 
     def _triangles(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         r_diag, s_diag = torch.tanh(self.R_diag), torch.tanh(self.S_diag)
@@ -72,10 +72,7 @@ class Sylvester(Householder):
         return x + torch.tanh(pre) @ r.transpose(-1, -2) @ q.transpose(-1, -2)
 
     def _inverse(self, y: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError(
-            "Sylvester has no closed-form inverse: use it where values are drawn through the "
-            "flow (a guide, or log_prob of the flow's own draws)"
-        )
+        raise no_inverse("Sylvester")
 
     def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         # det(I + Q R diag(h') R' Q^T) = det(I + diag(h') R' R): triangular, so the product
