@@ -42,7 +42,23 @@ def clamp_preserve_gradients(x: torch.Tensor, min: float, max: float) -> torch.T
     return x + (x.clamp(min, max) - x).detach()
 
 
-class AffineAutoregressive(JointLogDetTransform, TransformModule):
+class AutoregressiveFlow:
+    """What every autoregressive flow over vectors declares (a base listed first): an
+    increasing bijection of real vectors whose ``i``-th output depends only on the inputs
+    before it.
+
+    >>> AffineAutoregressive.sign, AffineAutoregressive.autoregressive
+    (1, True)
+    """
+
+    domain = constraints.real_vector
+    codomain = constraints.real_vector
+    bijective = True
+    sign = +1
+    autoregressive = True
+
+
+class AffineAutoregressive(AutoregressiveFlow, JointLogDetTransform, TransformModule):
     """An affine autoregressive flow over vectors: ``y = exp(log_scale) * x + loc`` (or, with
     ``stable=True``, ``y = sigmoid(s) * x + (1 - sigmoid(s)) * loc`` with ``s`` the network's
     second output plus ``sigmoid_bias``), where ``autoregressive_nn(x)`` returns
@@ -56,12 +72,6 @@ class AffineAutoregressive(JointLogDetTransform, TransformModule):
     >>> transform.inv(y) is x  # the last pair is cached
     True
     """
-
-    domain = constraints.real_vector
-    codomain = constraints.real_vector
-    bijective = True
-    sign = +1
-    autoregressive = True
 
     def __init__(
         self,
@@ -137,16 +147,18 @@ class WithContext(nn.Module):
         return self.net(x, context=self.context)
 
 
-class ConditionalAffineAutoregressive(ConditionalTransformModule):
-    """An affine autoregressive flow whose network also sees a context:
-    ``condition(context)`` gives an ``AffineAutoregressive`` (same keyword options).
+class ContextAutoregressive(ConditionalTransformModule):
+    """A conditional autoregressive flow: its network also sees a context, and
+    ``condition(context)`` gives the plain ``flow`` over that network with the context fixed
+    (``WithContext``) and the keyword options given here.
 
     >>> from engine.nn import ConditionalAutoRegressiveNN
-    >>> transform = ConditionalAffineAutoregressive(ConditionalAutoRegressiveNN(10, 4, [100]))
-    >>> transform.condition(torch.rand(3, 4))(torch.randn(3, 10)).shape
-    torch.Size([3, 10])
+    >>> t = ConditionalAffineAutoregressive(ConditionalAutoRegressiveNN(2, 3, [8]), stable=True)
+    >>> t.condition(torch.zeros(3)).stable
+    True
     """
 
+    flow: type[TransformModule]
     domain = constraints.real_vector
     codomain = constraints.real_vector
     bijective = True
@@ -156,8 +168,25 @@ class ConditionalAffineAutoregressive(ConditionalTransformModule):
         self.nn = autoregressive_nn
         self.kwargs = kwargs
 
-    def condition(self, context: torch.Tensor) -> AffineAutoregressive:
-        return AffineAutoregressive(WithContext(self.nn, context), **self.kwargs)
+    def flow_args(self) -> tuple[Any, ...]:
+        """The flow's positional arguments before its network (none, by default)."""
+        return ()
+
+    def condition(self, context: torch.Tensor) -> TransformModule:
+        return self.flow(*self.flow_args(), WithContext(self.nn, context), **self.kwargs)
+
+
+class ConditionalAffineAutoregressive(ContextAutoregressive):
+    """An affine autoregressive flow whose network also sees a context:
+    ``condition(context)`` gives an ``AffineAutoregressive`` (same keyword options).
+
+    >>> from engine.nn import ConditionalAutoRegressiveNN
+    >>> transform = ConditionalAffineAutoregressive(ConditionalAutoRegressiveNN(10, 4, [100]))
+    >>> transform.condition(torch.rand(3, 4))(torch.randn(3, 10)).shape
+    torch.Size([3, 10])
+    """
+
+    flow = AffineAutoregressive
 
 
 def affine_autoregressive(

@@ -27,8 +27,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.distributions import constraints
 
+from engine.distributions.affine_autoregressive import AutoregressiveFlow
 from engine.distributions.torch_transform import TransformModule
 from engine.distributions.transforms._parametrized import no_inverse, uniform_parameter
 from engine.errors import ArgumentError
@@ -99,7 +99,7 @@ class _BlockLinear(nn.Module):
         return F.linear(h, weight, self.bias), blocks.permute(2, 0, 1)
 
 
-class BlockAutoregressive(TransformModule):
+class BlockAutoregressive(AutoregressiveFlow, TransformModule):
     """A block neural autoregressive flow over vectors of ``input_dim`` entries.
 
     ``hidden_factors`` sets the hidden layers' widths (``input_dim * a`` units each);
@@ -111,12 +111,6 @@ class BlockAutoregressive(TransformModule):
     >>> t(torch.randn(6, 2)).shape
     torch.Size([6, 2])
     """
-
-    domain = constraints.real_vector
-    codomain = constraints.real_vector
-    bijective = True
-    sign = +1
-    autoregressive = True
 
     def __init__(
         self,

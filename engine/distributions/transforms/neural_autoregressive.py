@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.distributions import constraints
 
-from engine.distributions.affine_autoregressive import WithContext
-from engine.distributions.conditional import ConditionalTransformModule
+from engine.distributions.affine_autoregressive import AutoregressiveFlow, ContextAutoregressive
 from engine.distributions.torch_transform import JointLogDetTransform, TransformModule
 from engine.distributions.transforms._parametrized import no_inverse
 from engine.errors import ArgumentError
@@ -84,7 +81,7 @@ def _check_activation(owner: str, activation: str) -> None:
         )
 
 
-class NeuralAutoregressive(JointLogDetTransform, TransformModule):
+class NeuralAutoregressive(AutoregressiveFlow, JointLogDetTransform, TransformModule):
     """A neural autoregressive flow: ``autoregressive_nn(x)`` returns three tensors of shape
     ``(..., hidden_units, D)`` (the slopes before softplus, the offsets, the weights before
     softmax), e.g. ``AutoRegressiveNN(D, [...], param_dims=[16, 16, 16])``.
@@ -94,12 +91,6 @@ class NeuralAutoregressive(JointLogDetTransform, TransformModule):
     >>> t(torch.zeros(4, 2)).shape
     torch.Size([4, 2])
     """
-
-    domain = constraints.real_vector
-    codomain = constraints.real_vector
-    bijective = True
-    sign = +1
-    autoregressive = True
 
     def __init__(
         self, autoregressive_nn: nn.Module, hidden_units: int = 16, activation: str = "sigmoid"
@@ -132,7 +123,7 @@ class NeuralAutoregressive(JointLogDetTransform, TransformModule):
         raise no_inverse("NeuralAutoregressive")
 
 
-class ConditionalNeuralAutoregressive(ConditionalTransformModule):
+class ConditionalNeuralAutoregressive(ContextAutoregressive):
     """A neural autoregressive flow whose network also sees a context (e.g. a
     ``ConditionalAutoRegressiveNN`` with ``param_dims=[16, 16, 16]``).
 
@@ -141,17 +132,7 @@ class ConditionalNeuralAutoregressive(ConditionalTransformModule):
     torch.Size([5, 2])
     """
 
-    domain = constraints.real_vector
-    codomain = constraints.real_vector
-    bijective = True
-
-    def __init__(self, autoregressive_nn: nn.Module, **kwargs: Any) -> None:
-        super().__init__()
-        self.nn = autoregressive_nn
-        self.kwargs = kwargs
-
-    def condition(self, context: torch.Tensor) -> NeuralAutoregressive:
-        return NeuralAutoregressive(WithContext(self.nn, context), **self.kwargs)
+    flow = NeuralAutoregressive
 
 
 def neural_autoregressive(

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from torch.distributions import constraints
 
+from engine.distributions.affine_autoregressive import AutoregressiveFlow
 from engine.distributions.torch_transform import JointLogDetTransform, TransformModule
 from engine.distributions.transforms._parametrized import (
     default_hidden_dims,
@@ -28,7 +28,7 @@ from engine.distributions.transforms._parametrized import (
 from engine.errors import ArgumentError
 
 
-class Polynomial(JointLogDetTransform, TransformModule):
+class Polynomial(AutoregressiveFlow, JointLogDetTransform, TransformModule):
     """A polynomial flow over ``input_dim`` entries: ``autoregressive_nn(x)`` returns the
     coefficients, ``(..., (count_degree + 1) * count_sum, input_dim)`` (an ``AutoRegressiveNN``
     with ``param_dims=[(count_degree + 1) * count_sum]``); ``c`` is a learned offset.
@@ -38,12 +38,6 @@ class Polynomial(JointLogDetTransform, TransformModule):
     >>> Polynomial(net, 2, count_degree=3, count_sum=2)(torch.zeros(4, 2)).shape
     torch.Size([4, 2])
     """
-
-    domain = constraints.real_vector
-    codomain = constraints.real_vector
-    bijective = True
-    sign = +1
-    autoregressive = True
 
     def __init__(
         self, autoregressive_nn: nn.Module, input_dim: int, count_degree: int, count_sum: int

@@ -19,10 +19,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.distributions import constraints
 
-from engine.distributions.affine_autoregressive import WithContext
-from engine.distributions.conditional import ConditionalTransformModule
+from engine.distributions.affine_autoregressive import AutoregressiveFlow, ContextAutoregressive
 from engine.distributions.rational_spline import rational_spline
 from engine.distributions.spline import (
     check_spline_options,
@@ -35,7 +33,7 @@ from engine.distributions.transforms._parametrized import default_hidden_dims
 from engine.errors import ArgumentError
 
 
-class SplineAutoregressive(JointLogDetTransform, TransformModule):
+class SplineAutoregressive(AutoregressiveFlow, JointLogDetTransform, TransformModule):
     """An autoregressive spline flow over ``input_dim`` entries: ``autoregressive_nn(x)``
     returns the unnormalised widths, heights, inner slopes (and, for ``order='linear'``, the
     split points), each ``(..., count_bins or count_bins - 1, input_dim)``: build it with
@@ -47,12 +45,6 @@ class SplineAutoregressive(JointLogDetTransform, TransformModule):
     >>> SplineAutoregressive(2, net)(torch.zeros(3, 2)).shape
     torch.Size([3, 2])
     """
-
-    domain = constraints.real_vector
-    codomain = constraints.real_vector
-    bijective = True
-    sign = +1
-    autoregressive = True
 
     def __init__(
         self,
@@ -107,7 +99,7 @@ class SplineAutoregressive(JointLogDetTransform, TransformModule):
         return x, log_det.sum(-1)
 
 
-class ConditionalSplineAutoregressive(ConditionalTransformModule):
+class ConditionalSplineAutoregressive(ContextAutoregressive):
     """An autoregressive spline flow whose network also sees a context (a
     ``ConditionalAutoRegressiveNN``); keyword options as for :class:`SplineAutoregressive`.
 
@@ -116,18 +108,14 @@ class ConditionalSplineAutoregressive(ConditionalTransformModule):
     torch.Size([5, 2])
     """
 
-    domain = constraints.real_vector
-    codomain = constraints.real_vector
-    bijective = True
+    flow = SplineAutoregressive
 
     def __init__(self, input_dim: int, autoregressive_nn: nn.Module, **kwargs: Any) -> None:
-        super().__init__()
+        super().__init__(autoregressive_nn, **kwargs)
         self.input_dim = input_dim
-        self.nn = autoregressive_nn
-        self.kwargs = kwargs
 
-    def condition(self, context: torch.Tensor) -> SplineAutoregressive:
-        return SplineAutoregressive(self.input_dim, WithContext(self.nn, context), **self.kwargs)
+    def flow_args(self) -> tuple[Any, ...]:
+        return (self.input_dim,)
 
 
 def spline_autoregressive(
