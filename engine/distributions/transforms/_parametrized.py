@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.distributions import constraints
 from torch.distributions.transforms import Transform
 
 from engine.distributions.conditional import ConditionalTransformModule
@@ -48,11 +49,16 @@ class ParametrizedTransform(Transform):
 class HypernetConditional(ConditionalTransformModule):
     """A conditional flow: ``nn(context)`` returns ``count_params`` tensors, ``shape_params``
     reshapes them for the flow, and ``condition(context)`` gives
-    ``conditioned(params, **options)``, which runs the network at each use.
+    ``conditioned(params, **options)``, which runs the network at each use. It maps real
+    vectors unless a subclass says otherwise.
     """
 
     conditioned: type[ParametrizedTransform]
     count_params: int
+    # Most of these flows map vectors; one that maps other shapes overrides both.
+    domain = constraints.real_vector
+    codomain = constraints.real_vector
+    bijective = True
 
     def __init__(self, nn: nn.Module, **options: Any) -> None:
         super().__init__()

@@ -137,7 +137,6 @@ class ConditionalGeneralizedChannelPermute(HypernetConditional):
     count_params = 2
     domain = constraints.independent(constraints.real, 3)
     codomain = constraints.independent(constraints.real, 3)
-    bijective = True
 
     def __init__(
         self, nn: nn.Module, channels: int = 3, permutation: torch.Tensor | None = None

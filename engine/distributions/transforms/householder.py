@@ -102,9 +102,6 @@ class ConditionalHouseholder(HypernetConditional):
 
     conditioned = ConditionedHouseholder
     count_params = 1
-    domain = constraints.real_vector
-    codomain = constraints.real_vector
-    bijective = True
 
     def __init__(self, input_dim: int, nn: nn.Module, count_transforms: int = 1) -> None:
         _check_count("ConditionalHouseholder", count_transforms)

@@ -135,9 +135,6 @@ class ConditionalMatrixExponential(HypernetConditional):
 
     conditioned = ConditionedMatrixExponential
     count_params = 1
-    domain = constraints.real_vector
-    codomain = constraints.real_vector
-    bijective = True
 
     def __init__(
         self,

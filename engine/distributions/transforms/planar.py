@@ -97,9 +97,6 @@ class ConditionalPlanar(HypernetConditional):
 
     conditioned = ConditionedPlanar
     count_params = 3
-    domain = constraints.real_vector
-    codomain = constraints.real_vector
-    bijective = True
 
     def __init__(self, nn: nn.Module) -> None:
         super().__init__(nn)

@@ -99,9 +99,6 @@ class ConditionalRadial(HypernetConditional):
 
     conditioned = ConditionedRadial
     count_params = 3
-    domain = constraints.real_vector
-    codomain = constraints.real_vector
-    bijective = True
 
     def __init__(self, nn: nn.Module) -> None:
         super().__init__(nn)
