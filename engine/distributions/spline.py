@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
+from typing import Any
 
 import torch
 from torch import nn
@@ -193,6 +194,32 @@ def hypernet_output_to_params(
     return shaped
 
 
+def network_spline_params(
+    outputs: Any, input_dim: int, count_bins: int, order: str, owner: str, units: int
+) -> SplineParams:
+    """A network's outputs checked (three tensors, four for ``order='linear'``), reshaped
+    (:func:`hypernet_output_to_params`) and normalized: the spline parameters of the
+    conditional and autoregressive splines. ``units`` is the entries per parameter of one
+    dimension in the fix the error names (``input_dim`` for a dense network read as a whole,
+    1 for an autoregressive one).
+
+    >>> outs = [torch.zeros(4), torch.zeros(4), torch.zeros(2)]  # a dense network, 2 dims, 2 bins
+    >>> [p.shape for p in network_spline_params(outs, 2, 2, "quadratic", "Demo", 1)[:3]]
+    [torch.Size([2, 2]), torch.Size([2, 2]), torch.Size([2, 1])]
+    """
+    expected = 4 if order == "linear" else 3
+    if not isinstance(outputs, tuple | list) or len(outputs) != expected:
+        raise ArgumentError(
+            f"{owner}(order={order!r}) needs its network to return {expected} tensors (widths, "
+            f"heights, derivatives{', lambdas' if expected == 4 else ''}); build it with "
+            f"param_dims={spline_param_dims(units, count_bins, order)}."
+        )
+    shaped = hypernet_output_to_params(outputs, input_dim, count_bins, owner)
+    if expected == 3:
+        shaped.append(None)
+    return normalize_spline_params(*shaped)
+
+
 class ConditionalSpline(ConditionalTransformModule):
     """An element-wise spline whose parameters a network ``nn`` computes from a context:
     ``condition(context)`` gives a ``ConditionedSpline``. ``nn(context)`` returns the
@@ -226,20 +253,14 @@ class ConditionalSpline(ConditionalTransformModule):
         self.order = order
 
     def _params(self, context: torch.Tensor) -> SplineParams:
-        outputs = self.nn(context)
-        expected = 4 if self.order == "linear" else 3
-        if not isinstance(outputs, tuple | list) or len(outputs) != expected:
-            raise ArgumentError(
-                f"ConditionalSpline(order={self.order!r}) needs its network to return "
-                f"{expected} tensors (widths, heights, derivatives"
-                f"{', lambdas' if expected == 4 else ''}); build it with {expected} param_dims."
-            )
-        shaped = hypernet_output_to_params(
-            outputs, self.input_dim, self.count_bins, "ConditionalSpline"
+        return network_spline_params(
+            self.nn(context),
+            self.input_dim,
+            self.count_bins,
+            self.order,
+            "ConditionalSpline",
+            self.input_dim,
         )
-        if expected == 3:
-            shaped.append(None)
-        return normalize_spline_params(*shaped)
 
     def condition(self, context: torch.Tensor) -> ConditionedSpline:
         # The network runs at each use of the conditioned spline, so it sees current weights.

@@ -24,8 +24,7 @@ from engine.distributions.affine_autoregressive import AutoregressiveFlow, Conte
 from engine.distributions.rational_spline import rational_spline
 from engine.distributions.spline import (
     check_spline_options,
-    hypernet_output_to_params,
-    normalize_spline_params,
+    network_spline_params,
     spline_param_dims,
 )
 from engine.distributions.torch_transform import JointLogDetTransform, TransformModule
@@ -63,20 +62,9 @@ class SplineAutoregressive(AutoregressiveFlow, JointLogDetTransform, TransformMo
         self.order = order
 
     def _spline(self, x: torch.Tensor, value: torch.Tensor, inverse: bool) -> tuple:
-        outputs = self.arn(x)
-        expected = 4 if self.order == "linear" else 3
-        if not isinstance(outputs, tuple | list) or len(outputs) != expected:
-            dims = spline_param_dims(1, self.count_bins, self.order)
-            raise ArgumentError(
-                f"SplineAutoregressive(order={self.order!r}) needs its network to return "
-                f"{expected} tensors; build it with param_dims={dims}"
-            )
-        shaped = hypernet_output_to_params(
-            outputs, self.input_dim, self.count_bins, "SplineAutoregressive"
+        params = network_spline_params(
+            self.arn(x), self.input_dim, self.count_bins, self.order, "SplineAutoregressive", 1
         )
-        if expected == 3:
-            shaped.append(None)
-        params = normalize_spline_params(*shaped)
         return rational_spline(value, *params, self.bound, inverse=inverse)
 
     def _forward_and_log_det(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
