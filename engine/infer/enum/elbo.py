@@ -68,7 +68,24 @@ from engine.poutine.trace_struct import Trace
 from engine.runtime import Message
 
 
-class TraceEnum_ELBO(ELBO):
+class EnumeratingELBO(ELBO):
+    """An ELBO that enumerates discrete sites (TraceEnum_ELBO, TraceTMC_ELBO): enumeration
+    dims go left of the model's plates, so even one particle needs ``max_plate_nesting``,
+    read off the model before the first trace when not given.
+
+    >>> issubclass(TraceEnum_ELBO, EnumeratingELBO)
+    True
+    """
+
+    def _get_traces(
+        self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
+    ) -> Iterator[tuple[Trace, Trace]]:
+        # Enumeration dims go left of the model's plates: one particle needs the nesting too.
+        self._guess_max_plate_nesting(model, guide, args, kwargs)
+        yield from super()._get_traces(model, guide, args, kwargs)
+
+
+class TraceEnum_ELBO(EnumeratingELBO):
     """The ELBO that sums out enumerated sites exactly; see the module docstring.
 
     ``max_plate_nesting`` is read off the model when not given; enumeration dims start left of
@@ -80,13 +97,6 @@ class TraceEnum_ELBO(ELBO):
 
     def _first_enum_dim(self) -> int:
         return first_enum_dim(self)
-
-    def _get_traces(
-        self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
-    ) -> Iterator[tuple[Trace, Trace]]:
-        # Enumeration dims go left of the model's plates: one particle needs the nesting too.
-        self._guess_max_plate_nesting(model, guide, args, kwargs)
-        yield from super()._get_traces(model, guide, args, kwargs)
 
     def _particle_traces(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]

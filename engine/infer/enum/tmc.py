@@ -44,8 +44,8 @@ from typing import Any
 import torch
 
 from engine.errors import EnumerationNotSupportedError, describe_site
-from engine.infer.elbo import ELBO, checked_pair
-from engine.infer.enum.elbo import enumerated_traces, first_enum_dim
+from engine.infer.elbo import checked_pair
+from engine.infer.enum.elbo import EnumeratingELBO, enumerated_traces, first_enum_dim
 from engine.infer.enum.factors import enumerated_sites, log_density, site_factor, trace_plates
 from engine.infer.enum.sum_product import Factor, contract, plate_total
 from engine.infer.trace_elbo import is_reparameterized
@@ -53,7 +53,7 @@ from engine.poutine.trace_struct import Trace
 from engine.runtime import Message
 
 
-class TraceTMC_ELBO(ELBO):
+class TraceTMC_ELBO(EnumeratingELBO):
     """The Tensor Monte Carlo estimate of ``log p(x)`` (see the module docstring); its negative
     is the loss.
 
@@ -77,13 +77,6 @@ class TraceTMC_ELBO(ELBO):
     >>> abs(loss - exact.item()) < 1e-6
     True
     """
-
-    def _get_traces(
-        self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
-    ) -> Iterator[tuple[Trace, Trace]]:
-        # Enumeration dims go left of the model's plates: one particle needs the nesting too.
-        self._guess_max_plate_nesting(model, guide, args, kwargs)
-        yield from super()._get_traces(model, guide, args, kwargs)
 
     def _particle_traces(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
