@@ -56,7 +56,24 @@ corr_matrix = _CorrMatrix()
 sphere = _Sphere()
 
 
-class CorrMatrixCholeskyTransform(Transform):
+class CholeskyFactorTransform(Transform):
+    """``x -> L`` with ``x = L @ L.T`` (``torch.linalg.cholesky``), inverted by ``L @ L.T``:
+    what the Cholesky transforms share; each gives its own domain and Jacobian.
+
+    >>> L = CholeskyFactorTransform()(torch.tensor([[4.0, 2.0], [2.0, 5.0]]))
+    >>> L
+    tensor([[2., 0.],
+            [1., 2.]])
+    """
+
+    def _call(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.cholesky(x)
+
+    def _inverse(self, y: torch.Tensor) -> torch.Tensor:
+        return y @ y.transpose(-1, -2)
+
+
+class CorrMatrixCholeskyTransform(CholeskyFactorTransform):
     """Maps a correlation matrix ``C`` to its lower Cholesky factor ``L`` (``C = L @ L.T``).
 
     >>> C = torch.tensor([[1.0, 0.6], [0.6, 1.0]])
@@ -74,12 +91,6 @@ class CorrMatrixCholeskyTransform(Transform):
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, CorrMatrixCholeskyTransform)
-
-    def _call(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.linalg.cholesky(x)
-
-    def _inverse(self, y: torch.Tensor) -> torch.Tensor:
-        return y @ y.transpose(-1, -2)
 
     def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         # C = L L^T restricted to the free entries (strict lower triangles): the Jacobian of

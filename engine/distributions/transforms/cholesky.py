@@ -18,9 +18,9 @@ import warnings
 
 import torch
 from torch.distributions import constraints
-from torch.distributions.transforms import CorrCholeskyTransform, Transform
+from torch.distributions.transforms import CorrCholeskyTransform
 
-from engine.distributions.corr_matrix import CorrMatrixCholeskyTransform
+from engine.distributions.corr_matrix import CholeskyFactorTransform, CorrMatrixCholeskyTransform
 
 __all__ = [
     "CholeskyTransform",
@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 
-class CholeskyTransform(Transform):
+class CholeskyTransform(CholeskyFactorTransform):
     """Map a symmetric positive-definite matrix ``S`` to its lower Cholesky factor ``L``
     (``S = L @ L.T``); the inverse forms ``L @ L.T``.
 
@@ -54,12 +54,6 @@ class CholeskyTransform(Transform):
 
     def __hash__(self) -> int:
         return hash(CholeskyTransform)
-
-    def _call(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.linalg.cholesky(x)
-
-    def _inverse(self, y: torch.Tensor) -> torch.Tensor:
-        return y @ y.transpose(-1, -2)
 
     def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         # Order the free entries row by row; S_ij (i >= j) depends on L_kl only for (k, l) up to
