@@ -36,7 +36,24 @@ def _cosine_basis(size: int, dtype: torch.dtype, device: torch.device) -> torch.
     return basis.to(dtype=dtype, device=device)
 
 
-class _AlongDim(Transform):
+class RealEventAlongDim:
+    """Domain and codomain of a transform of real tensors whose event is the last ``-dim``
+    dims (``self.dim`` negative); a base listed before ``Transform``.
+
+    >>> HaarTransform(dim=-2).domain.reinterpreted_batch_ndims
+    2
+    """
+
+    @property
+    def domain(self) -> constraints.Constraint:
+        return constraints.independent(constraints.real, -self.dim)
+
+    @property
+    def codomain(self) -> constraints.Constraint:
+        return constraints.independent(constraints.real, -self.dim)
+
+
+class _AlongDim(RealEventAlongDim, Transform):
     """A bijection of ``R^n`` applied along the negative dim ``dim`` (event dim ``-dim``)."""
 
     bijective = True
@@ -46,14 +63,6 @@ class _AlongDim(Transform):
             raise ValueError(f"{type(self).__name__}(dim=...) takes a negative dim, got {dim!r}")
         self.dim = dim
         super().__init__(cache_size=cache_size)
-
-    @property
-    def domain(self) -> constraints.Constraint:
-        return constraints.independent(constraints.real, -self.dim)
-
-    @property
-    def codomain(self) -> constraints.Constraint:
-        return constraints.independent(constraints.real, -self.dim)
 
     def _last(self, x: torch.Tensor, fn) -> torch.Tensor:
         if self.dim == -1:

@@ -25,12 +25,13 @@ from torch.distributions import constraints
 
 from engine.distributions.affine_autoregressive import clamp_preserve_gradients
 from engine.distributions.conditional import ConditionalTransformModule
+from engine.distributions.orthonormal_transforms import RealEventAlongDim
 from engine.distributions.spline_coupling import check_split
 from engine.distributions.torch_transform import JointLogDetTransform, TransformModule
 from engine.errors import ArgumentError
 
 
-class ConditionedAffineCoupling(JointLogDetTransform):
+class ConditionedAffineCoupling(RealEventAlongDim, JointLogDetTransform):
     """``y[:d] = x[:d]``, ``y[d:] = exp(log_scale) * x[d:] + mean`` along ``dim``, where
     ``(mean, log_scale) = hypernet(x[:d])`` (flattened over the event), the log-scale clipped
     to ``[log_scale_min_clip, log_scale_max_clip]``.
@@ -59,14 +60,6 @@ class ConditionedAffineCoupling(JointLogDetTransform):
         self.dim = dim
         self.log_scale_min_clip = log_scale_min_clip
         self.log_scale_max_clip = log_scale_max_clip
-
-    @property
-    def domain(self) -> constraints.Constraint:
-        return constraints.independent(constraints.real, -self.dim)
-
-    @property
-    def codomain(self) -> constraints.Constraint:
-        return constraints.independent(constraints.real, -self.dim)
 
     def _mean_and_log_scale(
         self, x1: torch.Tensor, x2_shape: torch.Size
