@@ -41,7 +41,7 @@ from typing import Any, NoReturn
 
 MODULE_PREFIXES = ("pyro.ops.", "pyro.contrib.")
 # Modules whose names beyond the engine's (the documented ones) are Pyro internals (issue 17).
-INTERNAL_MODULES = frozenset({"pyro.infer.mcmc.util", "pyro.infer.enum"})
+INTERNAL_MODULES = frozenset({"pyro.infer.mcmc.util", "pyro.infer.enum", "pyro.infer.util"})
 # Public-looking names of Pyro's that its API documentation does not list (issue 17's non-goals).
 INTERNAL_NAMES = frozenset(
     {"torch_item", "torch_isnan", "MultiFrameTensor", "iter_discrete_traces", "adapt_window"}
