@@ -433,9 +433,13 @@ class AutoGuide(torch.nn.Module):
         value = get_param_store().get_param(p.name, p.init, p.constraint, p.event_dim)
         return value.unconstrained()
 
+    def _stored(self, p: GuideParam) -> torch.Tensor:
+        """The constrained value of ``p`` straight from the store (no plates), with its grad."""
+        return get_param_store().get_param(p.name, p.init, p.constraint, p.event_dim)
+
     def _value(self, p: GuideParam) -> torch.Tensor:
         """The constrained value of ``p``, detached, straight from the store (no plates)."""
-        return get_param_store().get_param(p.name, p.init, p.constraint, p.event_dim).detach()
+        return self._stored(p).detach()
 
     def named_parameters(
         self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True

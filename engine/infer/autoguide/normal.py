@@ -29,7 +29,6 @@ from engine.errors import AutoGuideError
 from engine.infer.autoguide.guide import AutoGuide, GuideParam, LatentSite
 from engine.infer.autoguide.initialization import InitFn, init_to_feasible
 from engine.infer.autoguide.site_distributions import TransformedNormal
-from engine.params import get_param_store
 from engine.primitives import param, sample
 
 __all__ = ["AutoNormal"]
@@ -181,11 +180,7 @@ class AutoNormal(AutoGuide):
         self._setup_once((), {})
         for site in self._sites:
             if site.name == name:
-                store = get_param_store()
-                return tuple(
-                    store.get_param(p.name, p.init, p.constraint, p.event_dim)
-                    for p in (site.loc, site.scale)
-                )
+                return self._stored(site.loc), self._stored(site.scale)
         raise AutoGuideError(
             f"AutoNormal has no site '{name}'; its sites are {[s.name for s in self._sites]}."
         )
