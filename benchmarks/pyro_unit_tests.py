@@ -280,6 +280,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--only", nargs="*", default=(), help="files or folders of the checkout")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per file")
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument(
+        "--third-party-path",
+        action="append",
+        default=[],
+        help="a folder of packages Pyro's tests import but the project does not need (opt_einsum)"
+        ", put after the library on both sides' paths; may be repeated",
+    )
     parser.add_argument("--json", type=Path, help="write every file's counts here")
     parser.add_argument(
         "--without-stand-ins",
@@ -296,11 +303,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"engine: {len(files)} files", file=sys.stderr)
         plugins = () if args.without_stand_ins else (STAND_INS_PLUGIN,)
         sides["engine"] = run_side(
-            checkout, files, [alias, project], args.timeout, args.jobs, plugins
+            checkout,
+            files,
+            [alias, project, *args.third_party_path],
+            args.timeout,
+            args.jobs,
+            plugins,
         )
     if args.pyro_path:
         print(f"pyro: {len(files)} files", file=sys.stderr)
-        sides["pyro"] = run_side(checkout, files, [args.pyro_path], args.timeout, args.jobs)
+        sides["pyro"] = run_side(
+            checkout, files, [args.pyro_path, *args.third_party_path], args.timeout, args.jobs
+        )
     print("| file | " + " | ".join(sides) + " |")
     print("|---|" + "---|" * len(sides))
     for index, path in enumerate(files):
