@@ -39,18 +39,13 @@ class TraceMessenger(Messenger):
     """
 
     def __init__(self, graph_type: str | None = None, param_only: bool = False):
-        if graph_type not in (None, "flat"):
-            raise NotImplementedError(
-                f"trace(graph_type={graph_type!r}): only flat traces are recorded for now; "
-                "dependency edges ('dense') are not implemented yet."
-            )
-        self.graph_type = "flat"
+        self.graph_type = graph_type or "flat"
         self.param_only = param_only
-        self.trace = Trace()
+        self.trace = Trace(self.graph_type)  # checks the graph type
         self._plate_sizes: dict[str, tuple[int | None, str]] = {}
 
     def __enter__(self) -> TraceMessenger:
-        self.trace = Trace()
+        self.trace = Trace(self.graph_type)
         self._plate_sizes = {}
         return super().__enter__()
 
@@ -62,12 +57,14 @@ class TraceMessenger(Messenger):
             for name, site in list(self.trace.nodes.items()):
                 if site["type"] != "param":
                     self.trace.remove_node(name)
+        elif self.graph_type == "dense":
+            self.trace.add_dense_edges()
         super().__exit__(exc_type, exc_value, traceback)
 
     def _reset(self) -> None:
         """Forget the sites of a run left by an escape (``NonlocalExit.reset_stack``), keeping
         the run's ``_INPUT`` node: the next run records afresh."""
-        fresh = Trace()
+        fresh = Trace(self.graph_type)
         if "_INPUT" in self.trace.nodes:
             fresh.add_node("_INPUT", **self.trace.nodes["_INPUT"])
         self.trace = fresh

@@ -67,6 +67,25 @@ def log_prob_shape(site: Message) -> torch.Size | None:
         return None
 
 
+GRAPH_TYPES = ("flat", "dense")
+
+
+def _in_recorded_order(names: set[str] | None, trace: Trace) -> list[str]:
+    """``names`` in the order their nodes were recorded in ``trace``."""
+    if not names:
+        return []
+    return [name for name in trace.nodes if name in names]
+
+
+def _in_other_iterations(site: Message, past: Message) -> bool:
+    """Whether two sites sit in different iterations of one sequential plate."""
+    counters = {frame.name: frame.counter for frame in past["cond_indep_stack"]}
+    return any(
+        frame.name in counters and frame.counter != counters[frame.name]
+        for frame in site["cond_indep_stack"]
+    )
+
+
 class Trace:
     """An ordered record of the sites of one run, keyed by site name.
 
@@ -77,13 +96,16 @@ class Trace:
     """
 
     def __init__(self, graph_type: str = "flat") -> None:
-        if graph_type != "flat":
-            raise NotImplementedError(
-                f"Trace(graph_type={graph_type!r}): only flat traces are recorded for now; "
-                "dependency edges ('dense') are not implemented yet."
+        if graph_type not in GRAPH_TYPES:
+            raise ValueError(
+                f"Trace(graph_type={graph_type!r}): a trace is 'flat' (sites only) or 'dense' "
+                "(sites and an edge from every earlier sample site each one may depend on)."
             )
-        self.graph_type = graph_type  # Pyro's attribute; a flat trace records no edges
+        self.graph_type = graph_type
         self.nodes: dict[str, Message] = {}
+        # Edges, kept only for nodes that have some (Pyro's names): flat traces pay nothing.
+        self._succ: dict[str, set[str]] = {}
+        self._pred: dict[str, set[str]] = {}
 
     def __contains__(self, name: str) -> bool:
         return name in self.nodes
@@ -102,13 +124,86 @@ class Trace:
         self.nodes[site_name] = site
 
     def remove_node(self, site_name: str) -> None:
+        """Forget a site and its edges."""
         del self.nodes[site_name]
+        for successor in self._succ.pop(site_name, ()):
+            self._pred[successor].discard(site_name)
+        for predecessor in self._pred.pop(site_name, ()):
+            self._succ[predecessor].discard(site_name)
 
     def copy(self) -> Trace:
-        """A new trace with the same site dicts (shallow: values and distributions are shared)."""
-        new = Trace()
+        """A new trace with the same site dicts (shallow: values and distributions are shared)
+        and the same edges."""
+        new = Trace(self.graph_type)
         new.nodes = dict(self.nodes)
+        new._succ = {name: set(names) for name, names in self._succ.items()}
+        new._pred = {name: set(names) for name, names in self._pred.items()}
         return new
+
+    # -- dependency edges (dense traces) ---------------------------------------------------
+
+    def add_edge(self, from_site: str, to_site: str) -> None:
+        """Record that ``to_site`` may depend on ``from_site``; a name not yet in the trace
+        becomes a node with no site record (``type`` None).
+
+        >>> tr = Trace()
+        >>> tr.add_edge("a", "b"); tr.add_edge("b", "c"); tr.add_edge("a", "c")
+        >>> tr.edges, sorted(tr.predecessors("c")), tr.topological_sort(reverse=True)
+        ([('a', 'b'), ('a', 'c'), ('b', 'c')], ['a', 'b'], ['c', 'b', 'a'])
+        """
+        for name in (from_site, to_site):
+            if name not in self.nodes:
+                self.nodes[name] = {"name": name, "type": None}
+        self._succ.setdefault(from_site, set()).add(to_site)
+        self._pred.setdefault(to_site, set()).add(from_site)
+
+    @property
+    def edges(self) -> list[tuple[str, str]]:
+        """Every edge ``(from_site, to_site)``, in the order of the sites."""
+        return [
+            (name, to)
+            for name in self.nodes
+            for to in _in_recorded_order(self._succ.get(name), self)
+        ]
+
+    def predecessors(self, site_name: str) -> set[str]:
+        """The sites ``site_name`` may depend on."""
+        return set(self._pred.get(site_name, ()))
+
+    def successors(self, site_name: str) -> set[str]:
+        """The sites that may depend on ``site_name``."""
+        return set(self._succ.get(site_name, ()))
+
+    def topological_sort(self, reverse: bool = False) -> list[str]:
+        """Every node, each after all its predecessors (before them with ``reverse=True``);
+        among nodes free to go, the earlier recorded goes first."""
+        waiting = {name: len(self._pred.get(name, ())) for name in self.nodes}
+        ready = [name for name, count in waiting.items() if count == 0]
+        order: list[str] = []
+        while ready:
+            name = ready.pop(0)
+            order.append(name)
+            for successor in _in_recorded_order(self._succ.get(name), self):
+                waiting[successor] -= 1
+                if waiting[successor] == 0:
+                    ready.append(successor)
+        if len(order) < len(self.nodes):
+            cycle = sorted(str(name) for name, count in waiting.items() if count > 0)
+            raise ValueError(f"the trace's edges form a cycle through {cycle}")
+        return order[::-1] if reverse else order
+
+    def add_dense_edges(self) -> None:
+        """Add an edge from every earlier sample site to each later one, except between two
+        iterations of one sequential plate (the only independence a trace can see for sure);
+        mini-batch index sites take no part. What ``trace(graph_type="dense")`` records."""
+        earlier: list[Message] = []
+        for name, site in self.nodes.items():
+            if site["type"] != "sample" or is_subsample_site(site):
+                continue
+            for past in earlier:
+                if not _in_other_iterations(site, past):
+                    self.add_edge(past["name"], name)
+            earlier.append(site)
 
     # -- site selections -------------------------------------------------------------------
 
