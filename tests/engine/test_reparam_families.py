@@ -247,6 +247,27 @@ def test_neutra_density_is_the_model_density_pulled_back_through_the_guide():
     assert torch.allclose(mapped["y"], x[0].expand(3)) and mapped["x"].shape == (3, 4)
 
 
+def test_neutra_draws_the_shared_latent_outside_the_plates_of_the_first_latent_site():
+    def plate_first():
+        with pyro.plate("d", 3):
+            x = pyro.sample("x", dist.Normal(0.0, 1.0))
+        pyro.sample("y", dist.Normal(x.sum(), 1.0))
+
+    pyro.clear_param_store()
+    guide = AutoMultivariateNormal(plate_first, init_scale=0.5)
+    guide()
+    neutra = NeuTraReparam(guide.requires_grad_(False))
+    z = torch.randn(4)
+    conditioned = poutine.condition(neutra.reparam(plate_first), data={"x_shared_latent": z})
+    tr = poutine.trace(conditioned).get_trace()
+    shared = tr.nodes["x_shared_latent"]
+    assert shared["value"].shape == (4,) and shared["cond_indep_stack"] == ()
+    x = guide.get_transform()(z)
+    assert torch.allclose(tr.nodes["x"]["value"], x[:3]) and torch.isclose(
+        tr.nodes["y"]["value"], x[3]
+    )
+
+
 def test_split_support_of_a_piece_follows_the_parts_it_covers():
     from torch.distributions import constraints
 

@@ -98,7 +98,9 @@ def test_a_reparameterizer_that_drops_a_chosen_initial_value_warns():
             return {"fn": dist.Delta(value).mask(False), "value": value, "is_observed": True}
 
     init = InitMessenger(init_to_value(values={"centre": torch.tensor(7.0)}))
-    with pytest.warns(RuntimeWarning, match="'centre'.*does not commute with initialization"):
+    # "falling back to default" is the phrase Pyro's warning carries and its users look for
+    expected = "'centre'.*does not commute with initialization.*falling back to default"
+    with pytest.warns(RuntimeWarning, match=expected):
         init(poutine.reparam(hierarchy, {"centre": Redraw()}))()
     # A default strategy's starting point is nobody's choice: no warning then.
     with warnings.catch_warnings():

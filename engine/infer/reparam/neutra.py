@@ -5,10 +5,11 @@ A guide such as ``AutoMultivariateNormal`` (or a flow) approximates the posterio
 makes a curved or badly scaled posterior look close to a standard normal to the sampler.
 
 Every latent site of the guide's model is rewritten: the first draws the shared latent
-``{name}_shared_latent`` (the whole ``z``, its own density masked off), all of them take their
-values from ``T(z)``, and each carries its model density plus the Jacobians of ``T`` and of its
-support's bijection, so the joint density of ``z`` is the model's posterior pulled back through
-``T``. :meth:`NeuTraReparam.transform_sample` maps draws of ``z`` back to the model's sites.
+``{name}_shared_latent`` (the whole ``z``, outside any plate, its own density masked off), all
+of them take their values from ``T(z)``, and each carries its model density plus the Jacobians
+of ``T`` and of its support's bijection, so the joint density of ``z`` is the model's posterior
+pulled back through ``T``. :meth:`NeuTraReparam.transform_sample` maps draws of ``z`` back to
+the model's sites.
 
 >>> import torch, engine, engine.distributions as dist
 >>> from engine.infer.autoguide import AutoDiagonalNormal
@@ -38,6 +39,8 @@ from engine.distributions.util import sum_rightmost
 from engine.errors import ArgumentError, ReparamError
 from engine.infer.autoguide import AutoContinuous
 from engine.infer.reparam.reparam import Reparam, ReparamMessage, ReparamResult, refuse_observed
+from engine.poutine.plate_messenger import PlateMessenger
+from engine.runtime import handlers_suspended
 
 
 class NeuTraReparam(Reparam):
@@ -95,14 +98,10 @@ class NeuTraReparam(Reparam):
                     "NeuTraReparam needs a guide whose get_transform() does not depend on the "
                     f"model's arguments: {error}"
                 ) from error
-            z = engine.sample(f"{name}_shared_latent", self.guide.get_base_dist().mask(False))
-            if z.dim() != 1:
-                raise ReparamError(
-                    f"Site '{name}': NeuTraReparam draws the shared latent at the model's first "
-                    f"latent site, which sits in a plate here (the latent got shape "
-                    f"{tuple(z.shape)}). Reorder the model so a site outside every plate comes "
-                    "first."
-                )
+            # The shared latent is one vector for the whole model: the plates around the
+            # first latent site do not apply to it.
+            with handlers_suspended(lambda handler: isinstance(handler, PlateMessenger)):
+                z = engine.sample(f"{name}_shared_latent", self.guide.get_base_dist().mask(False))
             x = self.transform(z)
             log_density = self.transform.log_abs_det_jacobian(z, x)
             self.x_unconstrained = {
