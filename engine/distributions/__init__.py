@@ -38,6 +38,14 @@ from engine.distributions.empirical import Empirical
 from engine.distributions.extended import ExtendedBetaBinomial, ExtendedBinomial
 from engine.distributions.folded import FoldedDistribution
 from engine.distributions.grouped_normal_normal import GroupedNormalNormal
+from engine.distributions.hmm import (
+    DiscreteHMM,
+    GammaGaussianHMM,
+    GaussianHMM,
+    GaussianMRF,
+    IndependentHMM,
+    LinearHMM,
+)
 from engine.distributions.improper_uniform import ImproperUniform
 from engine.distributions.kl import kl_divergence, register_kl
 from engine.distributions.lkj import LKJ
@@ -140,9 +148,15 @@ __all__ += [
     "AVFMultivariateNormal",
     "AffineBeta",
     "AsymmetricLaplace",
+    "DiscreteHMM",
     "ExtendedBetaBinomial",
     "ExtendedBinomial",
+    "GammaGaussianHMM",
+    "GaussianHMM",
+    "GaussianMRF",
     "GroupedNormalNormal",
+    "IndependentHMM",
+    "LinearHMM",
     "LogNormalNegativeBinomial",
     "Logistic",
     "MultivariateStudentT",

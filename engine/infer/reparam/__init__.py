@@ -10,6 +10,7 @@ True
 """
 
 from engine.infer.reparam.basis import DiscreteCosineReparam, HaarReparam
+from engine.infer.reparam.hmm import LinearHMMReparam
 from engine.infer.reparam.loc_scale import LocScaleReparam
 from engine.infer.reparam.neutra import NeuTraReparam
 from engine.infer.reparam.projected_normal import ProjectedNormalReparam
@@ -29,6 +30,7 @@ __all__ = [
     "GumbelSoftmaxReparam",
     "HaarReparam",
     "LatentStableReparam",
+    "LinearHMMReparam",
     "LocScaleReparam",
     "MinimalReparam",
     "NeuTraReparam",
