@@ -6,7 +6,9 @@ frame on every site inside, broadcasts their distributions to its size and scale
 densities by ``size / subsample_size``. Iterated with ``for``, it yields indices one at a time and
 stamps a sequential frame instead. Mini-batch indices are drawn once, when the plate is built,
 through a sample site named after the plate, so ``replay`` gives a guide and its model the same
-mini-batch.
+mini-batch. A plate that takes all its elements asks the handlers too (a site that is recorded only
+when a handler gave it indices): a model's whole plate replayed on a guide that subsamples takes
+the guide's mini-batch, as in Pyro.
 
 >>> import torch, engine, engine.distributions as dist
 >>> with engine.plate("data", 1000, subsample_size=10) as idx:
@@ -92,6 +94,46 @@ class SubsampleIndices(TorchDistribution):
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         return torch.zeros(value.shape[:-1], device=value.device)
+
+
+class WholePlateIndices(SubsampleIndices):
+    """The index site of a plate that takes all its elements: a draw is ``range(size)``.
+
+    The plate sends it through the handlers only so that one of them (``replay`` of a guide that
+    subsamples the plate) can give it a mini-batch instead; the draw it made itself is kept in
+    ``drawn``, so that :func:`is_unfilled_whole_plate` can tell the two apart.
+
+    >>> WholePlateIndices(4).sample()
+    tensor([0, 1, 2, 3])
+    """
+
+    def __init__(self, size: int, device=None):
+        super().__init__(size, size, device)
+        self.drawn: torch.Tensor | None = None
+
+    def sample(self, sample_shape: tuple[int, ...] = ()) -> torch.Tensor:
+        if sample_shape:
+            raise ValueError("a plate draws one mini-batch at a time")
+        self.drawn = torch.arange(self.size, device=self.device)
+        return self.drawn
+
+
+def is_unfilled_whole_plate(msg: Message) -> bool:
+    """Whether ``msg`` is the index site of a plate that takes all its elements and no handler
+    gave it other indices: it says nothing a trace should keep (and a model may build such a
+    plate twice under one name), so ``trace`` does not record it.
+
+    >>> from engine.runtime import new_message
+    >>> msg = new_message("sample", "data", WholePlateIndices(3), infer={"is_subsample": True})
+    >>> msg["value"] = msg["fn"]()
+    >>> is_unfilled_whole_plate(msg)
+    True
+    >>> msg["value"] = torch.tensor([2, 0])  # indices replayed from a guide's mini-batch
+    >>> is_unfilled_whole_plate(msg)
+    False
+    """
+    fn = msg["fn"]
+    return isinstance(fn, WholePlateIndices) and msg["value"] is fn.drawn
 
 
 class PlateMessenger(Messenger):
@@ -188,8 +230,6 @@ class PlateMessenger(Messenger):
                     "for different mini-batch sizes). Fix: pass one of them, or make them equal."
                 )
             return size, subsample
-        if subsample_size is None or subsample_size == size:
-            return size, None
         return size, self._draw_indices(size, subsample_size)
 
     def _checked_subsample(self, subsample) -> torch.Tensor:
@@ -206,12 +246,57 @@ class PlateMessenger(Messenger):
             )
         return subsample
 
-    def _draw_indices(self, size: int, subsample_size: int) -> torch.Tensor:
-        sampler = SubsampleIndices(size, subsample_size, self.device)
+    def _draw_indices(self, size: int, subsample_size: int | None) -> torch.Tensor | None:
+        """The mini-batch for this run (None: all the elements). A handler may give it: replay
+        gives a model's plate the guide's mini-batch, even where the model's own plate takes
+        all its elements (as in Pyro: such a plate follows the guide's mini-batch)."""
+        whole = subsample_size is None or subsample_size == size
         if not handlers_active():
-            return sampler.sample()
-        msg = new_message("sample", self.name, sampler, infer={"is_subsample": True})
-        return apply_stack(msg)["value"]
+            return None if whole else sample_distinct_indices(size, subsample_size, self.device)
+        sampler = (
+            WholePlateIndices(size, self.device)
+            if whole
+            else SubsampleIndices(size, subsample_size, self.device)
+        )
+        # The full size goes with the indices, so that the plate they are replayed into can
+        # check that it counts the same elements.
+        infer = {"is_subsample": True, "_plate_size": size}
+        msg = apply_stack(new_message("sample", self.name, sampler, infer=infer))
+        if is_unfilled_whole_plate(msg):
+            return None
+        return self._checked_given_indices(msg, size, subsample_size)
+
+    def _checked_given_indices(
+        self, msg: Message, size: int, subsample_size: int | None
+    ) -> torch.Tensor:
+        """Indices a handler gave the plate (as a rule replayed from the guide's plate of the
+        same name), checked against this plate's size and ``subsample_size``."""
+        indices = self._checked_subsample(msg["value"])
+        given_size = msg["infer"].get("_plate_size", size)
+        if given_size != size:
+            raise PlateError(
+                f"Plate '{self.name}' has size {size}, but the mini-batch it was given (replayed "
+                f"from the guide's plate '{self.name}', as a rule) was drawn from a plate of size "
+                f"{given_size}. A plate name means one set of elements: give the model's and the "
+                "guide's plates the same size (e.g. len(data) in both)."
+            )
+        count = int(indices.shape[0])
+        if subsample_size is not None and count != subsample_size:
+            raise PlateError(
+                f"Plate '{self.name}' asks for subsample_size={subsample_size}, but the mini-batch "
+                f"it was given (replayed from the guide's plate '{self.name}', as a rule) holds "
+                f"{count} indices: the model's and the guide's plates ask for different "
+                "mini-batch sizes. Fix: give both plates the same subsample_size, or leave "
+                "subsample_size out of the model's plate, which then takes the guide's "
+                "mini-batch."
+            )
+        if count > size:
+            raise PlateError(
+                f"Plate '{self.name}' has size {size}, but it was given a mini-batch of {count} "
+                "indices; a mini-batch holds distinct elements of the plate. Give the plate its "
+                "full size."
+            )
+        return indices
 
     @property
     def indices(self) -> torch.Tensor:

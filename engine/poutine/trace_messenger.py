@@ -21,6 +21,7 @@ from typing import Any
 
 from engine.errors import PlateError, describe_plates
 from engine.poutine.error_context import annotate_error
+from engine.poutine.plate_messenger import is_unfilled_whole_plate
 from engine.poutine.trace_struct import Trace
 from engine.runtime import Message, Messenger
 
@@ -77,7 +78,8 @@ class TraceMessenger(Messenger):
         return self.trace
 
     def _postprocess_sample(self, msg: Message) -> None:
-        if not self.param_only:
+        # A whole plate's index site is recorded only when a handler gave it a mini-batch.
+        if not self.param_only and not is_unfilled_whole_plate(msg):
             self._check_plate_sizes(msg)
             self.trace.add_node(msg["name"], **msg)
 
