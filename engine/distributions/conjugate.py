@@ -16,6 +16,7 @@ import torch
 from torch.distributions import constraints
 from torch.distributions.utils import broadcast_all
 
+from engine.distributions.param_expand import expand_params
 from engine.distributions.torch_distribution import TorchDistribution
 from engine.distributions.util import broadcast_shape
 from engine.errors import ShapeError, fmt_shape
@@ -59,14 +60,7 @@ class BetaBinomial(TorchDistribution):
         super().__init__(self.concentration1.shape, validate_args=validate_args)
 
     def expand(self, batch_shape: Sequence[int], _instance: Any = None) -> BetaBinomial:
-        new = self._get_checked_instance(BetaBinomial, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.concentration1 = self.concentration1.expand(batch_shape)
-        new.concentration0 = self.concentration0.expand(batch_shape)
-        new.total_count = self.total_count.expand(batch_shape)
-        super(BetaBinomial, new).__init__(batch_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
+        return expand_params(self, BetaBinomial, batch_shape, _instance)
 
     @constraints.dependent_property(is_discrete=True, event_dim=0)
     def support(self) -> constraints.Constraint:
@@ -129,13 +123,7 @@ class GammaPoisson(TorchDistribution):
         super().__init__(self.concentration.shape, validate_args=validate_args)
 
     def expand(self, batch_shape: Sequence[int], _instance: Any = None) -> GammaPoisson:
-        new = self._get_checked_instance(GammaPoisson, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.concentration = self.concentration.expand(batch_shape)
-        new.rate = self.rate.expand(batch_shape)
-        super(GammaPoisson, new).__init__(batch_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
+        return expand_params(self, GammaPoisson, batch_shape, _instance)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
@@ -207,14 +195,14 @@ class DirichletMultinomial(TorchDistribution):
         super().__init__(batch_shape, concentration.shape[-1:], validate_args=validate_args)
 
     def expand(self, batch_shape: Sequence[int], _instance: Any = None) -> DirichletMultinomial:
-        new = self._get_checked_instance(DirichletMultinomial, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.concentration = self.concentration.expand(batch_shape + self.event_shape)
-        new.total_count = self.total_count.expand(batch_shape)
-        new.is_sparse = self.is_sparse
-        super(DirichletMultinomial, new).__init__(batch_shape, self.event_shape, False)
-        new._validate_args = self._validate_args
-        return new
+        return expand_params(
+            self,
+            DirichletMultinomial,
+            batch_shape,
+            _instance,
+            event_dims={"concentration": 1},
+            copy=["is_sparse"],
+        )
 
     @constraints.dependent_property(is_discrete=True, event_dim=1)
     def support(self) -> constraints.Constraint:
