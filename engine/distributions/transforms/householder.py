@@ -73,6 +73,16 @@ def _check_count(owner: str, count_transforms: int) -> None:
         )
 
 
+def reflection_count(input_dim: int, count_transforms: int | None) -> int:
+    """``count_transforms``, or Pyro's default number of reflections for ``input_dim`` entries
+    (``input_dim // 2 + 1``) when it is None: what ``householder`` and ``sylvester`` use.
+
+    >>> reflection_count(4, None), reflection_count(4, 2)
+    (3, 2)
+    """
+    return input_dim // 2 + 1 if count_transforms is None else count_transforms
+
+
 class Householder(ConditionedHouseholder, TransformModule):
     """``count_transforms`` learnable reflections of vectors of ``input_dim`` entries.
 
@@ -121,9 +131,7 @@ def householder(input_dim: int, count_transforms: int | None = None) -> Househol
     >>> householder(4).u_unnormed.shape
     torch.Size([3, 4])
     """
-    if count_transforms is None:
-        count_transforms = input_dim // 2 + 1
-    return Householder(input_dim, count_transforms=count_transforms)
+    return Householder(input_dim, count_transforms=reflection_count(input_dim, count_transforms))
 
 
 def conditional_householder(

@@ -17,7 +17,7 @@ import torch
 from torch.distributions import constraints
 
 from engine.distributions.transforms._parametrized import no_inverse, uniform_parameter
-from engine.distributions.transforms.householder import Householder
+from engine.distributions.transforms.householder import Householder, reflection_count
 
 
 def _tanh_log_slope(h: torch.Tensor) -> torch.Tensor:
@@ -90,6 +90,4 @@ def sylvester(input_dim: int, count_transforms: int | None = None) -> Sylvester:
     >>> sylvester(4).u_unnormed.shape
     torch.Size([3, 4])
     """
-    if count_transforms is None:
-        count_transforms = input_dim // 2 + 1
-    return Sylvester(input_dim, count_transforms)
+    return Sylvester(input_dim, reflection_count(input_dim, count_transforms))
