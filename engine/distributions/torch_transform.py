@@ -1,5 +1,6 @@
 """Learnable transforms: Pyro's ``TransformModule`` and ``ComposeTransformModule``, the cache
-rules they share, and ``clear_transform_cache`` for any transform.
+rules they share, and ``clear_transform_cache`` for any transform; and ``ParameterFree``, the
+equality of the transforms that have no parameters.
 
 A ``TransformModule`` is a ``torch.distributions.Transform`` and a ``torch.nn.Module``, so
 ``pyro.module("flow", transform)`` or ``torch.optim.Adam(transform.parameters())`` trains it.
@@ -34,6 +35,25 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.distributions.transforms import ComposeTransform, Transform, _InverseTransform
+
+
+class ParameterFree:
+    """Mixin (first among the bases) for a transform without parameters: every instance of the
+    class is the same map, so instances compare equal and hash alike (as torch's ``ExpTransform``
+    does), which lets ``biject_to`` results and transform caches be compared.
+
+    >>> class Negate(ParameterFree, Transform):
+    ...     def _call(self, x):
+    ...         return -x
+    >>> Negate() == Negate(), hash(Negate()) == hash(Negate()), Negate() == Transform()
+    (True, True, False)
+    """
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, type(self))
+
+    def __hash__(self) -> int:
+        return hash(type(self))
 
 
 def clear_transform_cache(transform: Transform) -> None:

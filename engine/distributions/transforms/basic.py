@@ -18,8 +18,10 @@ import torch.nn.functional as F
 from torch.distributions import constraints
 from torch.distributions.transforms import Transform
 
+from engine.distributions.torch_transform import ParameterFree
 
-class ELUTransform(Transform):
+
+class ELUTransform(ParameterFree, Transform):
     """``y = x`` for ``x > 0`` and ``y = exp(x) - 1`` otherwise, a bijection of the reals onto
     ``(-1, inf)``.
 
@@ -35,12 +37,6 @@ class ELUTransform(Transform):
     def __init__(self, cache_size: int = 0) -> None:
         super().__init__(cache_size=cache_size)
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ELUTransform)
-
-    def __hash__(self) -> int:
-        return hash(ELUTransform)
-
     def _call(self, x: torch.Tensor) -> torch.Tensor:
         return F.elu(x)
 
@@ -53,7 +49,7 @@ class ELUTransform(Transform):
         return -F.relu(-x)
 
 
-class LeakyReLUTransform(Transform):
+class LeakyReLUTransform(ParameterFree, Transform):
     """``y = x`` for ``x >= 0`` and ``y = 0.01 x`` otherwise, a bijection of the reals.
 
     >>> LeakyReLUTransform()(torch.tensor([-2.0, 3.0]))
@@ -68,12 +64,6 @@ class LeakyReLUTransform(Transform):
 
     def __init__(self, cache_size: int = 0) -> None:
         super().__init__(cache_size=cache_size)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, LeakyReLUTransform)
-
-    def __hash__(self) -> int:
-        return hash(LeakyReLUTransform)
 
     def _call(self, x: torch.Tensor) -> torch.Tensor:
         return F.leaky_relu(x, self.negative_slope)

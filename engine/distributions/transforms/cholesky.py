@@ -21,6 +21,7 @@ from torch.distributions import constraints
 from torch.distributions.transforms import CorrCholeskyTransform
 
 from engine.distributions.corr_matrix import CholeskyFactorTransform, CorrMatrixCholeskyTransform
+from engine.distributions.torch_transform import ParameterFree
 
 __all__ = [
     "CholeskyTransform",
@@ -30,7 +31,7 @@ __all__ = [
 ]
 
 
-class CholeskyTransform(CholeskyFactorTransform):
+class CholeskyTransform(ParameterFree, CholeskyFactorTransform):
     """Map a symmetric positive-definite matrix ``S`` to its lower Cholesky factor ``L``
     (``S = L @ L.T``); the inverse forms ``L @ L.T``.
 
@@ -48,12 +49,6 @@ class CholeskyTransform(CholeskyFactorTransform):
 
     def __init__(self, cache_size: int = 0) -> None:
         super().__init__(cache_size=cache_size)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, CholeskyTransform)
-
-    def __hash__(self) -> int:
-        return hash(CholeskyTransform)
 
     def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         # Order the free entries row by row; S_ij (i >= j) depends on L_kl only for (k, l) up to

@@ -10,9 +10,10 @@ import torch
 from torch.distributions.transforms import Transform
 
 from engine.distributions import constraints
+from engine.distributions.torch_transform import ParameterFree
 
 
-class OrderedTransform(Transform):
+class OrderedTransform(ParameterFree, Transform):
     """Map a real vector to an increasing one: ``y[0] = x[0]``, ``y[i] = y[i-1] + exp(x[i])``.
 
     >>> OrderedTransform()(torch.tensor([1.0, 0.0, 0.0]))
@@ -23,12 +24,6 @@ class OrderedTransform(Transform):
     codomain = constraints.ordered_vector
     bijective = True
     sign = +1
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, OrderedTransform)
-
-    def __hash__(self) -> int:
-        return hash(OrderedTransform)
 
     def _call(self, x: torch.Tensor) -> torch.Tensor:
         steps = torch.cat([x[..., :1], x[..., 1:].exp()], dim=-1)

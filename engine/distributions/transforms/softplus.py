@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch.distributions.transforms import SoftplusTransform, Transform
 
 from engine.distributions import constraints
+from engine.distributions.torch_transform import ParameterFree
 
 __all__ = ["SoftplusLowerCholeskyTransform", "SoftplusTransform"]
 
@@ -20,7 +21,7 @@ def _inverse_softplus(y: torch.Tensor) -> torch.Tensor:
     return y + torch.log(-torch.expm1(-y))
 
 
-class SoftplusLowerCholeskyTransform(Transform):
+class SoftplusLowerCholeskyTransform(ParameterFree, Transform):
     """Map a square matrix to a Cholesky factor: keep the strict lower triangle, softplus the
     diagonal. Gentler than exp for parameters learned by gradient descent.
 
@@ -30,12 +31,6 @@ class SoftplusLowerCholeskyTransform(Transform):
 
     domain = constraints.independent(constraints.real, 2)
     codomain = constraints.softplus_lower_cholesky
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SoftplusLowerCholeskyTransform)
-
-    def __hash__(self) -> int:
-        return hash(SoftplusLowerCholeskyTransform)
 
     def _call(self, x: torch.Tensor) -> torch.Tensor:
         diagonal = F.softplus(x.diagonal(dim1=-2, dim2=-1))

@@ -11,9 +11,10 @@ import torch
 from torch.distributions.transforms import Transform
 
 from engine.distributions import constraints
+from engine.distributions.torch_transform import ParameterFree
 
 
-class UnitLowerCholeskyTransform(Transform):
+class UnitLowerCholeskyTransform(ParameterFree, Transform):
     """Map a square matrix to a lower-triangular one with unit diagonal.
 
     >>> UnitLowerCholeskyTransform()(torch.full((2, 2), 3.0))
@@ -23,12 +24,6 @@ class UnitLowerCholeskyTransform(Transform):
 
     domain = constraints.independent(constraints.real, 2)
     codomain = constraints.unit_lower_cholesky
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, UnitLowerCholeskyTransform)
-
-    def __hash__(self) -> int:
-        return hash(UnitLowerCholeskyTransform)
 
     def _call(self, x: torch.Tensor) -> torch.Tensor:
         eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
