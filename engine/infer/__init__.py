@@ -36,6 +36,7 @@ from engine.infer.mcmc import HMC, MCMC, NUTS, RandomWalkKernel
 from engine.infer.predictive import Predictive
 from engine.infer.progress import Progress, ProgressEvent
 from engine.infer.renyi_elbo import RenyiELBO
+from engine.infer.rws import ReweightedWakeSleep
 from engine.infer.smcfilter import SMCFilter
 from engine.infer.svgd import SVGD, IMQSteinKernel, RBFSteinKernel
 from engine.infer.svi import SVI
@@ -73,6 +74,7 @@ __all__ = [
     "RBFSteinKernel",
     "RandomWalkKernel",
     "RenyiELBO",
+    "ReweightedWakeSleep",
     "SMCFilter",
     "TraceEnumSample_ELBO",
     "TraceEnum_ELBO",

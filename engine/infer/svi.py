@@ -148,7 +148,9 @@ class SVI:
     # -- one step --------------------------------------------------------------------------
 
     def step(self, *args: Any, **kwargs: Any) -> float:
-        """Take one gradient step; returns the loss (the negative ELBO estimate)."""
+        """Take one gradient step; returns the loss (the negative ELBO estimate), or, for an
+        objective with several losses, their tuple of numbers, as Pyro does
+        (``ReweightedWakeSleep``'s ``(wake_theta_loss, phi_loss)``)."""
         params: list[torch.Tensor] = []
         with self._own_store() as store, contextlib.ExitStack() as whole_step:
             with store.transaction():
@@ -192,6 +194,8 @@ class SVI:
     ) -> tuple[float, list[torch.Tensor]]:
         with trace(param_only=True) as param_capture:
             loss = self.loss_and_grads(self.model, self.guide, *args, **kwargs)
+        if isinstance(loss, tuple):
+            loss = _numbers(loss)
         return loss, self._leaves(param_capture.trace)
 
     @staticmethod
@@ -213,7 +217,7 @@ class SVI:
         grads_finite = not grads or bool(
             torch.isfinite(torch.stack(torch._foreach_norm(grads)).sum())
         )
-        if math.isfinite(loss) and grads_finite:
+        if _finite(loss) and grads_finite:
             return None
         store = get_param_store()
         names = {id(leaf): name for name, leaf in store.named_parameters()}
@@ -264,7 +268,7 @@ class SVI:
         if self.progress.wants_params:
             snapshot = {name: value.detach().clone() for name, value in get_param_store().items()}
         info = {"skipped": True, "message": problem} if problem is not None else {}
-        self.progress.emit(ProgressEvent("svi", self.step_count, loss, snapshot, info))
+        self.progress.emit(_event(self.step_count, loss, snapshot, info))
 
     # -- loops and evaluation --------------------------------------------------------------
 
@@ -288,7 +292,7 @@ class SVI:
         for _ in range(num_steps):
             losses.append(self.step(*args, **kwargs))
             if callback is not None:
-                event = ProgressEvent("svi", self.step_count, losses[-1])
+                event = _event(self.step_count, losses[-1])
                 if callback(event) is True:
                     break
         return losses
@@ -297,6 +301,8 @@ class SVI:
         """Estimate the loss without taking a step (no gradients, nothing changes)."""
         with torch.no_grad(), self._own_store():
             loss = self.loss(self.model, self.guide, *args, **kwargs)
+        if isinstance(loss, tuple):
+            return _numbers(loss)
         return loss.item() if isinstance(loss, torch.Tensor) else float(loss)
 
     # -- state -----------------------------------------------------------------------------
@@ -378,3 +384,48 @@ class SVI:
                 path, _STATE_FORMAT, f"its contents do not fit ({detail.rstrip('.')})"
             ) from err
         warn_replaced_shapes(before, state["params"]["params"], path)
+
+
+# -- objectives with several losses ------------------------------------------------------------
+# ReweightedWakeSleep trains the model and the guide with two losses, and Pyro's SVI passes on
+# both: a step's loss is then a tuple of numbers.
+
+
+def _numbers(losses: tuple) -> tuple[float, ...]:
+    """A tuple of losses (tensors or numbers) as numbers.
+
+    >>> _numbers((torch.tensor(1.5), 2))
+    (1.5, 2.0)
+    """
+    return tuple(loss.item() if isinstance(loss, torch.Tensor) else float(loss) for loss in losses)
+
+
+def _finite(loss: float | tuple[float, ...]) -> bool:
+    """Whether a step's loss (or every one of its losses) is finite.
+
+    >>> _finite(1.0), _finite((1.0, math.inf))
+    (True, False)
+    """
+    if isinstance(loss, tuple):
+        return all(math.isfinite(part) for part in loss)
+    return math.isfinite(loss)
+
+
+def _event(
+    step: int,
+    loss: float | tuple[float, ...],
+    params: dict[str, torch.Tensor] | None = None,
+    info: dict[str, Any] | None = None,
+) -> ProgressEvent:
+    """The progress event of a step. Listeners (a loss curve) take one number: a tuple of losses
+    reports its first, the model's, and all of them in ``info["losses"]``.
+
+    >>> event = _event(3, (2.0, 5.0))
+    >>> event.loss, event.info["losses"]
+    (2.0, (2.0, 5.0))
+    """
+    info = {} if info is None else info
+    if isinstance(loss, tuple):
+        info = {**info, "losses": loss}
+        loss = loss[0]
+    return ProgressEvent("svi", step, loss, params, info)
