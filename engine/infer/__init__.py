@@ -41,6 +41,7 @@ from engine.infer.smcfilter import SMCFilter
 from engine.infer.svgd import SVGD, IMQSteinKernel, RBFSteinKernel
 from engine.infer.svi import SVI
 from engine.infer.trace_elbo import Trace_ELBO
+from engine.infer.trace_mmd import Trace_MMD
 from engine.infer.trace_tail_adaptive_elbo import TraceTailAdaptive_ELBO
 from engine.infer.tracegraph_elbo import TraceGraph_ELBO
 from engine.infer.tracemeanfield_elbo import TraceMeanField_ELBO
@@ -84,6 +85,7 @@ __all__ = [
     "TraceTMC_ELBO",
     "TraceTailAdaptive_ELBO",
     "Trace_ELBO",
+    "Trace_MMD",
     "WeighedPredictive",
     "autoguide",
     "config_enumerate",
