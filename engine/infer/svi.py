@@ -27,6 +27,7 @@ import contextlib
 import functools
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -41,15 +42,16 @@ from engine.atomic_file import (
     warn_replaced_shapes,
 )
 from engine.distributions.validation import trusted_run
-from engine.errors import NonFiniteError, PPLError
+from engine.errors import ArgumentError, NonFiniteError, PPLError
 from engine.infer.elbo import ELBO
 from engine.infer.guide_then_model import guide_and_model_traces
 from engine.infer.nonfinite import NonFiniteSite, find_first_nonfinite, nonfinite_gradients
 from engine.infer.progress import Progress, ProgressEvent
+from engine.infer.svi_posterior import GuidePosterior
 from engine.infer.svi_step_plan import PLANNED_ELBOS, PlannedSteps
 from engine.interrupts import deferred_interrupt
 from engine.params import ParamStoreDict, get_param_store, param_store_scope
-from engine.poutine.handlers import trace
+from engine.poutine.handlers import block, trace
 from engine.poutine.trace_struct import Trace
 from engine.rng import preserved_rng_state, restore_rng_state_payload, rng_state_payload
 from engine.source_lines import SourceLines
@@ -94,6 +96,8 @@ class SVI:
         on_nonfinite: str = "raise",
         param_store: ParamStoreDict | None = None,
         plan_steps: bool = True,
+        num_samples: int = 0,
+        num_steps: int = 0,
         **kwargs: Any,
     ):
         if on_nonfinite not in ("raise", "skip"):
@@ -126,6 +130,17 @@ class SVI:
         self.losses: list[float] = []
         self.skipped_steps: list[int] = []
         self.progress = Progress()
+        self.num_samples = as_count(num_samples, "SVI: num_samples", minimum=0)
+        self.num_steps = as_count(num_steps, "SVI: num_steps", minimum=0)
+        if self.num_samples or self.num_steps:
+            warnings.warn(
+                "SVI(num_samples=..., num_steps=...) is Pyro's deprecated use of SVI as a "
+                "posterior: svi.run(*args) then takes num_steps steps and returns num_samples "
+                "traces of the guide replayed through the model. Prefer svi.run(num_steps, "
+                "*args) (or svi.step) to fit, and Predictive to draw from the fitted guide.",
+                FutureWarning,
+                stacklevel=2,
+            )
 
     @contextlib.contextmanager
     def _own_store(self) -> Iterator[ParamStoreDict]:
@@ -274,14 +289,30 @@ class SVI:
 
     def run(
         self,
-        num_steps: int,
         *args: Any,
         callback: Callable[[ProgressEvent], Any] | None = None,
         **kwargs: Any,
-    ) -> list[float]:
-        """Take ``num_steps`` steps; returns their losses. ``callback(event)`` is called after
-        each step (it sees a :class:`ProgressEvent`); returning True stops the run early.
-        ``num_steps`` must be a whole number >= 0 (a negative one is refused, not read as 0)."""
+    ) -> list[float] | GuidePosterior:
+        """``svi.run(num_steps, *args, **kwargs)``: take ``num_steps`` steps with the model's
+        arguments; returns their losses. ``callback(event)`` is called after each step (it sees
+        a :class:`ProgressEvent`); returning True stops the run early. ``num_steps`` must be
+        a whole number >= 0 (a negative one is refused, not read as 0).
+
+        An SVI made with Pyro's deprecated ``num_samples`` / ``num_steps`` reads
+        ``svi.run(*args, **kwargs)`` as Pyro does: every argument is the model's, it takes the
+        constructor's ``num_steps`` steps and returns a
+        :class:`~engine.infer.svi_posterior.GuidePosterior` of ``num_samples`` traces.
+        """
+        if self.num_samples or self.num_steps:
+            return self._run_as_posterior(args, kwargs)
+        if args:
+            num_steps, *args = args
+        elif "num_steps" in kwargs:
+            num_steps = kwargs.pop("num_steps")
+        else:
+            raise ArgumentError(
+                "SVI.run needs the number of steps to take first: svi.run(1000, *model_args)."
+            )
         num_steps = as_count(
             num_steps,
             "SVI.run: num_steps",
@@ -296,6 +327,14 @@ class SVI:
                 if callback(event) is True:
                     break
         return losses
+
+    def _run_as_posterior(self, args: tuple, kwargs: dict[str, Any]) -> GuidePosterior:
+        """Pyro's deprecated ``run``: the constructor's steps, then the guide's traces."""
+        with block():  # as in Pyro: handlers around the call do not see the steps' sites
+            for _ in range(self.num_steps):
+                self.step(*args, **kwargs)
+        with self._own_store():
+            return GuidePosterior(self.model, self.guide, self.num_samples).run(*args, **kwargs)
 
     def evaluate_loss(self, *args: Any, **kwargs: Any) -> float:
         """Estimate the loss without taking a step (no gradients, nothing changes)."""
