@@ -21,7 +21,7 @@ The guide's loss is ``insomnia * wake_phi + (1 - insomnia) * sleep_phi``. ``SVI`
 both: ``svi.step()`` returns the pair ``(wake_theta_loss, phi_loss)`` as floats, and the
 gradient is that of their sum (each touches only its own side's parameters). With
 ``model_has_params=False`` and ``insomnia=0`` the wake phase is not run at all and the model's
-loss is reported as 0. Mini-batches (subsampled plates) are not supported: the weights of a
+loss is reported as 0. A subsampled plate (a mini-batch) is refused: the weights of a
 mini-batch are not those of the data set.
 
 >>> import torch, engine as pyro, engine.distributions as dist
@@ -51,6 +51,7 @@ from engine.infer.elbo import ELBO, PARTICLE_PLATE
 from engine.infer.joint_draws import guide_trace_on, require_observations_keyword, sample_from_joint
 from engine.infer.renyi_elbo import particle_log_densities
 from engine.infer.util import max_plate_nesting_of, vectorize
+from engine.poutine.trace_struct import Trace
 from engine.rng import preserved_rng_state
 from engine.runtime import Message, Messenger
 
@@ -70,6 +71,31 @@ class _HeldDraws(Messenger):
         value = msg["value"]
         if not msg["is_observed"] and isinstance(value, torch.Tensor):
             msg["value"] = value.detach()
+
+
+def _refuse_mini_batches(model_trace: Trace) -> None:
+    """Refuse a subsampled plate: the weights of a mini-batch are not those of the data set.
+
+    >>> import engine, engine.distributions as dist
+    >>> def model():
+    ...     with engine.plate("data", 100, subsample_size=10):
+    ...         engine.sample("x", dist.Normal(0.0, 1.0), obs=torch.zeros(10))
+    >>> try:
+    ...     _refuse_mini_batches(engine.poutine.trace(model).get_trace())
+    ... except ArgumentError as error:
+    ...     print(str(error)[:70])
+    ReweightedWakeSleep: plate 'data' at site 'x' draws a mini-batch of 10
+    """
+    for name, site in model_trace.sample_sites():
+        for frame in site["cond_indep_stack"]:
+            if frame.full_size is not None and frame.full_size != frame.size:
+                raise ArgumentError(
+                    f"{_NAME}: plate '{frame.name}' at site '{name}' draws a mini-batch of "
+                    f"{frame.size} of its {frame.full_size} elements, and the importance weights "
+                    "of a mini-batch are not those of the whole data set: the wake losses would "
+                    "be biased. Fix: give the plate all the data (no subsample_size), or train "
+                    "with Trace_ELBO, which supports mini-batches."
+                )
 
 
 class ReweightedWakeSleep(ELBO):
@@ -140,6 +166,7 @@ class ReweightedWakeSleep(ELBO):
         log_ps, log_qs = [], []
         with _HeldDraws():
             for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
+                _refuse_mini_batches(model_trace)
                 log_p, log_q, _ = particle_log_densities(model_trace, guide_trace)
                 log_ps.append(log_p)
                 log_qs.append(log_q)

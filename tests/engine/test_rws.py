@@ -223,3 +223,13 @@ def test_sleep_needs_a_guide_that_takes_observations():
     elbo = ReweightedWakeSleep(insomnia=0.5)
     with pytest.raises(ArgumentError, match=r"the guide plain_guide\(\) takes no keyword argument"):
         elbo.loss(fixed_model, plain_guide)
+
+
+def test_a_mini_batch_is_refused_by_plate_and_site():
+    def batched_model():
+        z = engine.sample("z", dist.Normal(0.0, 1.0))
+        with engine.plate("data", 100, subsample_size=10):
+            engine.sample("x", dist.Normal(z, 1.0), obs=torch.zeros(10))
+
+    with pytest.raises(ArgumentError, match="plate 'data' at site 'x' draws a mini-batch of 10"):
+        ReweightedWakeSleep().loss(batched_model, guide)
