@@ -36,10 +36,12 @@ from engine.infer.mcmc import HMC, MCMC, NUTS, RandomWalkKernel
 from engine.infer.predictive import Predictive
 from engine.infer.progress import Progress, ProgressEvent
 from engine.infer.renyi_elbo import RenyiELBO
+from engine.infer.rws import ReweightedWakeSleep
 from engine.infer.smcfilter import SMCFilter
 from engine.infer.svgd import SVGD, IMQSteinKernel, RBFSteinKernel
 from engine.infer.svi import SVI
 from engine.infer.trace_elbo import Trace_ELBO
+from engine.infer.trace_mmd import Trace_MMD
 from engine.infer.trace_tail_adaptive_elbo import TraceTailAdaptive_ELBO
 from engine.infer.tracegraph_elbo import TraceGraph_ELBO
 from engine.infer.tracemeanfield_elbo import TraceMeanField_ELBO
@@ -73,6 +75,7 @@ __all__ = [
     "RBFSteinKernel",
     "RandomWalkKernel",
     "RenyiELBO",
+    "ReweightedWakeSleep",
     "SMCFilter",
     "TraceEnumSample_ELBO",
     "TraceEnum_ELBO",
@@ -82,6 +85,7 @@ __all__ = [
     "TraceTMC_ELBO",
     "TraceTailAdaptive_ELBO",
     "Trace_ELBO",
+    "Trace_MMD",
     "WeighedPredictive",
     "autoguide",
     "config_enumerate",

@@ -97,3 +97,63 @@ class TracePosterior(LogWeights):
         for name in tr.observation_nodes:
             tr.remove_node(name)
         return tr
+
+    def information_criterion(self, pointwise: bool = False) -> dict[str, torch.Tensor]:
+        """The widely applicable information criterion (WAIC) of the model on its observed
+        data, and its effective number of parameters, from the traces' posterior draws.
+
+        For each observed element ``y_i`` (every element of every observed site's batch) and
+        the weighted draws ``theta_s``: ``lppd_i = log E_s p(y_i | theta_s)`` and
+        ``p_waic_i = Var_s log p(y_i | theta_s)``; ``waic = -2 (lppd - p_waic)`` on the
+        deviance scale, lower for a model expected to predict new data better (Watanabe, 2010;
+        Vehtari, Gelman and Gabry, 2017). Returns ``{"waic": ..., "p_waic": ...}``, summed over
+        the elements, or per element with ``pointwise=True`` (in the observed site's shape
+        when there is one observed site, else flattened and concatenated in trace order);
+        ``{}`` when nothing was run.
+
+        >>> import engine as pyro, engine.distributions as dist
+        >>> from engine import poutine
+        >>> def model():
+        ...     pyro.sample("y", dist.Normal(0.0, 1.0), obs=torch.tensor(0.0))
+        >>> class Fixed(TracePosterior):  # one parameter-free model: every draw the same
+        ...     def _traces(self):
+        ...         for _ in range(3):
+        ...             yield poutine.trace(model).get_trace(), torch.tensor(0.0)
+        >>> ic = Fixed().run().information_criterion()
+        >>> round(float(ic["waic"]), 4), float(ic["p_waic"])  # -2 log N(0; 0, 1), no variance
+        (1.8379, 0.0)
+        """
+        if not self.exec_traces:
+            return {}
+        with torch.no_grad():
+            per_trace = [_observed_log_likelihoods(tr) for tr in self.exec_traces]
+        log_lik = torch.stack([torch.cat([v.reshape(-1) for v in sites]) for sites in per_trace])
+        log_w = self.get_normalized_weights(log_scale=True).to(log_lik)
+        weights = log_w.exp()[:, None]
+        lppd = (log_w[:, None] + log_lik).logsumexp(0)
+        mean = (weights * log_lik).sum(0)
+        p_waic = (weights * (log_lik - mean).pow(2)).sum(0)
+        # The weighted variance, corrected to be unbiased for equal weights (n / (n - 1)).
+        ess = self.get_ESS().to(log_lik)
+        if ess > 1:
+            p_waic = p_waic * ess / (ess - 1)
+        waic = -2.0 * (lppd - p_waic)
+        if not pointwise:
+            return {"waic": waic.sum(), "p_waic": p_waic.sum()}
+        first = per_trace[0]
+        if len(first) == 1:
+            return {"waic": waic.reshape(first[0].shape), "p_waic": p_waic.reshape(first[0].shape)}
+        return {"waic": waic, "p_waic": p_waic}
+
+
+def _observed_log_likelihoods(tr: Trace) -> list[torch.Tensor]:
+    """Each observed site's per-element log-likelihood in one trace."""
+    names = tr.observation_nodes
+    if not names:
+        raise ValueError(
+            "information_criterion compares the model's fit to its observed data, but the "
+            "traces observe no site. Fix: condition the model on data (obs= or "
+            "poutine.condition) before running the posterior."
+        )
+    tr.compute_log_prob(lambda name, site: name in names)
+    return [tr.nodes[name]["log_prob"] for name in names]

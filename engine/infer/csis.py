@@ -35,21 +35,21 @@ True
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from engine.argument_checks import as_count
-from engine.errors import ArgumentError, ObservationNameError, did_you_mean
+from engine.errors import ArgumentError
 from engine.infer.importance import Importance
-from engine.infer.model_guide_checks import check_guide_latents, run_guide
+from engine.infer.joint_draws import (
+    guide_trace_on,
+    require_observations_keyword,
+    sample_from_joint,
+)
 from engine.infer.svi import SVI
-from engine.poutine.handlers import replay, trace, uncondition
 from engine.poutine.trace_struct import Trace
-
-_OBSERVATIONS = "observations"
 
 
 class CSIS(Importance):
@@ -110,7 +110,7 @@ class CSIS(Importance):
                 f"CSIS: the guide must be a function or a torch.nn.Module, got "
                 f"{type(guide).__name__}."
             )
-        _require_observations_keyword(guide)
+        require_observations_keyword(guide, "CSIS")
         super().__init__(model, guide, num_samples=counts["num_inference_samples"])
         self.optim = optim
         self.training_batch_size = counts["training_batch_size"]
@@ -164,7 +164,9 @@ class CSIS(Importance):
     def _batch_loss(
         guide: Callable, batch: list[Trace], args: tuple, kwargs: dict[str, Any]
     ) -> torch.Tensor:
-        total = sum(-guide_trace_on(guide, joint, args, kwargs).log_prob_sum() for joint in batch)
+        total = sum(
+            -guide_trace_on(guide, joint, args, kwargs, "CSIS").log_prob_sum() for joint in batch
+        )
         return torch.as_tensor(total) / len(batch)
 
 
@@ -179,107 +181,8 @@ class _CompilationSteps(SVI):
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
     ) -> tuple[Trace, Trace]:
         joint = sample_from_joint(model, args, kwargs)
-        return guide_trace_on(guide, joint, args, kwargs), joint
-
-
-def sample_from_joint(model: Callable, args: tuple, kwargs: dict[str, Any]) -> Trace:
-    """One draw of the model's latents and observations together: a trace in which the sites
-    the model observes hold drawn values, are marked observed again (they are the data the
-    guide conditions on), and keep ``infer["was_observed"]``.
-
-    >>> import engine as pyro, engine.distributions as dist
-    >>> def model():
-    ...     z = pyro.sample("z", dist.Normal(0.0, 1.0))
-    ...     pyro.sample("x", dist.Normal(z, 1.0), obs=torch.tensor(100.0))
-    >>> joint = sample_from_joint(model, (), {})
-    >>> joint.observation_nodes, bool(joint.nodes["x"]["value"] < 50)
-    (['x'], True)
-    """
-    with torch.no_grad():
-        joint = trace(uncondition(model)).get_trace(*args, **kwargs)
-    for site in joint.nodes.values():
-        if site["type"] == "sample" and site["infer"].get("was_observed", False):
-            site["is_observed"] = True
-    return joint
+        return guide_trace_on(guide, joint, args, kwargs, "CSIS"), joint
 
 
 def _joint_batch(model: Callable, size: int, args: tuple, kwargs: dict[str, Any]) -> list[Trace]:
     return [sample_from_joint(model, args, kwargs) for _ in range(size)]
-
-
-def observations_of(joint: Trace) -> dict[str, Any]:
-    """The observed values of a joint draw by site name, as the guide receives them: a dict
-    whose missing keys raise :class:`~engine.errors.ObservationNameError` naming the observed
-    sites.
-
-    >>> import engine as pyro, engine.distributions as dist
-    >>> def model():
-    ...     pyro.sample("x", dist.Normal(0.0, 1.0), obs=torch.tensor(0.0))
-    >>> observations = observations_of(sample_from_joint(model, (), {}))
-    >>> sorted(observations)
-    ['x']
-    >>> try:
-    ...     observations["X"]
-    ... except KeyError as error:
-    ...     print(str(error)[:52])
-    CSIS: the guide looked up observations['X'], but the
-    """
-    return _Observations(
-        (name, site["value"])
-        for name, site in joint.nodes.items()
-        if site["type"] == "sample" and site["infer"].get("was_observed", False)
-    )
-
-
-def guide_trace_on(guide: Callable, joint: Trace, args: tuple, kwargs: dict[str, Any]) -> Trace:
-    """Run the guide given the observations of ``joint``, its latents replayed from ``joint``:
-    the trace whose log density is the loss of that draw."""
-    guide_kwargs = {**kwargs, _OBSERVATIONS: observations_of(joint)}
-    # Replayed from the latents alone: a guide that samples an observed site then draws it,
-    # and the check below names it as the mistake it is.
-    latents = Trace()
-    latents.nodes = {name: joint.nodes[name] for name in joint.stochastic_nodes}
-    guide_trace = run_guide(trace(replay(guide, trace=latents)), args, guide_kwargs)
-    check_guide_latents(guide_trace, joint, "CSIS")
-    return guide_trace
-
-
-class _Observations(dict):
-    """A plain dict of observed values, but a missing name says which names there are."""
-
-    def __missing__(self, name: object) -> Any:
-        if not self:
-            listed = "observes no site, so there is nothing to look up"
-        else:
-            listed = f"observes {sorted(self)}"
-        raise ObservationNameError(
-            f"CSIS: the guide looked up observations[{name!r}], but the model {listed}. The "
-            "guide receives the value of each site the model observes (obs=...) under that "
-            "site's name: use the model's site names, or observe the site in the model."
-            + did_you_mean(str(name), self)
-        )
-
-
-def _require_observations_keyword(guide: Callable) -> None:
-    """Refuse, before any training, a guide that cannot take ``observations=...``."""
-    # A module's __call__ takes (*args, **kwargs) and hands them to forward: read forward.
-    target = guide.forward if isinstance(guide, torch.nn.Module) else guide
-    try:
-        signature = inspect.signature(target)
-    except (TypeError, ValueError):  # a builtin or an odd callable: let the call decide
-        return
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    for parameter in signature.parameters.values():
-        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
-            return
-        if parameter.name == _OBSERVATIONS and parameter.kind in kinds:
-            return
-    name = getattr(guide, "__name__", None) or type(guide).__name__
-    where = "forward" if isinstance(guide, torch.nn.Module) else name
-    raise ArgumentError(
-        f"CSIS: the guide {name}{signature} takes no keyword argument 'observations'. CSIS "
-        "passes the values of the model's observed sites to the guide as "
-        "observations={site name: value}, so that it proposes the latents given the data. "
-        f"Fix: add the parameter to {where}, e.g. "
-        f"def {where}(..., observations=None), and read the data from it."
-    )

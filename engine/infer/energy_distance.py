@@ -36,7 +36,7 @@ import torch
 from engine.distributions.util import scale_and_mask
 from engine.errors import ArgumentError, ModelGuideMismatchError
 from engine.infer.elbo import PARTICLE_PLATE
-from engine.infer.util import guess_max_plate_nesting, vectorize
+from engine.infer.util import guess_max_plate_nesting, plate_position, vectorize
 from engine.poutine.conditioning import UnconditionMessenger
 from engine.poutine.handlers import replay, trace
 from engine.poutine.trace_struct import Trace
@@ -146,21 +146,11 @@ def _check_reparameterized(site: Message, what: str, part: str) -> None:
         )
 
 
-def _particle_dim(site: Message) -> int:
-    """Where the vectorised draws are in the site's value (counted from the left)."""
-    value = site["value"]
-    event_dim = len(getattr(site["fn"], "event_shape", ()))
-    for frame in site["cond_indep_stack"]:
-        if frame.name == PARTICLE_PLATE:
-            return value.dim() - event_dim + frame.dim
-    raise AssertionError("every site of a vectorised run sits in the particles' plate")
-
-
 def _squared_distances(site: Message, data: torch.Tensor | None, pairs: torch.Tensor | None):
     """Per draw, the scaled and masked squared distance of the site's draws from ``data``; or,
     with ``pairs`` (two rows of draw indices), per pair, the distance between the two draws."""
     value = site["value"]
-    dim = _particle_dim(site)
+    dim = plate_position(site, PARTICLE_PLATE)
     event_dims = len(getattr(site["fn"], "event_shape", ()))
     if pairs is None:
         diff = value - data

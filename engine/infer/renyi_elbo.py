@@ -46,15 +46,34 @@ def particle_log_weights(model_trace: Trace, guide_trace: Trace) -> tuple[torch.
     >>> particle_log_weights(model_trace, guide_trace)[0]  # q = p
     tensor([0.])
     """
+    log_p, log_q, guide_sites = particle_log_densities(model_trace, guide_trace)
+    return log_p - log_q, guide_sites
+
+
+def particle_log_densities(
+    model_trace: Trace, guide_trace: Trace
+) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """``log p(x, z)`` and ``log q(z)`` of a trace pair, one value per particle each (a
+    vectorised pair holds all of them), and the guide's latent sites: the two halves of
+    :func:`particle_log_weights`, for estimators that treat them apart (reweighted wake-sleep).
+
+    >>> import engine, engine.distributions as dist
+    >>> def model():
+    ...     engine.sample("z", dist.Normal(0.0, 1.0))
+    >>> guide_trace = engine.poutine.trace(model).get_trace()
+    >>> model_trace = engine.poutine.trace(engine.poutine.replay(model, guide_trace)).get_trace()
+    >>> log_p, log_q, _ = particle_log_densities(model_trace, guide_trace)
+    >>> log_p.shape, bool(log_p == log_q)
+    (torch.Size([1]), True)
+    """
     model_sites = [site for _, site in model_trace.sample_sites()]
     guide_sites = [site for _, site in guide_trace.iter_stochastic_nodes()]
     for site in (*model_sites, *guide_sites):
         if "log_prob" not in site:
             compute_site_log_prob(site)
-    log_w = stacked_sum([site_total(s) for s in model_sites]) - stacked_sum(
-        [site_total(s) for s in guide_sites]
-    )
-    return log_w.reshape(-1), guide_sites
+    log_p = stacked_sum([site_total(s) for s in model_sites]).reshape(-1)
+    log_q = stacked_sum([site_total(s) for s in guide_sites]).reshape(-1)
+    return log_p, log_q, guide_sites
 
 
 class RenyiELBO(ELBO):

@@ -27,6 +27,7 @@ import contextlib
 import functools
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -41,15 +42,16 @@ from engine.atomic_file import (
     warn_replaced_shapes,
 )
 from engine.distributions.validation import trusted_run
-from engine.errors import NonFiniteError, PPLError
+from engine.errors import ArgumentError, NonFiniteError, PPLError
 from engine.infer.elbo import ELBO
 from engine.infer.guide_then_model import guide_and_model_traces
 from engine.infer.nonfinite import NonFiniteSite, find_first_nonfinite, nonfinite_gradients
 from engine.infer.progress import Progress, ProgressEvent
+from engine.infer.svi_posterior import GuidePosterior
 from engine.infer.svi_step_plan import PLANNED_ELBOS, PlannedSteps
 from engine.interrupts import deferred_interrupt
 from engine.params import ParamStoreDict, get_param_store, param_store_scope
-from engine.poutine.handlers import trace
+from engine.poutine.handlers import block, trace
 from engine.poutine.trace_struct import Trace
 from engine.rng import preserved_rng_state, restore_rng_state_payload, rng_state_payload
 from engine.source_lines import SourceLines
@@ -94,6 +96,8 @@ class SVI:
         on_nonfinite: str = "raise",
         param_store: ParamStoreDict | None = None,
         plan_steps: bool = True,
+        num_samples: int = 0,
+        num_steps: int = 0,
         **kwargs: Any,
     ):
         if on_nonfinite not in ("raise", "skip"):
@@ -126,6 +130,17 @@ class SVI:
         self.losses: list[float] = []
         self.skipped_steps: list[int] = []
         self.progress = Progress()
+        self.num_samples = as_count(num_samples, "SVI: num_samples", minimum=0)
+        self.num_steps = as_count(num_steps, "SVI: num_steps", minimum=0)
+        if self.num_samples or self.num_steps:
+            warnings.warn(
+                "SVI(num_samples=..., num_steps=...) is Pyro's deprecated use of SVI as a "
+                "posterior: svi.run(*args) then takes num_steps steps and returns num_samples "
+                "traces of the guide replayed through the model. Prefer svi.run(num_steps, "
+                "*args) (or svi.step) to fit, and Predictive to draw from the fitted guide.",
+                FutureWarning,
+                stacklevel=2,
+            )
 
     @contextlib.contextmanager
     def _own_store(self) -> Iterator[ParamStoreDict]:
@@ -148,7 +163,9 @@ class SVI:
     # -- one step --------------------------------------------------------------------------
 
     def step(self, *args: Any, **kwargs: Any) -> float:
-        """Take one gradient step; returns the loss (the negative ELBO estimate)."""
+        """Take one gradient step; returns the loss (the negative ELBO estimate), or, for an
+        objective with several losses, their tuple of numbers, as Pyro does
+        (``ReweightedWakeSleep``'s ``(wake_theta_loss, phi_loss)``)."""
         params: list[torch.Tensor] = []
         with self._own_store() as store, contextlib.ExitStack() as whole_step:
             with store.transaction():
@@ -192,6 +209,8 @@ class SVI:
     ) -> tuple[float, list[torch.Tensor]]:
         with trace(param_only=True) as param_capture:
             loss = self.loss_and_grads(self.model, self.guide, *args, **kwargs)
+        if isinstance(loss, tuple):
+            loss = _numbers(loss)
         return loss, self._leaves(param_capture.trace)
 
     @staticmethod
@@ -213,7 +232,7 @@ class SVI:
         grads_finite = not grads or bool(
             torch.isfinite(torch.stack(torch._foreach_norm(grads)).sum())
         )
-        if math.isfinite(loss) and grads_finite:
+        if _finite(loss) and grads_finite:
             return None
         store = get_param_store()
         names = {id(leaf): name for name, leaf in store.named_parameters()}
@@ -264,20 +283,36 @@ class SVI:
         if self.progress.wants_params:
             snapshot = {name: value.detach().clone() for name, value in get_param_store().items()}
         info = {"skipped": True, "message": problem} if problem is not None else {}
-        self.progress.emit(ProgressEvent("svi", self.step_count, loss, snapshot, info))
+        self.progress.emit(_event(self.step_count, loss, snapshot, info))
 
     # -- loops and evaluation --------------------------------------------------------------
 
     def run(
         self,
-        num_steps: int,
         *args: Any,
         callback: Callable[[ProgressEvent], Any] | None = None,
         **kwargs: Any,
-    ) -> list[float]:
-        """Take ``num_steps`` steps; returns their losses. ``callback(event)`` is called after
-        each step (it sees a :class:`ProgressEvent`); returning True stops the run early.
-        ``num_steps`` must be a whole number >= 0 (a negative one is refused, not read as 0)."""
+    ) -> list[float] | GuidePosterior:
+        """``svi.run(num_steps, *args, **kwargs)``: take ``num_steps`` steps with the model's
+        arguments; returns their losses. ``callback(event)`` is called after each step (it sees
+        a :class:`ProgressEvent`); returning True stops the run early. ``num_steps`` must be
+        a whole number >= 0 (a negative one is refused, not read as 0).
+
+        An SVI made with Pyro's deprecated ``num_samples`` / ``num_steps`` reads
+        ``svi.run(*args, **kwargs)`` as Pyro does: every argument is the model's, it takes the
+        constructor's ``num_steps`` steps and returns a
+        :class:`~engine.infer.svi_posterior.GuidePosterior` of ``num_samples`` traces.
+        """
+        if self.num_samples or self.num_steps:
+            return self._run_as_posterior(args, kwargs)
+        if args:
+            num_steps, *args = args
+        elif "num_steps" in kwargs:
+            num_steps = kwargs.pop("num_steps")
+        else:
+            raise ArgumentError(
+                "SVI.run needs the number of steps to take first: svi.run(1000, *model_args)."
+            )
         num_steps = as_count(
             num_steps,
             "SVI.run: num_steps",
@@ -288,15 +323,25 @@ class SVI:
         for _ in range(num_steps):
             losses.append(self.step(*args, **kwargs))
             if callback is not None:
-                event = ProgressEvent("svi", self.step_count, losses[-1])
+                event = _event(self.step_count, losses[-1])
                 if callback(event) is True:
                     break
         return losses
+
+    def _run_as_posterior(self, args: tuple, kwargs: dict[str, Any]) -> GuidePosterior:
+        """Pyro's deprecated ``run``: the constructor's steps, then the guide's traces."""
+        with block():  # as in Pyro: handlers around the call do not see the steps' sites
+            for _ in range(self.num_steps):
+                self.step(*args, **kwargs)
+        with self._own_store():
+            return GuidePosterior(self.model, self.guide, self.num_samples).run(*args, **kwargs)
 
     def evaluate_loss(self, *args: Any, **kwargs: Any) -> float:
         """Estimate the loss without taking a step (no gradients, nothing changes)."""
         with torch.no_grad(), self._own_store():
             loss = self.loss(self.model, self.guide, *args, **kwargs)
+        if isinstance(loss, tuple):
+            return _numbers(loss)
         return loss.item() if isinstance(loss, torch.Tensor) else float(loss)
 
     # -- state -----------------------------------------------------------------------------
@@ -378,3 +423,48 @@ class SVI:
                 path, _STATE_FORMAT, f"its contents do not fit ({detail.rstrip('.')})"
             ) from err
         warn_replaced_shapes(before, state["params"]["params"], path)
+
+
+# -- objectives with several losses ------------------------------------------------------------
+# ReweightedWakeSleep trains the model and the guide with two losses, and Pyro's SVI passes on
+# both: a step's loss is then a tuple of numbers.
+
+
+def _numbers(losses: tuple) -> tuple[float, ...]:
+    """A tuple of losses (tensors or numbers) as numbers.
+
+    >>> _numbers((torch.tensor(1.5), 2))
+    (1.5, 2.0)
+    """
+    return tuple(loss.item() if isinstance(loss, torch.Tensor) else float(loss) for loss in losses)
+
+
+def _finite(loss: float | tuple[float, ...]) -> bool:
+    """Whether a step's loss (or every one of its losses) is finite.
+
+    >>> _finite(1.0), _finite((1.0, math.inf))
+    (True, False)
+    """
+    if isinstance(loss, tuple):
+        return all(math.isfinite(part) for part in loss)
+    return math.isfinite(loss)
+
+
+def _event(
+    step: int,
+    loss: float | tuple[float, ...],
+    params: dict[str, torch.Tensor] | None = None,
+    info: dict[str, Any] | None = None,
+) -> ProgressEvent:
+    """The progress event of a step. Listeners (a loss curve) take one number: a tuple of losses
+    reports its first, the model's, and all of them in ``info["losses"]``.
+
+    >>> event = _event(3, (2.0, 5.0))
+    >>> event.loss, event.info["losses"]
+    (2.0, (2.0, 5.0))
+    """
+    info = {} if info is None else info
+    if isinstance(loss, tuple):
+        info = {**info, "losses": loss}
+        loss = loss[0]
+    return ProgressEvent("svi", step, loss, params, info)

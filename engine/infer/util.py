@@ -144,3 +144,29 @@ def inspection_trace(fn: Callable, args: tuple, kwargs: dict[str, Any]) -> Trace
         return plain
     first_dim = -max_plate_nesting_of(plain) - 1
     return trace(EnumMessenger(first_dim)(fn)).get_trace(*args, **kwargs)
+
+
+def plate_position(site: Message, plate_name: str) -> int:
+    """Where the vectorised plate ``plate_name`` puts its dim in ``site``'s value, counted from
+    the left (the plate's ``dim`` counts from the right of the batch shape, left of the event
+    dims). The ELBOs' vectorised particles (:data:`engine.infer.elbo.PARTICLE_PLATE`) are found
+    this way.
+
+    >>> import engine, engine.distributions as dist
+    >>> from engine.poutine.handlers import trace
+    >>> def model():
+    ...     with PlateMessenger("draws", 4, dim=-2), engine.plate("data", 3):
+    ...         engine.sample("x", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
+    >>> site = trace(model).get_trace().nodes["x"]
+    >>> site["value"].shape, plate_position(site, "draws")
+    (torch.Size([4, 3, 2]), 0)
+    """
+    value = site["value"]
+    event_dim = len(getattr(site["fn"], "event_shape", ()))
+    for frame in site["cond_indep_stack"]:
+        if frame.name == plate_name:
+            return value.dim() - event_dim + frame.dim
+    raise PlateError(
+        f"Site {site['name']!r} is outside the plate {plate_name!r} that should hold every "
+        "site of this run."
+    )
