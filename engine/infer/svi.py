@@ -200,9 +200,16 @@ class SVI:
         """The step's loss, with gradients accumulated into the returned leaves: replayed from a
         recorded plan where :mod:`~engine.infer.svi_step_plan` can, else on the full path."""
         full = functools.partial(self._full_loss_and_grads, args, kwargs)
-        if self.planned_steps is None:
+        plan = self.planned_steps
+        if plan is None:
             return full()
-        return self.planned_steps.step(store, args, kwargs, full)
+        if plan.model is not self.model or plan.guide is not self.guide:
+            # The user gave this SVI another model or guide (Pyro's attributes): a plan
+            # recorded on the old pair must not run in its place.
+            plan = self.planned_steps = PlannedSteps(plan.elbo, self.model, self.guide)
+        if self.loss_and_grads != plan.elbo.loss_and_grads:
+            return full()  # a loss_and_grads set by the user runs as given
+        return plan.step(store, args, kwargs, full)
 
     def _full_loss_and_grads(
         self, args: tuple, kwargs: dict[str, Any]

@@ -25,7 +25,7 @@ from engine.infer import (
     TraceMeanField_ELBO,
     config_enumerate,
 )
-from engine.infer.autoguide import AutoDiagonalNormal, AutoNormal
+from engine.infer.autoguide import AutoDelta, AutoDiagonalNormal, AutoNormal
 from engine.infer.svi_step_plan import PlannedSteps
 from engine.optim import Adam
 from engine.params import ParamStoreDict
@@ -362,3 +362,41 @@ def test_the_recording_never_puts_its_stand_ins_into_the_real_store():
     assert svi.planned_steps.plans
     assert len(seen_by_a_reader) == PlannedSteps.record_after + 1  # the recording ran it too
     assert all(types <= {torch.nn.Parameter, torch.Tensor} for types in seen_by_a_reader)
+
+
+def test_a_guide_or_model_given_to_the_svi_after_the_plan_is_recorded_is_the_one_that_runs():
+    # Pyro's SVI reads svi.model and svi.guide at every step; a recorded plan of the old pair
+    # must not go on training the old guide in their place.
+    def model(data):
+        centre = pyro.sample("centre", dist.Normal(0.0, 1.0))
+        with pyro.plate("data", data.shape[0]):
+            pyro.sample("obs", dist.Normal(centre, 1.0), obs=data)
+
+    data = torch.arange(10.0)
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    svi = SVI(model, AutoNormal(model), Adam({"lr": 0.05}), Trace_ELBO())
+    for _ in range(30):
+        svi.step(data)
+    assert next(iter(svi.planned_steps.plans.values())).replays > 0
+    store = pyro.get_param_store()
+    before = {name: value.detach().clone() for name, value in store.items()}
+    svi.guide = AutoDelta(model)
+    for _ in range(30):
+        svi.step(data)
+    for name, value in before.items():
+        assert torch.equal(store[name].detach(), value), name
+    assert float(store["AutoDelta.centre"].detach()) > 1.0  # trained towards the data's mean, 4.5
+
+    def tighter_model(data):
+        centre = pyro.sample("centre", dist.Normal(0.0, 1.0))
+        with pyro.plate("data", data.shape[0]):
+            pyro.sample("obs", dist.Normal(centre, 0.1), obs=data)
+
+    svi.model = tighter_model
+    expected = -(
+        dist.Normal(0.0, 1.0).log_prob(store["AutoDelta.centre"].detach())
+        + dist.Normal(store["AutoDelta.centre"].detach(), 0.1).log_prob(data).sum()
+    )
+    assert math.isclose(svi.evaluate_loss(data), float(expected), rel_tol=1e-5)
+    assert math.isclose(svi.step(data), float(expected), rel_tol=1e-5)
