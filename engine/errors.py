@@ -155,8 +155,8 @@ def markov_window_error(site: dict, holder: str, dim: int) -> EnumerationError:
     return EnumerationError(
         f"Site {describe_site(site)} depends on enumerated site '{holder}' (dim {dim}), which is "
         f"outside its markov window {window}, so that dim may already hold another site's "
-        "values. Raise `history` in markov(...) so the window reaches back that far, or stop "
-        "the dependence."
+        f"values: Enumeration dim conflict at dim {dim}. Raise `history` in markov(...) so "
+        "the window reaches back that far, or stop the dependence."
     )
 
 

@@ -19,6 +19,7 @@ True
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -42,6 +43,35 @@ def checked_pair(model_trace: Trace, guide_trace: Trace) -> tuple[Trace, Trace]:
         check_site_shapes(model_trace)
         check_site_shapes(guide_trace)
     return model_trace, guide_trace
+
+
+def warn_if_guide_enumerates(guide_trace: Trace, elbo_name: str) -> None:
+    """Warn (as Pyro does) when an ELBO that does not enumerate meets guide sites marked for
+    enumeration: they are drawn at random like any other site, which is seldom what was meant.
+
+    >>> import warnings, engine, engine.distributions as dist
+    >>> from engine import poutine
+    >>> def guide():
+    ...     engine.sample("k", dist.Bernoulli(0.5), infer={"enumerate": "parallel"})
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warn_if_guide_enumerates(poutine.trace(guide).get_trace(), "Trace_ELBO")
+    >>> str(caught[0].message)[:53]
+    "Trace_ELBO: the guide's sites ['k'] are configured fo"
+    """
+    marked = [
+        name
+        for name, site in guide_trace.nodes.items()
+        if site["type"] == "sample" and site["infer"].get("enumerate")
+    ]
+    if marked:
+        warnings.warn(
+            f"{elbo_name}: the guide's sites {marked} are configured for enumeration, which "
+            f"{elbo_name} does not do: they are drawn at random instead. Use TraceEnum_ELBO to "
+            "enumerate them, or remove the marks (infer={'enumerate': ...}, config_enumerate).",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _mean(terms: list, num_particles: int) -> torch.Tensor:
@@ -121,7 +151,10 @@ class ELBO:
         """One guide draw and the model replayed on it, checked (log-probs are computed by the
         ELBO, which may need only their total)."""
         guide_trace, model_trace = guide_and_model_traces(model, guide, args, kwargs)
-        return checked_pair(model_trace, guide_trace)
+        pair = checked_pair(model_trace, guide_trace)
+        if structure_checks_enabled():
+            warn_if_guide_enumerates(guide_trace, type(self).__name__)
+        return pair
 
     def _get_traces(
         self,

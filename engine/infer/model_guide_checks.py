@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch.distributions import constraints
 
+from engine.distributions.unit import Unit
 from engine.distributions.validation import structure_checks_enabled
 from engine.errors import (
     ModelGuideMismatchError,
@@ -117,6 +118,8 @@ def _shape_problem(name: str, model_site: Message, guide_site: Message) -> str |
     expected = model_fn.batch_shape + model_fn.event_shape
     if value.shape == expected:
         return None
+    if guide_site["infer"].get("_sequential") and _broadcastable(value.shape, expected):
+        return None  # one value for every element of its plates (sequential, not expanded)
     if guide_site["infer"].get("_enum_dims") or model_site["infer"].get("_enum_dims"):
         # Enumerated values broadcast: compare the dims right of the enumeration dims only.
         event_dims = len(model_fn.event_shape)
@@ -126,8 +129,15 @@ def _shape_problem(name: str, model_site: Message, guide_site: Message) -> str |
             return None
     # Extra dims on the left of the model's shape are fine when they come from a plate both
     # sides share (the model's batch shape then has them too); anything else changes the ELBO.
+    # Pyro's wording leads ("Model and guide ... disagree"), for code that matches on it.
+    guide_fn = guide_site["fn"]
+    guide_event = getattr(guide_fn, "event_shape", None)
+    what = "shapes"
+    if guide_event is not None and len(guide_event) != len(model_fn.event_shape):
+        what = "event_dims"
     return (
-        f"site '{name}': the guide draws a value of shape {fmt_shape(value.shape)}, but the "
+        f"Model and guide {what} disagree at site '{name}': the guide draws a value of shape "
+        f"{fmt_shape(value.shape)}, but the "
         f"model's {type(model_fn).__name__} at {describe_site(model_site)} has shape "
         f"{fmt_shape(expected)} (batch {fmt_shape(model_fn.batch_shape)}, event "
         f"{fmt_shape(model_fn.event_shape)}). Give the guide site the model's shape: the same "
@@ -169,6 +179,14 @@ def _mismatches(model_trace: Trace, guide_trace: Trace, complete: bool = True) -
                 "never samples it. Sample it in the guide (same name), or observe it in the "
                 "model, or use an autoguide."
             )
+    for name, site in guide_trace.nodes.items():
+        if site["type"] == "sample" and _unspecified_guide_factor(site):
+            problems.append(
+                f"factor '{name}' in the guide is missing specification of has_rsample: the "
+                "ELBO's gradient needs to know how it arose. Pass has_rsample=True if it comes "
+                "from reparameterised sampling (its gradient flows through), or "
+                f"has_rsample=False otherwise: pyro.factor('{name}', ..., has_rsample=False)."
+            )
     for name, site in guide_latent.items():
         if site["infer"].get("is_auxiliary", False):
             continue  # a guide's own helper variable (a flat latent vector), not a model site
@@ -190,6 +208,12 @@ def _mismatches(model_trace: Trace, guide_trace: Trace, complete: bool = True) -
                 if problem:
                     problems.append(problem)
     return problems
+
+
+def _unspecified_guide_factor(site: Message) -> bool:
+    """A ``factor`` in the guide that does not say ``has_rsample`` (Pyro refuses it too)."""
+    fn = _unwrap(site["fn"])
+    return isinstance(fn, Unit) and "has_rsample" not in fn.__dict__
 
 
 def _mismatch_error(
@@ -328,15 +352,16 @@ def check_site_shapes(trace: Trace) -> None:
             if frame is not None:
                 if size not in (1, frame.size) and frame.size != ARBITRARY_SIZE:
                     raise ShapeError(
-                        f"Site {describe_site(site)}: its log-prob has shape {fmt_shape(shape)}, "
-                        f"size {size} at dim {dim} where plate '{frame.name}' has size "
-                        f"{frame.size}."
+                        f"Site {describe_site(site)}: invalid log_prob shape "
+                        f"{fmt_shape(shape)}, size {size} at dim {dim} where plate "
+                        f"'{frame.name}' has size {frame.size}."
                     )
             elif size != 1:
                 raise ShapeError(
                     f"Site {describe_site(site)}: its log-prob has shape {fmt_shape(shape)}; dim "
-                    f"{dim} (size {size}) belongs to no plate, so its {size} terms would be "
-                    "summed as if independent without saying so. Fix: wrap the site in "
+                    f"{dim} (size {size}) belongs to no plate (invalid log_prob shape): its "
+                    f"{size} terms would be summed as if independent without saying so. Fix: "
+                    "wrap the site in "
                     f"`with plate(name, {size}):` if the entries are independent draws, or use "
                     "`.to_event(1)` on the distribution if they form one joint draw."
                     + (f" {VINDEX_HINT}" if enumerated else "")

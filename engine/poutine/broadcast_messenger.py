@@ -71,8 +71,9 @@ def _mismatch_message(msg: Message, frame: CondIndepStackFrame, current: int) ->
     return (
         f"Site '{msg['name']}' does not fit its plates: its {type(fn).__name__} has batch shape "
         f"{fmt_shape(fn.batch_shape)}, whose dim {frame.dim} has size {current}, but plate "
-        f"'{frame.name}' puts size {frame.size} at dim {frame.dim}. A batch dim inside a plate "
-        f"must be 1 or the plate's size. Plates of this site: "
+        f"'{frame.name}' puts size {frame.size} at dim {frame.dim}. Shape mismatch inside "
+        f"plate '{frame.name}': a batch dim inside a plate must be 1 or the plate's size. "
+        "Plates of this site: "
         f"{describe_plates(msg['cond_indep_stack'] or (frame,))}.{hint} Fix: give the parameters "
         f"size {frame.size} (or 1) at dim {frame.dim}; if that dim is part of one draw, declare it "
         "with `.to_event(...)`; if it is another independent axis, give it its own plate."

@@ -47,9 +47,9 @@ class DimAllocator(threading.local):
         elif dim in self.holders:
             error = PlateError(
                 f"Plate '{name}'{_sized(size)} asks for dim {dim}, which plate "
-                f"'{self.holders[dim]}'{_sized(self.sizes[dim])} already holds. Give one of them "
-                f"another dim (plates now use dims {sorted(self.holders)}), or leave `dim` out "
-                "to get a free one."
+                f"'{self.holders[dim]}'{_sized(self.sizes[dim])} already holds. The two plates "
+                f"collide at dim={dim}: give one of them another dim (plates now use dims "
+                f"{sorted(self.holders)}), or leave `dim` out to get a free one."
             )
             error.holder = self.holders[dim]
             error.asking = f"'{name}'{_sized(size)}"

@@ -254,7 +254,8 @@ class EnumMessenger(Messenger):
                     f"Site {describe_site(msg)}: its {type(msg['fn']).__name__} has batch shape "
                     f"{fmt_shape(batch_shape)}, with size {batch_shape[dim]} at dim {dim}, left of "
                     f"the plates (max_plate_nesting={-self.first_available_dim - 1}) where only "
-                    "enumerated values may be. Declare every batch dim with a plate and give "
+                    "enumerated values may be: an invalid log_prob shape. Declare every batch "
+                    "dim with a plate and give "
                     f"TraceEnum_ELBO a max_plate_nesting of at least {len(batch_shape)}, or use "
                     "Vindex (engine.ops.indexing) where an enumerated value indexes a tensor."
                 )

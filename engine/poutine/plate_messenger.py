@@ -411,10 +411,13 @@ class PlateMessenger(Messenger):
         if data.dim() < -data_dim:
             return data
         size = data.shape[data_dim]
-        if param_msg is not None and size not in (1, self.full_size, self.subsample_size):
+        # A local param holds a row per element of the whole plate (the mini-batch's rows are
+        # selected below): one of mini-batch size would give every mini-batch the same rows.
+        if param_msg is not None and size not in (1, self.full_size):
             raise ShapeError(
-                f"Param '{param_msg['name']}' (event_dim={event_dim}) has shape "
-                f"{fmt_shape(data.shape)}: its dim {data_dim} has size {size}, but it sits in "
+                f"Param '{param_msg['name']}' (event_dim={event_dim}): invalid shape of "
+                f"pyro.param, {fmt_shape(data.shape)}: its dim {data_dim} has size {size}, but "
+                "it sits in "
                 f"{describe_plates((self._frame(),))}. A local param needs size "
                 f"{self.full_size} there (one row per plate element); check its shape or its "
                 "event_dim."
@@ -456,7 +459,8 @@ def block_plate(
         if strict and not blocked:
             wanted = f"named '{name}'" if name is not None else f"at dim {dim}"
             raise PlateError(
-                f"block_plate: no enclosing plate {wanted} is open here. Open the plate "
+                f"block_plate matched 0 messengers: no enclosing plate {wanted} is open "
+                "here. Open the plate "
                 "around the block, or pass strict=False to allow none."
             )
         yield

@@ -383,9 +383,12 @@ def _duplicate_message(name: str, first: Message, second: dict) -> str:
             f'(`{name}_plate = plate("{name}", size, subsample_size=...)`) and re-enter that '
             f"object with `with {name}_plate:`, so every site sees the same indices."
         )
+    # Pyro's wording ("Multiple sample sites named ...") leads, for code that matches on it.
+    both_samples = first["type"] == "sample" and second.get("type") == "sample"
+    opening = "Multiple sample sites named" if both_samples else "Multiple sites named"
     return (
-        f"Site name '{name}' is used twice in one run: first by {_describe_kind(first)}, "
-        f"then by {_describe_kind(second)}{shapes}. Every site needs its own name. Inside a "
+        f"{opening} '{name}' in one run: first {_describe_kind(first)}, "
+        f"then {_describe_kind(second)}{shapes}. Every site needs its own name. Inside a "
         f'Python loop, put the index in the name (f"{name}_{{i}}"), or replace the loop by '
         "`with plate(...)` to draw all values in one vectorised site."
     )

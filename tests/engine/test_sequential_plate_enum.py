@@ -70,15 +70,20 @@ def test_a_plated_sequential_site_gives_the_exact_elbo_and_gradient(expand):
         assert torch.allclose(grad, expected, atol=1e-5)
 
 
-def test_each_run_gives_every_element_the_same_value():
+@pytest.mark.parametrize("expand", [False, True])
+def test_each_run_gives_every_element_the_same_value(expand):
     from engine.infer.enum.sequential import sequential_branches
 
     values = []
     for branch in sequential_branches():
-        trace = engine.poutine.trace(branch(make_guide("sequential", "sequential"))).get_trace(DATA)
+        guide = make_guide("sequential", "sequential", expand)
+        trace = engine.poutine.trace(branch(guide)).get_trace(DATA)
         values.append(trace.nodes["z"]["value"])
     assert len(values) == 4  # two values of g, then two of z (one for all points)
-    assert all(value.shape == (4,) and len(set(value.tolist())) == 1 for value in values)
+    # As in Pyro: expanded to the plate's size only when the site asks (infer["expand"]),
+    # else one value that broadcasts over the plate.
+    shape = (4,) if expand else (1,)
+    assert all(value.shape == shape and len(set(value.tolist())) == 1 for value in values)
 
 
 def test_a_sequential_site_depending_on_a_parallel_one_is_refused_by_name():

@@ -170,6 +170,75 @@ def _plate_sizes(frames: Iterable[CondIndepStackFrame]) -> tuple[tuple[str, int]
     return tuple((f.name, f.size if f.full_size is None else f.full_size) for f in frames)
 
 
+def _set_param_value(p: GuideParam, value: Any) -> None:
+    """Give the param store's ``p`` a new constrained value (``guide.locs.w = value``)."""
+    if not isinstance(value, torch.Tensor):
+        value = torch.as_tensor(value, dtype=p.init.dtype, device=p.init.device)
+    get_param_store()[p.name] = value.detach()
+
+
+class _ParamAttributes:
+    """The guide's parameters whose keys start with ``path.``, as attributes: what
+    ``guide.locs`` is (``guide.locs.w`` reads the store's ``<prefix>.locs.w``, constrained).
+
+    >>> import engine, engine.distributions as dist
+    >>> from engine.infer.autoguide import AutoNormal
+    >>> engine.clear_param_store()
+    >>> def model():
+    ...     engine.sample("w", dist.Normal(0.0, 1.0))
+    >>> guide = AutoNormal(model, model_args=())
+    >>> guide.locs.w = torch.tensor(2.5)
+    >>> guide.locs.w.item(), engine.param("AutoNormal.locs.w").item(), hasattr(guide.locs, "v")
+    (2.5, 2.5, False)
+    """
+
+    def __init__(self, guide: AutoGuide, path: str) -> None:
+        object.__setattr__(self, "_guide", guide)
+        object.__setattr__(self, "_path", path)
+
+    def _key(self, name: str) -> str:
+        return f"{self._path}.{name}" if self._path else name
+
+    def lookup(self, name: str) -> Any:
+        """The param under ``name`` (its value), the namespace of the keys below it, or None."""
+        guide = self._guide
+        params = guide.__dict__.get("_params") or {}
+        key = self._key(name)
+        if key in params:
+            return guide._stored(params[key])
+        if any(other.startswith(key + ".") for other in params):
+            return _ParamAttributes(guide, key)
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        found = self.lookup(name)
+        if found is None:
+            raise AttributeError(
+                f"{type(self._guide).__name__} has no parameter '{self._key(name)}'"
+            )
+        return found
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        params = self._guide.__dict__.get("_params") or {}
+        key = self._key(name)
+        if key not in params:
+            raise AttributeError(
+                f"{type(self._guide).__name__} has no parameter '{key}' to set (its "
+                f"parameters: {', '.join(sorted(params)) or 'none yet'})"
+            )
+        _set_param_value(params[key], value)
+
+    def __dir__(self) -> list[str]:
+        start = self._key("")
+        return sorted(
+            {
+                key[len(start) :].split(".")[0]
+                for key in self._guide._params
+                if key.startswith(start)
+            }
+        )
+
+
 class AutoGuide(torch.nn.Module):
     """Base class of the autoguides: prototype trace, parameters, plates and checks.
 
@@ -440,6 +509,24 @@ class AutoGuide(torch.nn.Module):
     def _value(self, p: GuideParam) -> torch.Tensor:
         """The constrained value of ``p``, detached, straight from the store (no plates)."""
         return self._stored(p).detach()
+
+    def __getattr__(self, name: str) -> Any:
+        # Pyro's guides are modules whose parameters are attributes under their keys
+        # (``guide.loc``, ``guide.locs.w``): read them from the store, constrained, with grad.
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            found = _ParamAttributes(self, "").lookup(name)
+            if found is not None:
+                return found
+            raise
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        params = self.__dict__.get("_params")
+        if params and name in params and name not in self.__dict__:
+            _set_param_value(params[name], value)
+            return
+        super().__setattr__(name, value)
 
     def named_parameters(
         self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True

@@ -29,6 +29,7 @@ True
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -36,6 +37,7 @@ from typing import Any
 import torch
 
 from engine.distributions import Distribution
+from engine.distributions.validation import structure_checks_enabled
 from engine.errors import EnumerationError, EnumerationNotSupportedError, describe_site
 from engine.infer.batched_log_prob import log_prob_total
 from engine.infer.elbo import ELBO, checked_pair
@@ -84,6 +86,27 @@ class EnumeratingELBO(ELBO):
         self._guess_max_plate_nesting(model, guide, args, kwargs)
         yield from super()._get_traces(model, guide, args, kwargs)
 
+    def _warn_if_nothing_enumerated(self, model_trace: Trace, guide_trace: Trace) -> None:
+        """As Pyro, warn (unless ``strict_enumeration_warning=False``) when neither the model
+        nor the guide marks a sample site for enumeration: the ELBO then is plain Trace_ELBO's,
+        which is more often a forgotten ``config_enumerate`` than a choice."""
+        if not (self.strict_enumeration_warning and structure_checks_enabled()):
+            return
+        for tr in (guide_trace, model_trace):
+            for site in tr.nodes.values():
+                if site["type"] == "sample" and site["infer"].get("enumerate"):
+                    return
+        name = type(self).__name__
+        warnings.warn(
+            f"{name} found no sample sites configured for enumeration in the model or the "
+            "guide, so nothing is summed out. Mark the discrete sites to enumerate "
+            "(@config_enumerate, or infer={'enumerate': 'parallel'} on a site), use "
+            f"Trace_ELBO if you meant not to enumerate, or pass {name}("
+            "strict_enumeration_warning=False) to silence this.",
+            UserWarning,
+            stacklevel=2,
+        )
+
 
 class TraceEnum_ELBO(EnumeratingELBO):
     """The ELBO that sums out enumerated sites exactly; see the module docstring.
@@ -117,7 +140,9 @@ class TraceEnum_ELBO(EnumeratingELBO):
             model, choices(guide), self._first_enum_dim(), args, kwargs, type(self).__name__
         )
         _refuse_sequential_model_sites(model_trace, guide_trace)
-        return checked_pair(model_trace, guide_trace)
+        pair = checked_pair(model_trace, guide_trace)
+        self._warn_if_nothing_enumerated(model_trace, guide_trace)
+        return pair
 
     # -- the posterior of the model's enumerated sites -----------------------------------------
 
@@ -493,8 +518,8 @@ def refuse_enumerated_guide(guide_trace: Trace, what: str) -> None:
 def _refuse_sequential_model_sites(model_trace: Trace, guide_trace: Trace) -> None:
     for name, site in model_trace.iter_stochastic_nodes():
         if name not in guide_trace and site["infer"].get("enumerate") == "sequential":
-            raise EnumerationError(
-                f"Site {describe_site(site)} is marked for sequential enumeration in the model. "
-                "Sequential enumeration runs the guide once per value; in the model, mark the "
-                "site 'parallel' (config_enumerate(model)) so it is summed out."
+            raise EnumerationNotSupportedError(
+                f"At site {describe_site(site)}, model-side sequential enumeration is not "
+                "implemented: sequential enumeration runs the guide once per value. In the "
+                "model, mark the site 'parallel' (config_enumerate(model)) so it is summed out."
             )

@@ -58,10 +58,11 @@ class SequentialEnumMessenger(Messenger):
                     "elements of a plate. Declare that dim with a plate, or enumerate the site "
                     "in parallel (infer={'enumerate': 'parallel'})."
                 )
-        # In a plate, each run gives every element the same value, expanded to the batch shape
-        # (a view) so the value has the site's shape; the ELBO weighs each element's costs by
-        # its own probability of that value.
-        support = fn.enumerate_support(expand=True)
+        # In a plate, each run gives every element the same value: as in Pyro, expanded to the
+        # batch shape only when the site asks (infer["expand"], set by config_enumerate), else
+        # one value that broadcasts. The ELBO weighs each element's costs by its own
+        # probability of that value.
+        support = fn.enumerate_support(expand=bool(msg["infer"].get("expand", False)))
         position = len(self.sizes)
         self.sizes.append(support.shape[0])
         index = self.choices[position] if position < len(self.choices) else 0

@@ -298,8 +298,8 @@ def _hand_down(
             + ", ".join(f"'{n}' ({_plates_text(variables[n].plates)})" for n in sorted(pending))
             + f" and meet in the log-density of {_sites_text(factor.sites)}, inside plates "
             f"{_plates_text(here)}. Summing them out exactly would need every combination of "
-            "values across a whole plate. Enumerate only one of them, or put both in the same "
-            "plates."
+            "values across a whole plate. Expected tree-structured plate nesting: enumerate "
+            "only one of them, or put both in the same plates."
         )
     for label in factor.labels:
         if label in variables and label not in eliminate:

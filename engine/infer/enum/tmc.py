@@ -88,7 +88,9 @@ class TraceTMC_ELBO(EnumeratingELBO):
             for _, site in tr.iter_stochastic_nodes():
                 if site["infer"].get("enumerate") == "sequential":
                     raise _sequential_error(site, role)
-        yield checked_pair(model_trace, guide_trace)
+        pair = checked_pair(model_trace, guide_trace)
+        self._warn_if_nothing_enumerated(model_trace, guide_trace)
+        yield pair
 
     def _particle_elbo(
         self, model_trace: Trace, guide_trace: Trace
