@@ -2,7 +2,8 @@
 
 Each rewrites one kind of sample site into auxiliary sites and a deterministic function of them,
 for a geometry that inference handles better (non-centred hierarchies for HMC, Gumbel noise for
-relaxed categoricals, a learned flow for NeuTra). ``strategies`` chooses them automatically.
+relaxed categoricals, a learned flow for NeuTra, conditionally Normal Stable sites).
+``strategies`` chooses them automatically.
 
 >>> from engine.infer.reparam import LocScaleReparam, Reparam
 >>> isinstance(LocScaleReparam(0.0), Reparam)
@@ -16,7 +17,11 @@ from engine.infer.reparam.projected_normal import ProjectedNormalReparam
 from engine.infer.reparam.reparam import Reparam
 from engine.infer.reparam.softmax import GumbelSoftmaxReparam, SoftmaxReparam
 from engine.infer.reparam.split import SplitReparam
-from engine.infer.reparam.stable import LatentStableReparam
+from engine.infer.reparam.stable import (
+    LatentStableReparam,
+    StableReparam,
+    SymmetricStableReparam,
+)
 from engine.infer.reparam.strategies import AutoReparam, MinimalReparam, Strategy
 from engine.infer.reparam.structured import StructuredReparam
 from engine.infer.reparam.studentt import StudentTReparam
@@ -36,9 +41,11 @@ __all__ = [
     "Reparam",
     "SoftmaxReparam",
     "SplitReparam",
+    "StableReparam",
     "Strategy",
     "StructuredReparam",
     "StudentTReparam",
+    "SymmetricStableReparam",
     "TransformReparam",
     "UnitJacobianReparam",
 ]
