@@ -2,8 +2,8 @@
 
 Each rewrites one kind of sample site into auxiliary sites and a deterministic function of them,
 for a geometry that inference handles better (non-centred hierarchies for HMC, Gumbel noise for
-relaxed categoricals, a learned flow for NeuTra, conditionally Normal Stable sites).
-``strategies`` chooses them automatically.
+relaxed categoricals, a learned flow for NeuTra, conditionally Normal Stable sites, a conjugate
+posterior drawn directly). ``strategies`` chooses them automatically.
 
 >>> from engine.infer.reparam import LocScaleReparam, Reparam
 >>> isinstance(LocScaleReparam(0.0), Reparam)
@@ -11,6 +11,7 @@ True
 """
 
 from engine.infer.reparam.basis import DiscreteCosineReparam, HaarReparam
+from engine.infer.reparam.conjugate import ConjugateReparam
 from engine.infer.reparam.loc_scale import LocScaleReparam
 from engine.infer.reparam.neutra import NeuTraReparam
 from engine.infer.reparam.projected_normal import ProjectedNormalReparam
@@ -30,6 +31,7 @@ from engine.infer.reparam.unit_jacobian import UnitJacobianReparam
 
 __all__ = [
     "AutoReparam",
+    "ConjugateReparam",
     "DiscreteCosineReparam",
     "GumbelSoftmaxReparam",
     "HaarReparam",
