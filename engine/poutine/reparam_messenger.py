@@ -199,7 +199,7 @@ def _check_initial_value_kept(
         warnings.warn(
             f"At sample site '{msg['name']}', {type(reparam).__name__} does not commute with "
             "initialization: it drew a new value instead of keeping the one given, so the site "
-            "falls back to default initialization.",
+            "is falling back to default initialization.",
             RuntimeWarning,
             stacklevel=2,
         )
