@@ -14,7 +14,12 @@ import engine.distributions as dist
 from engine import poutine
 from engine.errors import ReparamError
 from engine.infer.autoguide.initialization import InitMessenger, init_to_value
-from engine.infer.reparam import LatentStableReparam, StableReparam, SymmetricStableReparam
+from engine.infer.reparam import (
+    LatentStableReparam,
+    MinimalReparam,
+    StableReparam,
+    SymmetricStableReparam,
+)
 
 N = 20000
 # Points (in units of scale, around loc) where empirical and reference distribution functions are
@@ -195,3 +200,24 @@ def test_latent_stable_reparam_points_observed_sites_to_stable_reparam():
 
     with pytest.raises(ReparamError, match=r"'y'.*observed.*StableReparam"):
         poutine.reparam(model, {"y": LatentStableReparam()})()
+
+
+def test_minimal_reparam_chooses_by_role_and_skew():
+    learned_skew = torch.tensor(0.0, requires_grad=True)
+
+    def model():
+        engine.sample("latent", dist.Stable(1.5, 0.4))
+        engine.sample("sym", dist.Stable(1.5, 0.0), obs=torch.tensor(0.1))
+        engine.sample("skewed", dist.Stable(1.5, 0.4), obs=torch.tensor(0.2))
+        engine.sample("learned", dist.Stable(1.5, learned_skew), obs=torch.tensor(0.3))
+        engine.sample("kept", dist.StableWithLogProb(1.5, 0.4), obs=torch.tensor(0.4))
+
+    strategy = MinimalReparam()
+    poutine.trace(strategy(model)).get_trace()
+    chosen = {name: type(r).__name__ for name, r in strategy.config.items() if r is not None}
+    assert chosen == {
+        "latent": "LatentStableReparam",
+        "sym": "SymmetricStableReparam",
+        "skewed": "StableReparam",
+        "learned": "StableReparam",
+    }
