@@ -84,11 +84,12 @@ def _standard_alpha_not_one(z: torch.Tensor, alpha: torch.Tensor, beta: torch.Te
     def h_fn(theta: torch.Tensor) -> torch.Tensor:
         ex = lambda v: v.unsqueeze(-1) if theta.dim() > v.dim() else v  # noqa: E731
         a, m1, th0, lc = ex(alpha), ex(am1), ex(theta0), ex(log_cos_a0)
+        # (lc + a log cos t - a log sin(a (t0 + t))) / m1 + log cos(a t0 + m1 t) - log cos t,
+        # with the two log cos t terms merged: (a / m1 - 1) = 1 / m1.
         log_v = (
-            lc / m1
-            + (a / m1) * (torch.log(torch.cos(theta)) - torch.log(torch.sin(a * (th0 + theta))))
+            (lc + torch.log(torch.cos(theta))) / m1
+            - (a / m1) * torch.log(torch.sin(a * (th0 + theta)))
             + torch.log(torch.cos(a * th0 + m1 * theta))
-            - torch.log(torch.cos(theta))
         )
         return log_v + (a / m1) * ex(u).log()
 
@@ -144,10 +145,33 @@ def stable_standard_log_prob(
     beta = torch.where(flip, -beta, beta)
 
     one = alpha == 1
-    cauchy = one & (beta == 0)
+    if torch._C._get_tracing_state():
+        # A traced graph cannot depend on which entries have stability 1: evaluate both.
+        return _either_case(z, alpha, beta, one)
+    # Each case is an integral per entry: evaluate each only where it applies.
+    count = int(one.sum())
+    if count == 0:
+        return _standard_alpha_not_one(z, alpha, beta)
+    if count == one.numel():
+        return _at_one(z, beta)
+    result = z.new_zeros(z.shape)
+    result[one] = _at_one(z[one], beta[one])
+    other = ~one
+    result[other] = _standard_alpha_not_one(z[other], alpha[other], beta[other])
+    return result
+
+
+def _at_one(z: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """log f(z) at stability 1 (z reflected to skew >= 0): the Cauchy law when the skew is 0."""
+    cauchy = beta == 0
+    safe_beta = torch.where(cauchy, torch.ones_like(beta), beta)
+    cauchy_lp = -math.log(math.pi) - torch.log1p(z.pow(2))
+    return torch.where(cauchy, cauchy_lp, _standard_alpha_one(z, safe_beta))
+
+
+def _either_case(
+    z: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, one: torch.Tensor
+) -> torch.Tensor:
     safe_alpha = torch.where(one, torch.full_like(alpha, 0.5), alpha)
     general = _standard_alpha_not_one(z, safe_alpha, beta)
-    safe_beta = torch.where(cauchy, torch.ones_like(beta), beta)
-    at_one = _standard_alpha_one(z, safe_beta)
-    cauchy_lp = -math.log(math.pi) - torch.log1p(z.pow(2))
-    return torch.where(one, torch.where(cauchy, cauchy_lp, at_one), general)
+    return torch.where(one, _at_one(z, beta), general)

@@ -5,8 +5,10 @@ per site name in ``strategy.config``; applied to a model (``strategy(model)``) i
 wrapped in ``poutine.reparam`` with itself as config.
 
 * :class:`MinimalReparam` rewrites only the sites inference could not otherwise handle: a
-  ``ProjectedNormal`` (it lives on a sphere), and a ``TransformedDistribution`` whose base needs
-  rewriting.
+  ``ProjectedNormal`` (it lives on a sphere), a ``Stable`` (its density is only known by numerical
+  integration: latent sites get ``LatentStableReparam``, observed ones ``StableReparam``, or
+  ``SymmetricStableReparam`` when their skew is a constant 0; ``StableWithLogProb`` is left
+  alone), and a ``TransformedDistribution`` whose base needs rewriting.
 * :class:`AutoReparam` also decentres every latent location-scale site with real support
   (``LocScaleReparam``, learned centredness by default), pulls every latent transformed
   distribution back to its base (``TransformReparam``) and rewrites relaxed categoricals
@@ -38,6 +40,11 @@ from engine.infer.reparam.loc_scale import LocScaleReparam
 from engine.infer.reparam.projected_normal import ProjectedNormalReparam
 from engine.infer.reparam.reparam import Reparam
 from engine.infer.reparam.softmax import GumbelSoftmaxReparam
+from engine.infer.reparam.stable import (
+    LatentStableReparam,
+    StableReparam,
+    SymmetricStableReparam,
+)
 from engine.infer.reparam.transform import TransformReparam
 from engine.runtime import Message
 
@@ -89,7 +96,18 @@ def _minimal(fn: Any, is_observed: bool) -> Reparam | None:
         fn = fn.base_dist
     if isinstance(fn, dist.ProjectedNormal) and not is_observed:
         return ProjectedNormalReparam()
+    if isinstance(fn, dist.Stable) and not isinstance(fn, dist.StableWithLogProb):
+        return _stable(fn, is_observed)
     return None
+
+
+def _stable(fn: Any, is_observed: bool) -> Reparam:
+    if not is_observed:
+        return LatentStableReparam()
+    # A skew that is learned (or could become nonzero) needs the general split.
+    if fn.skew.requires_grad or bool((fn.skew != 0).any()):
+        return StableReparam()
+    return SymmetricStableReparam()
 
 
 class MinimalReparam(Strategy):
@@ -99,8 +117,9 @@ class MinimalReparam(Strategy):
     >>> def model():
     ...     engine.sample("a", dist.Normal(0.0, 1.0))
     ...     engine.sample("u", dist.ProjectedNormal(torch.ones(3)))
+    ...     engine.sample("s", dist.Stable(1.5, 0.0), obs=torch.tensor(0.3))
     >>> engine.poutine.trace(MinimalReparam()(model)).get_trace().stochastic_nodes
-    ['a', 'u_normal']
+    ['a', 'u_normal', 's_uniform', 's_exponential']
     """
 
     def configure(self, msg: Message) -> Reparam | None:
