@@ -3,7 +3,8 @@ the site takes k draws in an enumeration dim of its own and the ELBO averages ov
 documented meaning of ``num_samples`` in a guide), with the score function of draws that are not
 reparameterised. Model sites with draws, and guide draws paired with another site's draws, stay
 refused: summing them out exactly, or averaging every combination of paired draws, would be
-wrong."""
+wrong. Last, an observation computed from enumerated values, which the shape check must let
+vary along their enumeration dims."""
 
 import math
 
@@ -148,3 +149,35 @@ def test_draws_paired_with_another_sampled_guide_site_are_refused_naming_both():
 
     with pytest.raises(EnumerationNotSupportedError, match=r"'b'.*'a'.*TraceTMC_ELBO"):
         TraceEnum_ELBO(max_plate_nesting=0).loss(model, guide)
+
+
+def test_an_observation_computed_from_enumerated_values_is_scored_per_combination():
+    # obs = a + b holds one value per combination of a and b (their enumeration dims); the check
+    # against silent broadcasting leaves those dims alone, as Pyro scores them.
+    @config_enumerate
+    def model():
+        a = engine.sample("a", dist.Bernoulli(0.2))
+        b = engine.sample("b", dist.Bernoulli(0.7))
+        engine.sample("total", dist.Normal(0.0, 1.0), obs=a + b)
+
+    loss = TraceEnum_ELBO(max_plate_nesting=0).loss(model, lambda: None)
+    exact = -torch.logsumexp(
+        torch.tensor(
+            [
+                math.log(pa) + math.log(pb) + dist.Normal(0.0, 1.0).log_prob(torch.tensor(s)).item()
+                for pa, pb, s in [
+                    (0.8, 0.3, 0.0),
+                    (0.8, 0.7, 1.0),
+                    (0.2, 0.3, 1.0),
+                    (0.2, 0.7, 2.0),
+                ]
+            ]
+        ),
+        0,
+    ).item()
+    assert loss == pytest.approx(exact, rel=1e-6)
+    # Outside enumeration the same widening is still refused.
+    with pytest.raises(engine.errors.ShapeError, match="'total'"):
+        engine.poutine.trace(
+            lambda: engine.sample("total", dist.Normal(0.0, 1.0), obs=torch.zeros(2, 2))
+        ).get_trace()
