@@ -8,7 +8,8 @@ complex observation. A value smaller than the distribution is scored as torch br
 (a scalar observed for every element of a vector event, or of a plate); only a value that
 would widen the log-prob is refused. An observation whose data dim was moved into the event by
 ``.to_event`` while a plate claims it as well is scored once per plate entry, so it is refused
-too. (Values outside the support are caught by torch's own check when the density is scored;
+too. An observation computed from enumerated values may vary along their enumeration dims,
+as they do. (Values outside the support are caught by torch's own check when the density is scored;
 the trace adds the site's name to it.)
 
 >>> import torch, engine, engine.distributions as dist
@@ -74,12 +75,24 @@ def _check_shape(msg: Message, fn: torch.distributions.Distribution, value: torc
             f"{_where(msg)}: {shapes}; the value's batch part {fmt_shape(value_batch)} does not "
             f"broadcast with {fmt_shape(batch_shape)}. {_mismatch_fix(msg, value_batch)}"
         ) from None
-    if joint != batch_shape:
+    if joint != batch_shape and not _widened_along_enum_dims(msg, joint, batch_shape):
         raise ShapeError(
             f"{_where(msg)}: {shapes}. Broadcasting them would silently give a log-prob of "
             f"shape {fmt_shape(joint)} instead of {fmt_shape(batch_shape)}, counting the data "
             f"the wrong number of times. {_shape_fix(value_batch, batch_shape)}"
         )
+
+
+def _widened_along_enum_dims(msg: Message, joint: torch.Size, batch_shape: torch.Size) -> bool:
+    """Whether the value widens the log-prob only along enumeration dims: an observation computed
+    from enumerated values (``obs=z1 + z2``) holds one value per combination of theirs, and is
+    scored once per combination, as the enumerated sites are."""
+    enum_dims = msg["infer"].get("_enum_dims") or {}
+    padded = (1,) * (len(joint) - len(batch_shape)) + tuple(batch_shape)
+    return all(
+        size == padded[position] or position - len(joint) in enum_dims
+        for position, size in enumerate(joint)
+    )
 
 
 def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:

@@ -1,13 +1,16 @@
 """Sequential enumeration of a guide site in a plate (a batched site), as Pyro does it: each run
 of the guide gives every element of the plate one value, and each element's costs are weighted
-by that element's probability of it, so the runs add up to the exact ELBO and gradient."""
+by that element's probability of it, so the runs add up to the exact ELBO and gradient. A site
+drawn beside it without reparameterisation gets its score-function term against those weighted
+costs, an unbiased estimate as in Pyro."""
 
 import pytest
 import torch
 
 import engine
 import engine.distributions as dist
-from engine.errors import EnumerationError, EnumerationNotSupportedError
+from engine.distributions import constraints
+from engine.errors import EnumerationError
 from engine.infer import TraceEnum_ELBO
 from engine.ops.indexing import Vindex
 
@@ -104,14 +107,49 @@ def test_a_batch_dim_no_plate_declares_is_refused_by_name():
         TraceEnum_ELBO(max_plate_nesting=1).loss(unplated_model, guide, DATA)
 
 
-def test_a_plated_sequential_site_with_a_score_function_site_is_refused():
-    def scored_model(data):
-        engine.sample("count", dist.Poisson(2.0))
-        model(data)
+def coin_model(data):
+    coin = engine.sample("coin", dist.Bernoulli(0.3))
+    engine.sample("flip", dist.Normal(coin, 1.0), obs=torch.tensor(0.9))
+    model(data)
 
+
+def coin_guide(coin_strategy, strategy):
     def guide(data):
-        engine.sample("count", dist.Poisson(3.0))  # drawn, not reparameterisable
-        make_guide("sequential", "sequential")(data)
+        q_coin = engine.param("q_coin", torch.tensor(0.6), constraint=constraints.unit_interval)
+        engine.sample("coin", dist.Bernoulli(q_coin), infer={"enumerate": coin_strategy})
+        make_guide(strategy, strategy)(data)
 
-    with pytest.raises(EnumerationNotSupportedError, match=r"'z'.*'count'"):
-        TraceEnum_ELBO(max_plate_nesting=1).loss(scored_model, guide, DATA)
+    return guide
+
+
+def coin_loss_and_grads(guide, num_particles):
+    engine.clear_param_store()
+    elbo = TraceEnum_ELBO(
+        max_plate_nesting=1, num_particles=num_particles, vectorize_particles=True
+    )
+    loss = elbo.differentiable_loss(coin_model, guide, DATA)
+    params = [engine.param(name).unconstrained() for name in ("q_coin", "q_global", "q_local")]
+    grads = torch.autograd.grad(loss, params)
+    engine.clear_param_store()
+    return loss.detach(), torch.cat([g.reshape(-1) for g in grads])
+
+
+def test_a_plated_sequential_site_beside_a_score_function_site_is_unbiased():
+    # 'coin' is drawn (a Bernoulli: no reparameterisation, so a score-function term) while z is
+    # enumerated one value per run for all its points. Reference: everything enumerated in
+    # parallel, the exact ELBO and gradient.
+    exact_loss, exact_grads = coin_loss_and_grads(coin_guide("parallel", "parallel"), 1)
+    runs = []
+    for seed in range(6):
+        engine.set_rng_seed(seed)
+        runs.append(coin_loss_and_grads(coin_guide(None, "sequential"), 400))
+    losses = torch.stack([loss for loss, _ in runs])
+    grads = torch.stack([grad for _, grad in runs])
+    # The MC error of the mean of 6 independent estimates is their sd / sqrt(6) (measured: at
+    # most 0.1 here, on q_coin). The gradients of q_global and q_local do not depend on the
+    # coin: exact in every run up to float32 rounding (1e-4). Within 4.5 errors (a t with 5
+    # degrees of freedom passes that 99.4 % of the time):
+    error = grads.std(0) / 6**0.5
+    assert error.max() < 0.15
+    assert ((grads.mean(0) - exact_grads).abs() <= 4.5 * error + 1e-4).all()
+    assert (losses.mean() - exact_loss).abs() <= 4.5 * losses.std() / 6**0.5 + 1e-4

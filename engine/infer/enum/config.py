@@ -52,10 +52,11 @@ def config_enumerate(
     "num_samples": num_samples, "expand": expand, "tmc": tmc}`` and takes that many draws in its
     enumeration dim; :class:`~engine.infer.tracetmc_elbo.TraceTMC_ELBO` sums them out.
     ``tmc`` says how a site's draws meet the draws of a sampled site it depends on: draw ``i``
-    given draw ``i`` (``"diagonal"``) or given one chosen at random (``"mixture"``). Exact
-    algorithms (``TraceEnum_ELBO``, ``infer_discrete``) refuse sampled sites, naming them;
-    sequential enumeration has no sampled form, so ``default="sequential"`` with
-    ``num_samples`` is refused here.
+    given draw ``i`` (``"diagonal"``) or given one chosen at random (``"mixture"``). In a
+    guide, ``TraceEnum_ELBO`` averages its costs over a sampled site's draws (a Monte Carlo
+    estimate); the algorithms that sum a model's sites out exactly (``TraceEnum_ELBO``,
+    ``infer_discrete``) refuse sampled model sites, naming them. Sequential enumeration has no
+    sampled form, so ``default="sequential"`` with ``num_samples`` is refused here.
 
     >>> import engine, engine.distributions as dist
     >>> def guide():

@@ -5,11 +5,13 @@ marginalised: the model's log-densities become labelled factors and the sum-prod
 :mod:`engine.infer.enum.sum_product` sums them out, so the ELBO holds ``log sum_z p(x, z, ...)``
 instead of a noisy draw of ``z``. Guide sites marked the same way are not drawn either: the ELBO
 is the exact expectation over their values, each term weighted by the guide's probability of the
-values it depends on (so their gradients are exact too). Guide sites marked ``"sequential"``
-are enumerated one value per run of the guide (in a plate, one value for all its elements), each
-cost weighted by the probability of the values it meets. Every other site is handled as in
-``Trace_ELBO``; non-reparameterised guide sites
-get a score-function term.
+values it depends on (so their gradients are exact too); a guide site marked ``"parallel"``
+with ``infer["num_samples"] = k`` takes k draws instead, and the ELBO averages over them (a
+Monte Carlo estimate, with the score function of draws that are not reparameterised). Guide
+sites marked ``"sequential"`` are enumerated one value per run of the guide (in a plate, one
+value for all its elements), each cost weighted by the probability of the values it meets.
+Every other site is handled as in ``Trace_ELBO``; non-reparameterised guide sites get a
+score-function term.
 
 >>> import torch, engine, engine.distributions as dist
 >>> from engine.infer import config_enumerate
@@ -28,6 +30,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable, Iterator
@@ -221,40 +224,34 @@ class TraceEnum_ELBO(EnumeratingELBO):
         ]
         # Sites that ran while no site was enumerated cannot depend on one: their total is all
         # the ELBO needs, scored in batches as in Trace_ELBO. A score-function term needs every
-        # cost element by element, so then every site goes the long way.
+        # cost element by element, so then every site goes the long way; so does every cost when
+        # a sequential site sits in a plate, since each cost is then weighed by its own
+        # elements' probabilities of this run's values (see _weigh_by_branch).
         plated_branch = _plated_sequential_sites(guide_sites)
-        if plated_branch and scored:
-            raise EnumerationNotSupportedError(
-                f"The guide enumerates {_sites_named(plated_branch)} sequentially inside a plate "
-                f"and draws {_sites_named(scored)} without reparameterisation; the engine does "
-                "not combine the two. Enumerate the plated site in parallel (infer="
-                "{'enumerate': 'parallel'}), or reparameterise the drawn one."
-            )
-        # A sequential site in a plate weighs each cost by its own elements' probabilities (see
-        # _weigh_by_branch), so every cost goes the long way too.
         long_way = scored or plated_branch
         meets_enumeration = (lambda site: True) if long_way else _meets_enumeration
         plain_model, enumerated_model = _split(model_sites, meets_enumeration)
         plain_guide, enumerated_guide = _split(guide_sites, meets_enumeration)
         costs, guide_factors = _factors(labels, enumerated_model, enumerated_guide)
         weights, branch_weight = _guide_weights(labels, enumerated_guide, guide_factors)
-        expected = expectations(costs, weights, labels.plates)
-        elbo = log_prob_total(plain_model) - log_prob_total(plain_guide)
+        weigh = _no_branch
         if plated_branch:
             branch = [
                 (labels.factor(site, masked=False), _number_of_values(site))
                 for site in guide_sites
                 if site["infer"].get("_sequential")
             ]
-            for factor in expected:
-                weighted = _weigh_by_branch(factor, branch, labels.plates)
-                elbo = elbo + plate_total(weighted, labels.plates)
-            return elbo, elbo
+            weigh = functools.partial(_weigh_by_branch, branch=branch, plates=labels.plates)
+            branch_weight = None  # each cost carries its share of it
+        expected = [weigh(factor) for factor in expectations(costs, weights, labels.plates)]
+        elbo = log_prob_total(plain_model) - log_prob_total(plain_guide)
         for factor in expected:
             elbo = elbo + plate_total(factor, labels.plates)
         if branch_weight is not None:
             elbo = branch_weight * elbo
-        surrogate = _score_surrogate(labels, elbo, scored, costs, expected, weights, branch_weight)
+        surrogate = _score_surrogate(
+            labels, elbo, scored, costs, expected, weights, branch_weight, weigh
+        )
         return elbo, surrogate
 
 
@@ -277,8 +274,11 @@ def enumerated_traces(
     model replayed on it with its own marked sites enumerated left of the guide's (not yet
     checked: see :func:`~engine.infer.elbo.checked_pair`).
 
-    With ``exact_for`` (the name of an algorithm that sums enumerated sites out exactly), sites
-    with ``infer["num_samples"]`` (Tensor Monte Carlo draws) are refused, naming it."""
+    With ``exact_for`` (the name of an algorithm that sums the model's enumerated sites out
+    exactly), model sites with ``infer["num_samples"]`` (Tensor Monte Carlo draws, not the
+    site's support) are refused, naming it. Guide sites with ``num_samples`` are Monte Carlo
+    draws the ELBO averages over, and pass, unless their draws are paired with the draws of
+    another sampled guide site (see :func:`refuse_paired_draws`)."""
     guide_enum = EnumMessenger(first_dim)
     guide_trace = run_guide(trace(guide_enum(guide)), args, kwargs)
     used = [site.dim for site in guide_enum.enumerated.values()]
@@ -288,9 +288,26 @@ def enumerated_traces(
     model_run = trace(model_enum(replay(model, trace=guide_trace)))
     model_trace = run_model_on_guide(model_run, guide_trace, args, kwargs)
     if exact_for is not None:
-        for role, enum in (("guide", guide_enum), ("model", model_enum)):
-            refuse_sampled_sites(enum.enumerated, role, exact_for)
+        refuse_sampled_sites(model_enum.enumerated, "model", exact_for)
+        refuse_paired_draws(guide_trace, exact_for)
     return model_trace, guide_trace
+
+
+def refuse_paired_draws(guide_trace: Trace, what: str) -> None:
+    """Refuse a guide site whose ``num_samples`` draws were each taken given one draw of another
+    sampled guide site (``infer["tmc"]``'s pairing): ``what`` averages its costs over every
+    combination of the sites' draws, which would weigh draws that were never drawn together."""
+    for name, site in guide_trace.iter_stochastic_nodes():
+        parents = site["infer"].get("_tmc_parents")
+        if parents:
+            raise EnumerationNotSupportedError(
+                f"{what} averages its costs over every combination of the guide's sampled "
+                f"draws, but the guide draws site {describe_site(site)} "
+                f"(infer['num_samples']={site['infer']['num_samples']}) given the draws of "
+                f"sampled site(s) {', '.join(repr(p) for p in parents)}, one draw each. Leave "
+                f"num_samples out of '{name}' (it is then drawn once per draw of its parent), "
+                "or use TraceTMC_ELBO, which pairs the draws."
+            )
 
 
 class TraceEnumSample_ELBO(TraceEnum_ELBO):
@@ -400,13 +417,30 @@ def _guide_weights(
     weights: dict[str, Factor] = {}
     branch_log_weight: torch.Tensor | None = None
     for site in guide_sites:
-        if site["name"] in labels.guide_variables:
+        variable = labels.guide_variables.get(site["name"])
+        if variable is not None:
             unmasked = labels.factor(site, masked=False)
-            weights[site["name"]] = Factor(unmasked.tensor, unmasked.labels, unmasked.sites)
+            tensor = _draw_weights(site, unmasked.tensor) if variable.sampled else unmasked.tensor
+            weights[site["name"]] = Factor(tensor, unmasked.labels, unmasked.sites)
         elif site["infer"].get("_sequential"):
             term = guide_factors[site["name"]].tensor.sum()
             branch_log_weight = term if branch_log_weight is None else branch_log_weight + term
     return weights, None if branch_log_weight is None else branch_log_weight.exp()
+
+
+def _draw_weights(site: Message, log_q: torch.Tensor) -> torch.Tensor:
+    """The log-weights of a sampled guide site's draws, in place of its log-probabilities:
+    ``1 / num_samples`` each, so the costs are averaged over the draws (a Monte Carlo estimate
+    of their expectation); a draw that is not reparameterised also carries its score function,
+    ``log q - stop_gradient(log q)``, zero in value (DiCE), for the gradient.
+
+    >>> import engine.distributions as dist
+    >>> site = {"fn": dist.Bernoulli(0.5), "infer": {"num_samples": 4}}
+    >>> _draw_weights(site, torch.log(torch.full((4,), 0.5))).exp()
+    tensor([0.2500, 0.2500, 0.2500, 0.2500])
+    """
+    score = torch.zeros_like(log_q) if is_reparameterized(site) else log_q - log_q.detach()
+    return score - math.log(site["infer"]["num_samples"])
 
 
 def _score_surrogate(
@@ -417,18 +451,23 @@ def _score_surrogate(
     expected: list[Factor],
     weights: dict[str, Factor],
     branch_weight: torch.Tensor | None,
+    weigh: Callable[[Factor], Factor],
 ) -> torch.Tensor:
     """Step 3, the score-function surrogate: ``elbo`` plus the score term (:func:`_score_term`)
     of each ``scored`` guide site (drawn, not reparameterised) against the costs it meets
-    (``expected``, the costs in expectation), each weighted by its branch's probability as a
-    constant. Without scored sites, ``elbo`` itself."""
+    (``expected``, the costs in expectation, each weighed for this run's branch by ``weigh``),
+    weighted by its branch's probability as a constant. Without scored sites, ``elbo`` itself."""
     surrogate = elbo
     for site in scored:
         score = labels.factor(site)
         drawn_per = tuple(label for label in score.labels if label in weights)
         # A site drawn once per value of enumerated guide sites meets, for each value, that
         # value's share of the expected costs.
-        seen = expectations(costs, weights, labels.plates, drawn_per) if drawn_per else expected
+        seen = (
+            [weigh(f) for f in expectations(costs, weights, labels.plates, drawn_per)]
+            if drawn_per
+            else expected
+        )
         term = _score_term(score, seen, labels.plates)
         surrogate = surrogate + (term if branch_weight is None else branch_weight.detach() * term)
     return surrogate
@@ -462,13 +501,13 @@ def _plated_sequential_sites(guide_sites: list[Message]) -> list[Message]:
     ]
 
 
-def _sites_named(sites: list[Message]) -> str:
-    names = ", ".join(repr(site["name"]) for site in sites)
-    return ("site " if len(sites) == 1 else "sites ") + names
-
-
 def _number_of_values(site: Message) -> int:
     return int(site["fn"].enumerate_support(expand=False).shape[0])
+
+
+def _no_branch(cost: Factor) -> Factor:
+    """``cost`` as it is: no sequential site in a plate to weigh it by."""
+    return cost
 
 
 def _weigh_by_branch(
