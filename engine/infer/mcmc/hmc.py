@@ -383,6 +383,8 @@ class HMC(BatchedKernel):
         run the model, its data, the shapes and the handlers cannot change."""
         if self.jit_compile and iteration > 0:
             return torch.compiler.set_stance(skip_guard_eval_unsafe=True)
+        if self.jit_compile:
+            return _torch_internal_deprecations_ignored()
         return contextlib.nullcontext()
 
     def _adapt(self, iteration: int, accept_prob: torch.Tensor) -> None:
@@ -438,6 +440,18 @@ class HMC(BatchedKernel):
             "num_steps": steps,
             "energy": torch.where(accepted, end_energy, start_energy),
         }
+
+
+@contextlib.contextmanager
+def _torch_internal_deprecations_ignored():
+    """While the first iteration compiles: torch's compiler calls its own deprecated private
+    helpers (``torch._prims_common.check`` when lowering a Cholesky factor); their warnings
+    are none of the user's business, and where warnings are errors (Pyro's test setup) they
+    would stop the run."""
+    with warnings.catch_warnings():
+        for category in (FutureWarning, DeprecationWarning):
+            warnings.filterwarnings("ignore", message=r"`?torch\._", category=category)
+        yield
 
 
 def masked_leapfrog(
