@@ -100,12 +100,20 @@ class WarmupAdapter:
         """The averaged step size kept for sampling (None when the step size is not adapted)."""
         return None if self.averaging is None else self.averaging.final_step_size()
 
+    def in_window(self, iteration: int) -> bool:
+        """Whether warm-up iteration ``iteration`` (0-based) feeds a mass-matrix estimate."""
+        return any(start <= iteration < end for start, end in self.windows)
+
+    def closes_window(self, iteration: int) -> bool:
+        """Whether warm-up iteration ``iteration`` (0-based) is the last of a window."""
+        return any(iteration + 1 == end for _, end in self.windows)
+
     def collect(self, iteration: int, z: torch.Tensor) -> torch.Tensor | None:
         """Record warm-up iteration ``iteration``'s draws (0-based); returns the new inverse
         mass matrix when this iteration closes a window, else None."""
-        if any(start <= iteration < end for start, end in self.windows):
+        if self.in_window(iteration):
             self.covariance.update(z)
-        if any(iteration + 1 == end for _, end in self.windows):
+        if self.closes_window(iteration):
             inverse_mass = self.covariance.covariance()
             self.covariance.reset()
             return inverse_mass

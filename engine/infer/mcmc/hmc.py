@@ -30,9 +30,12 @@ from engine.distributions.validation import trusted_run
 from engine.errors import MCMCError
 from engine.infer.autoguide.initialization import init_to_uniform
 from engine.infer.mcmc.adaptation import WarmupAdapter
+from engine.infer.mcmc.adapted_mass import ChainAdapters, mass_matrix_shape
 from engine.infer.mcmc.batched_kernel import BatchedKernel
+from engine.infer.mcmc.block_mass_matrix import BlockMassMatrix
 from engine.infer.mcmc.flat_layout import FlatLayout
 from engine.infer.mcmc.integrator import leapfrog
+from engine.infer.mcmc.keyed_mass import KeyedMass
 from engine.infer.mcmc.mass_matrix import MassMatrix
 from engine.infer.mcmc.state import ChainPoint, HMCState, PhasePoint, where_chains
 from engine.infer.mcmc.step_size import find_reasonable_step_size
@@ -51,7 +54,10 @@ class HMC(BatchedKernel):
     ``full_mass`` may also be a list of tuples of site names: each tuple is a block whose sites
     share a dense mass matrix, and every other site gets a diagonal one (the estimated
     covariance is kept inside the blocks and on the diagonal, zero elsewhere);
-    :attr:`inverse_mass_matrix` gives the adapted matrices by block.
+    :attr:`inverse_mass_matrix` gives the adapted matrices by block. A mass-matrix adapter
+    (the attribute :attr:`mass_matrix_adapter` as in Pyro, or the keyword of that name, e.g.
+    :class:`~engine.infer.mcmc.ArrowheadMassMatrix`) may take over the mass matrix and its
+    warm-up estimate.
     ``jit_compile=True`` compiles the leapfrog step and its gradient with ``torch.compile``
     (``jit_options`` are its keyword arguments): seconds once, then much faster steps. A
     transition whose energy error exceeds ``max_delta_energy`` is counted as divergent.
@@ -86,6 +92,7 @@ class HMC(BatchedKernel):
         min_stepsize: float = 1e-10,
         max_stepsize: float = 1e10,
         max_delta_energy: float = 1000.0,
+        mass_matrix_adapter: Any = None,
     ):
         if (model is None) == (potential_fn is None):
             raise ValueError("give exactly one of model and potential_fn")
@@ -123,6 +130,7 @@ class HMC(BatchedKernel):
         self.adapt_step_size = adapt_step_size
         self.adapt_mass_matrix = adapt_mass_matrix
         self.full_mass = full_mass
+        self.mass_matrix_adapter = mass_matrix_adapter
         self.max_plate_nesting = max_plate_nesting
         self.jit_compile = jit_compile
         self.jit_options = dict(jit_options or {})
@@ -131,6 +139,7 @@ class HMC(BatchedKernel):
         self.max_delta_energy = max_delta_energy
         self.potential: FlatLayout | None = None
         self.state: HMCState | None = None  # made by setup
+        self._chain_adapters: ChainAdapters | None = None  # made by setup, with an adapter
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -164,20 +173,25 @@ class HMC(BatchedKernel):
             )
         z = self._starting_points(num_chains, initial_params)
         options = {"dtype": z.dtype, "device": z.device}
-        self._block_mask = self._mass_blocks(**options)
+        self._chain_adapters = self._adapted_mass(num_chains, **options)
+        if self._chain_adapters is None:
+            mass = MassMatrix(num_chains, potential.num_latent, self._dense, **options)
+        else:
+            mass = self._chain_adapters.mass
         with trusted_run():
             energy, grad = potential.energy_and_grad(z)
         self.state = HMCState(
             point=ChainPoint(z, energy, grad),
             step_size=torch.full((num_chains,), self.initial_step_size, **options),
-            mass=MassMatrix(num_chains, potential.num_latent, self._dense, **options),
+            mass=mass,
             adapter=WarmupAdapter(
                 num_warmup,
                 num_chains,
                 potential.num_latent,
                 adapt_step_size=self.adapt_step_size,
                 adapt_mass_matrix=self.adapt_mass_matrix,
-                dense_mass=self._dense,
+                # With an adapter, the adapter estimates; the schedule only says when.
+                dense_mass=self._dense and self._chain_adapters is None,
                 target_accept_prob=self.target_accept_prob,
                 **options,
             ),
@@ -201,59 +215,101 @@ class HMC(BatchedKernel):
         return self.state.step_size
 
     @property
-    def mass(self) -> MassMatrix:
-        """The chains' mass matrices."""
+    def mass(self) -> MassMatrix | KeyedMass:
+        """The chains' mass matrices (a :class:`KeyedMass` when an adapter sets them)."""
         return self.state.mass
 
     @property
     def _dense(self) -> bool:
-        return self.full_mass is not False
+        return self.full_mass is True
 
-    def _mass_blocks(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
-        """For ``full_mass`` given as blocks: the (D, D) mask of the entries of a dense mass
-        matrix that a block (or the diagonal) keeps; None otherwise."""
-        if isinstance(self.full_mass, bool):
-            return None
-        ranges = {
+    @property
+    def mass_matrix_adapter(self) -> Any:
+        """The mass-matrix adapter (Pyro's): an object with ``configure``, ``update``,
+        ``end_adaptation`` and ``inverse_mass_matrix``, such as
+        :class:`~engine.infer.mcmc.BlockMassMatrix` or
+        :class:`~engine.infer.mcmc.ArrowheadMassMatrix`. Setting one (before ``MCMC.run``)
+        lets it set the mass matrix: the kernel configures it with the blocks ``full_mass``
+        asks for, feeds it each draw and the potential's gradient there in the windows of
+        warm-up, closes each window with its ``end_adaptation``, and moves with its inverse
+        mass matrix. With several chains it follows the first and copies of it the others.
+
+        None (the default with ``full_mass`` True or False) leaves the mass matrix to the
+        kernel's own batched adaptation, the same estimate for the same layout; with a list of
+        blocks the default is a :class:`~engine.infer.mcmc.BlockMassMatrix`.
+
+        >>> import engine, engine.distributions as dist
+        >>> from engine.infer.mcmc import HMC, ArrowheadMassMatrix
+        >>> kernel = HMC(lambda: engine.sample("x", dist.Normal(0.0, 1.0)))
+        >>> kernel.mass_matrix_adapter is None
+        True
+        >>> kernel.mass_matrix_adapter = ArrowheadMassMatrix()
+        >>> type(kernel.mass_matrix_adapter).__name__
+        'ArrowheadMassMatrix'
+        """
+        return self._mass_matrix_adapter
+
+    @mass_matrix_adapter.setter
+    def mass_matrix_adapter(self, adapter: Any) -> None:
+        if adapter is None:
+            adapter = None if isinstance(self.full_mass, bool) else BlockMassMatrix()
+        else:
+            needed = ("configure", "update", "end_adaptation", "inverse_mass_matrix")
+            missing = [name for name in needed if not hasattr(adapter, name)]
+            if missing:
+                raise MCMCError(
+                    f"mass_matrix_adapter must be a mass-matrix adapter such as BlockMassMatrix() "
+                    f"or ArrowheadMassMatrix(); {type(adapter).__name__} has no "
+                    f"{', '.join(missing)}."
+                )
+        self._mass_matrix_adapter = adapter
+
+    def _site_ranges(self) -> dict[str, range]:
+        """Each latent site's coordinates of the flat vector."""
+        return {
             slot.name: range(slot.offset, slot.offset + slot.size) for slot in self.potential.slots
         }
-        unknown = [name for block in self.full_mass for name in block if name not in ranges]
-        if unknown:
-            raise MCMCError(
-                f"full_mass names {unknown}, which {'is' if len(unknown) == 1 else 'are'} not a "
-                f"latent site of the model; its latent sites are {list(ranges)}."
-            )
-        mask = torch.eye(self.potential.num_latent, dtype=dtype, device=device)
-        for block in self.full_mass:
-            index = torch.tensor([i for name in block for i in ranges[name]], device=device)
-            mask[index.unsqueeze(-1), index] = 1.0
-        return mask
+
+    def _adapted_mass(
+        self, num_chains: int, dtype: torch.dtype, device: torch.device
+    ) -> ChainAdapters | None:
+        """The chains' adapters and the mass they set, when an adapter sets the mass matrix
+        (None: the kernel's own)."""
+        ranges = self._site_ranges()
+        shapes = mass_matrix_shape(self.full_mass, {name: len(r) for name, r in ranges.items()})
+        if self._mass_matrix_adapter is None or not ranges:
+            return None
+        return ChainAdapters(
+            self._mass_matrix_adapter,
+            shapes,
+            ranges,
+            num_chains,
+            self.adapt_mass_matrix,
+            dtype=dtype,
+            device=device,
+        )
 
     @property
     def inverse_mass_matrix(self) -> dict[tuple[str, ...], torch.Tensor]:
-        """The inverse mass matrix by block of sites (Pyro's keys): one block of all sites with
-        ``full_mass`` True (a matrix) or False (a vector: the diagonal); with blocks, each
-        block's matrix, then the other sites' diagonal. With one chain the values have no chain
+        """The inverse mass matrix by block of sites (Pyro's keys, Pyro's order): one block of
+        all sites, their names sorted, with ``full_mass`` True (a matrix) or False (a vector:
+        the diagonal); with blocks, each block's matrix, then the diagonal of the other sites
+        (sorted); with an adapter, the adapter's keys. With one chain the values have no chain
         dim; with several, a leading one."""
         if self.state is None:
             raise MCMCError("inverse_mass_matrix exists once the kernel is set up (MCMC.run)")
-        inverse = self.mass.inverse
-        slots = self.potential.slots
-        blocks = [tuple(block) for block in self.full_mass] if self._block_mask is not None else []
-        in_blocks = {name for block in blocks for name in block}
-        rest = tuple(slot.name for slot in slots if slot.name not in in_blocks)
-        ranges = {slot.name: range(slot.offset, slot.offset + slot.size) for slot in slots}
-        result = {}
-        for block in [*blocks, rest] if rest else blocks:
+        if self._chain_adapters is not None:
+            by_key = self._chain_adapters.inverse_mass_matrix()
+        else:
+            inverse = self.mass.inverse
+            ranges = self._site_ranges()
+            block = tuple(sorted(ranges))
             index = torch.tensor([i for name in block for i in ranges[name]], device=inverse.device)
-            if not self._dense:
-                value = inverse[:, index]
-            elif block in blocks or self.full_mass is True:
-                value = inverse[:, index.unsqueeze(-1), index]
+            if self._dense:
+                by_key = {block: inverse[:, index.unsqueeze(-1), index]} if block else {}
             else:
-                value = inverse.diagonal(dim1=-2, dim2=-1)[:, index]
-            result[block] = value[0] if value.shape[0] == 1 else value
-        return result
+                by_key = {block: inverse[:, index]} if block else {}
+        return {key: value[0] if value.shape[0] == 1 else value for key, value in by_key.items()}
 
     def _move_to(self, z: torch.Tensor) -> None:
         """Put the chains at ``z`` (C, D), with the energy and gradient there."""
@@ -327,6 +383,8 @@ class HMC(BatchedKernel):
         run the model, its data, the shapes and the handlers cannot change."""
         if self.jit_compile and iteration > 0:
             return torch.compiler.set_stance(skip_guard_eval_unsafe=True)
+        if self.jit_compile:
+            return _torch_internal_deprecations_ignored()
         return contextlib.nullcontext()
 
     def _adapt(self, iteration: int, accept_prob: torch.Tensor) -> None:
@@ -334,17 +392,30 @@ class HMC(BatchedKernel):
         new_step = adapter.step_size_after(accept_prob)
         if new_step is not None:
             self._set_step_size(new_step)
-        inverse_mass = adapter.collect(iteration, self.state.point.z)
-        if inverse_mass is not None:
-            if self._block_mask is not None:
-                inverse_mass = inverse_mass * self._block_mask
-            self.state.mass.set_inverse(inverse_mass)
-            if self.adapt_step_size:
-                self._restart_step_size()
+        if self._chain_adapters is None:
+            inverse_mass = adapter.collect(iteration, self.state.point.z)
+            if inverse_mass is not None:
+                self.state.mass.set_inverse(inverse_mass)
+        else:
+            inverse_mass = self._adapt_by_adapters(iteration)
+        if inverse_mass is not None and self.adapt_step_size:
+            self._restart_step_size()
         if iteration + 1 == adapter.num_warmup:
             final = adapter.final_step_size()
             if final is not None:
                 self._set_step_size(final)
+
+    def _adapt_by_adapters(self, iteration: int) -> dict | None:
+        """Warm-up with mass-matrix adapters: feed them in a window, close it at its end;
+        returns the new inverse mass by key when a window closes, else None."""
+        schedule, point = self.state.adapter, self.state.point
+        if schedule.in_window(iteration):
+            sites = self.potential.unconstrained_sites
+            self._chain_adapters.update(sites(point.z), sites(point.grad))
+        if schedule.closes_window(iteration):
+            self._chain_adapters.end_window()
+            return self._chain_adapters.inverse_mass_matrix()
+        return None
 
     def _transition(self) -> dict[str, torch.Tensor]:
         """One fixed-length trajectory per chain and its Metropolis correction; the chains that
@@ -369,6 +440,18 @@ class HMC(BatchedKernel):
             "num_steps": steps,
             "energy": torch.where(accepted, end_energy, start_energy),
         }
+
+
+@contextlib.contextmanager
+def _torch_internal_deprecations_ignored():
+    """While the first iteration compiles: torch's compiler calls its own deprecated private
+    helpers (``torch._prims_common.check`` when lowering a Cholesky factor); their warnings
+    are none of the user's business, and where warnings are errors (Pyro's test setup) they
+    would stop the run."""
+    with warnings.catch_warnings():
+        for category in (FutureWarning, DeprecationWarning):
+            warnings.filterwarnings("ignore", message=r"`?torch\._", category=category)
+        yield
 
 
 def masked_leapfrog(

@@ -20,6 +20,7 @@ from typing import NamedTuple, TypeVar
 import torch
 
 from engine.infer.mcmc.adaptation import WarmupAdapter
+from engine.infer.mcmc.keyed_mass import KeyedMass
 from engine.infer.mcmc.mass_matrix import MassMatrix
 
 State = TypeVar("State", bound=tuple)
@@ -63,7 +64,7 @@ class HMCState(NamedTuple):
 
     point: ChainPoint
     step_size: torch.Tensor
-    mass: MassMatrix
+    mass: MassMatrix | KeyedMass
     adapter: WarmupAdapter
 
 
