@@ -21,7 +21,7 @@ from engine.infer.autoguide import (
 ALL = [AutoNormal, AutoDelta, AutoDiagonalNormal, AutoMultivariateNormal]
 
 
-@pytest.mark.parametrize("guide_cls", ALL)
+@pytest.mark.parametrize("guide_cls", [AutoDiagonalNormal, AutoMultivariateNormal])
 def test_model_without_latent_sites(guide_cls):
     def model(x):
         engine.sample("x", dist.Normal(0.0, 1.0), obs=x)
@@ -29,6 +29,23 @@ def test_model_without_latent_sites(guide_cls):
 
     with pytest.raises(AutoGuideError, match=r"no latent sample sites[\s\S]*\['x', 'double'\]"):
         guide_cls(model, model_args=(torch.tensor(0.0),))
+
+
+@pytest.mark.parametrize("guide_cls", [AutoNormal, AutoDelta])
+def test_a_per_site_guide_of_a_model_without_latent_sites_guides_nothing(guide_cls):
+    # As in Pyro: the model's own params are then fitted alone (maximum likelihood).
+    def model():
+        loc = engine.param("loc", torch.tensor(0.0))
+        with engine.plate("data", 5):
+            engine.sample("x", dist.Normal(loc, 1.0), obs=torch.arange(5.0))
+
+    engine.clear_param_store()
+    guide = guide_cls(model)
+    assert guide() == {}
+    svi = engine.infer.SVI(model, guide, engine.optim.Adam({"lr": 0.1}), engine.infer.Trace_ELBO())
+    for _ in range(300):
+        svi.step()
+    assert abs(float(engine.param("loc").detach()) - 2.0) < 1e-3  # the data's mean
 
 
 @pytest.mark.parametrize("guide_cls", ALL)

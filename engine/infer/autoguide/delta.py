@@ -52,6 +52,8 @@ class AutoDelta(AutoGuide):
     torch.Size([2])
     """
 
+    allows_no_latent_sites = True
+
     def __init__(
         self,
         model: Callable,

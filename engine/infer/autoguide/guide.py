@@ -28,7 +28,7 @@ import functools
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch.distributions.constraints import Constraint
@@ -259,6 +259,11 @@ class AutoGuide(torch.nn.Module):
     (True, ['z'])
     """
 
+    #: Whether a model with no latent site is accepted (the guide then draws nothing and the
+    #: model's own params are fitted alone, by maximum likelihood): per-site guides accept it,
+    #: as in Pyro; guides over one joint latent vector refuse it.
+    allows_no_latent_sites: ClassVar[bool] = False
+
     def __init__(self, model: Callable, *, create_plates: Callable | None = None):
         super().__init__()
         # A tuple, so that a model that is itself an nn.Module is not registered as a submodule.
@@ -373,7 +378,7 @@ class AutoGuide(torch.nn.Module):
                     tuple(frame for frame in site["cond_indep_stack"] if frame.vectorized),
                 )
             )
-        if not sites:
+        if not sites and not self.allows_no_latent_sites:
             observed = prototype.observation_nodes
             raise AutoGuideError(
                 f"{type(self).__name__}: the model has no latent sample sites, so there is nothing "

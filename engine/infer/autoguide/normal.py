@@ -64,6 +64,7 @@ class AutoNormal(AutoGuide):
     """
 
     scale_constraint = constraints.softplus_positive
+    allows_no_latent_sites = True
 
     def __init__(
         self,
