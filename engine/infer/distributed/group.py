@@ -17,6 +17,7 @@ that dies without a word (killed, out of memory) is named by the error as gone.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 from collections.abc import Iterator
@@ -104,7 +105,15 @@ def init_group(backend: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S)
     if backend == "nccl":
         torch.cuda.set_device(_device_for(backend))
     dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+    # Leaving a script with the group alive lets the interpreter's teardown race the backend's
+    # threads (an abort, "terminate called without an active exception", seen under load).
+    atexit.register(_leave_group)
     return current_group()
+
+
+def _leave_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _store() -> dist.Store | None:
