@@ -48,6 +48,8 @@ class ConditionMessenger(Messenger):
         self.data = _site_values(data)
 
     def _process_sample(self, msg: Message) -> None:
+        if is_subsample_site(msg):
+            return  # a plate's mini-batch indices, named after the plate, are never data
         value = self.data.get(msg["name"])
         if value is not None:
             msg["value"] = value
@@ -73,6 +75,8 @@ class DoMessenger(Messenger):
         self.data = data
 
     def _postprocess_sample(self, msg: Message) -> None:
+        if is_subsample_site(msg):
+            return
         intervention = self.data.get(msg["name"])
         if intervention is not None:
             msg["value"] = intervention

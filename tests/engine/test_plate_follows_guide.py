@@ -152,3 +152,19 @@ def test_a_whole_plate_model_fitted_with_a_subsampling_guide_reaches_the_exact_p
     # Each z-score is Student-t with K - 1 = 9 dof, beyond 4.3 with probability 0.2 %.
     z_scores = (average - exact) / mcse
     assert z_scores.abs().max() < 4.3, (average, exact, mcse)
+
+
+def test_conditioning_a_site_named_like_its_plate_leaves_the_plate_whole():
+    # Tutorials name a plate after the data it holds; the data is the site's, not the plate's.
+    def coin(n=4):
+        p = pyro.sample("p", dist.Beta(2.0, 2.0))
+        with pyro.plate("flips", n):
+            return pyro.sample("flips", dist.Bernoulli(p))
+
+    observed = torch.tensor([1.0, 0.0, 1.0, 1.0])
+    for handler in (poutine.condition, poutine.do):
+        tr = poutine.trace(handler(coin, data={"flips": observed})).get_trace()
+        assert tr.nodes["flips"]["fn"].batch_shape == (4,)
+    conditioned = poutine.trace(poutine.condition(coin, data={"flips": observed})).get_trace()
+    assert conditioned.nodes["flips"]["is_observed"]
+    assert torch.equal(conditioned.nodes["flips"]["value"], observed)
