@@ -1,12 +1,14 @@
 """The shape check of an observed site's value against its distribution, once per observed site.
 
-An observation whose shape broadcasts *up* the distribution's batch shape (an (N, 1) obs against
-an (N,) batch gives an N x N log-prob) is silent in torch and costs Pyro users hours. Here it is
-an error that names the site, its plates and the shapes, and says how to fix it. The check is
-pure shape arithmetic, so it stays on even with validation off, as does the refusal of a
-complex observation. A value smaller than the distribution is scored as torch broadcasts it
-(a scalar observed for every element of a vector event, or of a plate); only a value that
-would widen the log-prob is refused. An observation whose data dim was moved into the event by
+An observation that broadcasts *crosswise* against the distribution's batch shape (an (N, 1) obs
+against an (N,) batch gives an N x N log-prob: every datum scored by every entry) is silent in
+torch and costs Pyro users hours. Here it is an error that names the site, its plates and the
+shapes, and says how to fix it. The check is pure shape arithmetic, so it stays on even with
+validation off, as does the refusal of a complex observation. A value smaller than the
+distribution is scored as torch broadcasts it (a scalar observed for every element of a vector
+event, or of a plate), and a value with more data than the distribution has entries is scored
+as independent draws from it (``Normal(mu, 1)`` observing 50 points without a plate, as Pyro
+scores it); only both at once are refused. An observation whose data dim was moved into the event by
 ``.to_event`` while a plate claims it as well is scored once per plate entry, so it is refused
 too. An observation computed from enumerated values may vary along their enumeration dims,
 as they do. (Values outside the support are caught by torch's own check when the density is scored;
@@ -75,7 +77,7 @@ def _check_shape(msg: Message, fn: torch.distributions.Distribution, value: torc
             f"{_where(msg)}: {shapes}; the value's batch part {fmt_shape(value_batch)} does not "
             f"broadcast with {fmt_shape(batch_shape)}. {_mismatch_fix(msg, value_batch)}"
         ) from None
-    if joint != batch_shape and not _widened_along_enum_dims(msg, joint, batch_shape):
+    if _crosswise(value_batch, batch_shape, joint, _inference_dims(msg)):
         raise ShapeError(
             f"{_where(msg)}: {shapes}. Broadcasting them would silently give a log-prob of "
             f"shape {fmt_shape(joint)} instead of {fmt_shape(batch_shape)}, counting the data "
@@ -83,16 +85,47 @@ def _check_shape(msg: Message, fn: torch.distributions.Distribution, value: torc
         )
 
 
-def _widened_along_enum_dims(msg: Message, joint: torch.Size, batch_shape: torch.Size) -> bool:
-    """Whether the value widens the log-prob only along enumeration dims: an observation computed
-    from enumerated values (``obs=z1 + z2``) holds one value per combination of theirs, and is
-    scored once per combination, as the enumerated sites are."""
-    enum_dims = msg["infer"].get("_enum_dims") or {}
-    padded = (1,) * (len(joint) - len(batch_shape)) + tuple(batch_shape)
-    return all(
-        size == padded[position] or position - len(joint) in enum_dims
-        for position, size in enumerate(joint)
+def _crosswise(
+    value_batch: torch.Size,
+    batch_shape: torch.Size,
+    joint: torch.Size,
+    inference_dims: frozenset[int] = frozenset(),
+) -> bool:
+    """Whether broadcasting copies the data across the distribution's entries *and* the
+    distribution across the data: some dim widens the value (one datum scored by many entries)
+    while another widens the distribution (one entry scoring many data), so every datum meets
+    every entry. Either widening alone scores each datum once: extra data dims on a
+    distribution of fewer batch dims are independent draws from it, as Pyro scores them.
+    ``inference_dims`` (enumeration, vectorised particles or chains) widen either side freely:
+    an observation computed from enumerated values holds one value per combination of theirs,
+    and every particle scores all the data.
+
+    >>> _crosswise(torch.Size([4, 1]), torch.Size([4]), torch.Size([4, 4]))
+    True
+    >>> _crosswise(torch.Size([50, 1]), torch.Size([1]), torch.Size([50, 1]))
+    False
+    """
+    value_padded = (1,) * (len(joint) - len(value_batch)) + tuple(value_batch)
+    batch_padded = (1,) * (len(joint) - len(batch_shape)) + tuple(batch_shape)
+    widened = range(-len(joint), 0)
+    widens_value = any(
+        value_padded[dim] != joint[dim] for dim in widened if dim not in inference_dims
     )
+    widens_distribution = any(
+        batch_padded[dim] != joint[dim] for dim in widened if dim not in inference_dims
+    )
+    return widens_value and widens_distribution
+
+
+def _inference_dims(msg: Message) -> frozenset[int]:
+    """The dims an inference added: enumeration dims, and those of plates whose names start
+    with ``_`` (the ELBOs' vectorised particles, MCMC's chains, Predictive's samples)."""
+    internal = {
+        frame.dim
+        for frame in msg["cond_indep_stack"]
+        if frame.vectorized and frame.name.startswith("_")
+    }
+    return frozenset(internal | set(msg["infer"].get("_enum_dims") or {}))
 
 
 def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:

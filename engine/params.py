@@ -240,17 +240,32 @@ def _support_problem(name: str, value: torch.Tensor, constraint: Constraint) -> 
     )
 
 
+def _weights_for_simplex(value: torch.Tensor, constraint: Constraint) -> bool:
+    """Whether ``value`` holds finite non-negative weights, each event with a positive sum, for
+    a simplex constraint."""
+    if not isinstance(constraint, type(constraints.simplex)) or value.dim() < 1:
+        return False
+    with torch.no_grad():
+        finite_weights = torch.isfinite(value).all() and (value >= 0).all()
+        return bool(finite_weights and (value.sum(-1) > 0).all())
+
+
 def _new_leaf(
     name: str, value: torch.Tensor, constraint: Constraint, transform: Transform
 ) -> torch.Tensor:
     """The unconstrained leaf for a constrained value, after checking the value may live there.
 
     As in Pyro, an initial value outside the support that the constraint's transform still
-    maps to a finite unconstrained value (an unnormalised vector for a simplex) is accepted,
-    with a warning: the param starts at the point of the support the transform maps it to.
-    One it cannot map is an error naming the param.
+    maps to a finite unconstrained value is accepted, with a warning: the param starts at the
+    point of the support the transform maps it to. One it cannot map is an error naming the
+    param. Non-negative weights for a simplex are accepted silently: they map to themselves
+    divided by their sum, which is what such weights mean (``torch.ones(3)`` starts at thirds).
     """
-    problem = _support_problem(name, value, constraint)
+    problem = (
+        None
+        if _weights_for_simplex(value, constraint)
+        else _support_problem(name, value, constraint)
+    )
     with torch.no_grad():
         unconstrained = transform.inv(value)
         finite = torch.isfinite(unconstrained)

@@ -92,6 +92,7 @@ from torch._dynamo.utils import counters
 
 from engine.argument_checks import as_count
 from engine.distributions.validation import trusted_run
+from engine.infer.compiler_warnings import torch_compiler_warnings_ignored
 from engine.infer.enum.elbo import TraceEnum_ELBO
 from engine.infer.shape_signature import shape_signature
 from engine.infer.trace_elbo import Trace_ELBO
@@ -189,7 +190,11 @@ class _CompiledEstimate:
         full = self._compilations >= self.max_compiled_shapes
         before = _graphs_compiled()
         try:
-            with trusted_run(), self._compile_settings(shapes, full):
+            with (
+                trusted_run(),
+                torch_compiler_warnings_ignored(),
+                self._compile_settings(shapes, full),
+            ):
                 result = self._compiled(model, guide, args, kwargs)
         except torch._dynamo.exc.TorchDynamoException as err:
             # Compiling failed. Run eagerly: a broken program raises the engine's own error

@@ -20,7 +20,7 @@ from engine.infer.guide_then_model import guide_and_model_traces
 from engine.poutine.enum_messenger import EnumMessenger
 from engine.poutine.handlers import trace
 from engine.poutine.plate_messenger import PlateMessenger
-from engine.poutine.trace_struct import Trace
+from engine.poutine.trace_struct import Trace, log_prob_shape
 from engine.runtime import Message, wraps
 
 
@@ -36,7 +36,17 @@ def values_by_site_name(values: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def max_plate_nesting_of(*traces: Trace) -> int:
-    """How many batch dims the vectorised plates of these traces use (0 without plates)."""
+    """How many batch dims the sites of these traces use: their vectorised plates' dims, and
+    any dim of size above 1 that a site's log-density has outside its plates (``Normal(mu, 1)``
+    observing 50 points without a plate), so that the dims an inference adds on the left
+    (particles, chains, enumeration) never land on data (0 without either).
+
+    >>> import torch, engine, engine.distributions as dist
+    >>> def model():
+    ...     engine.sample("y", dist.Normal(0.0, 1.0), obs=torch.zeros(50, 1))
+    >>> max_plate_nesting_of(trace(model).get_trace())
+    2
+    """
     deepest = 0
     for tr in traces:
         for site in tr.nodes.values():
@@ -45,6 +55,9 @@ def max_plate_nesting_of(*traces: Trace) -> int:
             for frame in site["cond_indep_stack"]:
                 if frame.vectorized:
                     deepest = max(deepest, -frame.dim)
+            shape = log_prob_shape(site) or ()
+            wide = [len(shape) - position for position, size in enumerate(shape) if size > 1]
+            deepest = max([deepest, *wide])
     return deepest
 
 

@@ -137,7 +137,9 @@ class ReparamMessenger(Messenger):
             reparam.args_kwargs = None
             self._applying.pop()
         value = new["value"]
-        if value is not None:
+        # Observed data is the user's, checked where it is scored (a scalar may be observed for
+        # every element of a vector event); a value the reparameterizer made must fit the site.
+        if value is not None and not (msg["is_observed"] and value is msg["value"]):
             _validate(msg, value)
             if initial is not None and value is not initial:
                 _check_initial_value_kept(msg, reparam, initial, value)

@@ -176,8 +176,8 @@ def test_an_observation_computed_from_enumerated_values_is_scored_per_combinatio
         0,
     ).item()
     assert loss == pytest.approx(exact, rel=1e-6)
-    # Outside enumeration the same widening is still refused.
+    # Outside enumeration a value that widens the log-prob crosswise is still refused.
     with pytest.raises(engine.errors.ShapeError, match="'total'"):
         engine.poutine.trace(
-            lambda: engine.sample("total", dist.Normal(0.0, 1.0), obs=torch.zeros(2, 2))
+            lambda: engine.sample("total", dist.Normal(torch.zeros(2), 1.0), obs=torch.zeros(2, 1))
         ).get_trace()

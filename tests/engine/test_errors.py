@@ -55,12 +55,18 @@ def test_observation_that_would_broadcast_into_a_matrix():
         assert fragment in message
 
 
-def test_observation_with_extra_leading_dims_outside_a_plate():
+def test_observation_with_extra_leading_dims_outside_a_plate_is_refused_by_the_elbo():
+    # Scored as 10 independent draws by a trace (as Pyro does), but the ELBO asks for the plate
+    # that says so: TraceGraph and enumeration would otherwise misread the dim.
     def model():
         pyro.sample("y", dist.Normal(0.0, 1.0), obs=torch.zeros(10))
 
-    with pytest.raises(ShapeError, match="plate"):
-        poutine.trace(model).get_trace()
+    trace = poutine.trace(model).get_trace()
+    assert trace.log_prob_sum().item() == pytest.approx(
+        10 * dist.Normal(0.0, 1.0).log_prob(torch.tensor(0.0)).item()
+    )
+    with pytest.raises(ShapeError, match="belongs to no plate"):
+        pyro.infer.Trace_ELBO().loss(model, lambda: None)
 
 
 def test_observation_with_a_wrong_event_shape():

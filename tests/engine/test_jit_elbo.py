@@ -176,6 +176,30 @@ def test_compiler_failure_warns_and_goes_on_eagerly():
     assert svi.step_count == 5
 
 
+def test_compiles_where_warnings_are_errors_and_the_model_reads_a_non_leaf_tensor():
+    # torch.compile reads ``.grad`` of every tensor it wraps, and a non-leaf one warns; torch
+    # hides that warning only from display, so under an "error" filter (Pyro's test setup) the
+    # compiler used to give up and the engine's fallback warning was itself an error.
+    weights = torch.ones(3, requires_grad=True)
+    shift = weights * 0.5  # a non-leaf tensor the model reads
+
+    def shifted_model():
+        loc = pyro.sample("loc", dist.Normal(0.0, 1.0))
+        with pyro.plate("data", 3):
+            pyro.sample("y", dist.Normal(loc + shift.detach(), 1.0), obs=torch.zeros(3))
+
+    def guide():
+        pyro.sample("loc", dist.Normal(pyro.param("m", torch.tensor(0.0)), 1.0))
+
+    pyro.clear_param_store()
+    elbo = JitTrace_ELBO(jit_options=FAST)
+    svi = SVI(shifted_model, guide, Adam({"lr": 0.02}), elbo)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        svi.run(3)
+    assert not elbo._eager_only and compiled_graphs() > 0
+
+
 @pytest.mark.slow
 def test_inductor_backend_converges_like_eager():
     compiled_losses, compiled_median = run_svi(JitTrace_ELBO(), 600)

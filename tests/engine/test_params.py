@@ -148,15 +148,25 @@ def test_initial_value_outside_support_raises_support_error(store):
     assert_unchanged(store, before)
 
 
-def test_an_unnormalised_simplex_init_is_mapped_onto_it_counting_events(store):
-    # Pyro accepts this (its enumeration tutorial does it): the transform normalises the rows.
-    unnormalised = torch.tensor([[0.5, 0.5], [0.9, 0.9], [0.2, 0.2]])
+def test_unnormalised_weights_for_a_simplex_start_at_their_proportions(store, recwarn):
+    # Pyro accepts this silently (its enumeration tutorial and its TMC tests do it): the
+    # transform divides each row by its sum, which is what weights mean.
+    unnormalised = torch.tensor([[0.5, 0.5], [0.9, 0.9], [0.2, 0.6]])
+    value = store.get_param("probs", unnormalised, constraints.simplex)
+    assert torch.allclose(value, torch.tensor([[0.5, 0.5], [0.5, 0.5], [0.25, 0.75]]))
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
+
+
+def test_an_init_outside_the_support_that_the_transform_maps_is_taken_with_a_warning(store):
+    # A lower-Cholesky factor given with entries above the diagonal: the transform drops them,
+    # which the user may not mean, so the warning says where the param starts.
+    full = torch.tensor([[[1.0, 0.5], [0.3, 2.0]], [[1.0, 0.0], [0.3, 2.0]]])
     with pytest.warns(UserWarning) as caught:
-        value = store.get_param("probs", unnormalised, constraints.simplex)
+        value = store.get_param("scale_tril", full, constraints.lower_cholesky)
     message = str(caught[0].message)
-    assert "param 'probs'" in message and "2 of 3 events (each of shape (2,))" in message
-    assert "first bad event: [0.9, 0.9]" in message and "mapped into the support" in message
-    assert torch.allclose(value, torch.full((3, 2), 0.5))
+    assert "param 'scale_tril'" in message and "1 of 2 events (each of shape (2, 2))" in message
+    assert "mapped into the support" in message
+    assert torch.allclose(value, torch.tensor([[1.0, 0.0], [0.3, 2.0]]).expand(2, 2, 2))
 
 
 def test_an_init_the_transform_cannot_map_is_refused_counting_events(store):

@@ -221,3 +221,19 @@ def test_minimal_reparam_chooses_by_role_and_skew():
         "skewed": "StableReparam",
         "learned": "StableReparam",
     }
+
+
+@pytest.mark.parametrize("reparam", [StableReparam(), SymmetricStableReparam()])
+def test_a_scalar_observed_for_every_element_of_a_vector_event(reparam):
+    # Accepted as the site without a reparameterizer accepts it: the one value scored against
+    # each of the two elements of the event.
+    datum = torch.tensor(0.4)
+
+    def model():
+        engine.sample("y", dist.Stable(1.5, torch.zeros(2), 1.0, 0.0).to_event(1), obs=datum)
+
+    engine.set_rng_seed(2)
+    site = poutine.trace(poutine.reparam(model, {"y": reparam})).get_trace().nodes["y"]
+    assert site["is_observed"] and site["value"] is datum
+    assert site["fn"].event_shape == (2,)
+    assert site["fn"].log_prob(datum).shape == ()

@@ -29,6 +29,7 @@ import torch
 from engine.distributions.validation import trusted_run
 from engine.errors import MCMCError
 from engine.infer.autoguide.initialization import init_to_uniform
+from engine.infer.compiler_warnings import torch_compiler_warnings_ignored
 from engine.infer.mcmc.adaptation import WarmupAdapter
 from engine.infer.mcmc.adapted_mass import ChainAdapters, mass_matrix_shape
 from engine.infer.mcmc.batched_kernel import BatchedKernel
@@ -384,7 +385,7 @@ class HMC(BatchedKernel):
         if self.jit_compile and iteration > 0:
             return torch.compiler.set_stance(skip_guard_eval_unsafe=True)
         if self.jit_compile:
-            return _torch_internal_deprecations_ignored()
+            return torch_compiler_warnings_ignored()
         return contextlib.nullcontext()
 
     def _adapt(self, iteration: int, accept_prob: torch.Tensor) -> None:
@@ -440,18 +441,6 @@ class HMC(BatchedKernel):
             "num_steps": steps,
             "energy": torch.where(accepted, end_energy, start_energy),
         }
-
-
-@contextlib.contextmanager
-def _torch_internal_deprecations_ignored():
-    """While the first iteration compiles: torch's compiler calls its own deprecated private
-    helpers (``torch._prims_common.check`` when lowering a Cholesky factor); their warnings
-    are none of the user's business, and where warnings are errors (Pyro's test setup) they
-    would stop the run."""
-    with warnings.catch_warnings():
-        for category in (FutureWarning, DeprecationWarning):
-            warnings.filterwarnings("ignore", message=r"`?torch\._", category=category)
-        yield
 
 
 def masked_leapfrog(
