@@ -21,9 +21,11 @@ import torch.nn.functional as F
 _STEPS = 48
 _REACH = 3.2
 _BISECTIONS = 60
-# Below this distance from zeta the density is taken at zeta (closed form): it is smooth there,
-# while the integral's two factors under- and overflow.
-_AT_ZETA = 1e-7
+# Close to zeta the density is taken at zeta (closed form): it is smooth there, while the
+# integral's two factors under- and overflow. How close depends on the stability: the density's
+# width there is about sqrt(Gamma(1/alpha) / Gamma(3/alpha)) (its curvature at the centre of the
+# symmetric law), 0.5 at stability 1.5 but 2e-13 at 0.1, so "close" is this fraction of it.
+_AT_ZETA = 1e-6
 
 
 def _tanh_sinh(lower: torch.Tensor, upper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,7 +104,8 @@ def _standard_alpha_not_one(z: torch.Tensor, alpha: torch.Tensor, beta: torch.Te
         - math.log(math.pi)
         - torch.log1p(zeta.pow(2)) / (2 * alpha)
     )
-    return torch.where(u < _AT_ZETA, at_zeta, away)
+    width = torch.exp((torch.lgamma(1 / alpha) - torch.lgamma(3 / alpha)) / 2)
+    return torch.where(u < _AT_ZETA * width, at_zeta, away)
 
 
 def _standard_alpha_one(z: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
