@@ -190,6 +190,34 @@ def test_potential_fn_and_initial_params():
         assert_matches(x[..., i], 0.0, 1.0)
 
 
+@pytest.mark.parametrize("kernel_class", [HMC, NUTS])
+def test_a_potential_fn_returning_one_number_with_a_size_one_dim(kernel_class):
+    # Pyro accepts `energy[None]`; it used to be broadcast against the chains and the sampler
+    # never finished.
+    target = torch.distributions.Normal(torch.tensor([3.0, -1.0]), torch.tensor([1.0, 0.5]))
+
+    def potential(params):
+        return -target.log_prob(params["x"]).sum()[None]
+
+    pyro.set_rng_seed(10)
+    initial = {"x": torch.zeros(2)}
+    mcmc = MCMC(kernel_class(potential_fn=potential), 400, 200, initial_params=initial)
+    mcmc.run()
+    x = mcmc.get_samples(group_by_chain=True)["x"]
+    assert x.shape == (1, 400, 2)
+    assert_matches(x[..., 0], 3.0, 1.0)
+    assert_matches(x[..., 1], -1.0, 0.5)
+
+
+def test_a_potential_fn_returning_several_numbers_is_refused():
+    def potential(params):
+        return 0.5 * params["x"] ** 2  # one energy per coordinate: the sum was forgotten
+
+    mcmc = MCMC(NUTS(potential_fn=potential), 10, 10, initial_params={"x": torch.zeros(2)})
+    with pytest.raises(MCMCError, match=r"shape \(2,\).*one number.*\.sum\(\)"):
+        mcmc.run()
+
+
 def test_compiled_potential_gives_the_same_posterior():
     pyro.set_rng_seed(9)
     kernel = NUTS(conjugate_model, jit_compile=True, jit_options={"backend": "aot_eager"})

@@ -58,10 +58,27 @@ class UserPotential(FlatLayout):
         super().__init__(slots)
 
     def energy(self, z: torch.Tensor) -> torch.Tensor:
-        """``potential_fn`` at each row of ``z`` (B, D): a tensor of shape (B,)."""
-        return torch.stack(
-            [torch.as_tensor(self.potential_fn(self.unconstrained_sites(row))) for row in z]
-        )
+        """``potential_fn`` at each row of ``z`` (B, D): a tensor of shape (B,).
+
+        One point's energy may come back with size-1 dims (``energy[None]``, as Pyro allows);
+        any other shape is refused, since the sampler would broadcast it against the chains.
+
+        >>> UserPotential(lambda p: p["x"].sum()[None], {"x": torch.zeros(2)}, 1).energy(
+        ...     torch.ones(2, 2)
+        ... )
+        tensor([2., 2.])
+        """
+        return torch.stack([self._one_energy(row) for row in z])
+
+    def _one_energy(self, row: torch.Tensor) -> torch.Tensor:
+        energy = torch.as_tensor(self.potential_fn(self.unconstrained_sites(row)))
+        if energy.numel() != 1:
+            raise MCMCError(
+                f"potential_fn returned a tensor of shape {fmt_shape(energy.shape)}; it must "
+                "return one number, the potential energy of the point it is given (sum the "
+                "terms: `.sum()`)."
+            )
+        return energy.reshape(())
 
     def site_values(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         """The sites at each row of ``z`` (B, D): ``{name: (B, *shape)}``, each mapped back by
