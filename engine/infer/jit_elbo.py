@@ -162,6 +162,11 @@ class _CompiledEstimate:
                 self._recording.update(guide_trace.nodes)
             yield model_trace, guide_trace
 
+    def loss_and_grads(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
+        # The backward graph is compiled at the first backward pass, after the forward's call.
+        with torch_compiler_warnings_ignored():
+            return super().loss_and_grads(model, guide, *args, **kwargs)
+
     def _elbo_and_surrogate(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
     ) -> tuple[torch.Tensor, torch.Tensor]:

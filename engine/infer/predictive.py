@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import torch
 
 from engine.errors import ShapeError, SiteNameError, did_you_mean, fmt_shape
+from engine.infer.autoguide.initialization import InitMessenger, init_to_sample
 from engine.infer.util import max_plate_nesting_of, values_by_site_name, vectorize
 from engine.poutine.handlers import block, condition, mask, trace
 from engine.poutine.trace_struct import Trace
@@ -223,9 +224,11 @@ class _Layout:
         kwargs: dict,
         return_sites: Collection[str] | None = (),
     ):
-        with block():
+        with block(), InitMessenger(init_to_sample):
             # A run from the prior, as in Pyro: the conditioning draws may still need reshaping,
-            # which is what this run is for.
+            # which is what this run is for. The prior draws go through the init strategy so
+            # that a reparameterized site whose pieces cannot be drawn (SplitReparam's flat
+            # pieces) is drawn whole and split.
             probe = trace(model).get_trace(*args, **kwargs)
         self.num_samples = num_samples
         self.nesting = max_plate_nesting_of(probe)

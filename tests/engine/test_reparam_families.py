@@ -17,7 +17,7 @@ from engine.distributions.transforms import (
     Permute,
 )
 from engine.errors import ReparamError
-from engine.infer import SVI, Trace_ELBO
+from engine.infer import SVI, Predictive, Trace_ELBO
 from engine.infer.autoguide import AutoMultivariateNormal, InitMessenger, init_to_sample
 from engine.infer.reparam import (
     AutoReparam,
@@ -110,6 +110,26 @@ def test_split_reparam_keeps_the_joint_density_and_needs_a_split_that_fits():
             poutine.reparam(lambda: pyro.sample("x", prior), {"x": SplitReparam([3, 3], -1)})
         )
         wrong()
+
+
+def test_predictive_of_a_split_site_draws_the_pieces_from_the_guide():
+    # Predictive's first run, from the prior, cannot draw the flat pieces; as in Pyro it draws
+    # the whole site through the init strategy and splits it.
+    def model():
+        with pyro.plate("rows", 2):
+            return pyro.sample("x", dist.Normal(torch.zeros(3), 1.0).to_event(1))
+
+    split_model = poutine.reparam(model, {"x": SplitReparam([1, 2], -1)})
+
+    def guide():
+        with pyro.plate("rows", 2):
+            pyro.sample("x_split_0", dist.Normal(torch.full((1,), 5.0), 0.1).to_event(1))
+            pyro.sample("x_split_1", dist.Normal(torch.full((2,), -5.0), 0.1).to_event(1))
+
+    draws = Predictive(split_model, guide=guide, num_samples=50, parallel=True)()
+    assert draws["x"].shape == (50, 2, 3)
+    assert torch.equal(draws["x"][..., :1], draws["x_split_0"])
+    assert (draws["x"][..., :1] > 4).all() and (draws["x"][..., 1:] < -4).all()
 
 
 @pytest.mark.parametrize(
