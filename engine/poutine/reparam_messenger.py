@@ -26,6 +26,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -137,10 +138,8 @@ class ReparamMessenger(Messenger):
             reparam.args_kwargs = None
             self._applying.pop()
         value = new["value"]
-        # Observed data is the user's, checked where it is scored (a scalar may be observed for
-        # every element of a vector event); a value the reparameterizer made must fit the site.
-        if value is not None and not (msg["is_observed"] and value is msg["value"]):
-            _validate(msg, value)
+        if value is not None:
+            _validate(msg, value, observed_data=msg["is_observed"] and value is msg["value"])
             if initial is not None and value is not initial:
                 _check_initial_value_kept(msg, reparam, initial, value)
         if new["is_observed"] and not msg["is_observed"]:
@@ -182,10 +181,20 @@ def _has_bijection(fn: Any) -> bool:
     return True
 
 
-def _validate(msg: Message, value: torch.Tensor) -> None:
+def _validate(msg: Message, value: torch.Tensor, observed_data: bool) -> None:
+    """Check ``value`` against the site's distribution. The user's observed data may be smaller
+    than one draw (a scalar observed for every element of a vector event, as when the site is
+    scored without a reparameterizer), so it is checked as broadcast up to the draw's shape; a
+    value the reparameterizer made must have that shape."""
     fn = msg["fn"]
-    if getattr(fn, "_validate_args", False) and isinstance(value, torch.Tensor):
-        fn._validate_sample(value)
+    if not getattr(fn, "_validate_args", False) or not isinstance(value, torch.Tensor):
+        return
+    # Data that does not broadcast is left as it is, for _validate_sample to name the mismatch.
+    with contextlib.suppress(RuntimeError):
+        if observed_data:
+            draw_shape = fn.batch_shape + fn.event_shape
+            value = value.expand(torch.broadcast_shapes(value.shape, draw_shape))
+    fn._validate_sample(value)
 
 
 def _check_initial_value_kept(
